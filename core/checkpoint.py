@@ -1,0 +1,136 @@
+"""Checkpoints: safetensors weights plus a JSON sidecar, written atomically, never unpickled.
+
+    NAME.safetensors   tensors, "model.*" and "objective.*"
+    NAME.json          format, run config, dataset, metrics history, versions, sha256 of the weights
+
+Each file goes to a temporary name in the same folder and is renamed into place, so a crash mid-write
+leaves the old checkpoint whole. The sidecar's sha256 of the weights ties the pair together: a
+truncated, swapped or tampered weights file is refused by name, before any tensor is read.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+from . import __version__
+from .engine import RunConfig
+from .errors import CheckpointError, LabError
+from .models import VAE
+from .objectives import Objective, build
+
+FORMAT = "vaelab-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    model: VAE
+    objective: Objective
+    config: RunConfig
+    data_info: dict
+    history: list[dict] = field(default_factory=list)
+    step: int = 0
+    meta: dict = field(default_factory=dict)
+
+
+def paths(path) -> tuple[Path, Path]:
+    """'runs/a', 'runs/a.json' or 'runs/a.safetensors' -> the weights and sidecar paths."""
+    p = Path(path)
+    if p.suffix in (".json", ".safetensors"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
+
+
+def save(path, trainer) -> Path:
+    """Write the trainer's model, objective, config and history. Returns the sidecar path."""
+    with trainer._lock:  # a consistent picture even while a background thread trains
+        tensors = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
+        tensors |= {f"objective.{k}": v for k, v in trainer.objective.state_dict().items()}
+        tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+        config = trainer.config
+        sidecar = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": config.to_dict() | {"settings": trainer.objective.settings()},
+            "data": {"spec": asdict(config.data), "info": asdict(trainer.data.info)},
+            "step": trainer.step_count,
+            "history": list(trainer.history),
+        }
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"refusing to save {path}: non-finite values in {', '.join(bad[:3])}")
+    blob = safetensors.torch.save(tensors)
+    sidecar |= {
+        "weights_sha256": hashlib.sha256(blob).hexdigest(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"vaelab": __version__, "torch": torch.__version__, "python": platform.python_version(),
+                     "safetensors": getattr(safetensors, "__version__", "?")},
+    }
+    weights, meta = paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    # Weights first: if we die between the renames, the old sidecar's checksum refuses the new weights.
+    _write_atomic(weights, blob)
+    _write_atomic(meta, json.dumps(sidecar, indent=1, allow_nan=False).encode())
+    return meta
+
+
+def _write_atomic(path: Path, blob: bytes):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint; any problem is a CheckpointError that names the file and the problem."""
+    weights, meta_path = paths(path)
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except FileNotFoundError:
+        raise CheckpointError(f"{meta_path}: no such checkpoint sidecar") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{meta_path}: not valid JSON, the sidecar is truncated or corrupt ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path}: not a VAE Lab checkpoint sidecar")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{meta_path}: checkpoint format {meta.get('format_version')!r}; "
+                              f"this VAE Lab reads format {FORMAT_VERSION}")
+    try:
+        blob = weights.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{weights}: cannot read the weights ({e.strerror or e})") from None
+    if hashlib.sha256(blob).hexdigest() != meta.get("weights_sha256"):
+        raise CheckpointError(f"{weights}: does not match the checksum in {meta_path.name}; "
+                              f"the file is truncated, tampered with, or from an interrupted save")
+    try:
+        tensors = safetensors.torch.load(blob)
+    except Exception as e:  # safetensors raises its own error types for a malformed header
+        raise CheckpointError(f"{weights}: not a valid safetensors file ({e})") from None
+    try:
+        config = RunConfig.from_dict(meta["config"])
+        model = VAE(config.model)
+        objective = build(config.objective, config.settings)
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")})
+    except (LabError, KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{meta_path}: the weights do not fit the model the sidecar describes ({e})") from None
+    if not all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()):
+        raise CheckpointError(f"{weights}: holds NaN or inf values")
+    model.to(device).eval()
+    return Checkpoint(model, objective.to(device), config, meta.get("data", {}).get("info", {}),
+                      meta.get("history", []), meta.get("step", 0), meta)

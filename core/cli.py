@@ -1,0 +1,202 @@
+"""Command line: python -m core {train,evaluate} ...
+
+Every mistake a user can make ends in one line on stderr and a non-zero exit, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+
+from . import checkpoint
+from . import data as datasets
+from .engine import Diverged, RunConfig, Trainer, describe_device
+from .errors import LabError
+from .evaluate import evaluate
+from .models import ACTIVATIONS, INITS, ModelConfig
+from .objectives import OBJECTIVES
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage plus the error; one clear line is enough
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def widths(text):
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated widths like 512,256, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"widths must be at least 1, got {text!r}")
+    return values
+
+
+def all_knobs() -> dict:
+    """Every objective's knobs by name, so `--beta 4` works for whichever objective takes it."""
+    knobs = {}
+    for name, cls in OBJECTIVES.items():
+        for knob_name, knob in cls.knobs.items():
+            knobs.setdefault(knob_name, (knob, []))[1].append(name)
+    return knobs
+
+
+def make_parser() -> Parser:
+    parser = Parser(prog="python -m core", description="VAE Lab: train and evaluate variational autoencoders.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    t = sub.add_parser("train", help="train a model and save a checkpoint",
+                       description="Train a VAE and save a checkpoint (safetensors + JSON).")
+    g = t.add_argument_group("data")
+    g.add_argument("--dataset", default="mnist", choices=datasets.DATASETS.names(), help="default: %(default)s")
+    g.add_argument("--data-dir", help="folder with the dataset files (default: $VAELAB_DATA, then ~/.cache/torchvision)")
+    g.add_argument("--binarize", default="none", choices=["none", "dynamic"],
+                   help="dynamic: a fresh Bernoulli draw of every pixel in every minibatch")
+    g.add_argument("--normalize", default="none", choices=["none", "mean"],
+                   help="mean: subtract pixel means, scale to unit variance (Gaussian likelihood)")
+    g.add_argument("--offline", action="store_true", help="never try to download")
+    g = t.add_argument_group("model")
+    g.add_argument("--arch", default="mlp", choices=["mlp", "conv"])
+    g.add_argument("--hidden", type=widths, default=(512, 256), help="MLP widths (default: 512,256)")
+    g.add_argument("--channels", type=widths, default=(32, 64, 128), help="conv widths (default: 32,64,128)")
+    g.add_argument("--activation", default="relu", choices=list(ACTIVATIONS))
+    g.add_argument("--latent", type=positive_int, default=20, help="latent size (default: 20)")
+    g.add_argument("--likelihood", default="auto", choices=["auto", "bernoulli", "gaussian"],
+                   help="auto: what suits the dataset")
+    g.add_argument("--obs-std", type=float, default=0.0, help="Gaussian only: fixed std, 0 learns it per pixel")
+    g.add_argument("--init", default="default", choices=list(INITS))
+    g = t.add_argument_group("objective")
+    g.add_argument("--objective", default="vae", choices=OBJECTIVES.names())
+    g.add_argument("--beta", dest="knob_beta", type=float, default=None,
+                   help="weight on the KL term, any objective (default: the objective's own, 1 or 4 for beta-vae)")
+    for name, (knob, owners) in all_knobs().items():
+        if name == "beta":
+            continue
+        extra = f" [{', '.join(owners)}]"
+        kwargs = {"choices": knob.choices} if knob.choices else {"metavar": type(knob.default).__name__.upper()}
+        g.add_argument(f"--{name.replace('_', '-')}", dest=f"knob_{name}", default=None,
+                       help=knob.help + extra, **kwargs)
+    g = t.add_argument_group("training")
+    g.add_argument("--epochs", type=positive_int, default=None, help="passes over the training set (default: 10)")
+    g.add_argument("--steps", type=positive_int, default=None, help="optimizer steps instead of epochs")
+    g.add_argument("--batch-size", type=positive_int, default=128)
+    g.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    g.add_argument("--out", default="checkpoints", help="output folder (default: checkpoints)")
+    g.add_argument("--name", default=None, help="checkpoint name (default: DATASET-OBJECTIVE-zLATENT)")
+
+    e = sub.add_parser("evaluate", help="test ELBO, reconstruction and KL of a checkpoint",
+                       description="Evaluate a checkpoint on its dataset's test split.")
+    e.add_argument("checkpoint", help="path to NAME.json, NAME.safetensors or NAME")
+    e.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    e.add_argument("--data-dir", help="folder with the dataset files")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--offline", action="store_true", help="never try to download")
+    return parser
+
+
+
+def run_config(args) -> RunConfig:
+    settings = {k[5:]: v for k, v in vars(args).items() if k.startswith("knob_") and v is not None}
+    return RunConfig(
+        data=datasets.DataSpec(args.dataset, args.binarize, args.normalize, args.data_dir),
+        model=ModelConfig(arch=args.arch, hidden=args.hidden, channels=args.channels, activation=args.activation,
+                          latent_dim=args.latent, likelihood=args.likelihood, obs_std=args.obs_std, init=args.init),
+        objective=args.objective, settings=settings, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        device=args.device)
+
+
+def train(args) -> int:
+    from tqdm import tqdm
+
+    if args.epochs and args.steps:
+        raise LabError("give --epochs or --steps, not both")
+    config = run_config(args)
+    data = datasets.load(config.data, download=False if args.offline else None)
+    trainer = Trainer(config, data)
+    total = args.steps or (args.epochs or 10) * trainer.steps_per_epoch
+    name = args.name or f"{config.data.name}-{config.objective}-z{config.model.latent_dim}"
+    print(f"training {config.objective} on {data.info.name} ({len(data.train_x):,} images) "
+          f"on {describe_device(trainer.device)} for {total:,} steps", file=sys.stderr)
+    failure = None
+    bar = tqdm(total=total, unit="step", dynamic_ncols=True)
+    try:
+        while trainer.step_count < total:
+            n = min(50, total - trainer.step_count)
+            seconds = trainer.seconds
+            row = trainer.step(n)[-1]
+            rate = n * trainer.batch_size / max(trainer.seconds - seconds, 1e-9)
+            bar.update(n)
+            bar.set_postfix(loss=f"{row['loss']:.2f}", kl=f"{row['kl']:.2f}", samples_s=f"{rate:,.0f}")
+    except Diverged as e:
+        failure = str(e)
+    except KeyboardInterrupt:
+        failure = f"interrupted at step {trainer.step_count}"
+    finally:
+        bar.close()
+    path = checkpoint.save(Path(args.out) / name, trainer)
+    if failure:
+        print(f"error: {failure}\nsaved the last good weights (step {trainer.step_count}) to {path}", file=sys.stderr)
+        return 1
+    result = evaluate(trainer.model, data)
+    print(f"test ELBO {result.elbo:.2f} nats (recon {result.recon:.2f}, KL {result.kl:.2f}) "
+          f"after {trainer.step_count:,} steps in {trainer.seconds:.0f} s")
+    print(f"saved {path}")
+    return 0
+
+
+def evaluate_cmd(args) -> int:
+    ckpt = checkpoint.load(args.checkpoint, device=args.device)
+    spec = ckpt.config.data
+    if args.data_dir:
+        spec = datasets.DataSpec(spec.name, spec.binarize, spec.normalize, args.data_dir)
+    data = datasets.load(spec, download=False if args.offline else None)
+    result = evaluate(ckpt.model, data)
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": spec.name, "step": ckpt.step,
+                          **result.to_dict()}, indent=1))
+        return 0
+    print(f"{args.checkpoint}: {ckpt.config.objective} on {spec.name}, step {ckpt.step:,}, {result.n:,} test images")
+    print(f"  test ELBO       {result.elbo:10.2f} nats")
+    print(f"  reconstruction  {result.recon:10.2f}")
+    print(f"  KL              {result.kl:10.2f}")
+    print("  KL per dimension:")
+    for i, v in enumerate(result.kl_per_dim):
+        print(f"    z{i:<3d} {v:8.3f} {'#' * min(40, round(v * 4))}")
+    return 0
+
+
+def main(argv=None) -> int:
+    warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
+    args = make_parser().parse_args(argv)
+    try:
+        return {"train": train, "evaluate": evaluate_cmd}[args.command](args)
+    except LabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

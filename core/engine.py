@@ -1,0 +1,276 @@
+"""The training engine: a trainer you step, pause, read and change while it runs.
+
+    trainer = Trainer(RunConfig(data=DataSpec("mnist"), objective="beta-vae"))
+    trainer.step(100)              # run 100 steps here and now
+    trainer.history[-1]            # {'step': 100, 'loss': ..., 'recon': ..., 'kl_per_dim': [...], ...}
+    trainer.start()                # or train in a background thread ...
+    trainer.set_beta(8.0)          # ... change beta or the learning rate while it runs,
+    model = trainer.snapshot()     # ... decode from a copy of the weights,
+    trainer.pause(); trainer.resume(); trainer.stop()
+
+The whole dataset sits on the training device as one tensor; a minibatch is an index into it.
+Each trainer owns its random stream, so runs racing side by side give the numbers each gives alone.
+A step whose loss, any term or the gradient is not finite is not applied: the run stops with a
+message naming the step and the term, and the weights stay those of the last good step.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+
+from . import data as datasets
+from .errors import ConfigError, LabError
+from .models import VAE, ModelConfig
+from .objectives import build as build_objective
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to repeat a run; stored in every checkpoint."""
+    data: datasets.DataSpec = field(default_factory=datasets.DataSpec)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: str = "vae"
+    settings: dict = field(default_factory=dict)  # the objective's knobs
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch size must be a whole number >= 1, not {self.batch_size}")
+        check_lr(self.lr)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = dict(d)
+        d["data"] = datasets.DataSpec(**d.get("data", {}))
+        d["model"] = ModelConfig(**d.get("model", {}))
+        return cls(**d)
+
+
+def check_lr(lr) -> float:
+    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ConfigError(f"learning rate must be a finite number > 0, not {lr}")
+    return float(lr)
+
+
+class Diverged(LabError):
+    """Training produced a NaN or inf; the weights were left at the last good step."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' takes cuda, then mps, then cpu; a named device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for, but no CUDA GPU is available; use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' asked for, but MPS is not available; use --device cpu")
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def build_model(config: RunConfig, info: datasets.DataInfo) -> tuple[RunConfig, VAE]:
+    """The model the config asks for, shaped for the data; returns the config with the shape and
+    likelihood filled in from the dataset (likelihood 'auto' takes the dataset's)."""
+    likelihood = info.likelihood if config.model.likelihood == "auto" else config.model.likelihood
+    config = replace(config, model=replace(config.model, image_shape=info.shape, likelihood=likelihood))
+    return config, VAE(config.model)
+
+
+# One lock for the process-wide RNG: a trainer swaps its own stream in for each step.
+_RNG_LOCK = threading.Lock()
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, data: datasets.Dataset | None = None):
+        self.device = pick_device(config.device)
+        self.data = data if data is not None else datasets.load(config.data)
+        self.objective = build_objective(config.objective, config.settings)
+        with self._rng(seed=config.seed):
+            self.config, self.model = build_model(config, self.data.info)
+        self.model.to(self.device)
+        self.objective.to(self.device)
+        self.params = [p for p in list(self.model.parameters()) + list(self.objective.parameters())]
+        self.optimizer = torch.optim.Adam(self.params, lr=config.lr)
+        self.train_x = self.data.train_x.to(self.device)
+        self.train_y = self.data.train_y.to(self.device)
+        self.binarize = self.data.spec.binarize == "dynamic"
+        self.batch_size = min(config.batch_size, len(self.train_x))
+
+        self.step_count = 0
+        self.seconds = 0.0          # time spent in steps, pauses excluded
+        self.history: list[dict] = []
+        self.state = "ready"        # ready | running | paused | stopped | done | diverged
+        self.error: str | None = None
+        self._order, self._pos = None, 0
+        self._lock = threading.RLock()
+        self._go = threading.Event()
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ stepping
+
+    @property
+    def epoch(self) -> float:
+        return self.step_count * self.batch_size / len(self.train_x)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train_x) / self.batch_size)
+
+    def step(self, n: int = 1) -> list[dict]:
+        """Run n optimizer steps now; returns their metric rows. Raises Diverged."""
+        rows = []
+        for _ in range(n):
+            with self._lock:
+                if self.state == "diverged":
+                    raise Diverged(self.error)
+                rows.append(self._step())
+        return rows
+
+    def _next_batch(self):
+        if self._order is None or self._pos >= len(self._order):
+            self._order = torch.randperm(len(self.train_x), device=self.device)
+            self._pos = 0
+        idx = self._order[self._pos:self._pos + self.batch_size]
+        self._pos += self.batch_size
+        x = self.train_x[idx]
+        return (torch.bernoulli(x) if self.binarize else x), self.train_y[idx]
+
+    def _step(self) -> dict:
+        t0 = time.perf_counter()
+        with self._rng():
+            x, y = self._next_batch()
+            self.model.train()
+            out = self.objective(self.model, x, y, self.step_count)
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, math.inf)
+        scalars = {"loss": out.loss, **{k: v for k, v in out.terms.items() if v.dim() == 0}, "grad_norm": grad_norm}
+        per_dim = out.terms["kl_per_dim"].detach()
+        # One device-to-host copy per step for every number we log.
+        values = torch.cat([torch.stack([v.detach().float() for v in scalars.values()]), per_dim.float()]).tolist()
+        row = dict(zip(scalars, values[:len(scalars)]))
+        bad = [k for k, v in row.items() if not math.isfinite(v)]
+        if bad or not all(map(math.isfinite, values[len(scalars):])):
+            self.state = "diverged"
+            term = ", ".join(bad) if bad else "kl_per_dim"
+            self.error = (f"training diverged at step {self.step_count + 1}: {term} became non-finite "
+                          f"({', '.join(f'{k}={row[k]}' for k in bad) or 'a KL dimension'}); the weights are "
+                          f"kept from step {self.step_count}. Try a lower learning rate.")
+            self.optimizer.zero_grad(set_to_none=True)
+            raise Diverged(self.error)
+        self.optimizer.step()
+        self.step_count += 1
+        self.seconds += time.perf_counter() - t0
+        row.update(step=self.step_count, kl_per_dim=values[len(scalars):], beta=self.objective.beta,
+                   lr=self.optimizer.param_groups[0]["lr"], seconds=self.seconds)
+        self.history.append(row)
+        return row
+
+    @contextlib.contextmanager
+    def _rng(self, seed: int | None = None):
+        """Swap this trainer's random stream into torch's global one for the duration."""
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with _RNG_LOCK, torch.random.fork_rng(devices=cuda):
+            if seed is not None:
+                torch.manual_seed(seed)
+            else:
+                torch.set_rng_state(self._cpu_rng)
+                if cuda:
+                    torch.cuda.set_rng_state(self._cuda_rng, cuda[0])
+            yield
+            self._cpu_rng = torch.get_rng_state()
+            if cuda:
+                self._cuda_rng = torch.cuda.get_rng_state(cuda[0])
+
+    # ------------------------------------------------------------ changes mid-run
+
+    def set_beta(self, beta: float):
+        with self._lock:
+            self.objective.set_beta(beta)
+
+    def set_lr(self, lr: float):
+        lr = check_lr(lr)
+        with self._lock:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
+    def snapshot(self) -> VAE:
+        """A CPU copy of the current weights in eval mode, safe to decode from while training goes on."""
+        with self._lock:
+            return copy.deepcopy(self.model).cpu().eval()
+
+    # ------------------------------------------------------------ background training
+
+    def start(self, steps: int | None = None):
+        """Train in a background thread until `steps` more steps are done (None: until stopped)."""
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("this trainer is already running")
+        if self.state == "diverged":
+            raise Diverged(self.error)
+        target = None if steps is None else self.step_count + steps
+        self._halt.clear()
+        self._go.set()
+        self.state = "running"
+        self._thread = threading.Thread(target=self._loop, args=(target,), daemon=True, name="vaelab-trainer")
+        self._thread.start()
+
+    def _loop(self, target):
+        try:
+            while not self._halt.is_set() and (target is None or self.step_count < target):
+                if not self._go.wait(timeout=0.1):
+                    continue
+                self.step()
+            if self.state == "running":
+                self.state = "stopped" if self._halt.is_set() else "done"
+        except Diverged:
+            pass  # state and error are already set
+        except Exception as e:  # a background failure must reach the UI as a message, not vanish
+            self.state, self.error = "stopped", f"training stopped: {type(e).__name__}: {e}"
+
+    def pause(self):
+        self._go.clear()
+        if self.state == "running":
+            self.state = "paused"
+
+    def resume(self):
+        if self.state == "paused":
+            self.state = "running"
+        self._go.set()
+
+    def stop(self):
+        self._halt.set()
+        self._go.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.state in ("running", "paused"):
+            self.state = "stopped"
+
+    def join(self, timeout: float | None = None):
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -1,0 +1,191 @@
+"""The Gaussian-latent VAE: an encoder q(z|x), a decoder p(x|z) and a standard normal prior p(z).
+
+Encoders and decoders are either an MLP or a small conv net of stride-2 layers; the decoder
+mirrors the encoder. Densities are torch.distributions objects, so objectives call .log_prob,
+.rsample and kl_divergence rather than hand-written formulas. Argument validation is off: it costs
+time every step, and a NaN must reach the engine's divergence check, not raise inside a density.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributions import Bernoulli, Independent, Normal
+
+from .errors import ConfigError
+
+ACTIVATIONS = {"relu": nn.ReLU, "leaky-relu": nn.LeakyReLU, "tanh": nn.Tanh}
+LIKELIHOODS = ("bernoulli", "gaussian")
+INITS = ("default", "he", "vlae")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "mlp"                          # "mlp" or "conv"
+    hidden: tuple[int, ...] = (512, 256)       # MLP widths, input side first; the decoder reverses them
+    channels: tuple[int, ...] = (32, 64, 128)  # conv widths, one stride-2 4x4 layer each
+    activation: str = "relu"                   # "relu", "leaky-relu" or "tanh"
+    latent_dim: int = 20
+    likelihood: str = "auto"                   # "bernoulli" (logits), "gaussian", or "auto": the dataset's
+    obs_std: float = 0.0                       # Gaussian only: 0 learns a per-pixel std, > 0 fixes it
+    init: str = "default"                      # "default" (PyTorch), "he" or "vlae" (He, gain 2^(1/3))
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+
+    def __post_init__(self):
+        # JSON turns tuples into lists; accept both so a config round-trips through a checkpoint.
+        for name in ("hidden", "channels", "image_shape"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        check = [
+            (self.arch in ("mlp", "conv"), f"arch must be 'mlp' or 'conv', not {self.arch!r}"),
+            (self.latent_dim >= 1, f"latent size must be at least 1, not {self.latent_dim}"),
+            (self.activation in ACTIVATIONS, f"activation must be one of {', '.join(ACTIVATIONS)}"),
+            (self.likelihood in LIKELIHOODS + ("auto",), f"likelihood must be one of {', '.join(LIKELIHOODS)} or auto"),
+            (self.init in INITS, f"init must be one of {', '.join(INITS)}"),
+            (math.isfinite(self.obs_std) and self.obs_std >= 0, "obs_std must be a finite number >= 0"),
+            (all(w >= 1 for w in self.hidden + self.channels), "layer widths must be at least 1"),
+            (len(self.image_shape) == 3 and min(self.image_shape) >= 1, "image shape must be C, H, W"),
+            (self.arch != "conv" or 1 <= len(self.channels) <= 5, "a conv net needs 1 to 5 layers"),
+        ]
+        for ok, message in check:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def mlp(widths: list[int], activation: str) -> nn.Sequential:
+    """Linear layers with an activation between them, none after the last."""
+    layers = []
+    for i, (a, b) in enumerate(zip(widths, widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 4x4 convolutions, then a linear map to the latent parameters."""
+
+    def __init__(self, cfg: ModelConfig, n_out: int):
+        super().__init__()
+        c, h, w = cfg.image_shape
+        layers, self.sizes = [], [(h, w)]
+        for width in cfg.channels:
+            layers += [nn.Conv2d(c, width, 4, stride=2, padding=1), ACTIVATIONS[cfg.activation]()]
+            c, h, w = width, h // 2, w // 2
+            self.sizes.append((h, w))
+        if h < 1 or w < 1:
+            raise ConfigError(f"{len(cfg.channels)} stride-2 layers shrink a {cfg.image_shape[1:]} image to nothing")
+        self.conv = nn.Sequential(*layers)
+        self.flat = (c, h, w)
+        self.head = nn.Linear(c * h * w, n_out)
+
+    def forward(self, x):
+        return self.head(self.conv(x).flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """The encoder's mirror: a linear map up to the smallest feature map, then transposed
+    convolutions whose output padding restores each odd size the encoder rounded down."""
+
+    def __init__(self, cfg: ModelConfig, encoder: ConvEncoder, out_channels: int):
+        super().__init__()
+        c, h, w = encoder.flat
+        self.flat = encoder.flat
+        self.head = nn.Sequential(nn.Linear(cfg.latent_dim, c * h * w), ACTIVATIONS[cfg.activation]())
+        widths = list(reversed(cfg.channels[:-1])) + [out_channels]
+        sizes = list(reversed(encoder.sizes))
+        layers = []
+        for i, width in enumerate(widths):
+            (h0, w0), (h1, w1) = sizes[i], sizes[i + 1]
+            pad = (h1 - 2 * h0, w1 - 2 * w0)  # 0 or 1: a 4x4 stride-2 transpose conv gives 2n + pad
+            layers.append(nn.ConvTranspose2d(c, width, 4, stride=2, padding=1, output_padding=pad))
+            if i < len(widths) - 1:
+                layers.append(ACTIVATIONS[cfg.activation]())
+            c = width
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.deconv(self.head(z).view(-1, *self.flat))
+
+
+class VAE(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.likelihood not in LIKELIHOODS:
+            raise ConfigError("the model's likelihood must be resolved (bernoulli or gaussian) before building")
+        self.cfg = cfg
+        c, h, w = cfg.image_shape
+        d = cfg.latent_dim
+        learned_std = cfg.likelihood == "gaussian" and cfg.obs_std == 0
+        out_channels = 2 * c if learned_std else c  # a learned std takes a second output map
+        if cfg.arch == "mlp":
+            self.encoder = nn.Sequential(nn.Flatten(), mlp([c * h * w, *cfg.hidden, 2 * d], cfg.activation))
+            self.decoder = nn.Sequential(mlp([d, *reversed(cfg.hidden), out_channels * h * w], cfg.activation),
+                                         nn.Unflatten(1, (out_channels, h, w)))
+        else:
+            self.encoder = ConvEncoder(cfg, 2 * d)
+            self.decoder = ConvDecoder(cfg, self.encoder, out_channels)
+        # The prior lives in buffers so it follows the model to its device.
+        self.register_buffer("prior_loc", torch.zeros(d))
+        self.register_buffer("prior_scale", torch.ones(d))
+        initialize(self, cfg.init)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.cfg.latent_dim
+
+    def prior(self) -> Normal:
+        """p(z) = N(0, I), one factor per dimension."""
+        return Normal(self.prior_loc, self.prior_scale, validate_args=False)
+
+    def encode(self, x) -> Normal:
+        """q(z|x) = N(mu(x), diag sigma^2(x)); batch shape (B, d) so KL can be read per dimension."""
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
+
+    def decode(self, z) -> Independent:
+        """p(x|z), a distribution over whole images (event shape C x H x W)."""
+        out = self.decoder(z)
+        if self.cfg.likelihood == "bernoulli":
+            # Bernoulli on logits: log_prob is -BCE-with-logits, stable for any logit.
+            return Independent(Bernoulli(logits=out, validate_args=False), 3)
+        if self.cfg.obs_std > 0:
+            return Independent(Normal(out, self.cfg.obs_std, validate_args=False), 3)
+        loc, raw_std = out.chunk(2, dim=1)
+        # A floor on the std keeps the density bounded, so one flat pixel cannot send the loss to -inf.
+        return Independent(Normal(loc, F.softplus(raw_std) + 1e-2, validate_args=False), 3)
+
+    def mean_image(self, z) -> torch.Tensor:
+        """The decoder's mean, the picture to show for a latent code."""
+        return self.decode(z).base_dist.mean
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.randn(n, self.latent_dim, device=self.prior_loc.device, generator=generator)
+        return self.mean_image(z)
+
+    @torch.no_grad()
+    def reconstruct(self, x) -> torch.Tensor:
+        return self.mean_image(self.encode(x).mean)
+
+
+def initialize(model: nn.Module, scheme: str):
+    """'he': He et al. (2015) normal init for ReLU nets. 'vlae': He init on the backward pass
+    (fan-out) with gain 2^(1/3), as in the VLAE supplement (Park et al. 2019, sec. 2): it stops
+    the KL gradient swamping the reconstruction gradient early, which collapses large models."""
+    if scheme == "default":
+        return
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            if scheme == "he":
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            else:
+                # kaiming's leaky-relu gain is sqrt(2 / (1 + a^2)); this a makes it exactly 2^(1/3).
+                a = math.sqrt(2 ** (1 / 3) - 1)
+                nn.init.kaiming_normal_(m.weight, a=a, mode="fan_out", nonlinearity="leaky_relu")
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,12 @@
+"""Objectives, one file each. Every module in this folder is imported here, so a new file that
+uses @register is all it takes to add one: the engine, the CLI and the dashboard read OBJECTIVES."""
+import importlib
+import pkgutil
+
+from .base import OBJECTIVES, Knob, Objective, Output, build, gaussian_elbo_parts, register
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["OBJECTIVES", "Knob", "Objective", "Output", "build", "gaussian_elbo_parts", "register"]

@@ -1,0 +1,119 @@
+"""What every objective shares: the knob declaration, the registry and the Gaussian ELBO parts."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import torch.nn as nn
+from torch.distributions import kl_divergence
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+OBJECTIVES = Registry("objective")
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One setting of an objective, with the paper's default; the CLI and the UI are built from these."""
+    default: float | int | str
+    help: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def check(self, name: str, value):
+        if self.choices:
+            if value not in self.choices:
+                raise ConfigError(f"{name} must be one of {', '.join(self.choices)}, not {value!r}")
+            return value
+        kind = type(self.default)
+        try:
+            value = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, not {value!r}") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, not {value}")
+        if self.min is not None and value < self.min:
+            raise ConfigError(f"{name} must be at least {self.min}, not {value}")
+        if self.max is not None and value > self.max:
+            raise ConfigError(f"{name} must be at most {self.max}, not {value}")
+        return value
+
+
+BETA = Knob(1.0, "weight on the KL term; 1 is the true ELBO", min=0.0)
+
+
+@dataclass
+class Output:
+    """loss is what the optimizer minimizes (a batch mean); terms are named per-sample means
+    reported every step. Every objective reports at least recon, kl and kl_per_dim."""
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Objective(nn.Module):
+    """An objective is a module so that later ones (flows) can own parameters the engine trains."""
+    paper: ClassVar[str] = ""
+    equation: ClassVar[str] = ""  # LaTeX, shown by the dashboard
+    knobs: ClassVar[dict[str, Knob]] = {}
+
+    def __init__(self, **values):
+        super().__init__()
+        unknown = set(values) - set(self.knobs)
+        if unknown:
+            have = ", ".join(self.knobs) or "none"
+            raise ConfigError(f"objective {self.name!r} has no setting {', '.join(sorted(unknown))} (it has: {have})")
+        self.beta = 1.0  # every objective has a KL weight the engine can change mid-run
+        for name, knob in self.knobs.items():
+            setattr(self, name, knob.check(name, values.get(name, knob.default)))
+
+    @property
+    def name(self) -> str:
+        return self.registered_name
+
+    def settings(self) -> dict:
+        """The knob values, including a beta changed mid-run: what a checkpoint stores."""
+        return {name: getattr(self, name) for name in self.knobs} | {"beta": self.beta}
+
+    def set_beta(self, beta: float):
+        self.beta = BETA.check("beta", beta)
+
+
+def register(name: str):
+    """Class decorator: put an objective in OBJECTIVES under `name`."""
+    def add(cls):
+        cls.registered_name = name
+        return OBJECTIVES.register(name)(cls)
+    return add
+
+
+def build(name: str, settings: dict | None = None) -> Objective:
+    settings = dict(settings or {})
+    beta = settings.pop("beta", None)
+    cls = OBJECTIVES.get(name)
+    if "beta" in cls.knobs and beta is not None:
+        settings["beta"] = beta
+    obj = cls(**settings)
+    if beta is not None:
+        obj.set_beta(beta)
+    return obj
+
+
+def gaussian_elbo_parts(model, x):
+    """One reparameterized sample z ~ q(z|x). Returns -log p(x|z) per sample (B,) and the
+    closed-form KL(q(z|x) || p(z)) per sample and dimension (B, d)."""
+    q = model.encode(x)
+    z = q.rsample()
+    recon = -model.decode(z).log_prob(x)
+    kl = kl_divergence(q, model.prior())
+    return recon, kl
+
+
+def weighted_kl_output(recon, kl, weight) -> Output:
+    """loss = E[-log p(x|z)] + weight * E[KL]; reports the terms every objective shares."""
+    kl_total = kl.sum(-1).mean()
+    recon = recon.mean()
+    return Output(recon + weight * kl_total, {"recon": recon, "kl": kl_total, "kl_per_dim": kl.mean(0)})

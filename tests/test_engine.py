@@ -1,0 +1,146 @@
+import time
+
+import pytest
+import torch
+
+from conftest import small_config
+from core.engine import Diverged, Trainer, pick_device
+from core.errors import ConfigError
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_seed_gives_the_same_numbers_and_another_seed_does_not(digits):
+    a, b, c = (Trainer(small_config(seed=s), digits) for s in (7, 7, 8))
+    ha, hb, hc = a.step(20), b.step(20), c.step(20)
+    assert [r["loss"] for r in ha] == [r["loss"] for r in hb]
+    assert same(weights(a.model), weights(b.model))
+    assert [r["loss"] for r in ha] != [r["loss"] for r in hc]
+
+
+def test_interleaved_runs_match_runs_alone(digits):
+    """Each trainer owns its random stream, so a race of runs is reproducible run by run."""
+    alone = Trainer(small_config(seed=3), digits)
+    alone.step(10)
+    x, y = Trainer(small_config(seed=3), digits), Trainer(small_config(seed=4, objective="beta-vae"), digits)
+    for _ in range(10):
+        x.step(1)
+        y.step(1)
+    assert [r["loss"] for r in alone.history] == [r["loss"] for r in x.history]
+
+
+def test_training_lowers_the_loss_and_keeps_history(digits):
+    t = Trainer(small_config(lr=3e-3), digits)
+    t.step(300)
+    first = sum(r["loss"] for r in t.history[:20]) / 20
+    last = sum(r["loss"] for r in t.history[-20:]) / 20
+    assert last < 0.8 * first
+    assert [r["step"] for r in t.history] == list(range(1, 301))
+    row = t.history[-1]
+    assert {"loss", "recon", "kl", "kl_per_dim", "grad_norm", "beta", "lr", "seconds"} <= set(row)
+    assert len(row["kl_per_dim"]) == 4
+    assert t.epoch == pytest.approx(300 * 128 / 1500)
+
+
+def test_beta_and_learning_rate_change_mid_run(digits):
+    t = Trainer(small_config(objective="beta-vae"), digits)
+    t.step(3)
+    t.set_beta(8.0)
+    t.set_lr(1e-4)
+    t.step(2)
+    assert [r["beta"] for r in t.history] == [4.0] * 3 + [8.0] * 2
+    assert [r["lr"] for r in t.history] == [1e-3] * 3 + [1e-4] * 2
+    row = t.history[-1]
+    assert row["loss"] == pytest.approx(row["recon"] + 8.0 * row["kl"], rel=1e-5)
+    for bad in (-1, float("nan")):
+        with pytest.raises(ConfigError):
+            t.set_beta(bad)
+    for bad in (0, float("nan"), float("inf"), -1e-3):
+        with pytest.raises(ConfigError):
+            t.set_lr(bad)
+
+
+def test_snapshot_is_a_frozen_copy(digits):
+    t = Trainer(small_config(), digits)
+    t.step(5)
+    snap = t.snapshot()
+    before = weights(snap)
+    t.step(5)
+    assert same(before, weights(snap)) and not same(before, {k: v.cpu() for k, v in weights(t.model).items()})
+    assert snap.sample(3).shape == (3, 1, 8, 8) and not snap.training
+
+
+def test_background_run_pauses_resumes_and_stops(digits):
+    t = Trainer(small_config(), digits)
+    t.start()
+    deadline = time.time() + 30
+    while t.step_count < 5 and time.time() < deadline:
+        time.sleep(0.01)
+    t.pause()
+    time.sleep(0.3)  # let an in-flight step finish
+    held = t.step_count
+    time.sleep(0.3)
+    assert t.state == "paused" and t.step_count == held
+    snap = t.snapshot()  # readable while paused
+    assert snap is not None
+    t.resume()
+    while t.step_count < held + 5 and time.time() < deadline:
+        time.sleep(0.01)
+    assert t.step_count > held and t.state == "running"
+    t.stop()
+    assert t.state == "stopped"
+    stopped_at = t.step_count
+    time.sleep(0.2)
+    assert t.step_count == stopped_at
+
+
+def test_background_run_to_a_step_count(digits):
+    t = Trainer(small_config(), digits)
+    t.start(steps=25)
+    t.join(timeout=60)
+    assert t.state == "done" and t.step_count == 25
+
+
+def test_nan_in_the_data_stops_the_run_and_keeps_the_last_good_weights(digits):
+    t = Trainer(small_config(), digits)
+    t.step(3)
+    good = weights(t.model)
+    t.train_x = t.train_x.clone()
+    t.train_x[:] = float("nan")  # every later batch is poisoned
+    with pytest.raises(Diverged, match=r"diverged at step 4: .*recon.*kept from step 3"):
+        t.step(5)
+    assert t.state == "diverged" and t.step_count == 3
+    assert same(good, weights(t.model))
+    assert all(torch.isfinite(v).all() for v in t.model.state_dict().values())
+    with pytest.raises(Diverged):
+        t.step(1)
+
+
+def test_divergence_in_a_background_run_is_reported_not_lost(digits):
+    t = Trainer(small_config(), digits)
+    t.train_x = torch.full_like(t.train_x, float("inf"))
+    t.start(steps=10)
+    t.join(timeout=30)
+    assert t.state == "diverged" and "step 1" in t.error and t.step_count == 0
+
+
+def test_device_choice():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cuda", "mps", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            pick_device("cuda")
+    with pytest.raises(ConfigError, match="unknown device"):
+        pick_device("tpu7")
+
+
+def test_run_config_refuses_bad_values():
+    for kw in ({"lr": float("nan")}, {"lr": -1.0}, {"batch_size": 0}):
+        with pytest.raises(ConfigError):
+            small_config(**kw)
