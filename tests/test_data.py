@@ -99,3 +99,9 @@ def test_corrupt_idx_files_give_clear_errors(tmp_path):
         data.read_idx(images)
     with pytest.raises(DataError, match="train-images"):
         data.load(data.DataSpec("mnist", data_dir=str(tmp_path)), download=False)
+
+
+@pytest.mark.parametrize("name", ["kmnist", "svhn", "cifar10"])
+def test_torchvision_datasets_offline_say_how_to_get_them(name, tmp_path):
+    with pytest.raises(DataError, match=f"dataset '{name}' not found.*network"):
+        data.load(data.DataSpec(name, data_dir=str(tmp_path)), download=False)

@@ -1,0 +1,34 @@
+"""Checks that need a GPU; they skip themselves on machines without one."""
+import pytest
+import torch
+
+from conftest import needs_shared, small_config
+from core import checkpoint
+from core.data import DataSpec
+from core.engine import RunConfig, Trainer
+from core.models import ModelConfig
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+
+
+def test_auto_picks_the_gpu_and_data_lives_there(digits):
+    t = Trainer(small_config(device="auto"), digits)
+    assert t.device.type == "cuda" and t.train_x.is_cuda
+    rows = t.step(50)
+    assert all(map(lambda r: r["loss"] == r["loss"], rows))
+
+
+def test_gpu_runs_are_reproducible_and_checkpoints_load_on_cpu(digits, tmp_path):
+    a, b = (Trainer(small_config(device="cuda", seed=5), digits) for _ in range(2))
+    assert [r["loss"] for r in a.step(30)] == pytest.approx([r["loss"] for r in b.step(30)], rel=1e-5)
+    checkpoint.save(tmp_path / "g", a)
+    ck = checkpoint.load(tmp_path / "g", device="cpu")
+    saved = a.model.state_dict()
+    assert all(torch.equal(saved[k].cpu(), v) for k, v in ck.model.state_dict().items())
+
+
+@needs_shared
+def test_conv_vae_trains_on_mnist_on_gpu():
+    t = Trainer(RunConfig(data=DataSpec("mnist", binarize="dynamic"), model=ModelConfig(arch="conv"), device="cuda"))
+    t.step(200)
+    assert t.history[-1]["loss"] < t.history[0]["loss"] * 0.7

@@ -1,0 +1,71 @@
+import math
+
+import pytest
+import torch
+
+from core.errors import ConfigError
+from core.models import VAE, ModelConfig
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 28, 20), (1, 8, 8), (3, 32, 32)])
+def test_decoder_returns_images_of_the_input_shape(arch, shape):
+    for likelihood, obs_std in (("bernoulli", 0.0), ("gaussian", 0.0), ("gaussian", 0.1)):
+        m = VAE(ModelConfig(arch=arch, image_shape=shape, latent_dim=5, likelihood=likelihood, obs_std=obs_std,
+                            channels=(8, 16, 16) if min(shape[1:]) >= 8 else (8, 16)))
+        x = torch.rand(3, *shape)
+        q = m.encode(x)
+        assert q.loc.shape == (3, 5) and (q.scale > 0).all()
+        px = m.decode(q.rsample())
+        assert px.event_shape == shape and px.log_prob(x).shape == (3,)
+        assert m.reconstruct(x).shape == (3, *shape) and m.sample(2).shape == (2, *shape)
+
+
+def test_gaussian_likelihood_matches_the_normal_density():
+    m = VAE(ModelConfig(image_shape=(1, 4, 4), latent_dim=2, likelihood="gaussian", obs_std=0.5, hidden=(8,)))
+    z, x = torch.randn(2, 2), torch.rand(2, 1, 4, 4)
+    mean = m.decoder(z)
+    expected = (-0.5 * ((x - mean) / 0.5) ** 2 - math.log(0.5) - 0.5 * math.log(2 * math.pi)).sum((1, 2, 3))
+    assert torch.allclose(m.decode(z).log_prob(x), expected, atol=1e-4)
+
+
+def test_learned_gaussian_std_has_a_floor():
+    m = VAE(ModelConfig(image_shape=(1, 4, 4), latent_dim=2, likelihood="gaussian", hidden=(8,)))
+    with torch.no_grad():
+        m.decoder[0][-1].bias[16:] = -1e4  # drive the std output as low as it goes
+    assert m.decode(torch.zeros(1, 2)).base_dist.scale.min() >= 1e-2
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky-relu", "tanh"])
+def test_activations(activation):
+    m = VAE(ModelConfig(activation=activation, image_shape=(1, 8, 8), likelihood="bernoulli"))
+    assert any(type(l).__name__.lower().startswith(activation.split("-")[0][:4]) for l in m.modules())
+
+
+def test_vlae_init_is_he_on_the_backward_pass_with_gain_cube_root_of_two():
+    torch.manual_seed(0)
+    m = VAE(ModelConfig(hidden=(1024, 1024), init="vlae", image_shape=(1, 28, 28), likelihood="bernoulli"))
+    layer = m.encoder[1][2]  # 1024 -> 1024
+    expected = 2 ** (1 / 3) / math.sqrt(layer.out_features)
+    assert layer.weight.std().item() == pytest.approx(expected, rel=0.01)
+    assert (layer.bias == 0).all()
+    he = VAE(ModelConfig(hidden=(1024, 1024), init="he", image_shape=(1, 28, 28), likelihood="bernoulli"))
+    assert he.encoder[1][2].weight.std().item() == pytest.approx(math.sqrt(2 / 1024), rel=0.01)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"latent_dim": 0}, "latent size must be at least 1"),
+    ({"arch": "transformer"}, "arch must be"),
+    ({"activation": "gelu"}, "activation must be"),
+    ({"obs_std": float("nan")}, "obs_std"),
+    ({"hidden": (0,)}, "widths"),
+    ({"arch": "conv", "channels": (4,) * 6}, "1 to 5 layers"),
+])
+def test_bad_model_configs_are_refused(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig(**kwargs)
+
+
+def test_too_many_conv_layers_for_a_small_image():
+    with pytest.raises(ConfigError, match="shrink"):
+        VAE(ModelConfig(arch="conv", channels=(4, 4, 4, 4), image_shape=(1, 8, 8), likelihood="bernoulli"))
