@@ -123,10 +123,14 @@ def load(path, device: str | torch.device = "cpu") -> Checkpoint:
         raise CheckpointError(f"{weights}: not a valid safetensors file ({e})") from None
     try:
         config = RunConfig.from_dict(meta["config"])
-        model = VAE(config.model)
-        objective = build(config.objective, config.settings)
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")})
+        # Build on the meta device (no memory) and take the stored tensors as the parameters:
+        # a hostile sidecar asking for a billion-unit layer costs nothing before it is refused.
+        with torch.device("meta"):
+            model = VAE(config.model)
+            objective = build(config.objective, config.settings)
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, assign=True)
+        objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")},
+                                  assign=True)
     except (LabError, KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{meta_path}: the weights do not fit the model the sidecar describes ({e})") from None
     if not all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()):

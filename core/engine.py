@@ -169,7 +169,7 @@ class Trainer:
             out = self.objective(self.model, x, y, self.step_count)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, math.inf)
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         scalars = {"loss": out.loss, **{k: v for k, v in out.terms.items() if v.dim() == 0}, "grad_norm": grad_norm}
         per_dim = out.terms["kl_per_dim"].detach()
         # One device-to-host copy per step for every number we log.

@@ -28,7 +28,7 @@ def evaluate(model, data: Dataset, batch_size: int = 1000, seed: int = 0) -> Eva
     model.eval()
     device = model.prior_loc.device
     recon_sum, kl_sum = 0.0, torch.zeros(model.latent_dim, dtype=torch.float64)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         x_all = data.test_x
         if data.spec.binarize == "dynamic":
