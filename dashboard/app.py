@@ -71,20 +71,19 @@ if trainer is None:
 if trainer.data.info.note:
     st.warning(trainer.data.info.note)
 
-c1, c2, c3, c4 = st.columns(4)
-if c1.button("Pause", disabled=trainer.state != "running"):
-    trainer.pause()
-if c2.button("Resume", disabled=trainer.state != "paused"):
-    trainer.resume()
-if c3.button("Stop", disabled=trainer.state not in ("running", "paused")):
-    trainer.stop()
-new_beta = c4.number_input("β (live)", min_value=0.0, value=float(trainer.objective.beta), format="%g")
-if new_beta != trainer.objective.beta:
-    trainer.set_beta(new_beta)
-
-
 @st.fragment(run_every=1.0)
 def live_view(trainer: Trainer):
+    # The controls live in the fragment so their enabled state follows the run as it changes.
+    c1, c2, c3, c4 = st.columns(4)
+    if c1.button("Pause", disabled=trainer.state != "running"):
+        trainer.pause()
+    if c2.button("Resume", disabled=trainer.state != "paused"):
+        trainer.resume()
+    if c3.button("Stop", disabled=trainer.state not in ("running", "paused")):
+        trainer.stop()
+    new_beta = c4.number_input("β (live)", min_value=0.0, value=float(trainer.objective.beta), format="%g")
+    if new_beta != trainer.objective.beta:
+        trainer.set_beta(new_beta)
     history = list(trainer.history)
     st.markdown(f"**{trainer.config.objective}** on **{trainer.data.info.name}** · "
                 f"{describe_device(trainer.device)} · step {trainer.step_count:,} · "
