@@ -88,6 +88,8 @@ def make_parser() -> Parser:
                    help="auto: what suits the dataset")
     g.add_argument("--obs-std", type=float, default=0.0, help="Gaussian only: fixed std, 0 learns it per pixel")
     g.add_argument("--init", default="default", choices=list(INITS))
+    g.add_argument("--latent-clip", type=float, default=0.0, metavar="C",
+                   help="keep every encoder mean within C*sqrt(latent) (Ucar 2019); 0 is off")
     g = t.add_argument_group("objective")
     g.add_argument("--objective", default="vae", choices=OBJECTIVES.names())
     g.add_argument("--beta", dest="knob_beta", type=float, default=None,
@@ -125,7 +127,8 @@ def run_config(args) -> RunConfig:
     return RunConfig(
         data=datasets.DataSpec(args.dataset, args.binarize, args.normalize, args.data_dir),
         model=ModelConfig(arch=args.arch, hidden=args.hidden, channels=args.channels, activation=args.activation,
-                          latent_dim=args.latent, likelihood=args.likelihood, obs_std=args.obs_std, init=args.init),
+                          latent_dim=args.latent, likelihood=args.likelihood, obs_std=args.obs_std, init=args.init,
+                          latent_clip=args.latent_clip),
         objective=args.objective, settings=settings, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         device=args.device)
 

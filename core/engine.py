@@ -93,11 +93,12 @@ def describe_device(device: torch.device) -> str:
     return device.type
 
 
-def build_model(config: RunConfig, info: datasets.DataInfo) -> tuple[RunConfig, VAE]:
-    """The model the config asks for, shaped for the data; returns the config with the shape and
-    likelihood filled in from the dataset (likelihood 'auto' takes the dataset's)."""
+def build_model(config: RunConfig, info: datasets.DataInfo, objective) -> tuple[RunConfig, VAE]:
+    """The model the config asks for, shaped for the data and adjusted by the objective; returns the
+    config with those filled in (likelihood 'auto' takes the dataset's)."""
     likelihood = info.likelihood if config.model.likelihood == "auto" else config.model.likelihood
-    config = replace(config, model=replace(config.model, image_shape=info.shape, likelihood=likelihood))
+    model = objective.configure_model(replace(config.model, image_shape=info.shape, likelihood=likelihood), info)
+    config = replace(config, model=model)
     return config, VAE(config.model)
 
 
@@ -111,7 +112,7 @@ class Trainer:
         self.data = data if data is not None else datasets.load(config.data)
         self.objective = build_objective(config.objective, config.settings)
         with self._rng(seed=config.seed):
-            self.config, self.model = build_model(config, self.data.info)
+            self.config, self.model = build_model(config, self.data.info, self.objective)
         self.model.to(self.device)
         self.objective.to(self.device)
         self.params = [p for p in list(self.model.parameters()) + list(self.objective.parameters())]

@@ -33,8 +33,8 @@ def evaluate(model, data: Dataset, batch_size: int = 1000, seed: int = 0) -> Eva
         x_all = data.test_x
         if data.spec.binarize == "dynamic":
             x_all = torch.bernoulli(x_all)
-        for x in x_all.split(batch_size):
-            recon, kl = gaussian_elbo_parts(model, x.to(device))
+        for x, y in zip(x_all.split(batch_size), data.test_y.split(batch_size)):
+            recon, kl = gaussian_elbo_parts(model, x.to(device), y.to(device))
             recon_sum += recon.double().sum().item()
             kl_sum += kl.double().sum(0).cpu()
     n = len(x_all)

@@ -33,6 +33,8 @@ class ModelConfig:
     obs_std: float = 0.0                       # Gaussian only: 0 learns a per-pixel std, > 0 fixes it
     init: str = "default"                      # "default" (PyTorch), "he" or "vlae" (He, gain 2^(1/3))
     image_shape: tuple[int, int, int] = (1, 28, 28)
+    n_classes: int = 0                         # > 0: encoder and decoder also see a one-hot label (CVAE)
+    latent_clip: float = 0.0                   # c > 0: rescale each encoder mean so ||mu|| <= c sqrt(d)
 
     def __post_init__(self):
         # JSON turns tuples into lists; accept both so a config round-trips through a checkpoint.
@@ -47,6 +49,8 @@ class ModelConfig:
             (math.isfinite(self.obs_std) and self.obs_std >= 0, "obs_std must be a finite number >= 0"),
             (all(w >= 1 for w in self.hidden + self.channels), "layer widths must be at least 1"),
             (len(self.image_shape) == 3 and min(self.image_shape) >= 1, "image shape must be C, H, W"),
+            (self.n_classes >= 0, "n_classes must be >= 0"),
+            (math.isfinite(self.latent_clip) and self.latent_clip >= 0, "latent clip c must be a finite number >= 0"),
             (self.arch != "conv" or 1 <= len(self.channels) <= 5, "a conv net needs 1 to 5 layers"),
         ]
         for ok, message in check:
@@ -68,11 +72,12 @@ def mlp(widths: list[int], activation: str) -> nn.Sequential:
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 4x4 convolutions, then a linear map to the latent parameters."""
+    """Stride-2 4x4 convolutions, flattened: the features the encoder head reads."""
 
-    def __init__(self, cfg: ModelConfig, n_out: int):
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
         c, h, w = cfg.image_shape
+        c += cfg.n_classes  # a label enters as constant one-hot planes
         layers, self.sizes = [], [(h, w)]
         for width in cfg.channels:
             layers += [nn.Conv2d(c, width, 4, stride=2, padding=1), ACTIVATIONS[cfg.activation]()]
@@ -82,10 +87,10 @@ class ConvEncoder(nn.Module):
             raise ConfigError(f"{len(cfg.channels)} stride-2 layers shrink a {cfg.image_shape[1:]} image to nothing")
         self.conv = nn.Sequential(*layers)
         self.flat = (c, h, w)
-        self.head = nn.Linear(c * h * w, n_out)
+        self.width = c * h * w
 
     def forward(self, x):
-        return self.head(self.conv(x).flatten(1))
+        return self.conv(x).flatten(1)
 
 
 class ConvDecoder(nn.Module):
@@ -96,7 +101,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         c, h, w = encoder.flat
         self.flat = encoder.flat
-        self.head = nn.Sequential(nn.Linear(cfg.latent_dim, c * h * w), ACTIVATIONS[cfg.activation]())
+        self.head = nn.Sequential(nn.Linear(cfg.latent_dim + cfg.n_classes, c * h * w), ACTIVATIONS[cfg.activation]())
         widths = list(reversed(cfg.channels[:-1])) + [out_channels]
         sizes = list(reversed(encoder.sizes))
         layers = []
@@ -123,13 +128,21 @@ class VAE(nn.Module):
         d = cfg.latent_dim
         learned_std = cfg.likelihood == "gaussian" and cfg.obs_std == 0
         out_channels = 2 * c if learned_std else c  # a learned std takes a second output map
+        # encoder: x -> features h (encoder_body) -> latent parameters (encoder_head). Flows and
+        # iterative refinements read h; conditional models concatenate a one-hot label to the input.
         if cfg.arch == "mlp":
-            self.encoder = nn.Sequential(nn.Flatten(), mlp([c * h * w, *cfg.hidden, 2 * d], cfg.activation))
-            self.decoder = nn.Sequential(mlp([d, *reversed(cfg.hidden), out_channels * h * w], cfg.activation),
-                                         nn.Unflatten(1, (out_channels, h, w)))
+            widths = [c * h * w + cfg.n_classes, *cfg.hidden]
+            body = [nn.Flatten(), mlp(widths, cfg.activation)] + ([ACTIVATIONS[cfg.activation]()] if cfg.hidden else [])
+            self.encoder_body = nn.Sequential(*body)
+            self.features = widths[-1]
+            self.decoder = nn.Sequential(
+                mlp([d + cfg.n_classes, *reversed(cfg.hidden), out_channels * h * w], cfg.activation),
+                nn.Unflatten(1, (out_channels, h, w)))
         else:
-            self.encoder = ConvEncoder(cfg, 2 * d)
-            self.decoder = ConvDecoder(cfg, self.encoder, out_channels)
+            self.encoder_body = ConvEncoder(cfg)
+            self.features = self.encoder_body.width
+            self.decoder = ConvDecoder(cfg, self.encoder_body, out_channels)
+        self.encoder_head = nn.Linear(self.features, 2 * d)
         # The prior lives in buffers so it follows the model to its device.
         self.register_buffer("prior_loc", torch.zeros(d))
         self.register_buffer("prior_scale", torch.ones(d))
@@ -143,14 +156,39 @@ class VAE(nn.Module):
         """p(z) = N(0, I), one factor per dimension."""
         return Normal(self.prior_loc, self.prior_scale, validate_args=False)
 
-    def encode(self, x) -> Normal:
+    def with_label(self, x, y):
+        """Concatenate a one-hot label to an input (flat vectors) or as constant planes (images)."""
+        if not self.cfg.n_classes:
+            return x
+        if y is None:
+            raise ConfigError("this model is conditional: pass the labels y")
+        onehot = F.one_hot(y, self.cfg.n_classes).to(x.dtype)
+        if x.dim() == 2:
+            return torch.cat([x, onehot], 1)
+        if self.cfg.arch == "mlp":
+            return torch.cat([x.flatten(1), onehot], 1)
+        return torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
+
+    def encode_features(self, x, y=None) -> torch.Tensor:
+        """The last hidden layer of the encoder, h(x)."""
+        return self.encoder_body(self.with_label(x, y))
+
+    def encode(self, x, y=None) -> Normal:
         """q(z|x) = N(mu(x), diag sigma^2(x)); batch shape (B, d) so KL can be read per dimension."""
-        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        return self.posterior(self.encoder_head(self.encode_features(x, y)))
+
+    def posterior(self, params) -> Normal:
+        """Encoder-head output (mu, log sigma^2) -> q(z|x), with latent clipping when configured."""
+        mu, logvar = params.chunk(2, dim=-1)
+        if self.cfg.latent_clip > 0:
+            # Latent clipping (Ucar 2019, sec. 4.1): shrink long means back onto the ball of radius c sqrt(d).
+            bound = self.cfg.latent_clip * math.sqrt(self.latent_dim)
+            mu = mu * (bound / mu.norm(dim=-1, keepdim=True).clamp(min=1e-12)).clamp(max=1.0)
         return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
 
-    def decode(self, z) -> Independent:
+    def decode(self, z, y=None) -> Independent:
         """p(x|z), a distribution over whole images (event shape C x H x W)."""
-        out = self.decoder(z)
+        out = self.decoder(self.with_label(z, y))
         if self.cfg.likelihood == "bernoulli":
             # Bernoulli on logits: log_prob is -BCE-with-logits, stable for any logit.
             return Independent(Bernoulli(logits=out, validate_args=False), 3)
@@ -160,18 +198,22 @@ class VAE(nn.Module):
         # A floor on the std keeps the density bounded, so one flat pixel cannot send the loss to -inf.
         return Independent(Normal(loc, F.softplus(raw_std) + 1e-2, validate_args=False), 3)
 
-    def mean_image(self, z) -> torch.Tensor:
+    def mean_image(self, z, y=None) -> torch.Tensor:
         """The decoder's mean, the picture to show for a latent code."""
-        return self.decode(z).base_dist.mean
+        return self.decode(z, y).base_dist.mean
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn(n, self.latent_dim, device=self.prior_loc.device, generator=generator)
-        return self.mean_image(z)
+    def sample(self, n: int, generator: torch.Generator | None = None, y=None) -> torch.Tensor:
+        """n pictures decoded from the prior; a conditional model cycles through the classes unless given y."""
+        device = self.prior_loc.device
+        z = torch.randn(n, self.latent_dim, device=device, generator=generator)
+        if self.cfg.n_classes and y is None:
+            y = torch.arange(n, device=device) % self.cfg.n_classes
+        return self.mean_image(z, y)
 
     @torch.no_grad()
-    def reconstruct(self, x) -> torch.Tensor:
-        return self.mean_image(self.encode(x).mean)
+    def reconstruct(self, x, y=None) -> torch.Tensor:
+        return self.mean_image(self.encode(x, y).mean, y)
 
 
 def initialize(model: nn.Module, scheme: str):

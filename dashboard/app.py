@@ -97,10 +97,10 @@ def live_view(trainer: Trainer):
     left.plotly_chart(plots.loss_curves(history), width="stretch")
     right.plotly_chart(plots.kl_per_dim_bars(history[-1]["kl_per_dim"]), width="stretch")
     model = trainer.snapshot()
-    x = trainer.data.test_x[:16]
+    x, y = trainer.data.test_x[:16], trainer.data.test_y[:16]
     gen = torch.Generator().manual_seed(0)
     a, b = st.columns(2)
-    a.image(plots.image_grid(trainer.data.to_image(torch.cat([x, model.reconstruct(x)]))), caption="test images (top), reconstructions",
+    a.image(plots.image_grid(trainer.data.to_image(torch.cat([x, model.reconstruct(x, y)]))), caption="test images (top), reconstructions",
             width="stretch")
     b.image(plots.image_grid(trainer.data.to_image(model.sample(32, generator=gen))), caption="samples from the prior",
             width="stretch")

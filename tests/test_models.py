@@ -45,12 +45,12 @@ def test_activations(activation):
 def test_vlae_init_is_he_on_the_backward_pass_with_gain_cube_root_of_two():
     torch.manual_seed(0)
     m = VAE(ModelConfig(hidden=(1024, 1024), init="vlae", image_shape=(1, 28, 28), likelihood="bernoulli"))
-    layer = m.encoder[1][2]  # 1024 -> 1024
+    layer = m.encoder_body[1][2]  # 1024 -> 1024
     expected = 2 ** (1 / 3) / math.sqrt(layer.out_features)
     assert layer.weight.std().item() == pytest.approx(expected, rel=0.01)
     assert (layer.bias == 0).all()
     he = VAE(ModelConfig(hidden=(1024, 1024), init="he", image_shape=(1, 28, 28), likelihood="bernoulli"))
-    assert he.encoder[1][2].weight.std().item() == pytest.approx(math.sqrt(2 / 1024), rel=0.01)
+    assert he.encoder_body[1][2].weight.std().item() == pytest.approx(math.sqrt(2 / 1024), rel=0.01)
 
 
 @pytest.mark.parametrize("kwargs,message", [

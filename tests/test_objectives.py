@@ -99,7 +99,7 @@ def test_free_bits_clamp_each_dimension(digits):
     """Dimensions whose batch KL is under lambda get no gradient from the KL term; others do."""
     m, x = model(latent=6), digits.train_x[:64]
     with torch.no_grad():  # make dims 0-2 informative (large KL) and leave 3-5 near the prior
-        head = m.encoder[1][-1]
+        head = m.encoder_head
         head.weight[3:6] *= 0.0
         head.weight[9:12] *= 0.0
         head.bias[:3] += 2.0

@@ -78,6 +78,11 @@ class Objective(nn.Module):
         """The knob values, including a beta changed mid-run: what a checkpoint stores."""
         return {name: getattr(self, name) for name in self.knobs} | {"beta": self.beta}
 
+    def configure_model(self, cfg, info):
+        """Adjust the model config (a ModelConfig) this objective needs for the dataset described
+        by info (a DataInfo): labels for a CVAE, latent clipping for the mu-VAE. Default: as is."""
+        return cfg
+
     def set_beta(self, beta: float):
         self.beta = BETA.check("beta", beta)
 
@@ -102,14 +107,33 @@ def build(name: str, settings: dict | None = None) -> Objective:
     return obj
 
 
-def gaussian_elbo_parts(model, x):
-    """One reparameterized sample z ~ q(z|x). Returns -log p(x|z) per sample (B,) and the
-    closed-form KL(q(z|x) || p(z)) per sample and dimension (B, d)."""
-    q = model.encode(x)
+def sample_and_score(model, x, y=None, target=None):
+    """q(z|x), one reparameterized z ~ q and -log p(target|z) per image (B,); target defaults to x.
+    y reaches conditional models."""
+    q = model.encode(x, y)
     z = q.rsample()
-    recon = -model.decode(z).log_prob(x)
-    kl = kl_divergence(q, model.prior())
-    return recon, kl
+    recon = -model.decode(z, y).log_prob(x if target is None else target)
+    return q, z, recon
+
+
+def gaussian_elbo_parts(model, x, y=None, target=None):
+    """-log p(target|z) per image (B,) for one z ~ q(z|x), and the closed-form KL(q(z|x) || p(z))
+    per image and dimension (B, d)."""
+    q, _, recon = sample_and_score(model, x, y, target)
+    return recon, kl_divergence(q, model.prior())
+
+
+def log_weights(model, x, y=None, k: int = 1):
+    """k importance samples z_1..k ~ q(z|x) per image. Returns log w = log p(x|z) + log p(z) - log q(z|x)
+    and log p(x|z), both (k, B), and q. All k*B images go through the decoder as one batch."""
+    q = model.encode(x, y)
+    z = q.rsample((k,))                                   # (k, B, d)
+    batch = x.shape[0]
+    xk = x.expand(k, *x.shape).reshape(k * batch, *x.shape[1:])
+    yk = None if y is None else y.expand(k, batch).reshape(-1)
+    log_px = model.decode(z.reshape(k * batch, -1), yk).log_prob(xk).view(k, batch)
+    log_w = log_px + model.prior().log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
+    return log_w, log_px, q
 
 
 def weighted_kl_output(recon, kl, weight) -> Output:

@@ -1,0 +1,187 @@
+"""Each objective of the seed papers, tested by the property that defines it."""
+import math
+
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from conftest import small_config
+from core.cli import main
+from core.engine import Trainer
+from core.errors import ConfigError
+from core.models import VAE, ModelConfig
+from core.objectives import OBJECTIVES, build, gaussian_elbo_parts, log_weights
+from core.objectives.dvae import salt_and_pepper
+from core.objectives.mmd_vae import mmd2_unbiased
+
+
+def model(latent=4, **kw):
+    torch.manual_seed(0)
+    kw.setdefault("likelihood", "bernoulli")
+    return VAE(ModelConfig(hidden=(32,), latent_dim=latent, image_shape=(1, 8, 8), **kw))
+
+
+# ---------------------------------------------------------------- IWAE
+
+def test_iwae_bound_is_at_least_the_elbo_of_the_same_samples(digits):
+    m, x = model(), digits.test_x[:64]
+    log_w, _, _ = log_weights(m, x, k=10)
+    iwae = torch.logsumexp(log_w, 0) - math.log(10)
+    assert (iwae >= log_w.mean(0) - 1e-5).all()  # log of a mean >= mean of logs, image by image
+
+
+def test_iwae_with_k1_is_the_elbo(digits):
+    m, x = model(), digits.test_x[:64]
+    torch.manual_seed(5)
+    out = build("iwae", {"k": 1})(m, x)
+    torch.manual_seed(5)
+    log_w, _, _ = log_weights(m, x, k=1)
+    assert torch.allclose(-out.loss, log_w.mean())  # the one-sample ELBO estimate, exactly
+    with torch.no_grad():  # and in expectation the closed-form-KL ELBO
+        draws = torch.stack([build("iwae", {"k": 1})(m, x).loss for _ in range(400)])
+        elbos = torch.stack([sum(map(lambda t: t.sum(-1) if t.dim() > 1 else t, gaussian_elbo_parts(m, x))).mean()
+                             for _ in range(400)])
+    se = math.hypot(draws.std().item(), elbos.std().item()) / math.sqrt(400)
+    assert abs(draws.mean().item() - elbos.mean().item()) < 4 * se
+
+
+def test_iwae_bound_does_not_decrease_with_k(digits):
+    m, x = model(), digits.test_x[:32]
+    with torch.no_grad():
+        means = [torch.stack([-build("iwae", {"k": k})(m, x).loss for _ in range(100)]).mean().item()
+                 for k in (1, 2, 10, 50)]
+    assert means == sorted(means) and means[-1] - means[0] > 0.1
+
+
+def test_iwae_is_stable_for_huge_negative_log_weights(digits):
+    m = model(likelihood="gaussian", obs_std=1e-3)  # log p(x|z) of order -1e5
+    out = build("iwae", {"k": 50})(m, digits.test_x[:8])
+    assert torch.isfinite(out.loss) and out.loss > 1e4
+
+
+# ---------------------------------------------------------------- denoising VAE
+
+def test_salt_and_pepper_honours_the_noise_level():
+    torch.manual_seed(0)
+    x = torch.full((200, 1, 28, 28), 0.5)
+    noisy = salt_and_pepper(x, 0.05)
+    hit = noisy != 0.5
+    n = hit.numel()
+    assert abs(hit.float().mean().item() - 0.05) < 4 * math.sqrt(0.05 * 0.95 / n)
+    assert set(noisy[hit].unique().tolist()) == {0.0, 1.0}
+    assert abs(noisy[hit].mean().item() - 0.5) < 0.02
+    assert torch.equal(salt_and_pepper(x, 0.0), x)
+
+
+def test_dvae_corrupts_the_encoder_input_only(digits):
+    m, x = model(), digits.train_x[:128]
+    seen = []
+    m.encoder_body.register_forward_pre_hook(lambda mod, args: seen.append(args[0].clone()))
+    torch.manual_seed(9)
+    out = build("dvae", {"noise": 0.2})(m, x)
+    changed = (seen[0] != x).float().mean().item()
+    assert 0.05 < changed < 0.2  # about 0.2 of pixels hit; those already at 0 or 1 may not change
+    torch.manual_seed(9)  # replay the same draws: the corruption, then z
+    noisy = salt_and_pepper(x, 0.2)
+    recon_clean, _ = gaussian_elbo_parts(m, noisy, target=x)
+    assert torch.equal(noisy, seen[0])  # the encoder saw the corrupted images
+    assert torch.allclose(out.terms["recon"], recon_clean.mean())  # the decoder was scored on clean x
+    torch.manual_seed(9)
+    noisy = salt_and_pepper(x, 0.2)
+    recon_noisy, _ = gaussian_elbo_parts(m, noisy, target=noisy)
+    assert not torch.allclose(recon_noisy.mean(), recon_clean.mean())
+
+
+# ---------------------------------------------------------------- conditional VAE
+
+def test_cvae_output_depends_on_the_label_and_generates_a_chosen_class(digits):
+    t = Trainer(small_config(objective="cvae", lr=3e-3, model=ModelConfig(hidden=(128,), latent_dim=4)), digits)
+    assert t.model.cfg.n_classes == 10
+    t.step(1500)
+    m = t.snapshot()
+    z = torch.zeros(10, 4)
+    with torch.no_grad():
+        images = m.mean_image(z, torch.arange(10))
+    gaps = torch.cdist(images.flatten(1), images.flatten(1))
+    assert gaps[~torch.eye(10, dtype=bool)].min() > 0.5  # every label draws a different picture at fixed z
+
+    probe = LogisticRegression(max_iter=2000).fit(digits.train_x.flatten(1).numpy(), digits.train_y.numpy())
+    assert probe.score(digits.test_x.flatten(1).numpy(), digits.test_y.numpy()) > 0.9
+    wanted = torch.arange(10).repeat(20)
+    gen = torch.Generator().manual_seed(0)
+    samples = m.sample(len(wanted), generator=gen, y=wanted)
+    accuracy = probe.score(samples.flatten(1).numpy(), wanted.numpy())
+    assert accuracy > 0.8, accuracy
+
+
+def test_cvae_needs_labels():
+    from core.data import DataInfo
+    with pytest.raises(ConfigError, match="needs class labels"):
+        build("cvae").configure_model(ModelConfig(), DataInfo("frey", (1, 28, 20), 0, "gaussian"))
+
+
+# ---------------------------------------------------------------- mu-VAE and latent clipping
+
+def test_mu_vae_regularizer_is_the_papers(digits):
+    m, x = model(latent=10), digits.train_x[:50]
+    out = build("mu-vae")(m, x)
+    q = m.encode(x)
+    expected = q.loc.sum().abs() / 50 - torch.log(q.scale ** 2).sum() / 50
+    assert torch.allclose(out.terms["mu_regularizer"], expected, rtol=1e-5)
+    assert torch.allclose(out.loss, out.terms["recon"] + expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("clip", [3.0, 6.0])
+def test_mu_vae_means_stay_inside_the_clip_ball_after_every_step(digits, clip):
+    t = Trainer(small_config(objective="mu-vae", settings={"clip": clip}, lr=1e-2,
+                             model=ModelConfig(hidden=(64,), latent_dim=10)), digits)
+    bound = clip * math.sqrt(10)
+    longest = 0.0
+    for _ in range(40):
+        t.step(1)
+        with torch.no_grad():
+            longest = max(longest, t.model.encode(digits.train_x).loc.norm(dim=1).max().item())
+        assert longest <= bound * (1 + 1e-5)
+    with torch.no_grad():  # drive the means far out: they land on the sphere of radius c sqrt(d)
+        t.model.encoder_head.bias[:10] += 1e3
+        norms = t.model.encode(digits.train_x[:20]).loc.norm(dim=1)
+    assert torch.allclose(norms, torch.full_like(norms, bound), rtol=1e-5)
+
+
+def test_latent_clipping_is_an_option_for_any_gaussian_objective(digits):
+    t = Trainer(small_config(objective="iwae", model=ModelConfig(hidden=(32,), latent_dim=4, latent_clip=0.1)),
+                digits)
+    t.step(10)
+    with torch.no_grad():
+        assert t.model.encode(digits.train_x).loc.norm(dim=1).max() <= 0.1 * 2 * (1 + 1e-5)
+
+
+# ---------------------------------------------------------------- MMD
+
+@pytest.mark.parametrize("kind", ["imq", "rbf"])
+def test_unbiased_mmd_is_zero_in_expectation_for_prior_samples(kind):
+    gen = torch.Generator().manual_seed(0)
+    same = torch.stack([mmd2_unbiased(torch.randn(64, 8, generator=gen), torch.randn(64, 8, generator=gen), kind)
+                        for _ in range(300)])
+    assert abs(same.mean().item()) < 3 * same.std().item() / math.sqrt(300)
+    assert (same < 0).any()  # unbiased, so it dips below zero; a biased estimate never would
+    shifted = torch.stack([mmd2_unbiased(torch.randn(64, 8, generator=gen) + 0.5, torch.randn(64, 8, generator=gen),
+                                         kind) for _ in range(50)])
+    assert shifted.mean() > 10 * same.std() / math.sqrt(300) and shifted.mean() > same.mean()
+
+
+def test_mmd_vae_with_alpha_1_has_no_kl_in_its_loss(digits):
+    m, x = model(), digits.train_x[:64]
+    out = build("mmd-vae", {"mmd_weight": 10.0})(m, x)
+    assert torch.allclose(out.loss, out.terms["recon"] + 10.0 * out.terms["mmd"])
+
+
+# ---------------------------------------------------------------- every objective from the CLI
+
+@pytest.mark.parametrize("name", OBJECTIVES.names())
+def test_every_objective_trains_from_the_cli(name, tmp_path, capsys):
+    code = main(["train", "--dataset", "digits", "--objective", name, "--steps", "30", "--hidden", "32",
+                 "--latent", "4", "--out", str(tmp_path), "--name", "r"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "test ELBO" in out.out and (tmp_path / "r.safetensors").exists()
