@@ -127,7 +127,7 @@ def load(path, device: str | torch.device = "cpu") -> Checkpoint:
         # a hostile sidecar asking for a billion-unit layer costs nothing before it is refused.
         with torch.device("meta"):
             model = VAE(config.model)
-            objective = build(config.objective, config.settings)
+            objective = build(config.objective, config.settings, model)
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, assign=True)
         objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")},
                                   assign=True)

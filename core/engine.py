@@ -99,7 +99,9 @@ def build_model(config: RunConfig, info: datasets.DataInfo, objective) -> tuple[
     likelihood = info.likelihood if config.model.likelihood == "auto" else config.model.likelihood
     model = objective.configure_model(replace(config.model, image_shape=info.shape, likelihood=likelihood), info)
     config = replace(config, model=model)
-    return config, VAE(config.model)
+    vae = VAE(config.model)
+    objective.attach(vae)
+    return config, vae
 
 
 # One lock for the process-wide RNG: a trainer swaps its own stream in for each step.

@@ -59,6 +59,9 @@ class Objective(nn.Module):
     paper: ClassVar[str] = ""
     equation: ClassVar[str] = ""  # LaTeX, shown by the dashboard
     knobs: ClassVar[dict[str, Knob]] = {}
+    # False where 'kl_per_dim' is the base posterior's closed-form KL and 'kl' an estimate that does
+    # not split by dimension (flows): the UI labels the per-dimension view accordingly.
+    exact_kl_per_dim: ClassVar[bool] = True
 
     def __init__(self, **values):
         super().__init__()
@@ -83,6 +86,10 @@ class Objective(nn.Module):
         by info (a DataInfo): labels for a CVAE, latent clipping for the mu-VAE. Default: as is."""
         return cfg
 
+    def attach(self, model):
+        """Create any parameters this objective owns that depend on the model (flows sized from the
+        encoder's features). Called once, after the model is built; the engine trains them too."""
+
     def set_beta(self, beta: float):
         self.beta = BETA.check("beta", beta)
 
@@ -95,7 +102,8 @@ def register(name: str):
     return add
 
 
-def build(name: str, settings: dict | None = None) -> Objective:
+def build(name: str, settings: dict | None = None, model=None) -> Objective:
+    """The named objective with its settings (beta may be among them), attached to `model` if given."""
     settings = dict(settings or {})
     beta = settings.pop("beta", None)
     cls = OBJECTIVES.get(name)
@@ -104,6 +112,8 @@ def build(name: str, settings: dict | None = None) -> Objective:
     obj = cls(**settings)
     if beta is not None:
         obj.set_beta(beta)
+    if model is not None:
+        obj.attach(model)
     return obj
 
 
@@ -134,6 +144,25 @@ def log_weights(model, x, y=None, k: int = 1):
     log_px = model.decode(z.reshape(k * batch, -1), yk).log_prob(xk).view(k, batch)
     log_w = log_px + model.prior().log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
     return log_w, log_px, q
+
+
+def flow_output(model, x, y, flow, beta) -> Output:
+    """The ELBO with a normalizing flow on the posterior (Rezende & Mohamed 2015, eq. 15):
+    z_0 ~ q_0(z|x), z_T = f(z_0; h(x)), and
+
+        L = E_q0[ log p(x|z_T) + log p(z_T) - log q_0(z_0|x) + sum_t log|det df_t/dz_{t-1}| ].
+
+    `flow(z0, h)` returns (z_T, sum of log-dets per image). 'kl' is the one-sample estimate of
+    KL(q_T || p); 'kl_per_dim' is the closed-form KL of the base q_0, dimension by dimension."""
+    h = model.encode_features(x, y)
+    q0 = model.posterior(model.encoder_head(h))
+    z0 = q0.rsample()
+    zT, logdet = flow(z0, h)
+    recon = -model.decode(zT, y).log_prob(x)
+    kl = q0.log_prob(z0).sum(-1) - logdet - model.prior().log_prob(zT).sum(-1)
+    base_kl = kl_divergence(q0, model.prior())
+    return Output((recon + beta * kl).mean(), {"recon": recon.mean(), "kl": kl.mean(),
+                                               "kl_per_dim": base_kl.mean(0), "log_det": logdet.mean()})
 
 
 def weighted_kl_output(recon, kl, weight) -> Output:
