@@ -13,6 +13,7 @@ from core.models import VAE, ModelConfig
 from core.objectives import OBJECTIVES, build, gaussian_elbo_parts, log_weights
 from core.objectives.dvae import salt_and_pepper
 from core.objectives.mmd_vae import mmd2_unbiased
+from torch.distributions import kl_divergence
 
 
 def model(latent=4, **kw):
@@ -227,3 +228,37 @@ def test_iaf_log_det_equals_autograd_jacobian(digits, steps):
         assert torch.allclose(logdet[i], logabs, atol=1e-4)
         if steps == 1:  # one autoregressive step: output i depends only on inputs before it
             assert torch.allclose(J.triu(1), torch.zeros(4, 4), atol=1e-7)
+
+
+# ---------------------------------------------------------------- SA-VAE
+
+def test_sa_vae_refined_elbo_is_at_least_the_amortized_elbo(digits):
+    torch.manual_seed(0)
+    m = model(latent=4)
+    obj = build("sa-vae", {"refine_steps": 4}, m)
+    x = digits.test_x[:64]
+    lam0 = m.encoder_head(m.encode_features(x)).detach()
+    lamT = obj.refine(m, lam0, x, None, create_graph=False).detach()
+    assert not torch.equal(lam0, lamT)
+
+    def expected_elbo(lam):  # many samples with common random numbers, per image
+        gen = torch.Generator().manual_seed(3)
+        q = m.posterior(lam)
+        eps = torch.randn(500, *lam0[:, :4].shape, generator=gen)
+        z = q.loc + q.scale * eps
+        with torch.no_grad():
+            log_px = m.decode(z.reshape(-1, 4)).log_prob(x.repeat(500, 1, 1, 1)).view(500, -1)
+        return log_px.mean(0) - kl_divergence(q, m.prior()).sum(-1)
+
+    amortized, refined = expected_elbo(lam0), expected_elbo(lamT)
+    assert refined.mean() > amortized.mean()
+    assert (refined >= amortized - 0.05).float().mean() > 0.9  # image by image, up to sampling noise
+
+
+def test_sa_vae_trains_the_encoder_through_the_refinement(digits):
+    m = model()
+    obj = build("sa-vae", {"refine_steps": 2, "refine_lr": 0.01}, m)
+    out = obj(m, digits.train_x[:32])
+    out.loss.backward()
+    assert m.encoder_head.weight.grad is not None and m.encoder_head.weight.grad.abs().sum() > 0
+    assert out.terms["elbo_gain"] > 0
