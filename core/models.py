@@ -1,4 +1,5 @@
-"""The Gaussian-latent VAE: an encoder q(z|x), a decoder p(x|z) and a standard normal prior p(z).
+"""The VAE: an encoder q(z|x), a decoder p(x|z) and a prior p(z); the latent is Gaussian with a
+standard normal prior, or discrete (Bernoulli bits or one categorical) with a uniform prior.
 
 Encoders and decoders are either an MLP or a small conv net of stride-2 layers; the decoder
 mirrors the encoder. Densities are torch.distributions objects, so objectives call .log_prob,
@@ -13,13 +14,14 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.distributions import Bernoulli, Independent, Normal
+from torch.distributions import Bernoulli, Independent, Normal, OneHotCategorical
 
 from .errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky-relu": nn.LeakyReLU, "tanh": nn.Tanh}
 LIKELIHOODS = ("bernoulli", "gaussian")
 INITS = ("default", "he", "vlae")
+LATENTS = ("gaussian", "bernoulli", "categorical")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class ModelConfig:
     image_shape: tuple[int, int, int] = (1, 28, 28)
     n_classes: int = 0                         # > 0: encoder and decoder also see a one-hot label (CVAE)
     latent_clip: float = 0.0                   # c > 0: rescale each encoder mean so ||mu|| <= c sqrt(d)
+    latent: str = "gaussian"                   # "gaussian"; "bernoulli": z in {0,1}^d; "categorical": one of d
 
     def __post_init__(self):
         # JSON turns tuples into lists; accept both so a config round-trips through a checkpoint.
@@ -50,6 +53,9 @@ class ModelConfig:
             (all(w >= 1 for w in self.hidden + self.channels), "layer widths must be at least 1"),
             (len(self.image_shape) == 3 and min(self.image_shape) >= 1, "image shape must be C, H, W"),
             (self.n_classes >= 0, "n_classes must be >= 0"),
+            (self.latent in LATENTS, f"latent must be one of {', '.join(LATENTS)}"),
+            (self.latent == "gaussian" or self.latent_clip == 0, "latent clipping needs a Gaussian latent"),
+            (self.latent != "categorical" or self.latent_dim >= 2, "a categorical latent needs at least 2 categories"),
             (math.isfinite(self.latent_clip) and self.latent_clip >= 0, "latent clip c must be a finite number >= 0"),
             (self.arch != "conv" or 1 <= len(self.channels) <= 5, "a conv net needs 1 to 5 layers"),
         ]
@@ -142,7 +148,8 @@ class VAE(nn.Module):
             self.encoder_body = ConvEncoder(cfg)
             self.features = self.encoder_body.width
             self.decoder = ConvDecoder(cfg, self.encoder_body, out_channels)
-        self.encoder_head = nn.Linear(self.features, 2 * d)
+        # Gaussian: (mu, log sigma^2) per dimension; discrete latents: one logit per dimension.
+        self.encoder_head = nn.Linear(self.features, 2 * d if cfg.latent == "gaussian" else d)
         # The prior lives in buffers so it follows the model to its device.
         self.register_buffer("prior_loc", torch.zeros(d))
         self.register_buffer("prior_scale", torch.ones(d))
@@ -152,8 +159,12 @@ class VAE(nn.Module):
     def latent_dim(self) -> int:
         return self.cfg.latent_dim
 
-    def prior(self) -> Normal:
-        """p(z) = N(0, I), one factor per dimension."""
+    def prior(self):
+        """p(z): N(0, I); Bernoulli(1/2) per dimension; or uniform over the d categories."""
+        if self.cfg.latent == "bernoulli":
+            return Bernoulli(probs=torch.full_like(self.prior_loc, 0.5), validate_args=False)
+        if self.cfg.latent == "categorical":
+            return OneHotCategorical(probs=torch.full_like(self.prior_loc, 1 / self.latent_dim), validate_args=False)
         return Normal(self.prior_loc, self.prior_scale, validate_args=False)
 
     def with_label(self, x, y):
@@ -177,8 +188,13 @@ class VAE(nn.Module):
         """q(z|x) = N(mu(x), diag sigma^2(x)); batch shape (B, d) so KL can be read per dimension."""
         return self.posterior(self.encoder_head(self.encode_features(x, y)))
 
-    def posterior(self, params) -> Normal:
-        """Encoder-head output (mu, log sigma^2) -> q(z|x), with latent clipping when configured."""
+    def posterior(self, params):
+        """Encoder-head output -> q(z|x): Normal from (mu, log sigma^2), with latent clipping when
+        configured; Bernoulli or one-hot categorical from logits for discrete latents."""
+        if self.cfg.latent == "bernoulli":
+            return Bernoulli(logits=params, validate_args=False)
+        if self.cfg.latent == "categorical":
+            return OneHotCategorical(logits=params, validate_args=False)
         mu, logvar = params.chunk(2, dim=-1)
         if self.cfg.latent_clip > 0:
             # Latent clipping (Ucar 2019, sec. 4.1): shrink long means back onto the ball of radius c sqrt(d).
@@ -206,7 +222,13 @@ class VAE(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None, y=None) -> torch.Tensor:
         """n pictures decoded from the prior; a conditional model cycles through the classes unless given y."""
         device = self.prior_loc.device
-        z = torch.randn(n, self.latent_dim, device=device, generator=generator)
+        if self.cfg.latent == "gaussian":
+            z = torch.randn(n, self.latent_dim, device=device, generator=generator)
+        elif self.cfg.latent == "bernoulli":
+            z = torch.bernoulli(torch.full((n, self.latent_dim), 0.5, device=device), generator=generator)
+        else:
+            pick = torch.randint(self.latent_dim, (n,), device=device, generator=generator)
+            z = torch.nn.functional.one_hot(pick, self.latent_dim).float()
         if self.cfg.n_classes and y is None:
             y = torch.arange(n, device=device) % self.cfg.n_classes
         return self.mean_image(z, y)

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch
 import torch.nn as nn
-from torch.distributions import kl_divergence
+from torch.distributions import OneHotCategorical, kl_divergence
 
 from ..errors import ConfigError
 from ..registry import Registry
@@ -121,7 +121,7 @@ def sample_and_score(model, x, y=None, target=None):
     """q(z|x), one reparameterized z ~ q and -log p(target|z) per image (B,); target defaults to x.
     y reaches conditional models."""
     q = model.encode(x, y)
-    z = q.rsample()
+    z = q.rsample() if q.has_rsample else q.sample()  # discrete latents: no reparameterization
     recon = -model.decode(z, y).log_prob(x if target is None else target)
     return q, z, recon
 
@@ -130,7 +130,15 @@ def gaussian_elbo_parts(model, x, y=None, target=None):
     """-log p(target|z) per image (B,) for one z ~ q(z|x), and the closed-form KL(q(z|x) || p(z))
     per image and dimension (B, d)."""
     q, _, recon = sample_and_score(model, x, y, target)
-    return recon, kl_divergence(q, model.prior())
+    return recon, kl_per_dim(q, model.prior())
+
+
+def kl_per_dim(q, prior):
+    """KL(q || p) per image, split by latent dimension (B, d). For one categorical latent the split
+    is by category: the terms q_k log(q_k / p_k), which sum to the KL."""
+    if isinstance(q, OneHotCategorical):
+        return torch.special.xlogy(q.probs, q.probs) - q.probs * prior.probs.log()
+    return kl_divergence(q, prior.expand(q.batch_shape))
 
 
 def log_weights(model, x, y=None, k: int = 1):
@@ -160,9 +168,34 @@ def flow_output(model, x, y, flow, beta) -> Output:
     zT, logdet = flow(z0, h)
     recon = -model.decode(zT, y).log_prob(x)
     kl = q0.log_prob(z0).sum(-1) - logdet - model.prior().log_prob(zT).sum(-1)
-    base_kl = kl_divergence(q0, model.prior())
+    base_kl = kl_per_dim(q0, model.prior())
     return Output((recon + beta * kl).mean(), {"recon": recon.mean(), "kl": kl.mean(),
                                                "kl_per_dim": base_kl.mean(0), "log_det": logdet.mean()})
+
+
+def discrete_samples(model, x, y, m: int):
+    """m draws z ~ q(z|x) of a discrete latent per image (no gradient flows through the draw).
+    Returns q, log p(x|z_m) and log q(z_m|x), both (m, B); all m*B images decode as one batch."""
+    q = model.encode(x, y)
+    z = q.sample((m,))
+    batch = x.shape[0]
+    xm = x.expand(m, *x.shape).reshape(m * batch, *x.shape[1:])
+    ym = None if y is None else y.expand(m, batch).reshape(-1)
+    log_px = model.decode(z.reshape(m * batch, -1), ym).log_prob(xm).view(m, batch)
+    log_q = q.log_prob(z)
+    return q, log_px, log_q.sum(-1) if log_q.dim() == 3 else log_q
+
+
+def score_output(model, q, log_px, log_q, signal, beta) -> Output:
+    """The ELBO of a discrete latent with a score-function gradient for the encoder:
+    mean_m signal_m * grad log q(z_m|x), plus grad of mean_m log p(x|z_m) for the decoder and the
+    closed-form KL. The score term is written as signal * (log q - stop_grad(log q)), which is 0 in
+    value, so the reported loss stays -ELBO."""
+    kl = kl_per_dim(q, model.prior())
+    score = (signal.detach() * (log_q - log_q.detach())).mean(0)
+    recon = -log_px.mean(0)
+    loss = (recon + beta * kl.sum(-1) - score).mean()
+    return Output(loss, {"recon": recon.mean(), "kl": kl.sum(-1).mean(), "kl_per_dim": kl.mean(0)})
 
 
 def weighted_kl_output(recon, kl, weight) -> Output:

@@ -1,9 +1,8 @@
 import math
 
 import torch
-from torch.distributions import kl_divergence
 
-from .base import Knob, Objective, Output, log_weights, register
+from .base import Knob, Objective, Output, kl_per_dim, log_weights, register
 
 
 @register("iwae")
@@ -26,6 +25,6 @@ class IWAE(Objective):
         if self.beta != 1:
             log_w = log_px + self.beta * (log_w - log_px)
         bound = (torch.logsumexp(log_w, dim=0) - math.log(self.k)).mean()
-        kl = kl_divergence(q, model.prior())
+        kl = kl_per_dim(q, model.prior())
         return Output(-bound, {"recon": -log_px.mean(), "kl": kl.sum(-1).mean(), "kl_per_dim": kl.mean(0),
                                "iwae_bound": bound})

@@ -1,8 +1,6 @@
 from dataclasses import replace
 
-from torch.distributions import kl_divergence
-
-from .base import Knob, Objective, Output, register, sample_and_score
+from .base import Knob, Objective, Output, kl_per_dim, register, sample_and_score
 
 
 @register("mu-vae")
@@ -33,6 +31,6 @@ class MuVAE(Objective):
         recon = recon.mean()
         batch = x.shape[0]
         reg = q.loc.sum().abs() / batch - (2 * q.scale.log()).sum() / batch
-        kl = kl_divergence(q, model.prior())
+        kl = kl_per_dim(q, model.prior())
         return Output(recon + self.beta * reg, {"recon": recon, "kl": kl.sum(-1).mean(), "kl_per_dim": kl.mean(0),
                                                 "mu_regularizer": reg})

@@ -1,7 +1,6 @@
 import torch
-from torch.distributions import kl_divergence
 
-from .base import Knob, Objective, register, weighted_kl_output
+from .base import Knob, Objective, kl_per_dim, register, weighted_kl_output
 
 
 @register("sa-vae")
@@ -27,7 +26,7 @@ class SemiAmortizedVAE(Objective):
     def elbo(self, model, lam, x, y):
         q = model.posterior(lam)
         recon = -model.decode(q.rsample(), y).log_prob(x)
-        return recon, kl_divergence(q, model.prior())
+        return recon, kl_per_dim(q, model.prior())
 
     def refine(self, model, lam, x, y, create_graph=True):
         """T clipped gradient-ascent steps on each image's ELBO; returns lambda_T."""
