@@ -79,3 +79,16 @@ def test_real_streamlit_server_serves_the_app():
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.mark.parametrize("objective", ["cvae", "discrete-is", "iaf"])
+def test_app_trains_objectives_that_change_the_model(objective):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.sidebar.selectbox[1].set_value(objective).run()
+    at.sidebar.number_input[-3].set_value(100)  # steps
+    at.sidebar.button[0].click().run()
+    trainer = at.session_state["trainer"]
+    trainer.join(timeout=60)
+    at.run()
+    assert not at.exception and not at.error
+    assert trainer.state == "done" and any("step 100" in m.value for m in at.markdown)
