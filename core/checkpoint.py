@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import safetensors.torch
+import safetensors
 import torch
+from safetensors.torch import load as safetensors_load, save as safetensors_save
 
 from . import __version__
 from .engine import RunConfig
@@ -68,7 +69,7 @@ def save(path, trainer) -> Path:
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"refusing to save {path}: non-finite values in {', '.join(bad[:3])}")
-    blob = safetensors.torch.save(tensors)
+    blob = safetensors_save(tensors)
     sidecar |= {
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -118,7 +119,7 @@ def load(path, device: str | torch.device = "cpu") -> Checkpoint:
         raise CheckpointError(f"{weights}: does not match the checksum in {meta_path.name}; "
                               f"the file is truncated, tampered with, or from an interrupted save")
     try:
-        tensors = safetensors.torch.load(blob)
+        tensors = safetensors_load(blob)  # parses a JSON header and raw arrays: no pickle
     except Exception as e:  # safetensors raises its own error types for a malformed header
         raise CheckpointError(f"{weights}: not a valid safetensors file ({e})") from None
     try:
