@@ -3,12 +3,12 @@ uses @register is all it takes to add one: the engine, the CLI and the dashboard
 import importlib
 import pkgutil
 
-from .base import (OBJECTIVES, Knob, Objective, Output, build, discrete_samples, flow_output, gaussian_elbo_parts,
-                   kl_per_dim, log_weights, register, sample_and_score, score_output)
+from .base import (OBJECTIVES, FlowObjective, Knob, Objective, Output, as_event, build, draw, flow_samples,
+                   gaussian_elbo_parts, kl_per_dim, log_weights, register, sample_and_score, score_output)
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["OBJECTIVES", "Knob", "Objective", "Output", "build", "discrete_samples", "flow_output",
+__all__ = ["OBJECTIVES", "FlowObjective", "Knob", "Objective", "Output", "as_event", "build", "draw", "flow_samples",
            "gaussian_elbo_parts", "kl_per_dim", "log_weights", "register", "sample_and_score", "score_output"]

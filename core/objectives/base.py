@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch
 import torch.nn as nn
-from torch.distributions import OneHotCategorical, kl_divergence
+from torch.distributions import Independent, OneHotCategorical, kl_divergence
 
 from ..errors import ConfigError
 from ..registry import Registry
@@ -81,6 +81,12 @@ class Objective(nn.Module):
         """The knob values, including a beta changed mid-run: what a checkpoint stores."""
         return {name: getattr(self, name) for name in self.knobs} | {"beta": self.beta}
 
+    def posterior_samples(self, model, x, y, k: int):
+        """k draws from this objective's posterior q(z|x) with their log-densities, (k, B, d) and
+        (k, B): what an importance-weighted bound uses as its proposal. Default: the encoder's q;
+        objectives that refine or transform q (flows, SA-VAE, VLAE) override it."""
+        return draw(as_event(model.encode(x, y)), k)
+
     def configure_model(self, cfg, info):
         """Adjust the model config (a ModelConfig) this objective needs for the dataset described
         by info (a DataInfo): labels for a CVAE, latent clipping for the mu-VAE. Default: as is."""
@@ -141,49 +147,63 @@ def kl_per_dim(q, prior):
     return kl_divergence(q, prior.expand(q.batch_shape))
 
 
-def log_weights(model, x, y=None, k: int = 1):
-    """k importance samples z_1..k ~ q(z|x) per image. Returns log w = log p(x|z) + log p(z) - log q(z|x)
-    and log p(x|z), both (k, B), and q. All k*B images go through the decoder as one batch."""
-    q = model.encode(x, y)
-    z = q.rsample((k,))                                   # (k, B, d)
-    batch = x.shape[0]
+def as_event(dist):
+    """A per-dimension latent distribution as one over whole latent vectors: log_prob sums over d."""
+    return dist if isinstance(dist, OneHotCategorical) else Independent(dist, 1)
+
+
+def draw(q, k: int):
+    """k samples from an event-level posterior q, reparameterized when q allows, with log q of each:
+    (k, B, d) and (k, B)."""
+    z = q.rsample((k,)) if q.has_rsample else q.sample((k,))
+    return z, q.log_prob(z)
+
+
+def log_weights(model, x, y, z, log_q):
+    """Importance weights of latent samples z (k, B, d) drawn with log-density log_q (k, B):
+    log w = log p(x|z) + log p(z) - log q(z|x). Returns log w and log p(x|z), both (k, B).
+    All k*B images go through the decoder as one batch."""
+    k, batch = log_q.shape
     xk = x.expand(k, *x.shape).reshape(k * batch, *x.shape[1:])
     yk = None if y is None else y.expand(k, batch).reshape(-1)
     log_px = model.decode(z.reshape(k * batch, -1), yk).log_prob(xk).view(k, batch)
-    log_w = log_px + model.prior().log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
-    return log_w, log_px, q
+    return log_px + as_event(model.prior()).log_prob(z) - log_q, log_px
 
 
-def flow_output(model, x, y, flow, beta) -> Output:
+def flow_samples(model, x, y, k: int, flow):
+    """k draws from a flow posterior: z_0 ~ q_0(z|x), z_T = f(z_0; h(x)), with
+    log q_T(z_T|x) = log q_0(z_0|x) - log|det dz_T/dz_0|. Returns z_T (k, B, d), log q_T (k, B), q_0."""
+    h = model.encode_features(x, y)
+    q0 = model.posterior(model.encoder_head(h))
+    z0, log_q0 = draw(as_event(q0), k)
+    batch = x.shape[0]
+    zT, logdet = flow(z0.reshape(k * batch, -1), h.expand(k, *h.shape).reshape(k * batch, -1))
+    logdet = logdet.view(k, batch)
+    return zT.view(k, batch, -1), log_q0 - logdet, q0, logdet
+
+
+class FlowObjective(Objective):
     """The ELBO with a normalizing flow on the posterior (Rezende & Mohamed 2015, eq. 15):
-    z_0 ~ q_0(z|x), z_T = f(z_0; h(x)), and
 
         L = E_q0[ log p(x|z_T) + log p(z_T) - log q_0(z_0|x) + sum_t log|det df_t/dz_{t-1}| ].
 
-    `flow(z0, h)` returns (z_T, sum of log-dets per image). 'kl' is the one-sample estimate of
+    Subclasses define flow(z, h) -> (z_T, log|det| per image). 'kl' is the one-sample estimate of
     KL(q_T || p); 'kl_per_dim' is the closed-form KL of the base q_0, dimension by dimension."""
-    h = model.encode_features(x, y)
-    q0 = model.posterior(model.encoder_head(h))
-    z0 = q0.rsample()
-    zT, logdet = flow(z0, h)
-    recon = -model.decode(zT, y).log_prob(x)
-    kl = q0.log_prob(z0).sum(-1) - logdet - model.prior().log_prob(zT).sum(-1)
-    base_kl = kl_per_dim(q0, model.prior())
-    return Output((recon + beta * kl).mean(), {"recon": recon.mean(), "kl": kl.mean(),
-                                               "kl_per_dim": base_kl.mean(0), "log_det": logdet.mean()})
+    exact_kl_per_dim = False
 
+    def flow(self, z, h):
+        raise NotImplementedError
 
-def discrete_samples(model, x, y, m: int):
-    """m draws z ~ q(z|x) of a discrete latent per image (no gradient flows through the draw).
-    Returns q, log p(x|z_m) and log q(z_m|x), both (m, B); all m*B images decode as one batch."""
-    q = model.encode(x, y)
-    z = q.sample((m,))
-    batch = x.shape[0]
-    xm = x.expand(m, *x.shape).reshape(m * batch, *x.shape[1:])
-    ym = None if y is None else y.expand(m, batch).reshape(-1)
-    log_px = model.decode(z.reshape(m * batch, -1), ym).log_prob(xm).view(m, batch)
-    log_q = q.log_prob(z)
-    return q, log_px, log_q.sum(-1) if log_q.dim() == 3 else log_q
+    def posterior_samples(self, model, x, y, k: int):
+        return flow_samples(model, x, y, k, self.flow)[:2]
+
+    def forward(self, model, x, y=None, step=0):
+        zT, log_q, q0, logdet = flow_samples(model, x, y, 1, self.flow)
+        log_w, log_px = log_weights(model, x, y, zT, log_q)
+        recon, kl = -log_px[0], (log_px - log_w)[0]
+        return Output((recon + self.beta * kl).mean(),
+                      {"recon": recon.mean(), "kl": kl.mean(), "kl_per_dim": kl_per_dim(q0, model.prior()).mean(0),
+                       "log_det": logdet.mean()})
 
 
 def score_output(model, q, log_px, log_q, signal, beta) -> Output:

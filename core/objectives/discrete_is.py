@@ -1,6 +1,6 @@
 from dataclasses import replace
 
-from .base import Knob, Objective, discrete_samples, register, score_output
+from .base import Knob, Objective, as_event, draw, log_weights, register, score_output
 
 LATENT = Knob("bernoulli", "discrete latent: c independent bits, or one of c categories",
               choices=("bernoulli", "categorical"))
@@ -32,5 +32,7 @@ class DiscreteImportanceSampling(DiscreteObjective):
     knobs = {"latent_type": LATENT, "samples": Knob(10, "M: samples of z per image per step", min=1)}
 
     def forward(self, model, x, y=None, step=0):
-        q, log_px, log_q = discrete_samples(model, x, y, self.samples)
+        q = model.encode(x, y)
+        z, log_q = draw(as_event(q), self.samples)
+        _, log_px = log_weights(model, x, y, z, log_q)
         return score_output(model, q, log_px, log_q, log_px, self.beta)

@@ -1,11 +1,10 @@
-import torch
 import torch.nn as nn
 
-from .base import Knob, Objective, flow_output, register
+from .base import FlowObjective, Knob, register
 
 
 @register("householder")
-class HouseholderFlow(Objective):
+class HouseholderFlow(FlowObjective):
     """VAE with a Householder flow, Tomczak & Welling (2016), eqs. 7-9:
 
         z_t = H_t z_{t-1},   H_t = I - 2 v_t v_t^T / ||v_t||^2,
@@ -19,7 +18,6 @@ class HouseholderFlow(Objective):
                 r"\mathcal{L} = \mathbb{E}_{q_0}[\log p(x|z_T) + \log p(z_T) - \log q_0(z_0|x)]")
     knobs = {"flow_steps": Knob(4, "T: number of Householder reflections (the VLAE paper compares 1, 2, 4, 8)",
                                 min=1)}
-    exact_kl_per_dim = False
 
     def attach(self, model):
         d = model.latent_dim
@@ -44,6 +42,3 @@ class HouseholderFlow(Objective):
         for v in reversed(self.vectors(h)):
             z = z - 2 * v * (v * z).sum(-1, keepdim=True) / v.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
         return z
-
-    def forward(self, model, x, y=None, step=0):
-        return flow_output(model, x, y, self.flow, self.beta)

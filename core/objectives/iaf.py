@@ -2,7 +2,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Knob, Objective, flow_output, register
+from .base import FlowObjective, Knob, register
 
 
 class MaskedLinear(nn.Linear):
@@ -38,7 +38,7 @@ class IAFStep(nn.Module):
 
 
 @register("iaf")
-class InverseAutoregressiveFlow(Objective):
+class InverseAutoregressiveFlow(FlowObjective):
     """VAE with inverse autoregressive flow, Kingma et al. (2016), eqs. 10-11 (the numerically stable
     LSTM-style update of sec. 4 / Algorithm 1):
 
@@ -55,7 +55,6 @@ class InverseAutoregressiveFlow(Objective):
         "flow_steps": Knob(2, "T: number of IAF steps", min=1),
         "flow_hidden": Knob(0, "hidden units of each autoregressive net; 0 means 4 x latent size", min=0),
     }
-    exact_kl_per_dim = False
 
     def attach(self, model):
         d = model.latent_dim
@@ -70,6 +69,3 @@ class InverseAutoregressiveFlow(Objective):
             z, ld = step(z, h)
             logdet = logdet + ld
         return z, logdet
-
-    def forward(self, model, x, y=None, step=0):
-        return flow_output(model, x, y, self.flow, self.beta)

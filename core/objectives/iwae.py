@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from .base import Knob, Objective, Output, kl_per_dim, log_weights, register
+from .base import Knob, Objective, Output, as_event, draw, kl_per_dim, log_weights, register
 
 
 @register("iwae")
@@ -21,7 +21,8 @@ class IWAE(Objective):
     knobs = {"k": Knob(5, "importance samples per image; 1 is the ELBO (the seed uses 5 and 50)", min=1)}
 
     def forward(self, model, x, y=None, step=0):
-        log_w, log_px, q = log_weights(model, x, y, self.k)
+        q = model.encode(x, y)
+        log_w, log_px = log_weights(model, x, y, *draw(as_event(q), self.k))
         if self.beta != 1:
             log_w = log_px + self.beta * (log_w - log_px)
         bound = (torch.logsumexp(log_w, dim=0) - math.log(self.k)).mean()
