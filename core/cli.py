@@ -76,7 +76,7 @@ def make_parser() -> Parser:
     g.add_argument("--binarize", default="none", choices=["none", "dynamic"],
                    help="dynamic: a fresh Bernoulli draw of every pixel in every minibatch")
     g.add_argument("--normalize", default="none", choices=["none", "mean"],
-                   help="mean: subtract pixel means, scale to unit variance (Gaussian likelihood)")
+                   help="mean: subtract pixel means, scale images to unit mean square norm (VLAE recipe)")
     g.add_argument("--offline", action="store_true", help="never try to download")
     g = t.add_argument_group("model")
     g.add_argument("--arch", default="mlp", choices=["mlp", "conv"])

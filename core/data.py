@@ -34,7 +34,7 @@ class DataSpec:
     """What to load and how to prepare it; stored in every checkpoint."""
     name: str = "mnist"
     binarize: str = "none"      # "dynamic": a fresh Bernoulli draw of every pixel in every minibatch
-    normalize: str = "none"     # "mean": subtract the pixel means, scale to unit variance (Gaussian only)
+    normalize: str = "none"     # "mean": subtract the pixel means, scale images to unit mean square norm
     data_dir: str | None = None
 
 
@@ -81,10 +81,11 @@ def load(spec: DataSpec | str = "mnist", download: bool | None = None) -> Datase
     raw = _load_raw(DATASETS.get(spec.name), spec.data_dir or os.environ.get("VAELAB_DATA"), download)
     ds = replace(raw, spec=spec)
     if spec.normalize == "mean":
-        # The VLAE supplement scales data so the first reconstruction loss is about 1 per pixel,
-        # which keeps the KL term from winning early and collapsing the posterior.
+        # The VLAE supplement centres the data and scales it so the first reconstruction error is
+        # about 1: the mean over training images of ||x - mean||^2 becomes 1 (as in the authors'
+        # code). This keeps the KL term from winning early and collapsing the posterior.
         mean = raw.train_x.mean(0)
-        scale = float((raw.train_x - mean).std())
+        scale = float((raw.train_x - mean).pow(2).flatten(1).sum(1).mean().sqrt())
         ds = replace(ds, train_x=(raw.train_x - mean) / scale, test_x=(raw.test_x - mean) / scale,
                      mean=mean, scale=scale, info=replace(raw.info, likelihood="gaussian"))
     if ds.info.note:

@@ -42,11 +42,11 @@ def test_activations(activation):
     assert any(type(l).__name__.lower().startswith(activation.split("-")[0][:4]) for l in m.modules())
 
 
-def test_vlae_init_is_he_on_the_backward_pass_with_gain_cube_root_of_two():
+def test_vlae_init_is_he_on_the_backward_pass_with_a_cube_root_of_two():
     torch.manual_seed(0)
     m = VAE(ModelConfig(hidden=(1024, 1024), init="vlae", image_shape=(1, 28, 28), likelihood="bernoulli"))
     layer = m.encoder_body[1][2]  # 1024 -> 1024
-    expected = 2 ** (1 / 3) / math.sqrt(layer.out_features)
+    expected = math.sqrt(2 / (1 + 2 ** (2 / 3))) / math.sqrt(layer.out_features)
     assert layer.weight.std().item() == pytest.approx(expected, rel=0.01)
     assert (layer.bias == 0).all()
     he = VAE(ModelConfig(hidden=(1024, 1024), init="he", image_shape=(1, 28, 28), likelihood="bernoulli"))

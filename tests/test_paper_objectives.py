@@ -262,3 +262,63 @@ def test_sa_vae_trains_the_encoder_through_the_refinement(digits):
     out.loss.backward()
     assert m.encoder_head.weight.grad is not None and m.encoder_head.weight.grad.abs().sum() > 0
     assert out.terms["elbo_gain"] > 0
+
+
+# ---------------------------------------------------------------- VLAE
+
+def linear_gaussian(latent=3, std=0.5):
+    """A linear decoder with fixed Gaussian noise: probabilistic PCA, whose posterior is exact."""
+    torch.manual_seed(4)
+    m = VAE(ModelConfig(hidden=(), latent_dim=latent, image_shape=(1, 4, 4), likelihood="gaussian", obs_std=std))
+    W, b = m.decoder[0][0].weight, m.decoder[0][0].bias  # (16, d), (16,)
+    return m, W.detach(), b.detach()
+
+
+def exact_posterior(W, b, x, std):
+    S = torch.linalg.inv(W.T @ W / std**2 + torch.eye(W.shape[1]))
+    mean = (x.flatten(1) - b) @ W / std**2 @ S.T
+    return mean, S
+
+
+def test_vlae_one_undamped_update_reaches_the_exact_posterior_of_a_linear_gaussian_decoder():
+    m, W, b = linear_gaussian()
+    x = torch.rand(5, 1, 4, 4)
+    obj = build("vlae", {"mode_steps": 1, "damping": "none"}, m)
+    q = obj.posterior(m, x)
+    mean, S = exact_posterior(W, b, x, 0.5)
+    assert torch.allclose(q.loc, mean, atol=1e-4)
+    assert torch.allclose(q.covariance_matrix, S.expand(5, 3, 3), atol=1e-5)
+    # With q the exact posterior, every importance weight is log p(x) itself (the pPCA marginal).
+    z, log_q = draw(q, 50)
+    log_w, _ = log_weights(m, x, None, z, log_q)
+    marginal = torch.distributions.MultivariateNormal(b, W @ W.T + 0.25 * torch.eye(16))
+    assert torch.allclose(log_w, marginal.log_prob(x.flatten(1)).expand(50, 5), atol=1e-3)
+
+
+def test_vlae_damping_and_conjugate_gradient():
+    m, W, b = linear_gaussian()
+    x = torch.rand(5, 1, 4, 4)
+    mean, _ = exact_posterior(W, b, x, 0.5)
+    mu0 = m.encode(x).loc
+    damped = build("vlae", {"mode_steps": 1}, m).posterior(m, x)
+    assert torch.allclose(damped.loc, mu0 + 0.5 * (mean - mu0), atol=1e-4)  # alpha_0 = 0.5
+    cg = build("vlae", {"mode_steps": 3, "update": "polak-ribiere"}, m).posterior(m, x)
+    assert torch.allclose(cg.loc, mean, atol=1e-3)  # a quadratic in d = 3 dimensions: 3 CG steps
+    cg1 = build("vlae", {"mode_steps": 1, "update": "polak-ribiere"}, m).posterior(m, x)
+    assert not torch.allclose(cg1.loc, mean, atol=1e-3)
+
+
+def test_vlae_updates_climb_the_log_joint_of_a_bernoulli_relu_decoder(digits):
+    m = model(latent=3)
+    x = digits.test_x[:32]
+
+    def log_joint(z):
+        return m.decode(z).log_prob(x) + m.prior().log_prob(z).sum(-1)
+
+    with torch.no_grad():
+        start = log_joint(m.encode(x).loc)
+    end = log_joint(build("vlae", {"mode_steps": 4}, m).posterior(m, x).loc).detach()
+    assert (end > start).float().mean() > 0.9 and (end - start).mean() > 0.05
+    out = build("vlae", {"mode_steps": 2}, m)(m, digits.train_x[:16])
+    out.loss.backward()
+    assert m.encoder_head.weight.grad.abs().sum() > 0  # the encoder learns through the updates
