@@ -1,6 +1,6 @@
 import torch
 
-from .base import Knob, Objective, kl_per_dim, register, weighted_kl_output
+from .base import Knob, Objective, as_event, draw, kl_per_dim, register, weighted_kl_output
 
 
 @register("sa-vae")
@@ -39,6 +39,12 @@ class SemiAmortizedVAE(Objective):
             grad = grad * (self.refine_clip / norm.clamp(min=self.refine_clip))
             lam = lam + self.refine_lr * grad
         return lam
+
+    def posterior_samples(self, model, x, y, k: int):
+        """Draws from the refined q(z|x; lambda_T)."""
+        with torch.enable_grad():
+            lam = self.refine(model, model.encoder_head(model.encode_features(x, y)), x, y, create_graph=False)
+        return draw(as_event(model.posterior(lam.detach())), k)
 
     def forward(self, model, x, y=None, step=0):
         lam0 = model.encoder_head(model.encode_features(x, y))
