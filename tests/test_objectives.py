@@ -136,6 +136,8 @@ def test_free_bits_clamp_each_dimension(digits):
     ("free-bits", {"free_bits": -0.1}, "free_bits must be at least 0"),
     ("kl-annealing", {"schedule": "sigmoid"}, "schedule must be one of linear, cyclical"),
     ("vae", {"lambda": 1}, "has no setting lambda"),
+    ("iwae", {"k": 2.5}, "k must be a whole number"),
+    ("iwae", {"k": 0}, "k must be at least 1"),
     ("iwae-typo", {}, "unknown objective"),
 ])
 def test_bad_settings_are_refused_with_a_clear_message(name, settings, message):

@@ -1,4 +1,4 @@
-"""What every objective shares: the knob declaration, the registry and the Gaussian ELBO parts."""
+"""What every objective shares: knobs, the registry, and the pieces of ELBOs and importance weights."""
 from __future__ import annotations
 
 import math
@@ -29,11 +29,14 @@ class Knob:
             if value not in self.choices:
                 raise ConfigError(f"{name} must be one of {', '.join(self.choices)}, not {value!r}")
             return value
-        kind = type(self.default)
         try:
-            value = kind(value)
+            value = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be a number, not {value!r}") from None
+        if isinstance(self.default, int):
+            if not value.is_integer():
+                raise ConfigError(f"{name} must be a whole number, not {value}")
+            value = int(value)
         if not math.isfinite(value):
             raise ConfigError(f"{name} must be a finite number, not {value}")
         if self.min is not None and value < self.min:

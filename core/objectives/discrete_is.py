@@ -8,7 +8,6 @@ LATENT = Knob("bernoulli", "discrete latent: c independent bits, or one of c cat
 
 class DiscreteObjective(Objective):
     """Shared by the discrete-latent objectives: the latent kind is a knob that sets the model's."""
-    exact_kl_per_dim = True
 
     def configure_model(self, cfg, info):
         return replace(cfg, latent=self.latent_type, latent_clip=0.0)
