@@ -339,3 +339,10 @@ def test_importance_weighted_bound_uses_the_objectives_posterior():
     vae = build("vae", model=m)
     loose = [importance_weighted_bound(m, vae, data, k=k, chunk=7) for k in (1, 10, 200)]
     assert loose[0] < loose[1] < loose[2] <= exact.item() + 1e-3
+
+
+@pytest.mark.parametrize("name", OBJECTIVES.names())
+def test_every_objective_trains_a_conv_net(name, digits):
+    t = Trainer(small_config(objective=name, model=ModelConfig(arch="conv", channels=(8, 16), latent_dim=4)), digits)
+    rows = t.step(5)
+    assert all(math.isfinite(r["loss"]) for r in rows)
