@@ -12,12 +12,19 @@ class DiscreteObjective(Objective):
     def configure_model(self, cfg, info):
         return replace(cfg, latent=self.latent_type, latent_clip=0.0)
 
+    def score_samples(self, model, x, y):
+        """q(z|x), and ln p(x|z_m) and ln q(z_m|x) of M draws z_m ~ q, both (M, B)."""
+        q = model.encode(x, y)
+        z, log_q = draw(as_event(q), self.samples)
+        _, log_px = log_weights(model, x, y, z, log_q)
+        return q, log_px, log_q
+
 
 @register("discrete-is")
 class DiscreteImportanceSampling(DiscreteObjective):
     """Discrete latents trained with the importance-sampling estimator of Bartler et al. (2019),
-    "Training VAEs with discrete latent representations using importance sampling", sec. 3 and
-    sec. 5 (categorical). With the proposal q_I = q, the encoder gradient of E_q[ln p(x|z)] is
+    "Training VAEs with discrete latent representations using importance sampling" (categorical
+    latents in sec. 5). With the proposal q_I = q, the encoder gradient of E_q[ln p(x|z)] is
 
         grad_E = (1/M) sum_m ln p(x|z_m) (z_m - q) d eta / dE,     z_m ~ q(z|x),
 
@@ -31,7 +38,5 @@ class DiscreteImportanceSampling(DiscreteObjective):
     knobs = {"latent_type": LATENT, "samples": Knob(10, "M: samples of z per image per step", min=1)}
 
     def forward(self, model, x, y=None, step=0):
-        q = model.encode(x, y)
-        z, log_q = draw(as_event(q), self.samples)
-        _, log_px = log_weights(model, x, y, z, log_q)
+        q, log_px, log_q = self.score_samples(model, x, y)
         return score_output(model, q, log_px, log_q, log_px, self.beta)

@@ -1,4 +1,4 @@
-from .base import Knob, as_event, draw, log_weights, register, score_output
+from .base import Knob, register, score_output
 from .discrete_is import LATENT, DiscreteObjective
 
 
@@ -17,9 +17,7 @@ class ReinforceLeaveOneOut(DiscreteObjective):
     knobs = {"latent_type": LATENT, "samples": Knob(10, "M: samples of z per image per step (at least 2)", min=2)}
 
     def forward(self, model, x, y=None, step=0):
-        q = model.encode(x, y)
-        z, log_q = draw(as_event(q), self.samples)
-        _, log_px = log_weights(model, x, y, z, log_q)
+        q, log_px, log_q = self.score_samples(model, x, y)
         m = self.samples
         others = (log_px.sum(0, keepdim=True) - log_px) / (m - 1)
         return score_output(model, q, log_px, log_q, log_px - others, self.beta)
