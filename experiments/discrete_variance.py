@@ -13,7 +13,7 @@ from common import save, train
 
 from core import data as datasets
 from core.data import DataSpec
-from core.engine import RunConfig
+from core.engine import Diverged, RunConfig
 from core.models import ModelConfig
 
 
@@ -49,7 +49,12 @@ def main():
         rows = []
         for step in range(0, args.steps + 1, args.every):
             if step:
-                trainer.step(args.every)
+                try:
+                    trainer.step(args.every)
+                except Diverged as e:
+                    print(f"{latent}: {e}", flush=True)
+                    rows.append({"step": trainer.step_count, "diverged": str(e)})
+                    break
             recent = trainer.history[-args.every:]
             loss = round(sum(r["loss"] for r in recent) / len(recent), 2) if recent else None
             var, relative = gradient_variance(trainer, x, args.repeats)

@@ -146,7 +146,9 @@ def kl_per_dim(q, prior):
     """KL(q || p) per image, split by latent dimension (B, d). For one categorical latent the split
     is by category: the terms q_k log(q_k / p_k), which sum to the KL."""
     if isinstance(q, OneHotCategorical):
-        return torch.special.xlogy(q.probs, q.probs) - q.probs * prior.probs.log()
+        # q.logits are normalized log-probabilities: finite even where a probability underflows
+        # to 0, so the gradient stays finite too (xlogy(p, p) would give 0 * -inf there).
+        return q.probs * (q.logits - prior.probs.log())
     return kl_divergence(q, prior.expand(q.batch_shape))
 
 
