@@ -123,13 +123,19 @@ def test_cvae_needs_labels():
 
 # ---------------------------------------------------------------- mu-VAE and latent clipping
 
-def test_mu_vae_regularizer_is_the_papers(digits):
+def test_mu_vae_regularizer(digits):
     m, x = model(latent=10), digits.train_x[:50]
     out = build("mu-vae")(m, x)
     q = m.encode(x)
-    expected = q.loc.sum().abs() / 50 - torch.log(q.scale ** 2).sum() / 50
+    var = q.scale ** 2
+    expected = q.loc.sum().abs() / 50 + (var - var.log() - 1).sum() / 100
     assert torch.allclose(out.terms["mu_regularizer"], expected, rtol=1e-5)
     assert torch.allclose(out.loss, out.terms["recon"] + expected, rtol=1e-5)
+    # bounded below by 0, reached exactly when the batch's means cancel and every sigma is 1
+    with torch.no_grad():
+        m.encoder_head.weight.zero_()
+        m.encoder_head.bias.zero_()
+    assert build("mu-vae")(m, x).terms["mu_regularizer"].abs() < 1e-6
 
 
 @pytest.mark.parametrize("clip", [3.0, 6.0])
