@@ -95,7 +95,8 @@ def live_view(trainer: Trainer):
         return
     left, right = st.columns([3, 2])
     left.plotly_chart(plots.loss_curves(history), width="stretch")
-    right.plotly_chart(plots.kl_per_dim_bars(history[-1]["kl_per_dim"]), width="stretch")
+    title = "KL per dimension" if trainer.objective.exact_kl_per_dim else "KL of the base posterior q₀ per dimension"
+    right.plotly_chart(plots.kl_per_dim_bars(history[-1]["kl_per_dim"], title=title), width="stretch")
     model = trainer.snapshot()
     x, y = trainer.data.test_x[:16], trainer.data.test_y[:16]
     gen = torch.Generator().manual_seed(0)

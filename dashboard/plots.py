@@ -25,11 +25,11 @@ def loss_curves(history: list[dict], terms=LOSS_TERMS, smooth: int = 20) -> go.F
     return fig
 
 
-def kl_per_dim_bars(kl_per_dim: list[float], threshold: float = 0.01) -> go.Figure:
+def kl_per_dim_bars(kl_per_dim: list[float], threshold: float = 0.01, title: str = "KL per dimension") -> go.Figure:
     """KL of each latent dimension; bars under the threshold (collapsed) are grey."""
     colors = ["#1f77b4" if v >= threshold else "#bbbbbb" for v in kl_per_dim]
     fig = go.Figure(go.Bar(x=[f"z{i}" for i in range(len(kl_per_dim))], y=kl_per_dim, marker_color=colors))
-    fig.update_layout(yaxis_title="KL (nats)", height=280, margin=dict(l=10, r=10, t=30, b=10))
+    fig.update_layout(title=title, yaxis_title="KL (nats)", height=320, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
