@@ -301,6 +301,16 @@ def test_vlae_one_undamped_update_reaches_the_exact_posterior_of_a_linear_gaussi
     assert torch.allclose(log_w, marginal.log_prob(x.flatten(1)).expand(50, 5), atol=1e-3)
 
 
+def test_vlae_precision_is_exactly_symmetric_on_real_images(mnist):
+    from core.objectives.vlae import linearize
+    torch.manual_seed(0)
+    m = VAE(ModelConfig(latent_dim=20, likelihood="bernoulli"))
+    x = mnist.train_x[:64]
+    precision, _ = linearize(m, torch.randn(64, 20) * 3, x)
+    assert torch.equal(precision, precision.mT)
+    torch.distributions.MultivariateNormal(torch.zeros(64, 20), precision_matrix=precision, validate_args=True)
+
+
 def test_vlae_damping_and_conjugate_gradient():
     m, W, b = linear_gaussian()
     x = torch.rand(5, 1, 4, 4)

@@ -26,7 +26,10 @@ def linearize(model, z, x):
         lam = std.pow(-2)
         r, w = lam * (xf - out[:, :n]), jac[:, :n]
     eye = torch.eye(z.shape[-1], device=z.device, dtype=z.dtype)
-    precision = torch.einsum("bnd,bn,bne->bde", w, lam, w) + eye
+    precision = torch.einsum("bnd,bn,bne->bde", w, lam, w)
+    # Symmetric to the last bit: rounding in the product leaves it off by ~1e-6, which
+    # MultivariateNormal's positive-definiteness check refuses.
+    precision = 0.5 * (precision + precision.mT) + eye
     grad = torch.einsum("bnd,bn->bd", w, r) - z
     return precision, grad
 
