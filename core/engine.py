@@ -117,7 +117,7 @@ class Trainer:
             self.config, self.model = build_model(config, self.data.info, self.objective)
         self.model.to(self.device)
         self.objective.to(self.device)
-        self.params = [p for p in list(self.model.parameters()) + list(self.objective.parameters())]
+        self.params = list(self.model.parameters()) + list(self.objective.parameters())
         self.optimizer = torch.optim.Adam(self.params, lr=config.lr)
         self.train_x = self.data.train_x.to(self.device)
         self.train_y = self.data.train_y.to(self.device)

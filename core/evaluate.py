@@ -1,6 +1,7 @@
 """Test-set ELBO, reconstruction and KL (total and per dimension) of a trained model."""
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass
 
@@ -22,6 +23,20 @@ class EvalResult:
         return asdict(self)
 
 
+@contextlib.contextmanager
+def seeded(device: torch.device, seed: int):
+    """Draw from a fixed seed without disturbing the global random stream."""
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def eval_split(data: Dataset, n: int | None = None):
+    """The first n test images and labels; with dynamic binarization, binarized once (seed first)."""
+    x = data.test_x[:n]
+    return (torch.bernoulli(x) if data.spec.binarize == "dynamic" else x), data.test_y[:n]
+
+
 @torch.no_grad()
 def evaluate(model, data: Dataset, batch_size: int = 1000, seed: int = 0) -> EvalResult:
     """The ELBO of the test split. With dynamic binarization the test images are binarized once
@@ -29,12 +44,9 @@ def evaluate(model, data: Dataset, batch_size: int = 1000, seed: int = 0) -> Eva
     model.eval()
     device = model.prior_loc.device
     recon_sum, kl_sum = 0.0, torch.zeros(model.latent_dim, dtype=torch.float64)
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        x_all = data.test_x
-        if data.spec.binarize == "dynamic":
-            x_all = torch.bernoulli(x_all)
-        for x, y in zip(x_all.split(batch_size), data.test_y.split(batch_size)):
+    with seeded(device, seed):
+        x_all, y_all = eval_split(data)
+        for x, y in zip(x_all.split(batch_size), y_all.split(batch_size)):
             recon, kl = gaussian_elbo_parts(model, x.to(device), y.to(device))
             recon_sum += recon.double().sum().item()
             kl_sum += kl.double().sum(0).cpu()
@@ -53,15 +65,11 @@ def importance_weighted_bound(model, objective, data: Dataset, k: int = 100, n: 
     but their log-weights are gathered in float64 and reduced by one logsumexp over all k."""
     model.eval()
     device = model.prior_loc.device
-    x_all, y_all = data.test_x[:n], data.test_y[:n]
     total = 0.0
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        if data.spec.binarize == "dynamic":
-            x_all = torch.bernoulli(x_all)
+    with seeded(device, seed):
+        x_all, y_all = eval_split(data, n)
         for x, y in zip(x_all.split(batch_size), y_all.split(batch_size)):
             x, y = x.to(device), y.to(device)
-            y = y if model.cfg.n_classes else None
             log_w = torch.cat([log_weights(model, x, y, *objective.posterior_samples(model, x, y, min(chunk, k - i)))[0]
                                .double() for i in range(0, k, chunk)])
             total += (torch.logsumexp(log_w, 0) - math.log(k)).sum().item()
