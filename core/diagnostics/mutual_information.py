@@ -1,0 +1,36 @@
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.distributions import Normal
+
+from ..objectives import as_event, kl_per_dim
+from . import register
+
+
+@dataclass
+class MutualInformationResult:
+    mi: float                 # I_q(x; z), nats
+    ceiling: float            # log(batch size): the estimator cannot exceed it
+    kl: float                 # E_x KL(q(z|x) || p(z))
+    aggregate_kl: float       # KL(q(z) || p(z)) = kl - mi, by the decomposition below
+    at_ceiling: bool          # within 5% of the ceiling: read it as "at least this", not a measure
+
+
+@register("mutual-information")
+@torch.no_grad()
+def mutual_information(model, x, y=None) -> MutualInformationResult:
+    """I_q(x; z) with the minibatch estimator of He et al. (2019, `calc_mi`):
+    I = E_x[-H(q(z|x))] - E_z[log q(z)], with log q(z) ~ logsumexp_j log q(z|x_j) - log B over the
+    batch. Also the decomposition E_x KL(q(z|x) || p(z)) = I_q(x; z) + KL(q(z) || p(z))
+    (Hoffman & Johnson 2016). The estimate is capped near log B, the batch's own information."""
+    q = model.encode(x, y)
+    batch = x.shape[0]
+    neg_entropy = -as_event(q).entropy().mean()
+    z = q.sample()
+    pairwise = as_event(Normal(q.loc[None], q.scale[None])).log_prob(z[:, None])  # log q(z_i | x_j)
+    log_qz = torch.logsumexp(pairwise, dim=1) - math.log(batch)
+    mi = (neg_entropy - log_qz.mean()).item()
+    kl = kl_per_dim(q, model.prior()).sum(-1).mean().item()
+    ceiling = math.log(batch)
+    return MutualInformationResult(mi, ceiling, kl, kl - mi, mi > 0.95 * ceiling)
