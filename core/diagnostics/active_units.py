@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import register
+from . import held_out, register
 
 
 @dataclass
@@ -14,9 +14,10 @@ class ActiveUnitsResult:
 
 @register("active-units")
 @torch.no_grad()
-def active_units(model, x, y=None, threshold: float = 0.01) -> ActiveUnitsResult:
+def active_units(model, data, n: int = 1000, threshold: float = 0.01) -> ActiveUnitsResult:
     """Active units of Burda et al. (2016), sec. 5.2: dimension d is active when
     A_d = Var_x(E_q(z|x)[z_d]) exceeds the threshold (0.01 in the paper)."""
+    x, y = held_out(model, data, n)
     means = model.encode(x, y).mean
     variances = means.var(0, unbiased=False)
     return ActiveUnitsResult(int((variances > threshold).sum()), variances.tolist(), threshold)

@@ -5,7 +5,7 @@ import torch
 from torch.distributions import Normal
 
 from ..objectives import as_event, kl_per_dim
-from . import register
+from . import held_out, register
 
 
 @dataclass
@@ -19,11 +19,12 @@ class MutualInformationResult:
 
 @register("mutual-information")
 @torch.no_grad()
-def mutual_information(model, x, y=None) -> MutualInformationResult:
+def mutual_information(model, data, n: int = 1000) -> MutualInformationResult:
     """I_q(x; z) with the minibatch estimator of He et al. (2019, `calc_mi`):
     I = E_x[-H(q(z|x))] - E_z[log q(z)], with log q(z) ~ logsumexp_j log q(z|x_j) - log B over the
     batch. Also the decomposition E_x KL(q(z|x) || p(z)) = I_q(x; z) + KL(q(z) || p(z))
     (Hoffman & Johnson 2016). The estimate is capped near log B, the batch's own information."""
+    x, y = held_out(model, data, n)
     q = model.encode(x, y)
     batch = x.shape[0]
     neg_entropy = -as_event(q).entropy().mean()
