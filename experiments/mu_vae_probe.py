@@ -1,37 +1,23 @@
 """Seed mu-VAE ("Bridging the ELBO and MMD"), Table 1: latent-probe accuracy of VAE, beta-VAE (4),
 mu-VAE#1 (c = 3) and mu-VAE#2 (c = 6) on MNIST and Fashion-MNIST, latent size 10, conv encoder and
-decoder. The probe is a logistic regression on the encoder means, fitted on the training split and
-scored on the test split.
+decoder. The probe is the `probe` diagnostic: a logistic regression on the standardized encoder
+means, fitted on the training split and scored on the test split.
 
     python experiments/mu_vae_probe.py [--epochs 3]
 """
 import argparse
 
-import torch
 from common import save, train
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 from core import data as datasets
 from core.data import DataSpec
+from core.diagnostics import DIAGNOSTICS
 from core.engine import RunConfig
 from core.models import ModelConfig
 
 MODELS = [("VAE", "vae", {}), ("beta-VAE (4)", "beta-vae", {"beta": 4.0}),
           ("mu-VAE#1 (c=3)", "mu-vae", {"clip": 3.0}), ("mu-VAE#2 (c=6)", "mu-vae", {"clip": 6.0})]
 PAPER = {"mnist": [93.42, 62.45, 95.28, 96.44], "fashion-mnist": [78.01, 62.35, 82.71, 84.26]}
-
-
-@torch.no_grad()
-def encoder_means(model, x):
-    return torch.cat([model.encode(b).loc for b in x.split(1000)]).numpy()
-
-
-def probe(model, data) -> float:
-    scaler = StandardScaler().fit(encoder_means(model, data.train_x))
-    clf = LogisticRegression(max_iter=2000)
-    clf.fit(scaler.transform(encoder_means(model, data.train_x)), data.train_y.numpy())
-    return 100 * clf.score(scaler.transform(encoder_means(model, data.test_x)), data.test_y.numpy())
 
 
 def main():
@@ -48,7 +34,7 @@ def main():
             config = RunConfig(data=spec, model=ModelConfig(arch="conv", latent_dim=10), objective=objective,
                                settings=settings)
             t = train(config, data, steps, f"{label} {name}")
-            accuracy = probe(t.model.eval(), data)
+            accuracy = 100 * DIAGNOSTICS.get("probe")(t.model.eval(), data, n_train=60000).logistic_accuracy
             results.setdefault(name, {})[label] = {"ours": round(accuracy, 2), "paper": paper}
             print(f"{name:14s} {label:15s} probe {accuracy:6.2f}%  (paper {paper:.2f}%, {t.seconds:.0f} s)", flush=True)
     save("mu_vae_probe", {"epochs": args.epochs, "steps": steps, "accuracy": results})
