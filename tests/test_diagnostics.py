@@ -72,3 +72,20 @@ def test_probe_needs_labels():
     from core.errors import ConfigError
     with pytest.raises(ConfigError, match="needs class labels"):
         DIAGNOSTICS.get("probe")(mnist_model(), load("binarized-mnist"))
+
+
+def test_decoder_reliance_shows_no_gap_for_a_decoder_that_ignores_z(mnist, digits):
+    m = mnist_model(latent=4)
+    with torch.no_grad():  # the decoder's first layer reads nothing from z
+        m.decoder[0][0].weight.zero_()
+    collapsed = DIAGNOSTICS.get("decoder-reliance")(m, mnist, n=500)
+    assert collapsed.gap == pytest.approx(0, abs=1e-5)
+    assert collapsed.prior == pytest.approx(collapsed.posterior, abs=1e-5)
+    assert max(collapsed.zeroed) == pytest.approx(min(collapsed.zeroed), abs=1e-5)
+
+    from conftest import small_config
+    from core.engine import Trainer
+    t = Trainer(small_config(lr=3e-3), digits)
+    t.step(400)
+    used = DIAGNOSTICS.get("decoder-reliance")(t.snapshot(), digits, n=297)
+    assert used.gap > 1.0 and used.posterior > used.prior

@@ -1,0 +1,40 @@
+from dataclasses import dataclass
+
+import torch
+
+from . import held_out, register
+
+
+@dataclass
+class DecoderRelianceResult:
+    posterior: float            # E log p(x|z), z ~ q(z|x)  (nats per image)
+    shuffled: float             # z taken from another image of the batch
+    prior: float                # z ~ p(z)
+    zeroed: list[float]         # z ~ q(z|x) with dimension d set to 0, for each d
+
+    @property
+    def gap(self) -> float:
+        """How much the decoder loses when z stops describing x; about 0 for a collapsed model."""
+        return self.posterior - self.shuffled
+
+
+@register("decoder-reliance")
+@torch.no_grad()
+def decoder_reliance(model, data, n: int = 1000, seed: int = 0) -> DecoderRelianceResult:
+    """Does the decoder use z? The reconstruction log-likelihood with z from q(z|x), against z shuffled
+    across the batch, z drawn from the prior, and each dimension zeroed in turn. A decoder that
+    ignores z scores the same under all of them."""
+    x, y = held_out(model, data, n, seed)
+    z = model.encode(x, y).sample()
+
+    def score(codes):
+        return model.decode(codes, y).log_prob(x).mean().item()
+
+    gen = torch.Generator(device=z.device).manual_seed(seed)
+    shuffled = z[torch.randperm(len(z), generator=gen, device=z.device)]
+    zeroed = []
+    for d in range(z.shape[1]):
+        cut = z.clone()
+        cut[:, d] = 0
+        zeroed.append(score(cut))
+    return DecoderRelianceResult(score(z), score(shuffled), score(model.prior().sample((len(z),))), zeroed)
