@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .data import Dataset
-from .objectives import gaussian_elbo_parts, log_weights
+from .objectives import elbo_parts, log_weights
 
 
 @dataclass
@@ -47,7 +47,7 @@ def evaluate(model, data: Dataset, batch_size: int = 1000, seed: int = 0) -> Eva
     with seeded(device, seed):
         x_all, y_all = eval_split(data)
         for x, y in zip(x_all.split(batch_size), y_all.split(batch_size)):
-            recon, kl = gaussian_elbo_parts(model, x.to(device), y.to(device))
+            recon, kl = elbo_parts(model, x.to(device), y.to(device))
             recon_sum += recon.double().sum().item()
             kl_sum += kl.double().sum(0).cpu()
     n = len(x_all)

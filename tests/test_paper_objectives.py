@@ -10,7 +10,7 @@ from core.cli import main
 from core.engine import Trainer
 from core.errors import ConfigError
 from core.models import VAE, ModelConfig
-from core.objectives import OBJECTIVES, as_event, build, draw, gaussian_elbo_parts, log_weights
+from core.objectives import OBJECTIVES, as_event, build, draw, elbo_parts, log_weights
 from core.objectives.dvae import salt_and_pepper
 from core.objectives.mmd_vae import mmd2_unbiased
 from torch.distributions import kl_divergence
@@ -40,7 +40,7 @@ def test_iwae_with_k1_is_the_elbo(digits):
     assert torch.allclose(-out.loss, log_w.mean())  # the one-sample ELBO estimate, exactly
     with torch.no_grad():  # and in expectation the closed-form-KL ELBO
         draws = torch.stack([build("iwae", {"k": 1})(m, x).loss for _ in range(400)])
-        elbos = torch.stack([sum(map(lambda t: t.sum(-1) if t.dim() > 1 else t, gaussian_elbo_parts(m, x))).mean()
+        elbos = torch.stack([sum(map(lambda t: t.sum(-1) if t.dim() > 1 else t, elbo_parts(m, x))).mean()
                              for _ in range(400)])
     se = math.hypot(draws.std().item(), elbos.std().item()) / math.sqrt(400)
     assert abs(draws.mean().item() - elbos.mean().item()) < 4 * se
@@ -84,12 +84,12 @@ def test_dvae_corrupts_the_encoder_input_only(digits):
     assert 0.05 < changed < 0.2  # about 0.2 of pixels hit; those already at 0 or 1 may not change
     torch.manual_seed(9)  # replay the same draws: the corruption, then z
     noisy = salt_and_pepper(x, 0.2)
-    recon_clean, _ = gaussian_elbo_parts(m, noisy, target=x)
+    recon_clean, _ = elbo_parts(m, noisy, target=x)
     assert torch.equal(noisy, seen[0])  # the encoder saw the corrupted images
     assert torch.allclose(out.terms["recon"], recon_clean.mean())  # the decoder was scored on clean x
     torch.manual_seed(9)
     noisy = salt_and_pepper(x, 0.2)
-    recon_noisy, _ = gaussian_elbo_parts(m, noisy, target=noisy)
+    recon_noisy, _ = elbo_parts(m, noisy, target=noisy)
     assert not torch.allclose(recon_noisy.mean(), recon_clean.mean())
 
 

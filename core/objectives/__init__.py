@@ -4,11 +4,12 @@ import importlib
 import pkgutil
 
 from .base import (OBJECTIVES, FlowObjective, Knob, Objective, Output, as_event, build, draw, flow_samples,
-                   gaussian_elbo_parts, kl_per_dim, log_weights, register, sample_and_score, score_output)
+                   elbo_parts, kl_per_dim, log_weights, register, sample_and_score, score_output, shared_terms)
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["OBJECTIVES", "FlowObjective", "Knob", "Objective", "Output", "as_event", "build", "draw", "flow_samples",
-           "gaussian_elbo_parts", "kl_per_dim", "log_weights", "register", "sample_and_score", "score_output"]
+           "elbo_parts", "kl_per_dim", "log_weights", "register", "sample_and_score", "score_output",
+           "shared_terms"]

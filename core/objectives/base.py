@@ -135,7 +135,7 @@ def sample_and_score(model, x, y=None, target=None):
     return q, z, recon
 
 
-def gaussian_elbo_parts(model, x, y=None, target=None):
+def elbo_parts(model, x, y=None, target=None):
     """-log p(target|z) per image (B,) for one z ~ q(z|x), and the closed-form KL(q(z|x) || p(z))
     per image and dimension (B, d)."""
     q, _, recon = sample_and_score(model, x, y, target)
@@ -220,11 +220,16 @@ def score_output(model, q, log_px, log_q, signal, beta) -> Output:
     score = (signal.detach() * (log_q - log_q.detach())).mean(0)
     recon = -log_px.mean(0)
     loss = (recon + beta * kl.sum(-1) - score).mean()
-    return Output(loss, {"recon": recon.mean(), "kl": kl.sum(-1).mean(), "kl_per_dim": kl.mean(0)})
+    return Output(loss, shared_terms(recon, kl))
+
+
+def shared_terms(recon, kl) -> dict:
+    """The terms every objective reports, from per-image -log p(x|z) (any shape ending in B) and the
+    per-image, per-dimension KL (B, d): batch means of recon, total KL and KL per dimension."""
+    return {"recon": recon.mean(), "kl": kl.sum(-1).mean(), "kl_per_dim": kl.mean(0)}
 
 
 def weighted_kl_output(recon, kl, weight) -> Output:
     """loss = E[-log p(x|z)] + weight * E[KL]; reports the terms every objective shares."""
-    kl_total = kl.sum(-1).mean()
-    recon = recon.mean()
-    return Output(recon + weight * kl_total, {"recon": recon, "kl": kl_total, "kl_per_dim": kl.mean(0)})
+    terms = shared_terms(recon, kl)
+    return Output(terms["recon"] + weight * terms["kl"], terms)

@@ -1,4 +1,4 @@
-from .base import Knob, Objective, gaussian_elbo_parts, register, weighted_kl_output
+from .base import Knob, Objective, elbo_parts, register, weighted_kl_output
 
 
 @register("beta-vae")
@@ -14,5 +14,5 @@ class BetaVAE(Objective):
     knobs = {"beta": Knob(4.0, "weight on the KL term; the paper's examples use 4", min=0.0)}
 
     def forward(self, model, x, y=None, step=0):
-        recon, kl = gaussian_elbo_parts(model, x, y)
+        recon, kl = elbo_parts(model, x, y)
         return weighted_kl_output(recon, kl, self.beta)

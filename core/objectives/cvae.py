@@ -1,7 +1,7 @@
 from dataclasses import replace
 
 from ..errors import ConfigError
-from .base import Objective, gaussian_elbo_parts, register, weighted_kl_output
+from .base import Objective, elbo_parts, register, weighted_kl_output
 
 
 @register("cvae")
@@ -23,5 +23,5 @@ class ConditionalVAE(Objective):
         return replace(cfg, n_classes=info.n_classes)
 
     def forward(self, model, x, y=None, step=0):
-        recon, kl = gaussian_elbo_parts(model, x, y)
+        recon, kl = elbo_parts(model, x, y)
         return weighted_kl_output(recon, kl, self.beta)

@@ -1,6 +1,6 @@
 import torch
 
-from .base import Knob, Objective, gaussian_elbo_parts, register, weighted_kl_output
+from .base import Knob, Objective, elbo_parts, register, weighted_kl_output
 
 
 def salt_and_pepper(x, level: float):
@@ -25,5 +25,5 @@ class DenoisingVAE(Objective):
     knobs = {"noise": Knob(0.05, "salt-and-pepper level: chance each input pixel is set to 0 or 1", min=0.0, max=1.0)}
 
     def forward(self, model, x, y=None, step=0):
-        recon, kl = gaussian_elbo_parts(model, salt_and_pepper(x, self.noise), y, target=x)
+        recon, kl = elbo_parts(model, salt_and_pepper(x, self.noise), y, target=x)
         return weighted_kl_output(recon, kl, self.beta)

@@ -1,4 +1,4 @@
-from .base import BETA, Knob, Objective, Output, gaussian_elbo_parts, register
+from .base import BETA, Knob, Objective, Output, elbo_parts, register
 
 
 @register("free-bits")
@@ -20,7 +20,7 @@ class FreeBits(Objective):
     }
 
     def forward(self, model, x, y=None, step=0):
-        recon, kl = gaussian_elbo_parts(model, x, y)
+        recon, kl = elbo_parts(model, x, y)
         kl_per_dim = kl.mean(0)
         clamped = kl_per_dim.clamp(min=self.free_bits).sum()
         recon = recon.mean()

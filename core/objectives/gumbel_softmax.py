@@ -1,7 +1,7 @@
 import torch
 from torch.distributions import RelaxedBernoulli, RelaxedOneHotCategorical
 
-from .base import Knob, Output, kl_per_dim, register
+from .base import Knob, Output, kl_per_dim, register, shared_terms
 from .discrete_is import LATENT, DiscreteObjective
 
 
@@ -36,4 +36,4 @@ class GumbelSoftmax(DiscreteObjective):
         recon = -model.decode(z, y).log_prob(x)
         kl = kl_per_dim(q, model.prior())
         return Output((recon + self.beta * kl.sum(-1)).mean(),
-                      {"recon": recon.mean(), "kl": kl.sum(-1).mean(), "kl_per_dim": kl.mean(0)})
+                      shared_terms(recon, kl))

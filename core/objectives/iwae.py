@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from .base import Knob, Objective, Output, as_event, draw, kl_per_dim, log_weights, register
+from .base import Knob, Objective, Output, as_event, draw, kl_per_dim, log_weights, register, shared_terms
 
 
 @register("iwae")
@@ -27,5 +27,4 @@ class IWAE(Objective):
             log_w = log_px + self.beta * (log_w - log_px)
         bound = (torch.logsumexp(log_w, dim=0) - math.log(self.k)).mean()
         kl = kl_per_dim(q, model.prior())
-        return Output(-bound, {"recon": -log_px.mean(), "kl": kl.sum(-1).mean(), "kl_per_dim": kl.mean(0),
-                               "iwae_bound": bound})
+        return Output(-bound, shared_terms(-log_px, kl) | {"iwae_bound": bound})

@@ -1,4 +1,4 @@
-from .base import BETA, Knob, Objective, gaussian_elbo_parts, register, weighted_kl_output
+from .base import BETA, Knob, Objective, elbo_parts, register, weighted_kl_output
 
 
 def linear_warmup(step: int, steps: int) -> float:
@@ -41,7 +41,7 @@ class KLAnnealing(Objective):
         return cyclical(step, self.anneal_steps, self.ratio, self.cycles)
 
     def forward(self, model, x, y=None, step=0):
-        recon, kl = gaussian_elbo_parts(model, x, y)
+        recon, kl = elbo_parts(model, x, y)
         out = weighted_kl_output(recon, kl, self.beta * self.weight(step))
         out.terms["kl_weight"] = x.new_tensor(self.beta * self.weight(step))
         return out

@@ -1,6 +1,6 @@
 import torch
 
-from .base import Knob, Objective, Output, kl_per_dim, register, sample_and_score
+from .base import Knob, Objective, Output, kl_per_dim, register, sample_and_score, shared_terms
 
 
 def kernel(a, b, kind: str = "imq"):
@@ -42,8 +42,7 @@ class MMDVAE(Objective):
 
     def forward(self, model, x, y=None, step=0):
         q, z, recon = sample_and_score(model, x, y)
-        recon = recon.mean()
-        kl = kl_per_dim(q, model.prior())
+        terms = shared_terms(recon, kl_per_dim(q, model.prior()))
         mmd = mmd2_unbiased(z, torch.randn_like(z), self.kernel)
-        loss = recon + self.beta * (1 - self.alpha) * kl.sum(-1).mean() + (self.alpha + self.mmd_weight - 1) * mmd
-        return Output(loss, {"recon": recon, "kl": kl.sum(-1).mean(), "kl_per_dim": kl.mean(0), "mmd": mmd})
+        loss = terms["recon"] + self.beta * (1 - self.alpha) * terms["kl"] + (self.alpha + self.mmd_weight - 1) * mmd
+        return Output(loss, terms | {"mmd": mmd})

@@ -1,6 +1,6 @@
 from dataclasses import replace
 
-from .base import Knob, Objective, Output, kl_per_dim, register, sample_and_score
+from .base import Knob, Objective, Output, kl_per_dim, register, sample_and_score, shared_terms
 
 
 @register("mu-vae")
@@ -30,10 +30,8 @@ class MuVAE(Objective):
 
     def forward(self, model, x, y=None, step=0):
         q, _, recon = sample_and_score(model, x, y)
-        recon = recon.mean()
         batch = x.shape[0]
         var = q.scale.pow(2)
         reg = q.loc.sum().abs() / batch + (var - var.log() - 1).sum() / (2 * batch)
-        kl = kl_per_dim(q, model.prior())
-        return Output(recon + self.beta * reg, {"recon": recon, "kl": kl.sum(-1).mean(), "kl_per_dim": kl.mean(0),
-                                                "mu_regularizer": reg})
+        terms = shared_terms(recon, kl_per_dim(q, model.prior()))
+        return Output(terms["recon"] + self.beta * reg, terms | {"mu_regularizer": reg})

@@ -1,4 +1,4 @@
-from .base import Objective, gaussian_elbo_parts, register, weighted_kl_output
+from .base import Objective, elbo_parts, register, weighted_kl_output
 
 
 @register("vae")
@@ -13,5 +13,5 @@ class VAE(Objective):
     equation = r"\mathcal{L}(x) = \mathbb{E}_{q(z|x)}[\log p(x|z)] - \mathrm{KL}(q(z|x)\,\|\,p(z))"
 
     def forward(self, model, x, y=None, step=0):
-        recon, kl = gaussian_elbo_parts(model, x, y)
+        recon, kl = elbo_parts(model, x, y)
         return weighted_kl_output(recon, kl, self.beta)
