@@ -244,7 +244,7 @@ def test_sa_vae_refined_elbo_is_at_least_the_amortized_elbo(digits):
     obj = build("sa-vae", {"refine_steps": 4}, m)
     x = digits.test_x[:64]
     lam0 = m.encoder_head(m.encode_features(x)).detach()
-    lamT = obj.refine(m, lam0, x, None, create_graph=False).detach()
+    lamT = obj.refine(m, lam0, x, None, create_graph=False)[0].detach()
     assert not torch.equal(lam0, lamT)
 
     def expected_elbo(lam):  # many samples with common random numbers, per image

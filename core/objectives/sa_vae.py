@@ -29,30 +29,32 @@ class SemiAmortizedVAE(Objective):
         return recon, kl_per_dim(q, model.prior())
 
     def refine(self, model, lam, x, y, create_graph=True):
-        """T clipped gradient-ascent steps on each image's ELBO; returns lambda_T."""
+        """T clipped gradient-ascent steps on each image's ELBO. Returns lambda_T and the one-sample
+        ELBO per image at lambda_0, which the first step computes anyway."""
+        start = None
         for _ in range(self.refine_steps):
             if not lam.requires_grad:
                 lam = lam.detach().requires_grad_()
             recon, kl = self.elbo(model, lam, x, y)
-            (grad,) = torch.autograd.grad(-(recon + kl.sum(-1)).sum(), lam, create_graph=create_graph)
+            elbo = -(recon + kl.sum(-1))
+            start = elbo.detach() if start is None else start
+            (grad,) = torch.autograd.grad(elbo.sum(), lam, create_graph=create_graph)
             norm = grad.norm(dim=-1, keepdim=True)
             grad = grad * (self.refine_clip / norm.clamp(min=self.refine_clip))
             lam = lam + self.refine_lr * grad
-        return lam
+        return lam, start
 
     def posterior_samples(self, model, x, y, k: int):
         """Draws from the refined q(z|x; lambda_T)."""
         with torch.enable_grad():
-            lam = self.refine(model, model.encoder_head(model.encode_features(x, y)), x, y, create_graph=False)
+            lam, _ = self.refine(model, model.encoder_head(model.encode_features(x, y)), x, y, create_graph=False)
         return draw(as_event(model.posterior(lam.detach())), k)
 
     def forward(self, model, x, y=None, step=0):
         lam0 = model.encoder_head(model.encode_features(x, y))
         with torch.enable_grad():
-            lam = self.refine(model, lam0, x, y, create_graph=torch.is_grad_enabled())
+            lam, start = self.refine(model, lam0, x, y, create_graph=torch.is_grad_enabled())
         recon, kl = self.elbo(model, lam, x, y)
         out = weighted_kl_output(recon, kl, self.beta)
-        with torch.no_grad():
-            r0, k0 = self.elbo(model, lam0, x, y)
-            out.terms["elbo_gain"] = (r0 + k0.sum(-1) - recon - kl.sum(-1)).mean()
+        out.terms["elbo_gain"] = (-(recon + kl.sum(-1)).detach() - start).mean()
         return out
