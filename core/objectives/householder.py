@@ -3,6 +3,11 @@ import torch.nn as nn
 from .base import FlowObjective, Knob, register
 
 
+def reflect(z, v):
+    """(I - 2 v v^T / ||v||^2) z, row by row."""
+    return z - 2 * v * (v * z).sum(-1, keepdim=True) / v.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
+
+
 @register("householder")
 class HouseholderFlow(FlowObjective):
     """VAE with a Householder flow, Tomczak & Welling (2016), eqs. 7-9:
@@ -34,11 +39,11 @@ class HouseholderFlow(FlowObjective):
 
     def flow(self, z, h):
         for v in self.vectors(h):
-            z = z - 2 * v * (v * z).sum(-1, keepdim=True) / v.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
+            z = reflect(z, v)
         return z, z.new_zeros(z.shape[0])  # reflections preserve volume: log|det| = 0
 
     def inverse(self, z, h):
         """Each reflection is its own inverse, so undo them in reverse order."""
         for v in reversed(self.vectors(h)):
-            z = z - 2 * v * (v * z).sum(-1, keepdim=True) / v.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
+            z = reflect(z, v)
         return z
