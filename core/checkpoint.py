@@ -40,6 +40,7 @@ class Checkpoint:
     data_info: dict
     history: list[dict] = field(default_factory=list)
     step: int = 0
+    live: list[dict] = field(default_factory=list)  # the live diagnostics, every few steps
     meta: dict = field(default_factory=dict)
 
 
@@ -65,6 +66,7 @@ def save(path, trainer) -> Path:
             "data": {"spec": asdict(config.data), "info": asdict(trainer.data.info)},
             "step": trainer.step_count,
             "history": list(trainer.history),
+            "live": list(trainer.live),
         }
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
@@ -138,4 +140,4 @@ def load(path, device: str | torch.device = "cpu") -> Checkpoint:
         raise CheckpointError(f"{weights}: holds NaN or inf values")
     model.to(device).eval()
     return Checkpoint(model, objective.to(device), config, meta.get("data", {}).get("info", {}),
-                      meta.get("history", []), meta.get("step", 0), meta)
+                      meta.get("history", []), meta.get("step", 0), meta.get("live", []), meta)

@@ -10,6 +10,9 @@
 
 The whole dataset sits on the training device as one tensor; a minibatch is an index into it.
 Each trainer owns its random stream, so runs racing side by side give the numbers each gives alone.
+Every `live_every` steps the live diagnostics (KL, active units, mutual information, code usage; see
+core.diagnostics.LIVE) run on a fixed batch of held-out images and land in `trainer.live`; they draw
+from their own seeded stream, so watching a run does not change it.
 A step whose loss, any term or the gradient is not finite is not applied: the run stops with a
 message naming the step and the term, and the weights stay those of the last good step.
 """
@@ -25,7 +28,9 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 
 from . import data as datasets
+from .diagnostics import LIVE
 from .errors import ConfigError, LabError
+from .evaluate import eval_split, seeded
 from .models import VAE, ModelConfig
 from .objectives import build as build_objective
 
@@ -62,6 +67,13 @@ def check_lr(lr) -> float:
     if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ConfigError(f"learning rate must be a finite number > 0, not {lr}")
     return float(lr)
+
+
+def finite_or_none(value):
+    """A logged number, with inf and NaN as None (JSON has no NaN; a checkpoint never holds one)."""
+    if isinstance(value, list):
+        return [finite_or_none(v) for v in value]
+    return value if not isinstance(value, float) or math.isfinite(value) else None
 
 
 class Diverged(LabError):
@@ -109,7 +121,8 @@ _RNG_LOCK = threading.Lock()
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, data: datasets.Dataset | None = None):
+    def __init__(self, config: RunConfig, data: datasets.Dataset | None = None, live_every: int = 50,
+                 live_batch: int = 500):
         self.device = pick_device(config.device)
         self.data = data if data is not None else datasets.load(config.data)
         self.objective = build_objective(config.objective, config.settings)
@@ -127,6 +140,11 @@ class Trainer:
         self.step_count = 0
         self.seconds = 0.0          # time spent in steps, pauses excluded
         self.history: list[dict] = []
+        self.live: list[dict] = []  # {'step', 'kl', 'kl_per_dim', 'au', 'mi', ...} every live_every steps
+        self.live_every = live_every
+        with seeded(self.device, config.seed):
+            live_x, live_y = eval_split(self.data, live_batch)
+        self._live_x, self._live_y = live_x.to(self.device), live_y.to(self.device)
         self.state = "ready"        # ready | running | paused | stopped | done | diverged
         self.error: str | None = None
         self._order, self._pos = None, 0
@@ -193,7 +211,21 @@ class Trainer:
         row.update(step=self.step_count, kl_per_dim=values[len(scalars):], beta=self.objective.beta,
                    lr=self.optimizer.param_groups[0]["lr"], seconds=self.seconds)
         self.history.append(row)
+        if self.live_every and self.step_count % self.live_every == 0:
+            self.live.append(self._live_row())
         return row
+
+    @torch.no_grad()
+    def _live_row(self) -> dict:
+        """The live diagnostics on the fixed held-out batch. They draw from a stream seeded by the step,
+        inside this trainer's own, so the training stream is exactly as if they had not run."""
+        row = {"step": self.step_count}
+        with self._rng(), seeded(self.device, self.step_count):
+            q = self.model.encode(self._live_x, self._live_y)
+            prior = self.model.prior()
+            for _, live in LIVE.items():
+                row.update(live(q, prior))
+        return {k: finite_or_none(v) for k, v in row.items()}
 
     @contextlib.contextmanager
     def _rng(self, seed: int | None = None):

@@ -56,21 +56,40 @@ def evaluate(model, data: Dataset, batch_size: int = 1000, seed: int = 0) -> Eva
                       kl_per_dim=kl_per_dim, n=n)
 
 
+@dataclass
+class BoundResult:
+    elbo: float          # E_q[log w], nats per image: the ELBO of the objective's own posterior
+    iwae: float          # E[log (1/k) sum_i w_i] >= elbo: the importance-weighted bound
+    k: int
+    n: int
+
+    @property
+    def gap(self) -> float:
+        """How much tighter IWAE_k is than the ELBO; a lower bound on KL(q(z|x) || p(z|x))."""
+        return self.iwae - self.elbo
+
+
 @torch.no_grad()
 def importance_weighted_bound(model, objective, data: Dataset, k: int = 100, n: int | None = None,
-                              batch_size: int = 100, chunk: int = 100, seed: int = 0) -> float:
+                              batch_size: int = 100, chunk: int = 100, seed: int = 0,
+                              progress: bool = False) -> BoundResult:
     """The importance-weighted bound log p(x) >= E[log (1/k) sum_i p(x, z_i) / q(z_i|x)] (Burda et al.
     2016, eq. 8), averaged over the first n test images, with the objective's own posterior as the
     proposal (flows, refinements and Laplace posteriors included). The k samples are drawn in chunks,
-    but their log-weights are gathered in float64 and reduced by one logsumexp over all k."""
+    but their log-weights are gathered in float64 and reduced by one logsumexp over all k. The mean of
+    the same log-weights is the ELBO (eq. 3), so both come from one pass."""
+    from tqdm import tqdm
+
     model.eval()
     device = model.prior_loc.device
-    total = 0.0
+    bound = elbo = 0.0
     with seeded(device, seed):
         x_all, y_all = eval_split(data, n)
-        for x, y in zip(x_all.split(batch_size), y_all.split(batch_size)):
+        batches = list(zip(x_all.split(batch_size), y_all.split(batch_size)))
+        for x, y in tqdm(batches, desc=f"IWAE k={k}", unit="batch", disable=not progress, leave=False):
             x, y = x.to(device), y.to(device)
             log_w = torch.cat([log_weights(model, x, y, *objective.posterior_samples(model, x, y, min(chunk, k - i)))[0]
                                .double() for i in range(0, k, chunk)])
-            total += (torch.logsumexp(log_w, 0) - math.log(k)).sum().item()
-    return total / len(x_all)
+            bound += (torch.logsumexp(log_w, 0) - math.log(k)).sum().item()
+            elbo += log_w.mean(0).sum().item()
+    return BoundResult(elbo / len(x_all), bound / len(x_all), k, len(x_all))

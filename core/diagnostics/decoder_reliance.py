@@ -2,7 +2,8 @@ from dataclasses import dataclass
 
 import torch
 
-from . import held_out, register
+from ..evaluate import seeded
+from . import held_out, objective_or_elbo, register
 
 
 @dataclass
@@ -20,12 +21,15 @@ class DecoderRelianceResult:
 
 @register("decoder-reliance")
 @torch.no_grad()
-def decoder_reliance(model, data, n: int = 1000, seed: int = 0) -> DecoderRelianceResult:
+def decoder_reliance(model, data, objective=None, n: int = 1000, seed: int = 0) -> DecoderRelianceResult:
     """Does the decoder use z? The reconstruction log-likelihood with z from q(z|x), against z shuffled
     across the batch, z drawn from the prior, and each dimension zeroed in turn. A decoder that
-    ignores z scores the same under all of them."""
+    ignores z scores the same under all of them. z comes from the objective's own posterior (after
+    the flow, refinement or mode updates the decoder was trained on); without one, the encoder's."""
     x, y = held_out(model, data, n, seed)
-    z = model.encode(x, y).sample()
+    objective = objective_or_elbo(objective, model)
+    with seeded(x.device, seed):
+        z = objective.posterior_samples(model, x, y, 1)[0][0].detach()
 
     def score(codes):
         return model.decode(codes, y).log_prob(x).mean().item()

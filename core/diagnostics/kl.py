@@ -12,11 +12,20 @@ class KLResult:
     per_dim: list[float]    # the same, dimension by dimension
 
 
-@register("kl")
+def kl_of(q, prior) -> KLResult:
+    per_dim = kl_per_dim(q, prior).mean(0)
+    return KLResult(per_dim.sum().item(), per_dim.tolist())
+
+
+def live_kl(q, prior) -> dict:
+    result = kl_of(q, prior)
+    return {"kl": result.total, "kl_per_dim": result.per_dim}
+
+
+@register("kl", live=live_kl)
 @torch.no_grad()
 def kl(model, data, n: int = 1000) -> KLResult:
     """KL(q(z|x) || p(z)) averaged over x, in closed form: per dimension for Gaussian and Bernoulli
     latents, per category for a categorical one (Kingma & Welling 2014, app. B)."""
     x, y = held_out(model, data, n)
-    per_dim = kl_per_dim(model.encode(x, y), model.prior()).mean(0)
-    return KLResult(per_dim.sum().item(), per_dim.tolist())
+    return kl_of(model.encode(x, y), model.prior())

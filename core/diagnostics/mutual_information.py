@@ -2,7 +2,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch.distributions import Normal
 
 from ..objectives import as_event, kl_per_dim
 from . import held_out, register
@@ -17,7 +16,25 @@ class MutualInformationResult:
     at_ceiling: bool          # within 5% of the ceiling: read it as "at least this", not a measure
 
 
-@register("mutual-information")
+def mutual_information_of(q, prior) -> MutualInformationResult:
+    joint = as_event(q)  # densities of whole latent vectors
+    batch = joint.batch_shape[0]
+    neg_entropy = -joint.entropy().mean()
+    z = joint.sample()
+    pairwise = joint.log_prob(z[:, None])  # (B, B): log q(z_i | x_j), by broadcasting over the batch
+    log_qz = torch.logsumexp(pairwise, dim=1) - math.log(batch)
+    mi = (neg_entropy - log_qz.mean()).item()
+    kl = kl_per_dim(q, prior).sum(-1).mean().item()
+    ceiling = math.log(batch)
+    return MutualInformationResult(mi, ceiling, kl, kl - mi, mi > 0.95 * ceiling)
+
+
+def live_mi(q, prior) -> dict:
+    result = mutual_information_of(q, prior)
+    return {"mi": result.mi, "mi_ceiling": result.ceiling}
+
+
+@register("mutual-information", live=live_mi)
 @torch.no_grad()
 def mutual_information(model, data, n: int = 1000) -> MutualInformationResult:
     """I_q(x; z) with the minibatch estimator of He et al. (2019, `calc_mi`):
@@ -25,13 +42,4 @@ def mutual_information(model, data, n: int = 1000) -> MutualInformationResult:
     batch. Also the decomposition E_x KL(q(z|x) || p(z)) = I_q(x; z) + KL(q(z) || p(z))
     (Hoffman & Johnson 2016). The estimate is capped near log B, the batch's own information."""
     x, y = held_out(model, data, n)
-    q = model.encode(x, y)
-    batch = x.shape[0]
-    neg_entropy = -as_event(q).entropy().mean()
-    z = q.sample()
-    pairwise = as_event(Normal(q.loc[None], q.scale[None])).log_prob(z[:, None])  # log q(z_i | x_j)
-    log_qz = torch.logsumexp(pairwise, dim=1) - math.log(batch)
-    mi = (neg_entropy - log_qz.mean()).item()
-    kl = kl_per_dim(q, model.prior()).sum(-1).mean().item()
-    ceiling = math.log(batch)
-    return MutualInformationResult(mi, ceiling, kl, kl - mi, mi > 0.95 * ceiling)
+    return mutual_information_of(model.encode(x, y), model.prior())

@@ -1,0 +1,49 @@
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.distributions import Bernoulli, Categorical, OneHotCategorical
+
+from ..errors import ConfigError
+from . import held_out, register
+
+
+@dataclass
+class CodeUsageResult:
+    usage: list[float]       # aggregate posterior mean_x q(z|x): per category, or P(z_d = 1) per bit
+    entropy: float           # nats: H of the category usage, or the sum of the per-bit entropies
+    perplexity: float        # exp(entropy): how many codes are effectively in use
+    max_perplexity: float    # the number of categories, or 2^bits: every code used equally
+    per_dim_entropy: list[float]  # bits only: H(P(z_d = 1)) per bit; empty for a categorical
+
+
+def code_usage_of(q) -> CodeUsageResult:
+    """Usage of the codes of a discrete latent under the aggregate posterior q(z) = mean_x q(z|x)."""
+    if isinstance(q, OneHotCategorical):
+        usage = q.probs.mean(0)
+        entropy = Categorical(probs=usage).entropy().item()
+        return CodeUsageResult(usage.tolist(), entropy, math.exp(entropy), float(len(usage)), [])
+    if isinstance(q, Bernoulli):
+        usage = q.probs.mean(0)
+        per_bit = Bernoulli(probs=usage).entropy()
+        entropy = per_bit.sum().item()
+        return CodeUsageResult(usage.tolist(), entropy, math.exp(entropy), 2.0 ** len(usage), per_bit.tolist())
+    raise ConfigError("code usage is for discrete latents (bernoulli or categorical); this model's are Gaussian")
+
+
+def live_code_usage(q, prior) -> dict:
+    if not isinstance(q, (Bernoulli, OneHotCategorical)):
+        return {}
+    return {"code_perplexity": code_usage_of(q).perplexity}
+
+
+@register("code-usage", live=live_code_usage)
+@torch.no_grad()
+def code_usage(model, data, n: int = 1000) -> CodeUsageResult:
+    """Entropy and perplexity of the aggregate code usage q(z) = mean_x q(z|x) of a discrete latent,
+    the codebook-usage measure of discrete-latent models: perplexity exp(H) is the effective number
+    of codes used, equal to the number of codes when all are used equally and 1 when the encoder
+    always picks the same one (a collapsed code). For c independent bits the entropy is the sum of
+    the per-bit entropies, an upper bound on the entropy of the joint code."""
+    x, y = held_out(model, data, n)
+    return code_usage_of(model.encode(x, y))
