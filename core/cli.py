@@ -1,4 +1,4 @@
-"""Command line: python -m core {train,evaluate} ...
+"""Command line: python -m core {train,evaluate,diagnose} ...
 
 Every mistake a user can make ends in one line on stderr and a non-zero exit, never a traceback.
 """
@@ -9,12 +9,14 @@ import json
 import math
 import sys
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 from . import checkpoint
 from . import data as datasets
-from .engine import Diverged, RunConfig, Trainer, describe_device
-from .errors import LabError
+from .diagnostics import DIAGNOSTICS, run as run_diagnostic
+from .engine import Diverged, RunConfig, Trainer, describe_device, pick_device
+from .errors import ConfigError, LabError
 from .evaluate import evaluate
 from .models import ACTIVATIONS, INITS, ModelConfig
 from .objectives import OBJECTIVES
@@ -118,7 +120,30 @@ def make_parser() -> Parser:
     e.add_argument("--data-dir", help="folder with the dataset files")
     e.add_argument("--device", default="cpu")
     e.add_argument("--offline", action="store_true", help="never try to download")
+
+    d = sub.add_parser("diagnose", help="every collapse diagnostic of a checkpoint",
+                       description="Run the collapse diagnostics on a checkpoint's test split: KL, active units, "
+                                   "mutual information, IWAE_k, probe, decoder reliance, aggregate posterior, "
+                                   "gradient variance, code usage and the per-dimension collapse report.")
+    d.add_argument("checkpoint", help="path to NAME.json, NAME.safetensors or NAME")
+    d.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    d.add_argument("--only", type=diagnostic_names, default=None, metavar="NAMES",
+                   help=f"comma-separated subset of: {', '.join(DIAGNOSTICS.names())}")
+    d.add_argument("--k", type=positive_int, default=None,
+                   help="importance samples for IWAE_k (default: 1000 on a GPU, 100 on a CPU)")
+    d.add_argument("--data-dir", help="folder with the dataset files")
+    d.add_argument("--device", default="cpu")
+    d.add_argument("--offline", action="store_true", help="never try to download")
     return parser
+
+
+def diagnostic_names(text):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in DIAGNOSTICS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown diagnostic {', '.join(unknown) or repr(text)}; "
+                                         f"choose from: {', '.join(DIAGNOSTICS.names())}")
+    return names
 
 
 
@@ -172,12 +197,16 @@ def train(args) -> int:
     return 0
 
 
-def evaluate_cmd(args) -> int:
-    ckpt = checkpoint.load(args.checkpoint, device=args.device)
+def load_checkpoint_and_data(args):
+    ckpt = checkpoint.load(args.checkpoint, device=pick_device(args.device))
     spec = ckpt.config.data
     if args.data_dir:
         spec = datasets.DataSpec(spec.name, spec.binarize, spec.normalize, args.data_dir)
-    data = datasets.load(spec, download=False if args.offline else None)
+    return ckpt, spec, datasets.load(spec, download=False if args.offline else None)
+
+
+def evaluate_cmd(args) -> int:
+    ckpt, spec, data = load_checkpoint_and_data(args)
     result = evaluate(ckpt.model, data)
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": spec.name, "step": ckpt.step,
@@ -193,11 +222,74 @@ def evaluate_cmd(args) -> int:
     return 0
 
 
+def diagnose_cmd(args) -> int:
+    from tqdm import tqdm
+
+    ckpt, spec, data = load_checkpoint_and_data(args)
+    results = {}
+    # The collapse report sums up the others, so it comes last.
+    names = sorted(args.only or DIAGNOSTICS.names(), key=lambda n: n == "collapse")
+    for name in tqdm(names, desc="diagnostics", unit="diagnostic", leave=False):
+        options = {"k": args.k} if name == "iwae" and args.k else {}
+        try:
+            result = run_diagnostic(name, ckpt.model, data, objective=ckpt.objective, step=ckpt.step,
+                                    progress=True, **options)
+            results[name] = asdict(result)
+        except ConfigError as e:  # not defined for this model or dataset: say why, run the rest
+            results[name] = {"skipped": str(e)}
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "objective": ckpt.config.objective,
+                          "dataset": spec.name, "step": ckpt.step, "diagnostics": results}, indent=1))
+        return 0
+    print(f"{args.checkpoint}: {ckpt.config.objective} on {spec.name}, step {ckpt.step:,}, "
+          f"z={ckpt.config.model.latent_dim} ({ckpt.config.model.latent})")
+    for name, result in results.items():
+        print(f"\n{name}")
+        if "skipped" in result:
+            print(f"  skipped: {result['skipped']}")
+        elif name == "collapse":
+            print_collapse(result)
+        else:
+            print_fields(result, "  ")
+    return 0
+
+
+def print_fields(result: dict, indent: str):
+    """Numbers one per line; a per-dimension list as its range, since `--json` has every value."""
+    for key, value in result.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}:")
+            print_fields(value, indent + "  ")
+        elif isinstance(value, list):
+            flat = [v for row in value for v in (row if isinstance(row, list) else [row])]
+            print(f"{indent}{key:<18} {len(value)} values, {min(flat):.4g} .. {max(flat):.4g}" if flat else
+                  f"{indent}{key:<18} none")
+        elif isinstance(value, float):
+            print(f"{indent}{key:<18} {value:.4g}")
+        else:
+            print(f"{indent}{key:<18} {value}")
+
+
+def print_collapse(report: dict):
+    t = report["thresholds"]
+    print(f"  thresholds: active when Var_x E[z_d] > {t['au_variance']:g} and zeroing z_d costs > "
+          f"{t['zeroing_cost_nats']:g} nats; KL below {t['kl_nats']:g} nats is nothing")
+    print(f"  {'dim':<5}{'KL':>9}{'AU var':>10}{'zeroing':>10}  verdict")
+    for d, (verdict, kl, var, cost) in enumerate(zip(report["verdicts"], report["kl_per_dim"],
+                                                     report["au_variances"], report["zeroing_cost"])):
+        print(f"  z{d:<4}{kl:9.3f}{var:10.3g}{cost:10.3f}  {verdict}")
+    counts = {v: report["verdicts"].count(v) for v in ("active", "unused by decoder", "collapsed")}
+    print("  " + ", ".join(f"{n} {v}" for v, n in counts.items()) +
+          f"; MI {report['mi']:.2f} nats (ceiling {report['mi_ceiling']:.2f})")
+    for flag in report["flags"]:
+        print(f"  ! {flag}")
+
+
 def main(argv=None) -> int:
     warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
     args = make_parser().parse_args(argv)
     try:
-        return {"train": train, "evaluate": evaluate_cmd}[args.command](args)
+        return {"train": train, "evaluate": evaluate_cmd, "diagnose": diagnose_cmd}[args.command](args)
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

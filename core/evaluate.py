@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -62,11 +62,10 @@ class BoundResult:
     iwae: float          # E[log (1/k) sum_i w_i] >= elbo: the importance-weighted bound
     k: int
     n: int
+    gap: float = field(init=False)  # iwae - elbo >= 0: how much of KL(q(z|x) || p(z|x)) k samples recover
 
-    @property
-    def gap(self) -> float:
-        """How much tighter IWAE_k is than the ELBO; a lower bound on KL(q(z|x) || p(z|x))."""
-        return self.iwae - self.elbo
+    def __post_init__(self):
+        self.gap = self.iwae - self.elbo
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ from core.evaluate import evaluate
 
 @pytest.fixture
 def trained(digits):
-    t = Trainer(small_config(objective="free-bits", settings={"free_bits": 0.25}), digits)
+    t = Trainer(small_config(objective="free-bits", settings={"free_bits": 0.25}), digits, live_every=10)
     t.step(20)
     return t
 
@@ -31,6 +31,7 @@ def test_round_trip_is_bit_exact(trained, digits, tmp_path):
     assert ck.config == replace(trained.config, settings=trained.objective.settings())
     assert ck.objective.settings() == {"free_bits": 0.25, "beta": 1.0}
     assert ck.step == 20 and ck.history == trained.history
+    assert ck.live == trained.live and [r["step"] for r in ck.live] == [10, 20]
     assert evaluate(ck.model, digits) == evaluate(trained.model, digits)
     meta = json.loads(path.read_text())
     assert meta["format_version"] == checkpoint.FORMAT_VERSION and meta["versions"]["torch"] == torch.__version__

@@ -8,6 +8,9 @@ import pytest
 
 from conftest import ROOT
 from core.cli import main
+from core.diagnostics import DIAGNOSTICS
+
+DIGITS_TEST = range(297)  # scikit-learn's digits: 1,500 train / 297 test
 
 
 def cli(*args, timeout=300):
@@ -28,6 +31,9 @@ def cli(*args, timeout=300):
     (["train", "--dataset", "digits", "--arch", "conv", "--channels", "8,8,8,8,8"], "shrink"),
     (["train", "--dataset", "digits", "--binarize", "dynamic", "--normalize", "mean"], "exclude each other"),
     (["evaluate", "/nonexistent/run"], "no such checkpoint"),
+    (["diagnose", "/nonexistent/run"], "no such checkpoint"),
+    (["diagnose", "x", "--only", "kl,nope"], "unknown diagnostic nope"),
+    (["diagnose", "x", "--k", "0"], "--k: must be at least 1"),
 ])
 def test_bad_arguments_give_one_clear_line(args, message, capsys):
     # In-process for speed: main() is what `python -m core` runs; any exception would escape here.
@@ -61,6 +67,21 @@ def test_train_then_evaluate_a_real_checkpoint(tmp_path):
     assert f"{result['elbo']:.2f}" in r.stdout  # train and evaluate agree on the same test set
     text = cli("evaluate", str(tmp_path / "d"))
     assert "KL per dimension" in text.stdout and "z3" in text.stdout
+
+    sidecar = json.loads((tmp_path / "d.json").read_text())
+    assert [row["step"] for row in sidecar["live"]] == [50]  # live diagnostics every 50 steps
+
+    diag = cli("diagnose", str(tmp_path / "d"), "--json", "--k", "20")
+    assert diag.returncode == 0, diag.stderr
+    found = json.loads(diag.stdout)["diagnostics"]
+    assert set(found) == set(DIAGNOSTICS.names())
+    assert "discrete latents" in found["code-usage"]["skipped"]  # a Gaussian model: said, not failed
+    assert found["iwae"]["k"] == 20 and found["iwae"]["iwae"] >= found["iwae"]["elbo"]
+    assert found["kl"]["total"] == pytest.approx(result["kl"], rel=0.05)  # 1,000 of the same test images
+    assert len(found["collapse"]["verdicts"]) == 4 and found["probe"]["n_test"] == len(DIGITS_TEST)
+    text = cli("diagnose", str(tmp_path / "d"), "--only", "collapse,active-units")
+    assert text.returncode == 0 and "verdict" in text.stdout and "z3" in text.stdout
+    assert text.stdout.index("active-units") < text.stdout.index("collapse")
 
     (tmp_path / "d.safetensors").write_bytes(b"\x00" * 10)
     bad = cli("evaluate", str(tmp_path / "d"))

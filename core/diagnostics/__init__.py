@@ -36,6 +36,12 @@ def held_out(model, data, n: int, seed: int = 0):
     return x.to(device), y.to(device)
 
 
+def sampling(device, seed: int = 0):
+    """A fixed random stream for a diagnostic's own draws of z, apart from the one that binarized
+    the held-out images (seeded with `seed`), so the two are not the same numbers reused."""
+    return seeded(device, seed + 1)
+
+
 def objective_or_elbo(objective, model):
     """The objective a diagnostic was given, or the plain ELBO, whose posterior is the encoder's q."""
     return objective if objective is not None else build("vae", model=model)
@@ -52,4 +58,4 @@ def run(name: str, model, data, objective=None, step: int = 0, progress: bool = 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["DIAGNOSTICS", "LIVE", "held_out", "objective_or_elbo", "register", "run"]
+__all__ = ["DIAGNOSTICS", "LIVE", "held_out", "objective_or_elbo", "register", "run", "sampling"]

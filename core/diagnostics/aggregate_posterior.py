@@ -6,7 +6,7 @@ from torch.distributions import Normal, OneHotCategorical
 
 from ..errors import ConfigError
 from ..objectives.mmd_vae import mmd2_unbiased
-from . import held_out, register
+from . import held_out, register, sampling
 
 
 @dataclass
@@ -24,7 +24,9 @@ class AggregatePosteriorResult:
 def total_correlation(q, z) -> float:
     """TC = E_q(z)[log q(z) - sum_d log q(z_d)], with the minibatch-weighted estimator of Chen et al.
     (2018, sec. 4.1): log q(z_i) ~ logsumexp_j log q(z_i|x_j) - log M. The batch of M images is the
-    whole evaluation set, so every image has the same weight 1/M, and the same holds per dimension."""
+    whole evaluation set, so every image has the same weight 1/M, and the same holds per dimension.
+    With narrow posteriors the image's own term dominates log q(z_i), which biases the estimate
+    upwards for small M: compare models at the same n."""
     per_dim = q.log_prob(z[:, None])                # (M, M, d): log q(z_id | x_j)
     log_m = math.log(len(z))
     log_qz = torch.logsumexp(per_dim.sum(-1), 1) - log_m
@@ -44,17 +46,14 @@ def aggregate_posterior(model, data, n: int = 1000, bins: int = 40, seed: int = 
     if isinstance(q, OneHotCategorical):
         raise ConfigError("the aggregate posterior per dimension is for Gaussian or bit latents; "
                           "for a categorical latent use code-usage")
-    gen = torch.Generator(device=x.device).manual_seed(seed)
+    with sampling(x.device, seed):
+        z, prior_z = q.sample(), model.prior().sample((len(x),))
     if isinstance(q, Normal):
-        z = q.loc + q.scale * torch.randn(q.loc.shape, device=x.device, generator=gen)
-        prior_z = torch.randn(z.shape, device=x.device, generator=gen)
         reach = max(4.0, z.abs().max().item())
         edges = torch.linspace(-reach, reach, bins + 1, dtype=torch.float64)
         cdf = Normal(0.0, 1.0).cdf(edges)
         prior_mass = (cdf[1:] - cdf[:-1]).tolist()
     else:  # bits: two bins, each of prior mass 1/2
-        z = torch.bernoulli(q.probs, generator=gen)
-        prior_z = torch.bernoulli(torch.full(z.shape, 0.5, device=x.device), generator=gen)
         edges = torch.tensor([-0.5, 0.5, 1.5], dtype=torch.float64)
         prior_mass = [0.5, 0.5]
     zc = z.double().cpu()

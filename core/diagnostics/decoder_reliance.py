@@ -1,9 +1,8 @@
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from ..evaluate import seeded
-from . import held_out, objective_or_elbo, register
+from . import held_out, objective_or_elbo, register, sampling
 
 
 @dataclass
@@ -12,11 +11,10 @@ class DecoderRelianceResult:
     shuffled: float             # z taken from another image of the batch
     prior: float                # z ~ p(z)
     zeroed: list[float]         # z ~ q(z|x) with dimension d set to 0, for each d
+    gap: float = field(init=False)  # posterior - shuffled: what the decoder loses when z stops describing x
 
-    @property
-    def gap(self) -> float:
-        """How much the decoder loses when z stops describing x; about 0 for a collapsed model."""
-        return self.posterior - self.shuffled
+    def __post_init__(self):
+        self.gap = self.posterior - self.shuffled
 
 
 @register("decoder-reliance")
@@ -28,17 +26,17 @@ def decoder_reliance(model, data, objective=None, n: int = 1000, seed: int = 0) 
     the flow, refinement or mode updates the decoder was trained on); without one, the encoder's."""
     x, y = held_out(model, data, n, seed)
     objective = objective_or_elbo(objective, model)
-    with seeded(x.device, seed):
+    with sampling(x.device, seed):
         z = objective.posterior_samples(model, x, y, 1)[0][0].detach()
+        shuffled = z[torch.randperm(len(z), device=z.device)]
+        prior = model.prior().sample((len(z),))
 
     def score(codes):
         return model.decode(codes, y).log_prob(x).mean().item()
 
-    gen = torch.Generator(device=z.device).manual_seed(seed)
-    shuffled = z[torch.randperm(len(z), generator=gen, device=z.device)]
     zeroed = []
     for d in range(z.shape[1]):
         cut = z.clone()
         cut[:, d] = 0
         zeroed.append(score(cut))
-    return DecoderRelianceResult(score(z), score(shuffled), score(model.prior().sample((len(z),))), zeroed)
+    return DecoderRelianceResult(score(z), score(shuffled), score(prior), zeroed)

@@ -3,8 +3,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
-from ..evaluate import seeded
-from . import held_out, objective_or_elbo, register
+from . import held_out, objective_or_elbo, register, sampling
 
 
 @dataclass
@@ -51,7 +50,7 @@ def gradient_variance(model, data, objective=None, n: int = 100, repeats: int = 
     # Running sums of g and g^2 in float64: R full gradients of a large model would not fit in memory.
     sums = {g: torch.zeros(2, sum(p.numel() for p in ps), dtype=torch.float64, device=x.device)
             for g, ps in groups.items()}
-    with seeded(x.device, seed):
+    with sampling(x.device, seed):
         for _ in tqdm(range(repeats), desc="gradient variance", unit="estimate", disable=not progress, leave=False):
             model.zero_grad(set_to_none=True)
             objective.zero_grad(set_to_none=True)

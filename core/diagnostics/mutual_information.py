@@ -4,7 +4,7 @@ from dataclasses import dataclass
 import torch
 
 from ..objectives import as_event, kl_per_dim
-from . import held_out, register
+from . import held_out, register, sampling
 
 
 @dataclass
@@ -36,10 +36,11 @@ def live_mi(q, prior) -> dict:
 
 @register("mutual-information", live=live_mi)
 @torch.no_grad()
-def mutual_information(model, data, n: int = 1000) -> MutualInformationResult:
+def mutual_information(model, data, n: int = 1000, seed: int = 0) -> MutualInformationResult:
     """I_q(x; z) with the minibatch estimator of He et al. (2019, `calc_mi`):
     I = E_x[-H(q(z|x))] - E_z[log q(z)], with log q(z) ~ logsumexp_j log q(z|x_j) - log B over the
     batch. Also the decomposition E_x KL(q(z|x) || p(z)) = I_q(x; z) + KL(q(z) || p(z))
     (Hoffman & Johnson 2016). The estimate is capped near log B, the batch's own information."""
-    x, y = held_out(model, data, n)
-    return mutual_information_of(model.encode(x, y), model.prior())
+    x, y = held_out(model, data, n, seed)
+    with sampling(x.device, seed):
+        return mutual_information_of(model.encode(x, y), model.prior())
