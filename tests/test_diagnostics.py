@@ -285,3 +285,13 @@ def test_live_diagnostics_do_not_change_the_run(digits):
                        live_every=5)
     discrete.step(5)
     assert 1 <= discrete.live[0]["code_perplexity"] <= 4
+
+
+def test_pairwise_gaussian_density_matches_torch_distributions():
+    from torch.distributions import Independent, Normal
+    from core.diagnostics.mutual_information import pairwise_log_density
+    gen = torch.Generator().manual_seed(0)
+    q = Normal(torch.randn(50, 7, generator=gen) * 5, torch.rand(50, 7, generator=gen) * 0.5 + 1e-3)
+    z = q.sample()
+    reference = Independent(Normal(q.loc.double(), q.scale.double()), 1).log_prob(z.double()[:, None])
+    assert torch.allclose(pairwise_log_density(q, z).double(), reference, rtol=1e-5, atol=1e-3)
