@@ -110,6 +110,8 @@ def make_parser() -> Parser:
     g.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    g.add_argument("--live-every", type=int, default=50, metavar="N",
+                   help="held-out KL, active units and MI every N steps, shown in the bar and saved (0: off)")
     g.add_argument("--out", default="checkpoints", help="output folder (default: checkpoints)")
     g.add_argument("--name", default=None, help="checkpoint name (default: DATASET-OBJECTIVE-zLATENT)")
 
@@ -165,7 +167,9 @@ def train(args) -> int:
         raise LabError("give --epochs or --steps, not both")
     config = run_config(args)
     data = datasets.load(config.data, download=False if args.offline else None)
-    trainer = Trainer(config, data)
+    if args.live_every < 0:
+        raise LabError(f"--live-every must be 0 (off) or a number of steps, not {args.live_every}")
+    trainer = Trainer(config, data, live_every=args.live_every)
     total = args.steps or (args.epochs or 10) * trainer.steps_per_epoch
     name = args.name or f"{config.data.name}-{config.objective}-z{config.model.latent_dim}"
     print(f"training {config.objective} on {data.info.name} ({len(data.train_x):,} images) "
@@ -179,7 +183,8 @@ def train(args) -> int:
             row = trainer.step(n)[-1]
             rate = n * trainer.batch_size / max(trainer.seconds - seconds, 1e-9)
             bar.update(n)
-            bar.set_postfix(loss=f"{row['loss']:.2f}", kl=f"{row['kl']:.2f}", samples_s=f"{rate:,.0f}")
+            live = {"AU": trainer.live[-1]["au"], "MI": f"{trainer.live[-1]['mi']:.2f}"} if trainer.live else {}
+            bar.set_postfix(loss=f"{row['loss']:.2f}", kl=f"{row['kl']:.2f}", **live, samples_s=f"{rate:,.0f}")
     except Diverged as e:
         failure = str(e)
     except KeyboardInterrupt:

@@ -58,7 +58,7 @@ def test_train_then_evaluate_a_real_checkpoint(tmp_path):
             "--objective", "beta-vae", "--beta", "2", "--out", str(tmp_path), "--name", "d")
     assert r.returncode == 0, r.stderr
     assert "test ELBO" in r.stdout and (tmp_path / "d.safetensors").exists()
-    assert "samples_s" in r.stderr  # the progress bar shows throughput
+    assert "samples_s" in r.stderr and "AU=" in r.stderr  # the bar shows throughput and live diagnostics
     ev = cli("evaluate", str(tmp_path / "d.json"), "--json")
     assert ev.returncode == 0, ev.stderr
     result = json.loads(ev.stdout)
