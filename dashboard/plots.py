@@ -9,17 +9,23 @@ from torchvision.utils import make_grid
 LOSS_TERMS = ("loss", "recon", "kl")
 
 
+def smoothed(history: list[dict], term: str, smooth: int):
+    """(steps, running mean over `smooth` steps) of one logged term; empty when it was not logged."""
+    rows = [r for r in history if term in r]
+    if not rows:
+        return [], np.array([])
+    k = min(smooth, len(rows))
+    values = np.convolve(np.array([r[term] for r in rows], dtype=float), np.ones(k) / k, mode="valid")
+    return [r["step"] for r in rows][k - 1:], values
+
+
 def loss_curves(history: list[dict], terms=LOSS_TERMS, smooth: int = 20) -> go.Figure:
     """One line per term against the step, as a running mean over `smooth` steps."""
     fig = go.Figure()
-    steps = [r["step"] for r in history]
     for term in terms:
-        values = np.array([r[term] for r in history if term in r], dtype=float)
-        if len(values) == 0:
-            continue
-        k = max(1, min(smooth, len(values)))
-        running = np.convolve(values, np.ones(k) / k, mode="valid")
-        fig.add_scatter(x=steps[k - 1:], y=running, mode="lines", name=term)
+        steps, values = smoothed(history, term, smooth)
+        if len(values):
+            fig.add_scatter(x=steps, y=values, mode="lines", name=term)
     fig.update_layout(xaxis_title="step", yaxis_title="nats per image", height=320,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12))
     return fig
@@ -37,3 +43,43 @@ def image_grid(images: torch.Tensor, nrow: int = 8) -> np.ndarray:
     """N x C x H x W in [0, 1] -> one H x W x C uint8 picture, for st.image."""
     grid = make_grid(images.detach().cpu().clamp(0, 1), nrow=nrow, padding=1, pad_value=1.0)
     return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def race_curves(histories: dict[str, list[dict]], term: str = "loss", smooth: int = 20) -> go.Figure:
+    """One term (running mean) of several runs against the step, one line per run."""
+    fig = go.Figure()
+    for name, history in histories.items():
+        steps, values = smoothed(history, term, smooth)
+        if len(values):
+            fig.add_scatter(x=steps, y=values, mode="lines", name=name)
+    fig.update_layout(xaxis_title="step", yaxis_title=f"{term} (nats per image)", height=300,
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.15))
+    return fig
+
+
+def kl_heatmap(live: list[dict], title: str = "KL per dimension over training") -> go.Figure:
+    """Dimension x step heatmap of the held-out KL per dimension: a dimension that collapses turns dark."""
+    steps = [r["step"] for r in live]
+    values = np.array([[v if v is not None else np.nan for v in r["kl_per_dim"]] for r in live], dtype=float).T
+    fig = go.Figure(go.Heatmap(z=values, x=steps, y=[f"z{i}" for i in range(len(values))], colorscale="Viridis",
+                               colorbar=dict(title="nats"), zmin=0,
+                               hovertemplate="step %{x}<br>%{y}: %{z:.3f} nats<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="step", height=320, margin=dict(l=10, r=10, t=40, b=10),
+                      yaxis=dict(autorange="reversed"))
+    return fig
+
+
+def live_metrics(live: list[dict]) -> go.Figure:
+    """Active units and mutual information (with its log-batch ceiling) on held-out images, by step."""
+    steps = [r["step"] for r in live]
+    fig = go.Figure()
+    fig.add_scatter(x=steps, y=[r["au"] for r in live], name="active units", mode="lines+markers")
+    fig.add_scatter(x=steps, y=[r["mi"] for r in live], name="MI (nats)", mode="lines+markers", yaxis="y2")
+    if live:
+        fig.add_scatter(x=[steps[0], steps[-1]], y=[live[-1]["mi_ceiling"]] * 2, name="MI ceiling log B",
+                        mode="lines", line=dict(dash="dot", color="grey"), yaxis="y2")
+    fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="step",
+                      yaxis=dict(title="active units", rangemode="tozero"),
+                      yaxis2=dict(title="MI (nats)", overlaying="y", side="right", rangemode="tozero"),
+                      legend=dict(orientation="h", y=1.2))
+    return fig

@@ -36,19 +36,144 @@ def test_image_grid_is_uint8_picture():
     assert grid[1, 1, 0] == 128  # a pixel of the first image, not padding
 
 
-def test_app_trains_the_offline_default_and_shows_it():
+def train(at, steps, objectives=None):
+    """Set the Train page's sidebar, press Train, wait for every run to finish, and re-render."""
+    if objectives:
+        at.sidebar.multiselect(key="objectives").set_value(objectives).run()
+    at.sidebar.number_input(key="steps").set_value(steps)
+    at.sidebar.button[0].click().run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    runs = dict(at.session_state["runs"])
+    for t in runs.values():
+        t.join(timeout=120)
+    at.run()
+    return runs
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAELAB_CHECKPOINTS", str(tmp_path))  # never list or write the shipped checkpoints
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
-    assert "press **Train**" in at.info[0].value
-    at.sidebar.number_input[0].set_value(200)  # steps
-    at.sidebar.button[0].click().run()
-    assert not at.exception and not at.error
-    trainer = at.session_state["trainer"]
-    trainer.join(timeout=60)
-    assert trainer.state == "done" and trainer.step_count == 200
-    at.run()
-    assert not at.exception
-    assert any("step 200" in m.value for m in at.markdown)
+    return at
+
+
+def test_train_page_trains_the_offline_default_and_shows_it(app):
+    assert "press **Train**" in app.info[0].value
+    assert app.sidebar.selectbox(key="dataset").value == "digits"
+    assert app.sidebar.multiselect(key="objectives").value == ["vae"]
+    assert any("\\log p" in el.value or "KL" in el.value for el in app.get("latex"))  # the equation is shown
+    runs = train(app, 200)
+    t = runs["vae"]
+    assert t.state == "done" and t.step_count == 200 and [r["step"] for r in t.live] == [50, 100, 150, 200]
+    assert not app.exception
+    assert any("step 200" in m.value for m in app.markdown)
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["active units"] == f"{t.live[-1]['au']} / 8"
+    assert float(metrics["MI (nats)"]) == pytest.approx(t.live[-1]["mi"], abs=0.01)
+    assert len(app.get("plotly_chart")) == 3  # losses, KL heatmap, AU and MI
+
+
+def test_train_page_controls_change_a_running_run(app, tmp_path):
+    app.sidebar.number_input(key="steps").set_value(100_000)
+    app.sidebar.button[0].click().run()
+    t = app.session_state["runs"]["vae"]
+    try:
+        app.button(key="pause-vae").click().run()
+        assert t.state == "paused"
+        app.number_input(key="beta-vae").set_value(8.0).run()
+        app.number_input(key="lr-vae").set_value(3e-4).run()
+        assert t.objective.beta == 8.0 and t.optimizer.param_groups[0]["lr"] == 3e-4
+        app.button(key="resume-vae").click().run()
+        assert t.state == "running"
+        app.button(key="save-vae").click().run()
+        assert not app.exception and not app.error
+        assert (tmp_path / "runs" / "digits-vae-z8.json").exists()
+        app.button(key="stop-vae").click().run()
+        assert t.state == "stopped"
+    finally:
+        t.stop()
+
+
+def test_train_page_races_several_objectives_on_one_seed(app):
+    runs = train(app, 100, objectives=["vae", "beta-vae"])
+    assert list(runs) == ["vae", "beta-vae"]
+    a, b = runs.values()
+    assert a.config.seed == b.config.seed and a.config.model == b.config.model
+    assert runs["beta-vae"].objective.beta == 4.0
+    assert len(app.get("plotly_chart")) == 1 + 2 * 2  # the race overlay, then heatmap and AU/MI per run
+    assert sum("step 100" in m.value for m in app.markdown) == 2
+
+
+def test_train_page_says_what_is_wrong_instead_of_failing(app):
+    app.sidebar.selectbox(key="dataset").set_value("svhn").run()
+    app.sidebar.button[0].click().run()
+    assert not app.exception
+    assert app.error and "svhn" in app.error[0].value.lower()
+    assert not app.session_state["runs"]
+
+
+def test_two_browser_sessions_training_at_once_do_not_interfere(tmp_path, monkeypatch):
+    from conftest import small_config  # noqa: F401  (the same digits data)
+    from core.engine import Trainer
+    monkeypatch.setenv("VAELAB_CHECKPOINTS", str(tmp_path))
+    one, two = (AppTest.from_file(APP, default_timeout=60).run() for _ in range(2))
+    two.sidebar.multiselect(key="objectives").set_value(["beta-vae"]).run()
+    for at in (one, two):
+        at.sidebar.number_input(key="steps").set_value(150)
+    one.sidebar.button[0].click().run()
+    two.sidebar.button[0].click().run()  # both train at the same time, in the same process
+    a, b = one.session_state["runs"]["vae"], two.session_state["runs"]["beta-vae"]
+    a.join(120)
+    b.join(120)
+    assert list(one.session_state["runs"]) == ["vae"] and list(two.session_state["runs"]) == ["beta-vae"]
+    alone = Trainer(a.config, a.data, live_every=0)
+    alone.step(150)
+    assert [r["loss"] for r in a.history] == [r["loss"] for r in alone.history]  # as if it had run alone
+
+
+def test_explore_slider_changes_the_decoded_image(app):
+    train(app, 150)
+    app.switch_page("views/explore.py").run()
+    assert not app.exception and not app.error
+    assert app.selectbox(key="source").value == "run: vae"
+    assert {f"z{i}" for i in range(8)} <= {s.label.split(" ")[0] for s in app.slider}
+    before = app.session_state["decoded"].clone()
+    app.slider(key="z-0").set_value(app.slider(key="z-0").max).run()
+    after = app.session_state["decoded"]
+    assert (after - before).abs().max() > 0.01
+    app.number_input(key="image").set_value(5)
+    app.button[0].click().run()  # "Encode it": the sliders start from a real image's code
+    assert not app.exception
+    assert app.slider(key="z-0").value == pytest.approx(app.session_state["start"][0], abs=1e-6)
+
+
+@pytest.mark.parametrize("objective", ["cvae", "discrete-is", "iaf"])
+def test_pages_work_for_objectives_that_change_the_model(app, objective):
+    runs = train(app, 100, objectives=[objective])
+    assert runs[objective].state == "done" and any("step 100" in m.value for m in app.markdown)
+    app.switch_page("views/explore.py").run()
+    assert not app.exception and not app.error
+    if objective == "cvae":
+        assert app.selectbox(key="label").options == [str(i) for i in range(10)]
+    if objective == "discrete-is":
+        assert len(app.toggle) >= 8  # one toggle per bit (plus "hide inactive")
+
+
+def test_explore_shows_a_corrupt_checkpoint_as_an_error_card(app, tmp_path, digits):
+    from conftest import small_config
+    from core import checkpoint
+    from core.engine import Trainer
+    t = Trainer(small_config(), digits)
+    t.step(5)
+    checkpoint.save(tmp_path / "good", t)
+    checkpoint.save(tmp_path / "bad", t)
+    (tmp_path / "bad.safetensors").write_bytes(b"junk")
+    app.switch_page("views/explore.py").run()
+    assert app.selectbox(key="source").options == ["file: bad", "file: good"]
+    assert app.error and "checksum" in app.error[0].value and not app.exception
+    app.selectbox(key="source").set_value("file: good").run()
+    assert not app.error and not app.exception and app.slider
 
 
 def free_port():
@@ -79,16 +204,3 @@ def test_real_streamlit_server_serves_the_app():
     finally:
         server.terminate()
         server.wait(timeout=10)
-
-
-@pytest.mark.parametrize("objective", ["cvae", "discrete-is", "iaf"])
-def test_app_trains_objectives_that_change_the_model(objective):
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.sidebar.selectbox[1].set_value(objective).run()
-    at.sidebar.number_input[-3].set_value(100)  # steps
-    at.sidebar.button[0].click().run()
-    trainer = at.session_state["trainer"]
-    trainer.join(timeout=60)
-    at.run()
-    assert not at.exception and not at.error
-    assert trainer.state == "done" and any("step 100" in m.value for m in at.markdown)

@@ -1,0 +1,88 @@
+"""What the pages share: the runs of this browser session, cached datasets and checkpoints, and the
+model picker. Each browser session has its own runs (st.session_state), so two users never share one."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from core import checkpoint
+from core import data as datasets
+from core.engine import Trainer
+from core.errors import LabError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def checkpoint_dir() -> Path:
+    """Where checkpoints are listed and saved: $VAELAB_CHECKPOINTS, or checkpoints/ in the project."""
+    return Path(os.environ.get("VAELAB_CHECKPOINTS", ROOT / "checkpoints"))
+
+
+def runs() -> dict[str, Trainer]:
+    """This session's training runs by name, oldest first."""
+    return st.session_state.setdefault("runs", {})
+
+
+@st.cache_resource(show_spinner="Loading the dataset ...")
+def load_data(spec: datasets.DataSpec) -> datasets.Dataset:
+    return datasets.load(spec)
+
+
+@st.cache_resource(show_spinner="Loading the checkpoint ...", max_entries=32)
+def _load_checkpoint(path: str, mtime: float) -> checkpoint.Checkpoint:
+    return checkpoint.load(path)
+
+
+def load_checkpoint(path) -> checkpoint.Checkpoint:
+    """A checkpoint, read once per version of the file (a re-saved file is read again)."""
+    weights, meta = checkpoint.paths(path)
+    mtime = max(p.stat().st_mtime for p in (weights, meta) if p.exists()) if meta.exists() else 0.0
+    return _load_checkpoint(str(meta), mtime)
+
+
+def checkpoint_files() -> list[Path]:
+    return sorted(p for p in checkpoint_dir().rglob("*.json") if p.with_suffix(".safetensors").exists())
+
+
+class Source:
+    """A model to look at: a run of this session (its latest weights) or a checkpoint file."""
+
+    def __init__(self, label: str, trainer: Trainer | None = None, path: Path | None = None):
+        self.label, self.trainer, self.path = label, trainer, path
+
+    def load(self):
+        """(model, data, objective, step); raises LabError with a message fit for the page."""
+        if self.trainer is not None:
+            t = self.trainer
+            return t.snapshot(), t.data, t.objective, t.step_count
+        ck = load_checkpoint(self.path)
+        return ck.model, load_data(ck.config.data), ck.objective, ck.step
+
+
+def sources() -> list[Source]:
+    found = [Source(f"run: {name}", trainer=t) for name, t in runs().items()]
+    found += [Source(f"file: {p.relative_to(checkpoint_dir()).with_suffix('')}", path=p) for p in checkpoint_files()]
+    return found
+
+
+def pick_model(key: str = "source"):
+    """A model picker; returns (source, model, data, objective, step), or None after saying why."""
+    options = sources()
+    if not options:
+        st.info("No model yet. Train one on the **Train** page, or save a checkpoint into `checkpoints/`.")
+        return None
+    labels = [s.label for s in options]
+    wanted = st.query_params.get("model")
+    index = labels.index(wanted) if wanted in labels else 0
+    label = st.selectbox("Model", labels, index=index, key=key,
+                         help="A run of this session (its latest weights, even while it trains) or a saved checkpoint.")
+    st.query_params["model"] = label
+    source = options[labels.index(label)]
+    try:
+        model, data, objective, step = source.load()
+    except LabError as e:
+        st.error(f"Cannot open {label}: {e}")
+        return None
+    return source, model, data, objective, step

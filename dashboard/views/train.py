@@ -1,0 +1,170 @@
+"""Train: set up one run or a race of several, and watch them learn."""
+import torch
+import streamlit as st
+
+from core import checkpoint
+from core import data as datasets
+from core.engine import RunConfig, Trainer, describe_device, pick_device
+from core.errors import LabError
+from core.models import ModelConfig
+from core.objectives import OBJECTIVES
+from dashboard import plots
+from dashboard.state import checkpoint_dir, load_data, runs
+
+HIDDEN = {"small (256, 128)": (256, 128), "default (512, 256)": (512, 256), "tiny (64,)": (64,)}
+
+
+def knob_widget(name, knob, key):
+    if knob.choices:
+        return st.selectbox(name, knob.choices, index=knob.choices.index(knob.default), help=knob.help, key=key)
+    if isinstance(knob.default, int):
+        return st.number_input(name, value=knob.default, min_value=int(knob.min or 0), step=1, help=knob.help, key=key)
+    return st.number_input(name, value=float(knob.default), min_value=knob.min, max_value=knob.max,
+                           help=knob.help, key=key, format="%g")
+
+
+def setup():
+    """The sidebar: data, model, objectives with their knobs, budget. Returns the configs to start, or None."""
+    with st.sidebar:
+        st.header("Set up")
+        names = datasets.DATASETS.names()
+        dataset = st.selectbox("Dataset", names, index=names.index("digits"), key="dataset",
+                               help="digits ships with scikit-learn and works offline. MNIST without its files "
+                                    "and without a network falls back to a 5,000-digit subset, and says so.")
+        binarize = st.toggle("Dynamic binarization", value=dataset != "frey", key="binarize",
+                             help="A fresh Bernoulli draw of every pixel in every minibatch (Bernoulli decoders).")
+        arch = st.radio("Network", ["mlp", "conv"], horizontal=True, key="arch")
+        hidden = st.selectbox("MLP widths", list(HIDDEN), key="hidden", disabled=arch != "mlp")
+        latent = st.slider("Latent size", 2, 64, 8, key="latent")
+        objectives = st.multiselect("Objectives", OBJECTIVES.names(), default=["vae"], key="objectives",
+                                    help="Pick several to race them: same data, network and seed, side by side.")
+        settings = {}
+        for name in objectives:
+            cls = OBJECTIVES.get(name)
+            if cls.knobs:
+                with st.expander(f"{name} settings", expanded=len(objectives) == 1):
+                    settings[name] = {k: knob_widget(k, knob, f"knob-{name}-{k}") for k, knob in cls.knobs.items()}
+        steps = st.number_input("Steps", 50, 1_000_000, 2000, step=100, key="steps")
+        lr = st.number_input("Learning rate", 1e-5, 0.1, 1e-3, format="%g", key="lr")
+        batch = st.number_input("Batch size", 8, 4096, 128, step=8, key="batch")
+        seed = st.number_input("Seed", 0, 1_000_000, 0, key="seed")
+        device = st.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="device",
+                              help=f"auto picks {describe_device(pick_device('auto'))} here.")
+        start = st.button("Train" if len(objectives) < 2 else f"Race {len(objectives)} runs", type="primary",
+                          width="stretch", disabled=not objectives)
+    if not start:
+        return objectives, None
+    spec = datasets.DataSpec(dataset, "dynamic" if binarize else "none")
+    model = ModelConfig(arch=arch, hidden=HIDDEN[hidden], latent_dim=latent)
+    configs = {name: RunConfig(data=spec, model=model, objective=name, settings=settings.get(name, {}),
+                               batch_size=int(batch), lr=float(lr), seed=int(seed), device=device)
+               for name in objectives}
+    return objectives, (configs, int(steps))
+
+
+def start(configs: dict, steps: int):
+    for old in runs().values():
+        old.stop()
+    runs().clear()
+    try:
+        data = load_data(next(iter(configs.values())).data)
+        for name, config in configs.items():
+            runs()[name] = Trainer(config, data)
+        for t in runs().values():
+            t.start(steps=steps)
+    except LabError as e:
+        runs().clear()
+        st.error(str(e))
+
+
+def controls(name: str, t: Trainer):
+    c1, c2, c3, c4 = st.columns(4)
+    if c1.button("Pause", key=f"pause-{name}", disabled=t.state != "running", width="stretch"):
+        t.pause()
+    if c2.button("Resume", key=f"resume-{name}", disabled=t.state != "paused", width="stretch"):
+        t.resume()
+    if c3.button("Stop", key=f"stop-{name}", disabled=t.state not in ("running", "paused"), width="stretch"):
+        t.stop()
+    if c4.button("Save", key=f"save-{name}", disabled=not t.step_count, width="stretch",
+                 help="Write a checkpoint to checkpoints/runs/; the Explore page lists it."):
+        try:
+            path = checkpoint.save(checkpoint_dir() / "runs" / f"{t.data.info.name}-{name}-z{t.config.model.latent_dim}", t)
+            st.toast(f"saved {path}")
+        except LabError as e:
+            st.error(str(e))
+    b, lr = st.columns(2)
+    beta = b.number_input("β (live)", min_value=0.0, value=float(t.objective.beta), format="%g", key=f"beta-{name}",
+                          help="The weight on the KL term, changed while the run trains.")
+    if beta != t.objective.beta:
+        t.set_beta(beta)
+    rate = lr.number_input("learning rate (live)", min_value=1e-6, max_value=1.0, format="%g", key=f"lr-{name}",
+                           value=float(t.optimizer.param_groups[0]["lr"]))
+    if rate != t.optimizer.param_groups[0]["lr"]:
+        t.set_lr(rate)
+
+
+def run_panel(name: str, t: Trainer, race: bool):
+    st.markdown(f"**{name}** · step {t.step_count:,} · epoch {t.epoch:.1f} · {t.state}")
+    if t.error:
+        st.error(t.error)
+    controls(name, t)
+    history, live = list(t.history), list(t.live)
+    if not history:
+        st.caption("waiting for the first steps ...")
+        return
+    last = live[-1] if live else {}
+    m1, m2, m3 = st.columns(3)
+    m1.metric("−ELBO (train batch)", f"{history[-1]['loss']:.1f}")
+    m2.metric("active units", f"{last.get('au', '–')} / {t.model.latent_dim}")
+    m3.metric("MI (nats)", f"{last['mi']:.2f}" if last.get("mi") is not None else "–",
+              help=f"Its estimator cannot exceed log(batch) = {last.get('mi_ceiling', 0):.2f} nats.")
+    if not race:
+        st.plotly_chart(plots.loss_curves(history), width="stretch", key=f"loss-{name}")
+    if live:
+        title = "KL per dimension" if t.objective.exact_kl_per_dim else "KL of the base posterior q₀ per dimension"
+        st.plotly_chart(plots.kl_heatmap(live, title=f"{title}, held-out"), width="stretch", key=f"heat-{name}")
+        st.plotly_chart(plots.live_metrics(live), width="stretch", key=f"live-{name}")
+    model = t.snapshot()
+    gen = torch.Generator().manual_seed(0)
+    x, y = t.data.test_x[:8], t.data.test_y[:8]
+    st.image(plots.image_grid(t.data.to_image(torch.cat([x, model.reconstruct(x, y)]))), width="stretch",
+             caption="test images and their reconstructions")
+    st.image(plots.image_grid(t.data.to_image(model.sample(16, generator=gen))), width="stretch",
+             caption="samples from the prior")
+
+
+@st.fragment(run_every=1.0)
+def live_view():
+    current = runs()
+    if not current:
+        return
+    first = next(iter(current.values()))
+    st.caption(f"{first.data.info.name} · {describe_device(first.device)} · updates every second")
+    if first.data.info.note:
+        st.warning(first.data.info.note)
+    race = len(current) > 1
+    if race:
+        st.plotly_chart(plots.race_curves({n: list(t.history) for n, t in current.items()}), width="stretch",
+                        key="race")
+    for row in range(0, len(current), 3):
+        items = list(current.items())[row:row + 3]
+        for col, (name, t) in zip(st.columns(3 if race else 1), items):
+            with col:
+                run_panel(name, t, race)
+
+
+st.title("Train")
+st.caption("Train a VAE and watch it learn. The loss is −ELBO; the KL heatmap shows, on held-out images, how much "
+           "each latent dimension is used as training goes on: a row that fades to dark is a dimension collapsing "
+           "onto the prior. Training runs in the background, so the other pages work meanwhile.")
+chosen, to_start = setup()
+if to_start:
+    start(*to_start)
+if not runs():
+    for name in chosen:
+        cls = OBJECTIVES.get(name)
+        st.latex(cls.equation)
+        st.caption(f"**{name}**: {cls.paper}")
+    st.info("Pick a dataset and one or more objectives in the sidebar, then press **Train**.")
+else:
+    live_view()
