@@ -30,7 +30,7 @@ import torch
 from . import data as datasets
 from .diagnostics import LIVE
 from .errors import ConfigError, LabError
-from .evaluate import eval_split, seeded
+from .evaluate import RNG_LOCK, eval_split, seeded
 from .models import VAE, ModelConfig
 from .objectives import build as build_objective
 
@@ -114,10 +114,6 @@ def build_model(config: RunConfig, info: datasets.DataInfo, objective) -> tuple[
     vae = VAE(config.model)
     objective.attach(vae)
     return config, vae
-
-
-# One lock for the process-wide RNG: a trainer swaps its own stream in for each step.
-_RNG_LOCK = threading.Lock()
 
 
 class Trainer:
@@ -231,7 +227,7 @@ class Trainer:
     def _rng(self, seed: int | None = None):
         """Swap this trainer's random stream into torch's global one for the duration."""
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
-        with _RNG_LOCK, torch.random.fork_rng(devices=cuda):
+        with RNG_LOCK, torch.random.fork_rng(devices=cuda):
             if seed is not None:
                 torch.manual_seed(seed)
             else:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -23,10 +24,16 @@ class EvalResult:
         return asdict(self)
 
 
+# Held by whoever swaps torch's global random state: a trainer for each step (each owns a stream it
+# swaps in), and every seeded draw below. Without it, seeding in one thread rewinds the stream of a
+# trainer running in another. Re-entrant, so a trainer's step may take a seeded draw inside its own.
+RNG_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def seeded(device: torch.device, seed: int):
-    """Draw from a fixed seed without disturbing the global random stream."""
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+    """Draw from a fixed seed without disturbing the global random stream, or any trainer's."""
+    with RNG_LOCK, torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         yield
 

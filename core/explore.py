@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .diagnostics import held_out
+from .diagnostics import held_out, sampling
 
 
 @dataclass
@@ -23,7 +23,8 @@ def latent_ranges(model, data, n: int = 500, spread: float = 3.0) -> LatentRange
     give which dimensions are active; one z ~ q(z|x) per image gives the aggregate posterior's spread."""
     x, y = held_out(model, data, n)
     q = model.encode(x, y)
-    z = q.sample()
+    with sampling(x.device):
+        z = q.sample()
     mean, std = z.mean(0), z.std(0).clamp(min=1e-3)
     active = q.mean.var(0, unbiased=False) > 0.01
     return LatentRanges((mean - spread * std).tolist(), (mean + spread * std).tolist(), mean.tolist(), active.tolist())

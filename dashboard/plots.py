@@ -39,10 +39,12 @@ def kl_per_dim_bars(kl_per_dim: list[float], threshold: float = 0.01, title: str
     return fig
 
 
-def image_grid(images: torch.Tensor, nrow: int = 8) -> np.ndarray:
-    """N x C x H x W in [0, 1] -> one H x W x C uint8 picture, for st.image."""
+def image_grid(images: torch.Tensor, nrow: int = 8, scale: int = 1) -> np.ndarray:
+    """N x C x H x W in [0, 1] -> one H x W x C uint8 picture, for st.image. scale > 1 enlarges each
+    pixel to a scale x scale block, so small images stay sharp instead of being blurred by the browser."""
     grid = make_grid(images.detach().cpu().clamp(0, 1), nrow=nrow, padding=1, pad_value=1.0)
-    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    picture = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return picture.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else picture
 
 
 def race_curves(histories: dict[str, list[dict]], term: str = "loss", smooth: int = 20) -> go.Figure:

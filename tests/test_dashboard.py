@@ -1,7 +1,3 @@
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 
 import numpy as np
@@ -176,31 +172,13 @@ def test_explore_shows_a_corrupt_checkpoint_as_an_error_card(app, tmp_path, digi
     assert not app.error and not app.exception and app.slider
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_real_streamlit_server_serves_the_app(streamlit_server):
+    with urllib.request.urlopen(f"{streamlit_server}/", timeout=5) as r:
+        assert b"<div id=\"root\">" in r.read()
 
 
-def test_real_streamlit_server_serves_the_app():
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", APP, "--server.headless=true",
-                               f"--server.port={port}", "--server.address=127.0.0.1",
-                               "--browser.gatherUsageStats=false"], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                    assert r.read() == b"ok"
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not come up within 60 s")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
-            assert b"<div id=\"root\">" in r.read()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+def test_image_grid_enlarges_pixels_into_sharp_blocks():
+    x = torch.rand(2, 1, 3, 3)
+    small, big = plots.image_grid(x, nrow=2), plots.image_grid(x, nrow=2, scale=4)
+    assert big.shape == (small.shape[0] * 4, small.shape[1] * 4, 3)
+    assert (big[::4, ::4] == small).all() and (big[1::4, 2::4] == small).all()

@@ -70,7 +70,8 @@ with tab_sliders:
         code = code_widgets(model, ranges, hide, st.session_state.get("start"))
     with right:
         image = data.to_image(explore.decode(model, code, y))
-        st.image(plots.image_grid(image, nrow=1), caption="decoded", width="stretch")
+        st.image(plots.image_grid(image, nrow=1, scale=max(1, 256 // image.shape[-1])), caption="decoded",
+                 width="stretch")
         st.session_state["decoded"] = image
 
 with tab_traverse:
