@@ -9,15 +9,15 @@ import json
 import math
 import sys
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 from . import checkpoint
 from . import data as datasets
-from .diagnostics import DIAGNOSTICS, run as run_diagnostic
+from .diagnostics import DIAGNOSTICS
 from .engine import Diverged, RunConfig, Trainer, describe_device, pick_device
-from .errors import ConfigError, LabError
+from .errors import LabError
 from .evaluate import evaluate
+from .report import run_all
 from .models import ACTIVATIONS, INITS, ModelConfig
 from .objectives import OBJECTIVES
 
@@ -228,20 +228,9 @@ def evaluate_cmd(args) -> int:
 
 
 def diagnose_cmd(args) -> int:
-    from tqdm import tqdm
-
     ckpt, spec, data = load_checkpoint_and_data(args)
-    results = {}
-    # The collapse report sums up the others, so it comes last.
-    names = sorted(args.only or DIAGNOSTICS.names(), key=lambda n: n == "collapse")
-    for name in tqdm(names, desc="diagnostics", unit="diagnostic", leave=False):
-        options = {"k": args.k} if name == "iwae" and args.k else {}
-        try:
-            result = run_diagnostic(name, ckpt.model, data, objective=ckpt.objective, step=ckpt.step,
-                                    progress=True, **options)
-            results[name] = asdict(result)
-        except ConfigError as e:  # not defined for this model or dataset: say why, run the rest
-            results[name] = {"skipped": str(e)}
+    options = {"iwae": {"k": args.k}} if args.k else {}
+    results = run_all(ckpt.model, data, ckpt.objective, ckpt.step, args.only, options, bars=True)
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "objective": ckpt.config.objective,
                           "dataset": spec.name, "step": ckpt.step, "diagnostics": results}, indent=1))

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
 
 from .diagnostics import held_out, sampling
+from .errors import ConfigError
+from .evaluate import eval_split, seeded
+from .objectives import kl_per_dim
 
 
 @dataclass
@@ -75,3 +81,62 @@ def prior_samples(model, n: int, sigma: float = 1.0, seed: int = 0, y=None) -> t
     if y is None and model.cfg.n_classes:
         y = torch.arange(n) % model.cfg.n_classes
     return decode(model, z, None if y is None else torch.as_tensor(y))
+
+
+METHODS = ("pca", "tsne", "umap", "raw")  # raw: the first two latent coordinates themselves
+
+
+@dataclass
+class LatentMap:
+    coords: list[list[float]]   # (n, 2) positions
+    index: list[int]            # which test images, in order
+    labels: list[int]           # their labels (-1 when the dataset has none)
+    kl: list[float]             # KL(q(z|x) || p(z)) of each image, nats
+    recon: list[float]          # -log p(x | z = E_q[z]) of each image, nats
+    method: str
+
+
+@torch.no_grad()
+def latent_map(model, data, method: str = "pca", n: int = 2000, seed: int = 0, perplexity: float = 30.0,
+               neighbors: int = 15) -> LatentMap:
+    """A 2-D map of the encoder means of n test images (a seeded random subset): PCA, t-SNE
+    (scikit-learn) or UMAP (umap-learn), or the raw first two coordinates."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown map method {method!r}; choose from: {', '.join(METHODS)}")
+    total = len(data.test_x)
+    index = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:min(n, total)].sort().values
+    device = model.prior_loc.device
+    with seeded(device, seed):
+        x_all, y_all = eval_split(data)
+    x, y = x_all[index].to(device), y_all[index].to(device)
+    q = model.encode(x, y)
+    means = q.mean.cpu().numpy()
+    kl = kl_per_dim(q, model.prior()).sum(-1)
+    recon = -model.decode(q.mean, y).log_prob(x)
+    if method == "raw" or means.shape[1] <= 2:
+        coords = means[:, :2] if means.shape[1] >= 2 else np.c_[means, np.zeros(len(means))]
+    elif method == "pca":
+        coords = PCA(2, random_state=seed).fit_transform(means)
+    elif method == "tsne":
+        coords = TSNE(2, perplexity=min(perplexity, (len(means) - 1) / 3), init="pca", random_state=seed).fit_transform(means)
+    else:
+        import warnings
+
+        import umap  # imported here: it takes seconds, spent only when asked
+        with warnings.catch_warnings():  # "n_jobs overridden by random_state": a seeded map is one thread
+            warnings.simplefilter("ignore")
+            coords = umap.UMAP(n_neighbors=min(neighbors, len(means) - 1), random_state=seed).fit_transform(means)
+    return LatentMap(np.asarray(coords, dtype=float).tolist(), index.tolist(), y.cpu().tolist(), kl.cpu().tolist(),
+                     recon.cpu().tolist(), method)
+
+
+def warm_up_umap():
+    """Compile umap-learn's numba kernels (about 40 s on a 2-core CPU, once per process) on random points,
+    enough of them (4,200) to take the nearest-neighbour-descent path that real maps take."""
+    import warnings
+
+    import umap
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        points = np.random.default_rng(0).standard_normal((4200, 8)).astype(np.float32)
+        umap.UMAP(n_epochs=10, random_state=0).fit_transform(points)

@@ -11,5 +11,18 @@ st.set_page_config(page_title="VAE Lab", layout="wide")
 pages = [
     st.Page("views/train.py", title="Train", icon=":material/model_training:", url_path="train", default=True),
     st.Page("views/explore.py", title="Explore", icon=":material/tune:", url_path="explore"),
+    st.Page("views/latent_map.py", title="Latent map", icon=":material/scatter_plot:", url_path="map"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    st.Page("views/gallery.py", title="Gallery", icon=":material/photo_library:", url_path="gallery"),
 ]
-st.navigation(pages).run()
+page = st.navigation(pages)
+with st.sidebar:
+    present = st.toggle("Presentation mode", value=st.query_params.get("present") == "1", key="present",
+                        help="Large type for a projector; the link keeps it (?present=1).")
+if present:
+    st.query_params["present"] = "1"
+    st.html("<style>html { font-size: 22px; } h1 { font-size: 3.2rem !important; } "
+            "[data-testid='stMarkdownContainer'] p, label p { font-size: 1.15rem !important; }</style>")
+else:
+    st.query_params.pop("present", None)
+page.run()

@@ -85,3 +85,50 @@ def live_metrics(live: list[dict]) -> go.Figure:
                       yaxis2=dict(title="MI (nats)", overlaying="y", side="right", rangemode="tozero"),
                       legend=dict(orientation="h", y=1.2))
     return fig
+
+
+def latent_scatter(coords, color, color_name: str, hover: list[str], categorical: bool) -> go.Figure:
+    """A 2-D map of codes, one point per image, coloured by label (categories) or by a number."""
+    xy = np.asarray(coords, dtype=float)
+    fig = go.Figure()
+    if categorical:
+        for value in sorted(set(color)):
+            pick = [i for i, c in enumerate(color) if c == value]
+            fig.add_scattergl(x=xy[pick, 0], y=xy[pick, 1], mode="markers", name=str(value), customdata=pick,
+                              text=[hover[i] for i in pick], hoverinfo="text", marker=dict(size=5, opacity=0.8))
+    else:
+        fig.add_scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", customdata=list(range(len(xy))), text=hover,
+                          hoverinfo="text", marker=dict(size=5, opacity=0.8, color=color, colorscale="Viridis",
+                                                        showscale=True, colorbar=dict(title=color_name)))
+    fig.update_layout(height=560, margin=dict(l=10, r=10, t=30, b=10), legend=dict(title=color_name),
+                      xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False, scaleanchor="x"),
+                      dragmode="lasso")
+    return fig
+
+
+def kl_compare(kl_per_dim: dict[str, list[float]]) -> go.Figure:
+    """KL per latent dimension of several models, grouped bars."""
+    fig = go.Figure()
+    for name, values in kl_per_dim.items():
+        fig.add_bar(x=[f"z{i}" for i in range(len(values))], y=values, name=name)
+    fig.update_layout(barmode="group", yaxis_title="KL (nats)", height=320, title="KL per dimension",
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def aggregate_vs_prior(aggregates: dict[str, dict], dim: int) -> go.Figure:
+    """The aggregate posterior q(z_d) of several models as histograms (mass per bin), against the
+    prior's mass per bin, for one latent dimension. aggregates: the aggregate-posterior diagnostic's dicts."""
+    fig = go.Figure()
+    for name, agg in aggregates.items():
+        edges = np.asarray(agg["edges"])
+        fig.add_scatter(x=(edges[:-1] + edges[1:]) / 2, y=agg["q_mass"][dim], name=f"{name}: q(z{dim})",
+                        mode="lines", line=dict(shape="hvh"))
+    if aggregates:
+        widest = max(aggregates.values(), key=lambda a: a["edges"][-1] - a["edges"][0])
+        edges = np.asarray(widest["edges"])
+        fig.add_scatter(x=(edges[:-1] + edges[1:]) / 2, y=widest["prior_mass"], name="prior p(z)",
+                        mode="lines", line=dict(dash="dot", color="black", shape="hvh"))
+    fig.update_layout(title=f"Aggregate posterior against the prior, z{dim}", xaxis_title=f"z{dim}",
+                      yaxis_title="mass per bin", height=320, margin=dict(l=10, r=10, t=40, b=10))
+    return fig

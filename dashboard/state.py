@@ -2,12 +2,14 @@
 model picker. Each browser session has its own runs (st.session_state), so two users never share one."""
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 import streamlit as st
 
-from core import checkpoint
+from core import checkpoint, explore
 from core import data as datasets
 from core.engine import Trainer
 from core.errors import LabError
@@ -60,6 +62,9 @@ class Source:
         ck = load_checkpoint(self.path)
         return ck.model, load_data(ck.config.data), ck.objective, ck.step
 
+    def history(self) -> list[dict]:
+        return list(self.trainer.history) if self.trainer is not None else load_checkpoint(self.path).history
+
 
 def sources() -> list[Source]:
     found = [Source(f"run: {name}", trainer=t) for name, t in runs().items()]
@@ -86,3 +91,17 @@ def pick_model(key: str = "source"):
         st.error(f"Cannot open {label}: {e}")
         return None
     return source, model, data, objective, step
+
+
+@st.cache_resource
+def warm_up() -> threading.Thread:
+    """Once per server process: compile UMAP's kernels in a background thread at the lowest CPU
+    priority, so the first map takes seconds rather than a minute and training keeps its cores."""
+    def work():
+        with contextlib.suppress(OSError, AttributeError):  # Linux lets a thread lower its own priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        explore.warm_up_umap()
+
+    thread = threading.Thread(target=work, daemon=True, name="vaelab-umap-warm-up")
+    thread.start()
+    return thread

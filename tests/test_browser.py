@@ -67,3 +67,12 @@ def test_train_then_drag_a_slider_in_a_real_browser(streamlit_server, page, tmp_
     settle(page)
     page.screenshot(path=out / "explore.png", full_page=True)
     assert not page.locator("[data-testid='stException']").count()
+
+    for link, marker, name in [("Latent map", "Colour by", "latent-map"), ("Compare", "Download the table", "compare"),
+                               ("Gallery", "Gallery", "gallery")]:
+        page.get_by_role("link", name=link).click()
+        page.get_by_text(marker).first.wait_for(timeout=120_000)
+        settle(page)
+        page.wait_for_timeout(500)
+        page.screenshot(path=out / f"{name}.png", full_page=True)
+        assert not page.locator("[data-testid='stException']").count(), name

@@ -182,3 +182,113 @@ def test_image_grid_enlarges_pixels_into_sharp_blocks():
     small, big = plots.image_grid(x, nrow=2), plots.image_grid(x, nrow=2, scale=4)
     assert big.shape == (small.shape[0] * 4, small.shape[1] * 4, 3)
     assert (big[::4, ::4] == small).all() and (big[1::4, 2::4] == small).all()
+
+
+# ---------------------------------------------------------------- figure builders
+
+def test_kl_heatmap_is_dimension_by_step():
+    live = [{"step": 50, "kl_per_dim": [1.0, 0.5, None]}, {"step": 100, "kl_per_dim": [2.0, 0.0, 0.1]}]
+    fig = plots.kl_heatmap(live)
+    heat = fig.data[0]
+    assert list(heat.x) == [50, 100] and list(heat.y) == ["z0", "z1", "z2"]
+    assert heat.z[0][1] == 2.0 and heat.z[1][1] == 0.0 and np.isnan(heat.z[2][0])  # a missing value stays a gap
+
+
+def test_live_metrics_draws_au_mi_and_the_ceiling():
+    live = [{"step": s, "au": a, "mi": m, "mi_ceiling": 6.2} for s, a, m in [(50, 3, 1.0), (100, 5, 2.5)]]
+    fig = plots.live_metrics(live)
+    assert [t.name for t in fig.data] == ["active units", "MI (nats)", "MI ceiling log B"]
+    assert list(fig.data[0].y) == [3, 5] and list(fig.data[2].y) == [6.2, 6.2] and fig.data[1].yaxis == "y2"
+
+
+def test_race_curves_one_line_per_run_and_skips_empty_runs():
+    runs = {"a": [{"step": i + 1, "loss": 1.0} for i in range(30)], "b": []}
+    fig = plots.race_curves(runs, smooth=10)
+    assert [t.name for t in fig.data] == ["a"] and len(fig.data[0].x) == 21
+
+
+def test_compare_figures():
+    kl = plots.kl_compare({"vae": [1.0, 2.0], "beta": [0.0, 0.5]})
+    assert [t.name for t in kl.data] == ["vae", "beta"] and list(kl.data[1].y) == [0.0, 0.5]
+    agg = {"edges": [-1.0, 0.0, 1.0], "q_mass": [[0.25, 0.75], [0.5, 0.5]], "prior_mass": [0.34, 0.34]}
+    fig = plots.aggregate_vs_prior({"vae": agg}, dim=1)
+    assert list(fig.data[0].x) == [-0.5, 0.5] and list(fig.data[0].y) == [0.5, 0.5]
+    assert fig.data[-1].name == "prior p(z)" and list(fig.data[-1].y) == [0.34, 0.34]
+
+
+def test_latent_scatter_by_label_and_by_value():
+    coords, hover = [[0, 0], [1, 1], [2, 2]], ["a", "b", "c"]
+    by_label = plots.latent_scatter(coords, [3, 1, 3], "label", hover, categorical=True)
+    assert [t.name for t in by_label.data] == ["1", "3"] and list(by_label.data[1].customdata) == [0, 2]
+    by_value = plots.latent_scatter(coords, [0.1, 0.2, 0.3], "KL", hover, categorical=False)
+    assert len(by_value.data) == 1 and list(by_value.data[0].marker.color) == [0.1, 0.2, 0.3]
+
+
+# ---------------------------------------------------------------- the other pages
+
+def test_latent_map_page_computes_once_per_setting(app):
+    train(app, 100)
+    app.switch_page("views/latent_map.py").run()
+    assert not app.exception and not app.error
+    assert app.selectbox(key="method").value == "pca"
+    assert app.selectbox(key="colour").value == "label"
+    for method in ("tsne", "umap"):
+        app.selectbox(key="method").set_value(method).run()
+        assert not app.exception and not app.error and app.get("plotly_chart")
+    app.selectbox(key="colour").set_value("KL per image").run()
+    assert not app.exception
+
+
+def test_compare_page_tables_the_runs(app):
+    train(app, 100, objectives=["vae", "beta-vae"])
+    app.switch_page("views/compare.py").run()
+    assert not app.exception and not app.error
+    table = app.dataframe[0].value
+    assert list(table.index) == ["run: vae", "run: beta-vae"]
+    assert {"ELBO", "IWAE NLL", "KL", "AU", "MI", "probe accuracy", "reliance gap", "verdict"} <= set(table.columns)
+    assert (table["IWAE NLL"] <= -table["ELBO"] + 1e-6).all()  # IWAE_k is the tighter bound
+    assert app.get("download_button")
+
+
+def test_gallery_opens_a_checkpoint_in_explore(app, tmp_path, digits):
+    from conftest import small_config
+    from core import checkpoint
+    from core.engine import Trainer
+    t = Trainer(small_config(), digits)
+    t.step(5)
+    checkpoint.save(tmp_path / "demo", t)
+    app.switch_page("views/gallery.py").run()
+    assert not app.exception and not app.error and app.get("image")
+    app.button(key="open-Explore-file: demo").click().run()
+    assert not app.exception
+    assert app.selectbox(key="source").value == "file: demo" and app.slider
+
+
+def test_a_lesson_sets_the_controls_and_its_link_opens_it(app):
+    app.sidebar.selectbox(key="lesson").set_value("Fix it with KL annealing or free bits").run()
+    assert app.sidebar.multiselect(key="objectives").value == ["beta-vae", "kl-annealing", "free-bits"]
+    assert app.sidebar.number_input(key="knob-free-bits-beta").value == 8.0
+    assert app.sidebar.selectbox(key="knob-kl-annealing-schedule").value == "linear"
+    assert "Lesson: Fix it" in app.info[0].value
+    assert app.query_params["lesson"] == "Fix it with KL annealing or free bits"
+    shared = AppTest.from_file(APP, default_timeout=60)
+    shared.query_params["lesson"] = "IWAE tightens the bound"
+    shared.run()
+    assert shared.sidebar.multiselect(key="objectives").value == ["vae", "iwae"]
+
+
+def test_presentation_mode_and_slider_values_live_in_the_url(app):
+    app.sidebar.toggle(key="present").set_value(True).run()
+    assert app.query_params["present"] == "1"
+    train(app, 100)
+    app.switch_page("views/explore.py").run()
+    app.slider(key="z-1").set_value(0.5).run()
+    link = app.query_params["z"]
+    assert link.split(",")[1] == "0.50"
+    shared = AppTest.from_file(APP, default_timeout=60)
+    shared.session_state["runs"] = app.session_state["runs"]  # the same run, opened from the link
+    for key, value in {"z": link, "present": "1"}.items():
+        shared.query_params[key] = value
+    shared.run()
+    shared.switch_page("views/explore.py").run()
+    assert shared.slider(key="z-1").value == pytest.approx(0.5)

@@ -295,3 +295,17 @@ def test_pairwise_gaussian_density_matches_torch_distributions():
     z = q.sample()
     reference = Independent(Normal(q.loc.double(), q.scale.double()), 1).log_prob(z.double()[:, None])
     assert torch.allclose(pairwise_log_density(q, z).double(), reference, rtol=1e-5, atol=1e-3)
+
+
+def test_run_all_reports_skips_and_the_headline_row(digits):
+    from core.report import COMPARE, headline, run_all
+    m = VAE(ModelConfig(hidden=(32,), latent_dim=4, image_shape=(1, 8, 8), likelihood="bernoulli"))
+    seen = []
+    results = run_all(m, digits, names=[*COMPARE, "code-usage"], options={"iwae": {"k": 7}},
+                      progress=lambda f, name: seen.append(name))
+    assert seen[-1] == "collapse" and set(seen) == {*COMPARE, "code-usage"}  # the summary comes last
+    assert "discrete latents" in results["code-usage"]["skipped"] and results["iwae"]["k"] == 7
+    row = headline(results)
+    assert row["IWAE NLL"] == pytest.approx(-results["iwae"]["iwae"]) and row["AU"] == results["active-units"]["count"]
+    assert row["verdict"].endswith("collapsed") and sum(int(p.split()[0]) for p in row["verdict"].split(" / ")) == 4
+    assert headline({})["ELBO"] is None

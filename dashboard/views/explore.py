@@ -54,7 +54,9 @@ if model.cfg.n_classes:
 tab_sliders, tab_traverse, tab_between, tab_prior, tab_recon = st.tabs(
     ["Sliders", "Traversals", "Interpolation", "Prior samples", "Reconstructions"])
 
-with tab_sliders:
+@st.fragment
+def slider_panel():
+    """Only this part reruns when a slider moves: the decoded image answers without redrawing the page."""
     left, right = st.columns([3, 2])
     with left:
         a, b = st.columns(2)
@@ -63,16 +65,30 @@ with tab_sliders:
         index = b.number_input("Start from test image #", 0, len(data.test_x) - 1, 0, key="image")
         if b.button("Encode it", help="Set the sliders to this image's encoder mean."):
             start = explore.encode_mean(model, data.test_x[index], data.test_y[index])
-            for i, v in enumerate(start):
+            for i in range(model.latent_dim):
                 st.session_state.pop(f"z-{i}", None)
                 st.session_state.pop(f"bit-{i}", None)
+            st.session_state.pop("category", None)
             st.session_state["start"] = start
         code = code_widgets(model, ranges, hide, st.session_state.get("start"))
+    st.query_params["z"] = ",".join(f"{v:.2f}" for v in code)  # a shared link reproduces this code
     with right:
         image = data.to_image(explore.decode(model, code, y))
         st.image(plots.image_grid(image, nrow=1, scale=max(1, 256 // image.shape[-1])), caption="decoded",
                  width="stretch")
         st.session_state["decoded"] = image
+
+
+if "start" not in st.session_state and st.query_params.get("z"):
+    try:
+        shared = [float(v) for v in st.query_params["z"].split(",")]
+        if len(shared) == model.latent_dim:
+            st.session_state["start"] = shared
+    except ValueError:
+        st.warning("The link's slider values are not numbers; starting from zero.")
+
+with tab_sliders:
+    slider_panel()
 
 with tab_traverse:
     dims = st.multiselect("Dimensions", list(range(model.latent_dim)),

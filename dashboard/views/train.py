@@ -9,6 +9,7 @@ from core.errors import LabError
 from core.models import ModelConfig
 from core.objectives import OBJECTIVES
 from dashboard import plots
+from dashboard.lessons import LESSONS, widget_values
 from dashboard.state import checkpoint_dir, load_data, runs
 
 HIDDEN = {"small (256, 128)": (256, 128), "default (512, 256)": (512, 256), "tiny (64,)": (64,)}
@@ -23,9 +24,24 @@ def knob_widget(name, knob, key):
                            help=knob.help, key=key, format="%g")
 
 
+def apply_lesson():
+    """Callback of the lesson picker: set the controls before they are drawn."""
+    name = st.session_state.get("lesson")
+    if name in LESSONS:
+        st.session_state.update(widget_values(name))
+        st.query_params["lesson"] = name
+    else:
+        st.query_params.pop("lesson", None)
+
+
 def setup():
     """The sidebar: data, model, objectives with their knobs, budget. Returns the configs to start, or None."""
     with st.sidebar:
+        if "lesson" not in st.session_state and st.query_params.get("lesson") in LESSONS:
+            st.session_state["lesson"] = st.query_params["lesson"]  # a shared link opens its lesson
+            apply_lesson()
+        st.selectbox("Lesson", ["none", *LESSONS], key="lesson", on_change=apply_lesson,
+                     help="Set every control for a classic demonstration in one click.")
         st.header("Set up")
         names = datasets.DATASETS.names()
         dataset = st.selectbox("Dataset", names, index=names.index("digits"), key="dataset",
@@ -158,6 +174,8 @@ st.caption("Train a VAE and watch it learn. The loss is −ELBO; the KL heatmap 
            "each latent dimension is used as training goes on: a row that fades to dark is a dimension collapsing "
            "onto the prior. Training runs in the background, so the other pages work meanwhile.")
 chosen, to_start = setup()
+if st.session_state.get("lesson") in LESSONS:
+    st.info(f"**Lesson: {st.session_state['lesson']}.** {LESSONS[st.session_state['lesson']]['text']}")
 if to_start:
     start(*to_start)
 if not runs():

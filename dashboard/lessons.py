@@ -1,0 +1,50 @@
+"""Lessons: one click sets the Train page's controls for a classic demonstration. Each sets widget
+values by their keys; the text says what to look for."""
+
+LESSONS = {
+    "Induce collapse: β=8": {
+        "text": "The same VAE twice, one with the KL weighed eight times (β-VAE, β=8). Watch the KL heatmap: in "
+                "the β=8 run most rows go dark, meaning those dimensions fall onto the prior and carry nothing. "
+                "Active units drop, and its reconstructions blur towards an average digit.",
+        "objectives": ["vae", "beta-vae"], "knobs": {"beta-vae": {"beta": 8.0}},
+        "dataset": "mnist", "latent": 16, "steps": 1500,
+    },
+    "Fix it with KL annealing or free bits": {
+        "text": "Three runs at β=8. Plain β-VAE collapses; KL annealing starts β at 0 and raises it, so the "
+                "encoder learns to use z before the KL bites; free bits do not charge the first λ nats of KL "
+                "per dimension, so dimensions stay open. Compare the heatmaps and the active units.",
+        "objectives": ["beta-vae", "kl-annealing", "free-bits"],
+        "knobs": {"beta-vae": {"beta": 8.0}, "free-bits": {"beta": 8.0},
+                  "kl-annealing": {"beta": 8.0, "schedule": "linear", "anneal_steps": 1000}},
+        "dataset": "mnist", "latent": 16, "steps": 1500,
+    },
+    "Why μ-VAE spreads the clusters": {
+        "text": "The μ-VAE replaces the KL's pull of every mean to 0 with a penalty on the batch's mean, and clips "
+                "the means to a ball. After training, open the Latent map page and colour by label: the μ-VAE's "
+                "classes sit further apart. Its prior samples want σ ≈ 3 (Explore, Prior samples).",
+        "objectives": ["vae", "mu-vae"], "knobs": {}, "dataset": "mnist", "latent": 8, "steps": 1500,
+    },
+    "Discrete latents": {
+        "text": "Bernoulli bits instead of Gaussian coordinates, trained three ways: the importance-sampling "
+                "estimator, the same with a leave-one-out baseline, and the Gumbel-softmax relaxation. Compare "
+                "how fast each loss falls; in Explore, flip bits and watch the digit change.",
+        "objectives": ["discrete-is", "reinforce-loo", "gumbel-softmax"], "knobs": {},
+        "dataset": "mnist", "latent": 16, "steps": 1500,
+    },
+    "IWAE tightens the bound": {
+        "text": "A VAE and an IWAE with k=5 importance samples. Then open Compare: for both, IWAE NLL is below "
+                "−ELBO, and the gap is the part of KL(q(z|x) ‖ p(z|x)) that k samples recover. The IWAE model's "
+                "own bound is tighter, and its encoder is trained for it.",
+        "objectives": ["vae", "iwae"], "knobs": {"iwae": {"k": 5}}, "dataset": "mnist", "latent": 16, "steps": 1500,
+    },
+}
+
+
+def widget_values(name: str) -> dict:
+    """The Train page's widget keys and values that a lesson sets."""
+    lesson = LESSONS[name]
+    values = {"objectives": lesson["objectives"], "dataset": lesson["dataset"], "latent": lesson["latent"],
+              "steps": lesson["steps"]}
+    for objective, knobs in lesson["knobs"].items():
+        values |= {f"knob-{objective}-{k}": v for k, v in knobs.items()}
+    return values
