@@ -9,14 +9,18 @@ from torchvision.utils import make_grid
 LOSS_TERMS = ("loss", "recon", "kl")
 
 
-def smoothed(history: list[dict], term: str, smooth: int):
-    """(steps, running mean over `smooth` steps) of one logged term; empty when it was not logged."""
+def smoothed(history: list[dict], term: str, smooth: int, points: int = 400):
+    """(steps, running mean over `smooth` steps) of one logged term, thinned to at most `points` points
+    so a long run stays cheap to send and draw; empty when the term was not logged."""
     rows = [r for r in history if term in r]
     if not rows:
         return [], np.array([])
     k = min(smooth, len(rows))
     values = np.convolve(np.array([r[term] for r in rows], dtype=float), np.ones(k) / k, mode="valid")
-    return [r["step"] for r in rows][k - 1:], values
+    steps = [r["step"] for r in rows][k - 1:]
+    stride = max(1, -(-len(values) // points))
+    keep = list(range(len(values) - 1, -1, -stride))[::-1]  # always keep the latest point
+    return [steps[i] for i in keep], values[keep]
 
 
 def loss_curves(history: list[dict], terms=LOSS_TERMS, smooth: int = 20) -> go.Figure:

@@ -292,3 +292,10 @@ def test_presentation_mode_and_slider_values_live_in_the_url(app):
     shared.run()
     shared.switch_page("views/explore.py").run()
     assert shared.slider(key="z-1").value == pytest.approx(0.5)
+
+
+def test_long_curves_are_thinned_but_keep_the_latest_point():
+    history = [{"step": i + 1, "loss": float(i)} for i in range(10_000)]
+    steps, values = plots.smoothed(history, "loss", smooth=1, points=400)
+    assert len(steps) <= 400 and steps[-1] == 10_000 and values[-1] == 9_999
+    assert list(np.diff(steps)) == [25] * (len(steps) - 1)

@@ -120,7 +120,8 @@ def controls(name: str, t: Trainer):
 
 
 def run_panel(name: str, t: Trainer, race: bool):
-    st.markdown(f"**{name}** · step {t.step_count:,} · epoch {t.epoch:.1f} · {t.state}")
+    rate = t.step_count * t.batch_size / t.seconds if t.seconds else 0.0
+    st.markdown(f"**{name}** · step {t.step_count:,} · epoch {t.epoch:.1f} · {rate:,.0f} samples/s · {t.state}")
     if t.error:
         st.error(t.error)
     controls(name, t)
@@ -149,13 +150,13 @@ def run_panel(name: str, t: Trainer, race: bool):
              caption="samples from the prior")
 
 
-@st.fragment(run_every=1.0)
+@st.fragment(run_every=2.0)
 def live_view():
     current = runs()
     if not current:
         return
     first = next(iter(current.values()))
-    st.caption(f"{first.data.info.name} · {describe_device(first.device)} · updates every second")
+    st.caption(f"{first.data.info.name} · {describe_device(first.device)} · updates every 2 seconds")
     if first.data.info.note:
         st.warning(first.data.info.note)
     race = len(current) > 1
