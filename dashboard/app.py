@@ -7,7 +7,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import streamlit as st  # noqa: E402
 
+from dashboard.state import keep_widget_values  # noqa: E402
+
 st.set_page_config(page_title="VAE Lab", layout="wide")
+keep_widget_values()
 pages = [
     st.Page("views/train.py", title="Train", icon=":material/model_training:", url_path="train", default=True),
     st.Page("views/explore.py", title="Explore", icon=":material/tune:", url_path="explore"),

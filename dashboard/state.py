@@ -22,6 +22,27 @@ def checkpoint_dir() -> Path:
     return Path(os.environ.get("VAELAB_CHECKPOINTS", ROOT / "checkpoints"))
 
 
+# Widgets whose values outlive a visit to another page: the run setup and the view settings (not the
+# choices that depend on which model is open). Streamlit forgets a widget's value when its page is not
+# drawn; writing the value back as a plain session value on every run keeps it. These widgets take their
+# starting values from default() rather than from a value argument, so the two never disagree.
+KEPT = {"lesson", "dataset", "binarize", "arch", "hidden", "latent", "objectives", "steps", "lr", "batch", "seed",
+        "device", "method", "n", "colour", "perplexity", "neighbors", "sigma", "reach", "traverse-steps", "hide",
+        "between-steps"}
+
+
+def default(key: str, value) -> str:
+    """A widget's starting value, set once in the session (so a kept value is never overridden); returns the key."""
+    st.session_state.setdefault(key, value)
+    return key
+
+
+def keep_widget_values():
+    for key in list(st.session_state):
+        if isinstance(key, str) and (key in KEPT or key.startswith("knob-")):
+            st.session_state[key] = st.session_state[key]
+
+
 def runs() -> dict[str, Trainer]:
     """This session's training runs by name, oldest first."""
     return st.session_state.setdefault("runs", {})

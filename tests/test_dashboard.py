@@ -299,3 +299,12 @@ def test_long_curves_are_thinned_but_keep_the_latest_point():
     steps, values = plots.smoothed(history, "loss", smooth=1, points=400)
     assert len(steps) <= 400 and steps[-1] == 10_000 and values[-1] == 9_999
     assert list(np.diff(steps)) == [25] * (len(steps) - 1)
+
+
+def test_the_setup_survives_a_visit_to_another_page(app):
+    app.sidebar.selectbox(key="lesson").set_value("Discrete latents").run()
+    app.switch_page("views/gallery.py").run()
+    app.switch_page("views/train.py").run()
+    assert app.sidebar.selectbox(key="lesson").value == "Discrete latents"
+    assert app.sidebar.multiselect(key="objectives").value == ["discrete-is", "reinforce-loo", "gumbel-softmax"]
+    assert app.sidebar.selectbox(key="dataset").value == "mnist"

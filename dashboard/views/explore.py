@@ -4,7 +4,7 @@ import torch
 
 from core import explore
 from dashboard import plots
-from dashboard.state import pick_model
+from dashboard.state import default, pick_model
 
 
 @st.cache_data(show_spinner="Reading where real codes lie ...", max_entries=64)
@@ -49,7 +49,7 @@ source, model, data, objective, step = picked
 ranges = ranges_for(source.label, step, model, data)
 y = None
 if model.cfg.n_classes:
-    y = st.selectbox("Label (the CVAE decodes this class)", list(range(model.cfg.n_classes)), key="label")
+    y = st.selectbox("Label (the CVAE decodes this class)", list(range(model.cfg.n_classes)), key=default("label", 0))
 
 tab_sliders, tab_traverse, tab_between, tab_prior, tab_recon = st.tabs(
     ["Sliders", "Traversals", "Interpolation", "Prior samples", "Reconstructions"])
@@ -60,9 +60,9 @@ def slider_panel():
     left, right = st.columns([3, 2])
     with left:
         a, b = st.columns(2)
-        hide = a.toggle("Hide inactive dimensions", value=False, key="hide",
+        hide = a.toggle("Hide inactive dimensions", key=default("hide", False),
                         help=f"{sum(ranges.active)} of {model.latent_dim} dimensions are active.")
-        index = b.number_input("Start from test image #", 0, len(data.test_x) - 1, 0, key="image")
+        index = b.number_input("Start from test image #", 0, len(data.test_x) - 1, key=default("image", 0))
         if b.button("Encode it", help="Set the sliders to this image's encoder mean."):
             start = explore.encode_mean(model, data.test_x[index], data.test_y[index])
             for i in range(model.latent_dim):
@@ -93,8 +93,8 @@ with tab_sliders:
 with tab_traverse:
     dims = st.multiselect("Dimensions", list(range(model.latent_dim)),
                           default=[i for i in range(model.latent_dim) if ranges.active[i]][:8], key="traverse-dims")
-    reach = st.slider("Sweep from −r to r around the code", 0.5, 10.0, 3.0, key="reach")
-    n = st.slider("Steps per row", 3, 15, 9, key="traverse-steps")
+    reach = st.slider("Sweep each dimension from −r to r (the others at 0)", 0.5, 10.0, key=default("reach", 3.0))
+    n = st.slider("Steps per row", 3, 15, key=default("traverse-steps", 9))
     if dims and model.cfg.latent == "gaussian":
         values = [-reach + 2 * reach * i / (n - 1) for i in range(n)]
         grid = explore.traversal(model, [0.0] * model.latent_dim, dims, values, y)
@@ -105,15 +105,15 @@ with tab_traverse:
 
 with tab_between:
     a, b, c = st.columns(3)
-    i = a.number_input("From test image #", 0, len(data.test_x) - 1, 0, key="from")
-    j = b.number_input("To test image #", 0, len(data.test_x) - 1, 1, key="to")
-    steps = c.slider("Steps", 3, 16, 10, key="between-steps")
+    i = a.number_input("From test image #", 0, len(data.test_x) - 1, key=default("from", 0))
+    j = b.number_input("To test image #", 0, len(data.test_x) - 1, key=default("to", 1))
+    steps = c.slider("Steps", 3, 16, key=default("between-steps", 10))
     za, zb = explore.encode_mean(model, data.test_x[i], data.test_y[i]), explore.encode_mean(model, data.test_x[j], data.test_y[j])
     st.image(plots.image_grid(data.to_image(explore.interpolate(model, za, zb, steps, y)), nrow=steps),
              width="stretch", caption="decoded codes on the line between the two encoder means")
 
 with tab_prior:
-    sigma = st.slider("σ of the codes", 0.1, 5.0, 1.0, 0.1, key="sigma",
+    sigma = st.slider("σ of the codes", 0.1, 5.0, step=0.1, key=default("sigma", 1.0),
                       help="The prior is N(0, I); μ-VAE codes spread wider and want σ ≈ 3.")
     st.image(plots.image_grid(data.to_image(explore.prior_samples(model, 32, sigma, y=y))), width="stretch",
              caption=f"decoded z ~ N(0, {sigma:g}² I)" if model.cfg.latent == "gaussian" else "decoded prior samples")

@@ -3,7 +3,7 @@ import streamlit as st
 
 from core import explore
 from dashboard import plots
-from dashboard.state import pick_model, warm_up
+from dashboard.state import default, pick_model, warm_up
 
 COLOURS = {"label": "label", "KL per image": "kl", "reconstruction error": "recon"}
 
@@ -28,18 +28,22 @@ warming = warm_up()
 
 a, b, c, d = st.columns(4)
 methods = ["pca", "tsne", "umap"] + (["raw"] if model.latent_dim == 2 else [])
-method = a.selectbox("Method", methods, index=methods.index("raw") if "raw" in methods else 0, key="method",
+if st.session_state.get("method") not in methods:
+    st.session_state["method"] = "raw" if "raw" in methods else "pca"
+method = a.selectbox("Method", methods, key="method",
                      format_func={"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP", "raw": "raw z (2-D latent)"}.get)
 total = len(data.test_x)
 sizes = [k for k in (500, 1000, 2000, 5000, 10000) if k < total] + [total]
-n = b.select_slider("Images", sizes, value=min(2000, total), key="n",
+if st.session_state.get("n") not in sizes:
+    st.session_state["n"] = min(2000, total)
+n = b.select_slider("Images", sizes, key="n",
                     help=f"A fixed random subset of the {total:,} test images; t-SNE and UMAP take longer on more.")
-colour = c.selectbox("Colour by", list(COLOURS), key="colour", index=0 if data.info.n_classes else 1)
+colour = c.selectbox("Colour by", list(COLOURS), key=default("colour", "label" if data.info.n_classes else "KL per image"))
 perplexity, neighbors = 30.0, 15
 if method == "tsne":
-    perplexity = d.slider("Perplexity", 5.0, 100.0, 30.0, key="perplexity")
+    perplexity = d.slider("Perplexity", 5.0, 100.0, key=default("perplexity", 30.0))
 elif method == "umap":
-    neighbors = d.slider("Neighbours", 5, 100, 15, key="neighbors")
+    neighbors = d.slider("Neighbours", 5, 100, key=default("neighbors", 15))
 
 message = f"Computing the {method.upper()} map of {n:,} codes ..."
 if method == "umap" and warming.is_alive():

@@ -10,18 +10,23 @@ from core.models import ModelConfig
 from core.objectives import OBJECTIVES
 from dashboard import plots
 from dashboard.lessons import LESSONS, widget_values
-from dashboard.state import checkpoint_dir, load_data, runs
+from dashboard.state import checkpoint_dir, default, load_data, runs
 
 HIDDEN = {"small (256, 128)": (256, 128), "default (512, 256)": (512, 256), "tiny (64,)": (64,)}
 
 
 def knob_widget(name, knob, key):
     if knob.choices:
-        return st.selectbox(name, knob.choices, index=knob.choices.index(knob.default), help=knob.help, key=key)
+        return st.selectbox(name, knob.choices, help=knob.help, key=default(key, knob.default))
     if isinstance(knob.default, int):
-        return st.number_input(name, value=knob.default, min_value=int(knob.min or 0), step=1, help=knob.help, key=key)
-    return st.number_input(name, value=float(knob.default), min_value=knob.min, max_value=knob.max,
-                           help=knob.help, key=key, format="%g")
+        return st.number_input(name, min_value=int(knob.min or 0), step=1, help=knob.help, key=default(key, knob.default))
+    return st.number_input(name, min_value=knob.min, max_value=knob.max, help=knob.help,
+                           key=default(key, float(knob.default)), format="%g")
+
+
+def binarize_by_dataset():
+    """Dynamic binarization suits the Bernoulli datasets, not Frey Faces' grey levels."""
+    st.session_state["binarize"] = st.session_state.get("dataset") != "frey"
 
 
 def apply_lesson():
@@ -37,22 +42,23 @@ def apply_lesson():
 def setup():
     """The sidebar: data, model, objectives with their knobs, budget. Returns the configs to start, or None."""
     with st.sidebar:
-        if "lesson" not in st.session_state and st.query_params.get("lesson") in LESSONS:
+        if st.session_state.get("lesson", "none") == "none" and st.query_params.get("lesson") in LESSONS:
             st.session_state["lesson"] = st.query_params["lesson"]  # a shared link opens its lesson
             apply_lesson()
-        st.selectbox("Lesson", ["none", *LESSONS], key="lesson", on_change=apply_lesson,
+        st.selectbox("Lesson", ["none", *LESSONS], key=default("lesson", "none"), on_change=apply_lesson,
                      help="Set every control for a classic demonstration in one click.")
         st.header("Set up")
         names = datasets.DATASETS.names()
-        dataset = st.selectbox("Dataset", names, index=names.index("digits"), key="dataset",
+        dataset = st.selectbox("Dataset", names, key=default("dataset", "digits"), on_change=binarize_by_dataset,
                                help="digits ships with scikit-learn and works offline. MNIST without its files "
                                     "and without a network falls back to a 5,000-digit subset, and says so.")
-        binarize = st.toggle("Dynamic binarization", value=dataset != "frey", key="binarize",
+        binarize = st.toggle("Dynamic binarization", key=default("binarize", True),
                              help="A fresh Bernoulli draw of every pixel in every minibatch (Bernoulli decoders).")
-        arch = st.radio("Network", ["mlp", "conv"], horizontal=True, key="arch")
-        hidden = st.selectbox("MLP widths", list(HIDDEN), key="hidden", disabled=arch != "mlp")
-        latent = st.slider("Latent size", 2, 64, 8, key="latent")
-        objectives = st.multiselect("Objectives", OBJECTIVES.names(), default=["vae"], key="objectives",
+        arch = st.radio("Network", ["mlp", "conv"], horizontal=True, key=default("arch", "mlp"))
+        hidden = st.selectbox("MLP widths", list(HIDDEN), key=default("hidden", "small (256, 128)"),
+                              disabled=arch != "mlp")
+        latent = st.slider("Latent size", 2, 64, key=default("latent", 8))
+        objectives = st.multiselect("Objectives", OBJECTIVES.names(), key=default("objectives", ["vae"]),
                                     help="Pick several to race them: same data, network and seed, side by side.")
         settings = {}
         for name in objectives:
@@ -60,11 +66,11 @@ def setup():
             if cls.knobs:
                 with st.expander(f"{name} settings", expanded=len(objectives) == 1):
                     settings[name] = {k: knob_widget(k, knob, f"knob-{name}-{k}") for k, knob in cls.knobs.items()}
-        steps = st.number_input("Steps", 50, 1_000_000, 2000, step=100, key="steps")
-        lr = st.number_input("Learning rate", 1e-5, 0.1, 1e-3, format="%g", key="lr")
-        batch = st.number_input("Batch size", 8, 4096, 128, step=8, key="batch")
-        seed = st.number_input("Seed", 0, 1_000_000, 0, key="seed")
-        device = st.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="device",
+        steps = st.number_input("Steps", 50, 1_000_000, step=100, key=default("steps", 2000))
+        lr = st.number_input("Learning rate", 1e-5, 0.1, format="%g", key=default("lr", 1e-3))
+        batch = st.number_input("Batch size", 8, 4096, step=8, key=default("batch", 128))
+        seed = st.number_input("Seed", 0, 1_000_000, key=default("seed", 0))
+        device = st.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key=default("device", "auto"),
                               help=f"auto picks {describe_device(pick_device('auto'))} here.")
         start = st.button("Train" if len(objectives) < 2 else f"Race {len(objectives)} runs", type="primary",
                           width="stretch", disabled=not objectives)
@@ -95,13 +101,16 @@ def start(configs: dict, steps: int):
 
 def controls(name: str, t: Trainer):
     c1, c2, c3, c4 = st.columns(4)
-    if c1.button("Pause", key=f"pause-{name}", disabled=t.state != "running", width="stretch"):
+    if c1.button("Pause", icon=":material/pause:", key=f"pause-{name}", disabled=t.state != "running",
+                 width="stretch", help="Pause"):
         t.pause()
-    if c2.button("Resume", key=f"resume-{name}", disabled=t.state != "paused", width="stretch"):
+    if c2.button("Resume", icon=":material/play_arrow:", key=f"resume-{name}", disabled=t.state != "paused",
+                 width="stretch", help="Resume"):
         t.resume()
-    if c3.button("Stop", key=f"stop-{name}", disabled=t.state not in ("running", "paused"), width="stretch"):
+    if c3.button("Stop", icon=":material/stop:", key=f"stop-{name}", disabled=t.state not in ("running", "paused"),
+                 width="stretch", help="Stop for good"):
         t.stop()
-    if c4.button("Save", key=f"save-{name}", disabled=not t.step_count, width="stretch",
+    if c4.button("Save", icon=":material/save:", key=f"save-{name}", disabled=not t.step_count, width="stretch",
                  help="Write a checkpoint to checkpoints/runs/; the Explore page lists it."):
         try:
             path = checkpoint.save(checkpoint_dir() / "runs" / f"{t.data.info.name}-{name}-z{t.config.model.latent_dim}", t)
@@ -165,7 +174,7 @@ def live_view():
                         key="race")
     for row in range(0, len(current), 3):
         items = list(current.items())[row:row + 3]
-        for col, (name, t) in zip(st.columns(3 if race else 1), items):
+        for col, (name, t) in zip(st.columns(min(3, len(current))), items):
             with col:
                 run_panel(name, t, race)
 
