@@ -123,7 +123,7 @@ def page_switches():
 
 def umap_map():
     """A UMAP of 10,000 codes, cold and cached."""
-    print("compiling UMAP's kernels (the app does this in the background at start) ...", flush=True)
+    print("compiling UMAP's kernels (the app does this in the background when the Latent map page first opens) ...", flush=True)
     warm = timed(explore.warm_up_umap)
     at = app_test(model="file: mnist-vae")
     at.switch_page("views/latent_map.py").run()
