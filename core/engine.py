@@ -205,7 +205,7 @@ class Trainer:
         self.step_count += 1
         self.seconds += time.perf_counter() - t0
         row.update(step=self.step_count, kl_per_dim=values[len(scalars):], beta=self.objective.beta,
-                   lr=self.optimizer.param_groups[0]["lr"], seconds=self.seconds)
+                   lr=self.lr, seconds=self.seconds)
         self.history.append(row)
         if self.live_every and self.step_count % self.live_every == 0:
             self.live.append(self._live_row())
@@ -244,6 +244,10 @@ class Trainer:
     def set_beta(self, beta: float):
         with self._lock:
             self.objective.set_beta(beta)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
 
     def set_lr(self, lr: float):
         lr = check_lr(lr)

@@ -123,8 +123,8 @@ def controls(name: str, t: Trainer):
     if beta != t.objective.beta:
         t.set_beta(beta)
     rate = lr.number_input("learning rate (live)", min_value=1e-6, max_value=1.0, format="%g", key=f"lr-{name}",
-                           value=float(t.optimizer.param_groups[0]["lr"]))
-    if rate != t.optimizer.param_groups[0]["lr"]:
+                           value=float(t.lr))
+    if rate != t.lr:
         t.set_lr(rate)
 
 
