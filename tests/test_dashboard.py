@@ -68,6 +68,7 @@ def test_train_page_trains_the_offline_default_and_shows_it(app):
     assert metrics["active units"] == f"{t.live[-1]['au']} / 8"
     assert float(metrics["MI (nats)"]) == pytest.approx(t.live[-1]["mi"], abs=0.01)
     assert len(app.get("plotly_chart")) == 3  # losses, KL heatmap, AU and MI
+    assert app.select_slider(key="refresh").value == 2  # how often the live view redraws
 
 
 def test_train_page_controls_change_a_running_run(app, tmp_path):

@@ -159,13 +159,13 @@ def run_panel(name: str, t: Trainer, race: bool):
              caption="samples from the prior")
 
 
-@st.fragment(run_every=2.0)
 def live_view():
     current = runs()
     if not current:
         return
     first = next(iter(current.values()))
-    st.caption(f"{first.data.info.name} · {describe_device(first.device)} · updates every 2 seconds")
+    st.caption(f"{first.data.info.name} · {describe_device(first.device)} · "
+               f"updates every {st.session_state['refresh']} seconds")
     if first.data.info.note:
         st.warning(first.data.info.note)
     race = len(current) > 1
@@ -195,4 +195,8 @@ if not runs():
         st.caption(f"**{name}**: {cls.paper}")
     st.info("Pick a dataset and one or more objectives in the sidebar, then press **Train**.")
 else:
-    live_view()
+    # Each redraw costs the browser and the server CPU that training would use: slower refresh, faster runs.
+    st.select_slider("Refresh every (seconds)", [1, 2, 5, 10], key=default("refresh", 2),
+                     help="How often the charts redraw while training. Redrawing takes CPU from training, most "
+                          "on a machine with few cores.")
+    st.fragment(run_every=st.session_state["refresh"])(live_view)()
