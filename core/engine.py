@@ -255,6 +255,11 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
 
+    def save(self, path):
+        """Write a checkpoint (core.checkpoint.save); returns the sidecar's path."""
+        from . import checkpoint  # checkpoint reads RunConfig from this module
+        return checkpoint.save(path, self)
+
     def snapshot(self) -> VAE:
         """A CPU copy of the current weights in eval mode, safe to decode from while training goes on."""
         with self._lock:

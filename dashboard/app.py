@@ -6,6 +6,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import streamlit as st  # noqa: E402
+import torch  # noqa: E402
+
+# Training runs in child processes with their own threads. The pages only decode a few images, and one
+# thread does that without waking (and spinning) a pool that would compete with training for the cores.
+torch.set_num_threads(1)
 
 from dashboard.state import keep_widget_values  # noqa: E402
 

@@ -11,7 +11,7 @@ import streamlit as st
 
 from core import checkpoint, explore
 from core import data as datasets
-from core.engine import Trainer
+from core.remote import ProcessTrainer
 from core.errors import LabError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def keep_widget_values():
             st.session_state[key] = st.session_state[key]
 
 
-def runs() -> dict[str, Trainer]:
+def runs() -> dict[str, ProcessTrainer]:
     """This session's training runs by name, oldest first."""
     return st.session_state.setdefault("runs", {})
 
@@ -72,7 +72,7 @@ def checkpoint_files() -> list[Path]:
 class Source:
     """A model to look at: a run of this session (its latest weights) or a checkpoint file."""
 
-    def __init__(self, label: str, trainer: Trainer | None = None, path: Path | None = None):
+    def __init__(self, label: str, trainer: ProcessTrainer | None = None, path: Path | None = None):
         self.label, self.trainer, self.path = label, trainer, path
 
     def load(self):

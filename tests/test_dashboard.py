@@ -1,3 +1,4 @@
+import time
 import urllib.request
 
 import numpy as np
@@ -76,6 +77,10 @@ def test_train_page_controls_change_a_running_run(app, tmp_path):
     app.sidebar.button[0].click().run()
     t = app.session_state["runs"]["vae"]
     try:
+        deadline = time.monotonic() + 60
+        while t.step_count < 5 and time.monotonic() < deadline:  # the run trains in a child process
+            time.sleep(0.05)
+        app.run()
         app.button(key="pause-vae").click().run()
         assert t.state == "paused"
         app.number_input(key="beta-vae").set_value(8.0).run()

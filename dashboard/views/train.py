@@ -2,11 +2,11 @@
 import torch
 import streamlit as st
 
-from core import checkpoint
 from core import data as datasets
-from core.engine import RunConfig, Trainer, describe_device, pick_device
+from core.engine import RunConfig, describe_device, pick_device
 from core.errors import LabError
 from core.models import ModelConfig
+from core.remote import ProcessTrainer
 from core.objectives import OBJECTIVES
 from dashboard import plots
 from dashboard.lessons import LESSONS, widget_values
@@ -91,7 +91,7 @@ def start(configs: dict, steps: int):
     try:
         data = load_data(next(iter(configs.values())).data)
         for name, config in configs.items():
-            runs()[name] = Trainer(config, data)
+            runs()[name] = ProcessTrainer(config, data)  # a child process: page reruns cannot slow it
         for t in runs().values():
             t.start(steps=steps)
     except LabError as e:
@@ -99,7 +99,7 @@ def start(configs: dict, steps: int):
         st.error(str(e))
 
 
-def controls(name: str, t: Trainer):
+def controls(name: str, t: ProcessTrainer):
     c1, c2, c3, c4 = st.columns(4)
     if c1.button("Pause", icon=":material/pause:", key=f"pause-{name}", disabled=t.state != "running",
                  width="stretch", help="Pause"):
@@ -113,7 +113,7 @@ def controls(name: str, t: Trainer):
     if c4.button("Save", icon=":material/save:", key=f"save-{name}", disabled=not t.step_count, width="stretch",
                  help="Write a checkpoint to checkpoints/runs/; the Explore page lists it."):
         try:
-            path = checkpoint.save(checkpoint_dir() / "runs" / f"{t.data.info.name}-{name}-z{t.config.model.latent_dim}", t)
+            path = t.save(checkpoint_dir() / "runs" / f"{t.data.info.name}-{name}-z{t.config.model.latent_dim}")
             st.toast(f"saved {path}")
         except LabError as e:
             st.error(str(e))
@@ -128,7 +128,7 @@ def controls(name: str, t: Trainer):
         t.set_lr(rate)
 
 
-def run_panel(name: str, t: Trainer, race: bool):
+def run_panel(name: str, t: ProcessTrainer, race: bool):
     rate = t.step_count * t.batch_size / t.seconds if t.seconds else 0.0
     st.markdown(f"**{name}** · step {t.step_count:,} · epoch {t.epoch:.1f} · {rate:,.0f} samples/s · {t.state}")
     if t.error:

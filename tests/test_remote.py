@@ -1,0 +1,66 @@
+"""The child-process trainer gives the numbers of the in-process one and obeys the same controls."""
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import small_config
+from core import checkpoint
+from core.engine import Trainer
+from core.errors import ConfigError
+from core.remote import ProcessTrainer
+
+
+def test_a_child_process_trains_exactly_like_the_engine(digits, tmp_path):
+    here = Trainer(small_config(), digits)
+    here.step(60)
+    there = ProcessTrainer(small_config(), digits)
+    try:
+        assert there.state == "ready" and there.model.latent_dim == 4
+        there.start(steps=60)
+        there.join(timeout=120)
+        assert there.state == "done" and there.step_count == 60
+        assert [r["loss"] for r in there.history] == [r["loss"] for r in here.history]
+        assert there.live == here.live and [r["step"] for r in there.live] == [50]
+        model = there.snapshot()
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), here.model.state_dict().values()))
+        path = there.save(tmp_path / "run")
+        assert checkpoint.load(path).step == 60
+    finally:
+        there.stop()
+    assert not there._process.is_alive()
+
+
+def wait_until(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_controls_reach_the_child(digits):
+    t = ProcessTrainer(small_config(), digits)
+    try:
+        t.start()  # until stopped
+        wait_until(lambda: t.step_count >= 20)
+        t.set_beta(4.0)
+        t.set_lr(3e-4)
+        wait_until(lambda: t.history[-1]["beta"] == 4.0 and t.history[-1]["lr"] == 3e-4)
+        t.pause()
+        wait_until(lambda: t.state == "paused")
+        paused_at = t.step_count
+        time.sleep(0.5)
+        assert t.step_count == paused_at  # a paused run does not step
+        t.resume()
+        wait_until(lambda: t.step_count > paused_at)
+        assert t.state == "running"
+    finally:
+        t.stop()
+    assert t.state == "stopped" and not t._process.is_alive()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_bad_config_fails_in_the_parent_with_its_message(digits):
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        ProcessTrainer(replace(small_config(), device="cuda"), digits)
