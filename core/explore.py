@@ -2,6 +2,7 @@
 Plain torch, no UI, so the dashboard stays layout over these calls."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,7 +84,10 @@ def prior_samples(model, n: int, sigma: float = 1.0, seed: int = 0, y=None) -> t
     return decode(model, z, None if y is None else torch.as_tensor(y))
 
 
-METHODS = ("pca", "tsne", "umap", "raw")  # raw: the first two latent coordinates themselves
+METHODS = ("pca", "tsne", "umap", "raw")
+# umap-learn says a seeded map runs on one thread, on every call. Filtered once here, not with
+# warnings.catch_warnings around the call: that swaps process-wide state and is not safe in threads.
+warnings.filterwarnings("ignore", message=r"n_jobs value .* overridden", category=UserWarning)  # raw: the first two latent coordinates themselves
 
 
 @dataclass
@@ -120,12 +124,8 @@ def latent_map(model, data, method: str = "pca", n: int = 2000, seed: int = 0, p
     elif method == "tsne":
         coords = TSNE(2, perplexity=min(perplexity, (len(means) - 1) / 3), init="pca", random_state=seed).fit_transform(means)
     else:
-        import warnings
-
         import umap  # imported here: it takes seconds, spent only when asked
-        with warnings.catch_warnings():  # "n_jobs overridden by random_state": a seeded map is one thread
-            warnings.simplefilter("ignore")
-            coords = umap.UMAP(n_neighbors=min(neighbors, len(means) - 1), random_state=seed).fit_transform(means)
+        coords = umap.UMAP(n_neighbors=min(neighbors, len(means) - 1), random_state=seed).fit_transform(means)
     return LatentMap(np.asarray(coords, dtype=float).tolist(), index.tolist(), y.cpu().tolist(), kl.cpu().tolist(),
                      recon.cpu().tolist(), method)
 
@@ -133,10 +133,6 @@ def latent_map(model, data, method: str = "pca", n: int = 2000, seed: int = 0, p
 def warm_up_umap():
     """Compile umap-learn's numba kernels (about 40 s on a 2-core CPU, once per process) on random points,
     enough of them (4,200) to take the nearest-neighbour-descent path that real maps take."""
-    import warnings
-
     import umap
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        points = np.random.default_rng(0).standard_normal((4200, 8)).astype(np.float32)
-        umap.UMAP(n_epochs=10, random_state=0).fit_transform(points)
+    points = np.random.default_rng(0).standard_normal((4200, 8)).astype(np.float32)
+    umap.UMAP(n_epochs=10, random_state=0).fit_transform(points)
