@@ -11,6 +11,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from .diagnostics import held_out, sampling
+from .diagnostics.active_units import active_units_of
 from .errors import ConfigError
 from .evaluate import eval_split, seeded
 from .objectives import kl_per_dim
@@ -33,8 +34,9 @@ def latent_ranges(model, data, n: int = 500, spread: float = 3.0) -> LatentRange
     with sampling(x.device):
         z = q.sample()
     mean, std = z.mean(0), z.std(0).clamp(min=1e-3)
-    active = q.mean.var(0, unbiased=False) > 0.01
-    return LatentRanges((mean - spread * std).tolist(), (mean + spread * std).tolist(), mean.tolist(), active.tolist())
+    au = active_units_of(q)
+    active = [v > au.threshold for v in au.variances]
+    return LatentRanges((mean - spread * std).tolist(), (mean + spread * std).tolist(), mean.tolist(), active)
 
 
 @torch.no_grad()

@@ -94,11 +94,11 @@ def sources() -> list[Source]:
 
 
 def pick_model(key: str = "source"):
-    """A model picker; returns (source, model, data, objective, step), or None after saying why."""
+    """A model picker; returns (source, model, data, objective, step), or says why not and stops the page."""
     options = sources()
     if not options:
         st.info("No model yet. Train one on the **Train** page, or save a checkpoint into `checkpoints/`.")
-        return None
+        st.stop()
     labels = [s.label for s in options]
     wanted = st.query_params.get("model")
     index = labels.index(wanted) if wanted in labels else 0
@@ -110,7 +110,7 @@ def pick_model(key: str = "source"):
         model, data, objective, step = source.load()
     except LabError as e:
         st.error(f"Cannot open {label}: {e}")
-        return None
+        st.stop()
     return source, model, data, objective, step
 
 

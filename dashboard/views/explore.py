@@ -42,10 +42,7 @@ st.title("Explore")
 st.caption("Each slider sets one latent coordinate z_d; the picture is the decoder's mean for that code. Slider "
            "ranges cover where the encoder puts real images (mean ± 3 std of the aggregate posterior). A dimension "
            "marked inactive barely moves with the input (Var_x E[z_d] ≤ 0.01): moving it usually changes nothing.")
-picked = pick_model()
-if picked is None:
-    st.stop()
-source, model, data, objective, step = picked
+source, model, data, objective, step = pick_model()
 ranges = ranges_for(source.label, step, model, data)
 y = None
 if model.cfg.n_classes:

@@ -20,10 +20,7 @@ st.caption("Each point is one test image, placed by its encoder mean E_q[z|x] fl
            "neighbours together (clusters are clearer, but distances between clusters mean little). A good "
            "representation separates the classes; a collapsed one is a single blob. Select points (click, box "
            "or lasso) to see their images.")
-picked = pick_model()
-if picked is None:
-    st.stop()
-source, model, data, objective, step = picked
+source, model, data, objective, step = pick_model()
 warming = warm_up()
 
 a, b, c, d = st.columns(4)
