@@ -37,6 +37,7 @@ from core.engine import RunConfig, Trainer  # noqa: E402
 from dashboard import plots  # noqa: E402
 
 APP = str(ROOT / "dashboard" / "app.py")
+THREADS = torch.get_num_threads()  # the app sets this process to one thread when AppTest runs it
 
 
 def pct(values, q):
@@ -138,6 +139,7 @@ def training(config, data, steps: int, repeats: int):
     """Training from the dashboard against training alone, at equal steps."""
     alone_rates, app_rates = [], []
     for r in range(repeats):
+        torch.set_num_threads(THREADS)
         alone = Trainer(config, data)
         alone.step(steps)
         alone_rates.append(steps * alone.batch_size / alone.seconds)
@@ -152,23 +154,41 @@ def training(config, data, steps: int, repeats: int):
             time.sleep(2.0)
             at.run()  # the whole page, where the browser would rerun only the live fragment
         app_rates.append(steps * run.batch_size / run.seconds)
+        assert run.threads == THREADS, f"the training process ran {run.threads} threads, not {THREADS}"
         print(f"  repeat {r + 1}: alone {alone_rates[-1]:,.0f} samples/s, Train page in AppTest {app_rates[-1]:,.0f}",
               flush=True)
     a, w = statistics.median(alone_rates), statistics.median(app_rates)
     print(f"training {steps} steps, server side: alone {a:,.0f} samples/s, from the Train page rerun every 2 s "
           f"{w:,.0f}: overhead {100 * (a / w - 1):+.1f}% (medians of {repeats})")
-    for refresh in (2, 5):
-        browser_rate = train_in_browser(steps, refresh)
-        if browser_rate:
+    for refresh in (2, 5, 10):
+        browser = train_in_browser(steps, refresh)
+        if browser:
+            rate, cores = browser
             print(f"training {steps} steps, end to end: from the Train page in headless chromium on the same "
-                  f"machine, redrawing every {refresh} s, {browser_rate:,.0f} samples/s: "
-                  f"overhead {100 * (a / browser_rate - 1):+.1f}%")
+                  f"machine, redrawing every {refresh} s, {rate:,.0f} samples/s: overhead {100 * (a / rate - 1):+.1f}%; "
+                  f"cores used: " + ", ".join(f"{k} {v:.2f}" for k, v in cores.items()), flush=True)
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of chromium, the streamlit server and the training child processes (/proc)."""
+    ticks, out = os.sysconf("SC_CLK_TCK"), {"chromium": 0.0, "server": 0.0, "trainer": 0.0}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = ("chromium" if "chromium" in cmd else "server" if "streamlit run" in cmd
+                else "trainer" if "spawn_main" in cmd else None)
+        if kind:
+            out[kind] += (int(fields[11]) + int(fields[12])) / ticks
+    return out
 
 
 def train_in_browser(steps: int, refresh: int = 2):
     """Train the CLI's default model from the Train page of a real server, watched by headless chromium
     with the live view redrawing every `refresh` seconds; returns the samples/s the page reports when the
-    run is done (None without chromium)."""
+    run is done and the cores each process used meanwhile (None without chromium)."""
     import re
     import shutil
     import socket
@@ -214,6 +234,7 @@ def train_in_browser(steps: int, refresh: int = 2):
             field.press("Enter")
             page.wait_for_timeout(1000)
             page.get_by_role("button", name="Train").click()
+            before, start = cpu_seconds(), time.perf_counter()
             if refresh != 2:
                 knob = page.get_by_role("slider", name="Refresh every (seconds)")
                 knob.focus()
@@ -223,8 +244,10 @@ def train_in_browser(steps: int, refresh: int = 2):
                     page.keyboard.press("ArrowLeft")
             page.get_by_text(re.compile(r"samples/s · done")).wait_for(timeout=900_000)
             text = page.get_by_text(re.compile(r"samples/s · done")).first.inner_text()
+            after, wall = cpu_seconds(), time.perf_counter() - start
             context.close()
-        return float(re.search(r"([\d,]+) samples/s", text).group(1).replace(",", ""))
+        return (float(re.search(r"([\d,]+) samples/s", text).group(1).replace(",", "")),
+                {k: (after[k] - before[k]) / wall for k in after})
     finally:
         server.terminate()
         server.wait(timeout=10)

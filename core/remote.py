@@ -37,7 +37,8 @@ def _serve(config: RunConfig, live_every: int, conn):
         conn.send(("failed", f"{type(e).__name__}:{e}"))
         return
     conn.send(("ready", {"config": trainer.config.to_dict(), "device": str(trainer.device),
-                         "batch_size": trainer.batch_size, "n_train": len(trainer.train_x)}))
+                         "batch_size": trainer.batch_size, "n_train": len(trainer.train_x),
+                         "threads": torch.get_num_threads()}))
     target, sent, last = None, {"rows": 0, "live": 0, "state": None}, 0.0
 
     def report():
@@ -116,6 +117,7 @@ class ProcessTrainer:
         self.config = RunConfig.from_dict(hello["config"])
         self.device = torch.device(hello["device"])
         self.batch_size, self._n_train = hello["batch_size"], hello["n_train"]
+        self.threads = hello["threads"]  # torch threads training in the child
         self.objective = build_objective(self.config.objective, self.config.settings)
         self.model = self._skeleton()
         self.history, self.live = [], []

@@ -8,29 +8,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 
-# Training runs in child processes with their own threads. The pages only decode a few images, and one
-# thread does that without waking (and spinning) a pool that would compete with training for the cores.
-torch.set_num_threads(1)
-
 from dashboard.state import keep_widget_values  # noqa: E402
 
-st.set_page_config(page_title="VAE Lab", layout="wide")
-keep_widget_values()
-pages = [
-    st.Page("views/train.py", title="Train", icon=":material/model_training:", url_path="train", default=True),
-    st.Page("views/explore.py", title="Explore", icon=":material/tune:", url_path="explore"),
-    st.Page("views/latent_map.py", title="Latent map", icon=":material/scatter_plot:", url_path="map"),
-    st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
-    st.Page("views/gallery.py", title="Gallery", icon=":material/photo_library:", url_path="gallery"),
-]
-page = st.navigation(pages)
-with st.sidebar:
-    present = st.toggle("Presentation mode", value=st.query_params.get("present") == "1", key="present",
-                        help="Large type for a projector; the link keeps it (?present=1).")
-if present:
-    st.query_params["present"] = "1"
-    st.html("<style>html { font-size: 22px; } h1 { font-size: 3.2rem !important; } "
-            "[data-testid='stMarkdownContainer'] p, label p { font-size: 1.15rem !important; }</style>")
-else:
-    st.query_params.pop("present", None)
-page.run()
+
+def main():
+    # Training runs in child processes with their own threads. The pages only decode a few images, and one
+    # thread does that without waking (and spinning) a pool that would compete with training for the cores.
+    torch.set_num_threads(1)
+    st.set_page_config(page_title="VAE Lab", layout="wide")
+    keep_widget_values()
+    pages = [
+        st.Page("views/train.py", title="Train", icon=":material/model_training:", url_path="train", default=True),
+        st.Page("views/explore.py", title="Explore", icon=":material/tune:", url_path="explore"),
+        st.Page("views/latent_map.py", title="Latent map", icon=":material/scatter_plot:", url_path="map"),
+        st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+        st.Page("views/gallery.py", title="Gallery", icon=":material/photo_library:", url_path="gallery"),
+    ]
+    page = st.navigation(pages)
+    with st.sidebar:
+        present = st.toggle("Presentation mode", value=st.query_params.get("present") == "1", key="present",
+                            help="Large type for a projector; the link keeps it (?present=1).")
+    if present:
+        st.query_params["present"] = "1"
+        st.html("<style>html { font-size: 22px; } h1 { font-size: 3.2rem !important; } "
+                "[data-testid='stMarkdownContainer'] p, label p { font-size: 1.15rem !important; }</style>")
+    else:
+        st.query_params.pop("present", None)
+    page.run()
+
+
+# Streamlit runs this script as __main__. A training child process (multiprocessing's spawn) imports it too,
+# as __mp_main__, because it is the parent's main module: it must not build the app or take its one thread.
+if __name__ == "__main__":
+    main()
