@@ -52,8 +52,9 @@ def paths(path) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
-def save(path, trainer) -> Path:
-    """Write the trainer's model, objective, config and history. Returns the sidecar path."""
+def save(path, trainer, **extra) -> Path:
+    """Write the trainer's model, objective, config and history, and any extra sidecar fields (say, the
+    command that trained it). Returns the sidecar path."""
     with trainer._lock:  # a consistent picture even while a background thread trains
         tensors = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
         tensors |= {f"objective.{k}": v for k, v in trainer.objective.state_dict().items()}
@@ -65,9 +66,9 @@ def save(path, trainer) -> Path:
             "config": config.to_dict() | {"settings": trainer.objective.settings()},
             "data": {"spec": asdict(config.data), "info": asdict(trainer.data.info)},
             "step": trainer.step_count,
-            "history": list(trainer.history),
-            "live": list(trainer.live),
-        }
+            "history": rounded(list(trainer.history)),
+            "live": rounded(list(trainer.live)),
+        } | extra
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"refusing to save {path}: non-finite values in {', '.join(bad[:3])}")
@@ -82,8 +83,36 @@ def save(path, trainer) -> Path:
     weights.parent.mkdir(parents=True, exist_ok=True)
     # Weights first: if we die between the renames, the old sidecar's checksum refuses the new weights.
     _write_atomic(weights, blob)
-    _write_atomic(meta, json.dumps(sidecar, indent=1, allow_nan=False).encode())
+    _write_atomic(meta, _dump(sidecar))
     return meta
+
+
+def annotate(path, **fields) -> Path:
+    """Add fields (say, precomputed diagnostics) to a checkpoint's sidecar, rewritten atomically; the
+    weights and their checksum are untouched. Returns the sidecar path."""
+    load(path)  # refuse to annotate a broken checkpoint
+    meta_path = paths(path)[1]
+    meta = json.loads(meta_path.read_bytes()) | fields
+    _write_atomic(meta_path, _dump(meta))
+    return meta_path
+
+
+def rounded(value, digits: int = 5):
+    """Logged numbers to `digits` significant digits: a step's loss needs no 17, and a run of thousands
+    of steps (each with its KL per dimension) stays small on disk."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+def _dump(meta: dict) -> bytes:
+    # One line per top-level field: readable with `head`, yet thousands of history rows stay compact.
+    fields = [f" {json.dumps(k)}: {json.dumps(v, allow_nan=False, separators=(',', ':'))}" for k, v in meta.items()]
+    return ("{\n" + ",\n".join(fields) + "\n}\n").encode()
 
 
 def _write_atomic(path: Path, blob: bytes):

@@ -17,7 +17,7 @@ from .diagnostics import DIAGNOSTICS
 from .engine import Diverged, RunConfig, Trainer, describe_device, pick_device
 from .errors import LabError
 from .evaluate import evaluate
-from .report import run_all
+from .report import record, run_all
 from .models import ACTIVATIONS, INITS, ModelConfig
 from .objectives import OBJECTIVES
 
@@ -133,6 +133,9 @@ def make_parser() -> Parser:
                    help=f"comma-separated subset of: {', '.join(DIAGNOSTICS.names())}")
     d.add_argument("--k", type=positive_int, default=None,
                    help="importance samples for IWAE_k (default: 1000 on a GPU, 100 on a CPU)")
+    d.add_argument("--record", action="store_true",
+                   help="also store every diagnostic and the ELBO of the first 1,000 test images in the "
+                        "checkpoint's sidecar, where the dashboard shows them without measuring again")
     d.add_argument("--data-dir", help="folder with the dataset files")
     d.add_argument("--device", default="cpu")
     d.add_argument("--offline", action="store_true", help="never try to download")
@@ -191,7 +194,8 @@ def train(args) -> int:
         failure = f"interrupted at step {trainer.step_count}"
     finally:
         bar.close()
-    path = checkpoint.save(Path(args.out) / name, trainer)
+    command = "python -m core " + " ".join(args.argv)
+    path = checkpoint.save(Path(args.out) / name, trainer, command=command)
     if failure:
         print(f"error: {failure}\nsaved the last good weights (step {trainer.step_count}) to {path}", file=sys.stderr)
         return 1
@@ -229,8 +233,14 @@ def evaluate_cmd(args) -> int:
 
 def diagnose_cmd(args) -> int:
     ckpt, spec, data = load_checkpoint_and_data(args)
-    options = {"iwae": {"k": args.k}} if args.k else {}
-    results = run_all(ckpt.model, data, ckpt.objective, ckpt.step, args.only, options, bars=True)
+    if args.record:
+        if args.only or args.k or args.device != "cpu":
+            raise LabError("--record measures every diagnostic with its defaults on the CPU; leave out --only, --k and --device")
+        results = record(args.checkpoint, data, bars=True)["diagnostics"]["results"]
+        print(f"recorded the diagnostics in {checkpoint.paths(args.checkpoint)[1]}", file=sys.stderr)
+    else:
+        options = {"iwae": {"k": args.k}} if args.k else {}
+        results = run_all(ckpt.model, data, ckpt.objective, ckpt.step, args.only, options, bars=True)
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "objective": ckpt.config.objective,
                           "dataset": spec.name, "step": ckpt.step, "diagnostics": results}, indent=1))
@@ -282,6 +292,7 @@ def print_collapse(report: dict):
 def main(argv=None) -> int:
     warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
     args = make_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return {"train": train, "evaluate": evaluate_cmd, "diagnose": diagnose_cmd}[args.command](args)
     except LabError as e:

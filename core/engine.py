@@ -70,8 +70,11 @@ def check_lr(lr) -> float:
 
 
 def finite_or_none(value):
-    """A logged number, with inf and NaN as None (JSON has no NaN; a checkpoint never holds one)."""
-    if isinstance(value, list):
+    """A logged number (or a dict or list of them), with inf and NaN as None (JSON has no NaN; a
+    checkpoint never holds one)."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
         return [finite_or_none(v) for v in value]
     return value if not isinstance(value, float) or math.isfinite(value) else None
 
@@ -99,10 +102,12 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def describe_device(device: torch.device) -> str:
+def describe_device(device: torch.device, threads: int | None = None) -> str:
+    """'cuda (NVIDIA H100 ...)' or 'cpu, 2 threads' (torch's intra-op threads of the training process)."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return device.type
+    threads = torch.get_num_threads() if threads is None else threads
+    return f"{device.type}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def build_model(config: RunConfig, info: datasets.DataInfo, objective) -> tuple[RunConfig, VAE]:

@@ -45,14 +45,14 @@ def eval_split(data: Dataset, n: int | None = None):
 
 
 @torch.no_grad()
-def evaluate(model, data: Dataset, batch_size: int = 1000, seed: int = 0) -> EvalResult:
-    """The ELBO of the test split. With dynamic binarization the test images are binarized once
-    with a fixed seed, so two evaluations of one model agree exactly."""
+def evaluate(model, data: Dataset, batch_size: int = 1000, seed: int = 0, n: int | None = None) -> EvalResult:
+    """The ELBO of the test split (its first n images if n is given). With dynamic binarization the test
+    images are binarized once with a fixed seed, so two evaluations of one model agree exactly."""
     model.eval()
     device = model.prior_loc.device
     recon_sum, kl_sum = 0.0, torch.zeros(model.latent_dim, dtype=torch.float64)
     with seeded(device, seed):
-        x_all, y_all = eval_split(data)
+        x_all, y_all = eval_split(data, n)
         for x, y in zip(x_all.split(batch_size), y_all.split(batch_size)):
             recon, kl = elbo_parts(model, x.to(device), y.to(device))
             recon_sum += recon.double().sum().item()

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from . import checkpoint
 from .diagnostics import DIAGNOSTICS, run
+from .engine import finite_or_none
+from .evaluate import evaluate
 from .errors import ConfigError
+
+EVAL_N = 1000  # the fixed slice of the test set a recorded evaluation covers
 
 # What the Compare table needs; gradient variance is left to `diagnose`, being slow and noisy to compare.
 COMPARE = ("iwae", "kl", "active-units", "mutual-information", "probe", "decoder-reliance", "collapse",
@@ -51,3 +56,33 @@ def headline(results: dict) -> dict:
         "reliance gap": get("decoder-reliance", "gap"),
         "verdict": None if counts is None else " / ".join(f"{n} {v}" for v, n in counts.items()),
     }
+
+
+def data_identity(data) -> dict:
+    """What recorded numbers were measured on: a dataset loaded another way (the offline MNIST subset,
+    another binarization) has another identity, and the numbers must be measured again."""
+    return {"dataset": data.info.name, "binarize": data.spec.binarize, "normalize": data.spec.normalize,
+            "n_test": len(data.test_x), "note": data.info.note}
+
+
+def recorded(ckpt, data, key: str = "diagnostics"):
+    """The checkpoint's recorded results under key, if they were measured on this data; else None."""
+    entry = ckpt.meta.get(key)
+    if isinstance(entry, dict) and entry.get("data") == data_identity(data):
+        return entry.get("results")
+    return None
+
+
+def record(path, data, bars: bool = False) -> dict:
+    """Measure every diagnostic and the ELBO of the first EVAL_N test images, and store them in the
+    checkpoint's sidecar, with the data they were measured on: what the Compare page and the lessons show
+    without measuring again, and what tests/test_shipped.py re-measures. Returns the two entries."""
+    ckpt = checkpoint.load(path)
+    identity = data_identity(data)
+    entries = {
+        "evaluation": {"data": identity, "results": evaluate(ckpt.model, data, n=EVAL_N).to_dict()},
+        "diagnostics": {"data": identity, "results": run_all(ckpt.model, data, ckpt.objective, ckpt.step, bars=bars)},
+    }
+    entries = finite_or_none(entries)  # strict JSON: NaN and inf as null
+    checkpoint.annotate(path, **entries)
+    return entries

@@ -83,6 +83,17 @@ def test_train_then_evaluate_a_real_checkpoint(tmp_path):
     assert text.returncode == 0 and "verdict" in text.stdout and "z3" in text.stdout
     assert text.stdout.index("active-units") < text.stdout.index("collapse")
 
+    assert sidecar["command"].startswith("python -m core train --dataset digits")
+    recorded = cli("diagnose", str(tmp_path / "d"), "--record")
+    assert recorded.returncode == 0, recorded.stderr
+    sidecar = json.loads((tmp_path / "d.json").read_text())
+    assert set(sidecar["diagnostics"]["results"]) == set(DIAGNOSTICS.names())
+    assert sidecar["diagnostics"]["data"]["dataset"] == "digits"
+    assert sidecar["evaluation"]["results"]["elbo"] == pytest.approx(result["elbo"])  # all 297 < 1,000 images
+    assert cli("evaluate", str(tmp_path / "d")).returncode == 0  # the weights and their checksum are untouched
+    refused = cli("diagnose", str(tmp_path / "d"), "--record", "--k", "5")
+    assert refused.returncode == 1 and "--record" in refused.stderr
+
     (tmp_path / "d.safetensors").write_bytes(b"\x00" * 10)
     bad = cli("evaluate", str(tmp_path / "d"))
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
