@@ -1,28 +1,33 @@
 """Lessons: one click sets the Train page's controls for a classic demonstration. Each sets widget
-values by their keys; the text says what to look for."""
+values by their keys; the text says what to look for. "shipped" names the checkpoints (checkpoints/NAME)
+the Train page shows at once, as recorded runs, before anything is trained live."""
 
 LESSONS = {
     "Induce collapse: β=8": {
         "text": "The same VAE twice, one with the KL weighed eight times (β-VAE, β=8). Watch the KL heatmap: in "
-                "the β=8 run most rows go dark, meaning those dimensions fall onto the prior and carry nothing. "
-                "Active units drop, and its reconstructions blur towards an average digit.",
+                "the β=8 run a quarter of the rows go dark, meaning those dimensions fall onto the prior and carry "
+                "nothing, and the rest carry less. MI roughly halves, and its reconstructions blur towards an "
+                "average digit. Compare's verdict column counts the collapsed dimensions.",
         "objectives": ["vae", "beta-vae"], "knobs": {"beta-vae": {"beta": 8.0}},
-        "dataset": "mnist", "latent": 16, "steps": 1500,
+        "dataset": "mnist", "latent": 16, "steps": 1500, "shipped": ["mnist-vae", "mnist-beta8"],
     },
     "Fix it with KL annealing or free bits": {
-        "text": "Three runs at β=8. Plain β-VAE collapses; KL annealing starts β at 0 and raises it, so the "
-                "encoder learns to use z before the KL bites; free bits do not charge the first λ nats of KL "
-                "per dimension, so dimensions stay open. Compare the heatmaps and the active units.",
+        "text": "Three runs at β=8. Plain β-VAE collapses. KL annealing starts β at 0 and raises it over the first "
+                "1,000 steps, so the encoder learns to use z before the KL bites; but once β reaches 8 the "
+                "dimensions close again, and it ends about where plain β=8 does. Free bits do not charge the first "
+                "λ nats of KL per dimension, so every dimension stays open. Compare the heatmaps and active units.",
         "objectives": ["beta-vae", "kl-annealing", "free-bits"],
         "knobs": {"beta-vae": {"beta": 8.0}, "free-bits": {"beta": 8.0},
                   "kl-annealing": {"beta": 8.0, "schedule": "linear", "anneal_steps": 1000}},
         "dataset": "mnist", "latent": 16, "steps": 1500,
+        "shipped": ["mnist-beta8", "mnist-kl-annealing-beta8", "mnist-free-bits-beta8"],
     },
     "Why μ-VAE spreads the clusters": {
         "text": "The μ-VAE replaces the KL's pull of every mean to 0 with a penalty on the batch's mean, and clips "
                 "the means to a ball. After training, open the Latent map page and colour by label: the μ-VAE's "
                 "classes sit further apart. Its prior samples want σ ≈ 3 (Explore, Prior samples).",
-        "objectives": ["vae", "mu-vae"], "knobs": {}, "dataset": "mnist", "latent": 8, "steps": 1500,
+        "objectives": ["vae", "mu-vae"], "knobs": {}, "dataset": "mnist", "latent": 16, "steps": 1500,
+        "shipped": ["mnist-vae", "mnist-mu-vae-1"],
     },
     "Discrete latents": {
         "text": "Bernoulli bits instead of Gaussian coordinates, trained three ways: the importance-sampling "
@@ -30,12 +35,14 @@ LESSONS = {
                 "how fast each loss falls; in Explore, flip bits and watch the digit change.",
         "objectives": ["discrete-is", "reinforce-loo", "gumbel-softmax"], "knobs": {},
         "dataset": "mnist", "latent": 16, "steps": 1500,
+        "shipped": ["mnist-bernoulli", "mnist-reinforce-loo", "mnist-gumbel-softmax"],
     },
     "IWAE tightens the bound": {
         "text": "A VAE and an IWAE with k=5 importance samples. Then open Compare: for both, IWAE NLL is below "
                 "−ELBO, and the gap is the part of KL(q(z|x) ‖ p(z|x)) that k samples recover. The IWAE model's "
                 "own bound is tighter, and its encoder is trained for it.",
         "objectives": ["vae", "iwae"], "knobs": {"iwae": {"k": 5}}, "dataset": "mnist", "latent": 16, "steps": 1500,
+        "shipped": ["mnist-vae", "mnist-iwae"],
     },
 }
 

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import checkpoint, explore
+from core import checkpoint, explore, report
 from core import data as datasets
 from core.remote import ProcessTrainer
 from core.errors import LabError
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+FIRST_MODEL = "file: mnist-vae"  # what Explore and Latent map open first when this session has no run
 
 
 def checkpoint_dir() -> Path:
@@ -86,6 +89,37 @@ class Source:
     def history(self) -> list[dict]:
         return list(self.trainer.history) if self.trainer is not None else load_checkpoint(self.path).history
 
+    def recorded(self, data) -> dict | None:
+        """The diagnostics stored in the checkpoint when it was made, if they were measured on this data."""
+        return None if self.path is None else report.recorded(load_checkpoint(self.path), data)
+
+
+class Recorded:
+    """A shipped or saved checkpoint shown as a finished run: its training history and live diagnostics
+    from the sidecar, its weights for the pictures. Reads like a ProcessTrainer to the Train page."""
+
+    state, error, seconds = "recorded", None, 0.0
+
+    def __init__(self, path: Path):
+        ck = load_checkpoint(path)
+        self.path, self.model, self.objective, self.config = path, ck.model, ck.objective, ck.config
+        self.history, self.live, self.step_count = ck.history, ck.live, ck.step
+        self.batch_size, self.data = ck.config.batch_size, load_data(ck.config.data)
+        self.command = ck.meta.get("command")
+
+    @property
+    def epoch(self) -> float:
+        return self.step_count * self.batch_size / len(self.data.train_x)
+
+    def snapshot(self):
+        return self.model
+
+
+def shipped(name: str) -> Path | None:
+    """The sidecar of a checkpoint by name (checkpoints/NAME.json), if it is there."""
+    path = checkpoint_dir() / f"{name}.json"
+    return path if path.exists() and path.with_suffix(".safetensors").exists() else None
+
 
 def sources() -> list[Source]:
     found = [Source(f"run: {name}", trainer=t) for name, t in runs().items()]
@@ -101,6 +135,8 @@ def pick_model(key: str = "source"):
         st.stop()
     labels = [s.label for s in options]
     wanted = st.query_params.get("model")
+    if wanted not in labels and not runs():
+        wanted = FIRST_MODEL  # the shipped MNIST VAE, when it is there
     index = labels.index(wanted) if wanted in labels else 0
     label = st.selectbox("Model", labels, index=index, key=key,
                          help="A run of this session (its latest weights, even while it trains) or a saved checkpoint.")

@@ -1,3 +1,7 @@
+import json
+import shutil
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -6,7 +10,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
+from conftest import ROOT, needs_shared, small_config
+from core import checkpoint
+from core.engine import Trainer
 from dashboard import plots
 
 APP = str(ROOT / "dashboard" / "app.py")
@@ -72,6 +78,16 @@ def test_train_page_trains_the_offline_default_and_shows_it(app):
     assert app.select_slider(key="refresh").value == 2  # how often the live view redraws
 
 
+def test_the_training_process_gets_all_of_torchs_threads(app):
+    """The server runs one torch thread; the training child must not inherit that through the app script,
+    which spawn re-imports in the child as its main module, and train at a fraction of the CPU's speed."""
+    fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                           capture_output=True, text=True, check=True)
+    t = train(app, 50)["vae"]
+    assert t.threads == int(fresh.stdout)
+    assert any(f"cpu, {t.threads} thread" in c.value for c in app.caption)  # the page says so
+
+
 def test_train_page_controls_change_a_running_run(app, tmp_path):
     app.sidebar.number_input(key="steps").set_value(100_000)
     app.sidebar.button[0].click().run()
@@ -116,8 +132,6 @@ def test_train_page_says_what_is_wrong_instead_of_failing(app):
 
 
 def test_two_browser_sessions_training_at_once_do_not_interfere(tmp_path, monkeypatch):
-    from conftest import small_config  # noqa: F401  (the same digits data)
-    from core.engine import Trainer
     monkeypatch.setenv("VAELAB_CHECKPOINTS", str(tmp_path))
     one, two = (AppTest.from_file(APP, default_timeout=60).run() for _ in range(2))
     two.sidebar.multiselect(key="objectives").set_value(["beta-vae"]).run()
@@ -163,9 +177,6 @@ def test_pages_work_for_objectives_that_change_the_model(app, objective):
 
 
 def test_explore_shows_a_corrupt_checkpoint_as_an_error_card(app, tmp_path, digits):
-    from conftest import small_config
-    from core import checkpoint
-    from core.engine import Trainer
     t = Trainer(small_config(), digits)
     t.step(5)
     checkpoint.save(tmp_path / "good", t)
@@ -258,9 +269,6 @@ def test_compare_page_tables_the_runs(app):
 
 
 def test_gallery_opens_a_checkpoint_in_explore(app, tmp_path, digits):
-    from conftest import small_config
-    from core import checkpoint
-    from core.engine import Trainer
     t = Trainer(small_config(), digits)
     t.step(5)
     checkpoint.save(tmp_path / "demo", t)
@@ -315,3 +323,80 @@ def test_the_setup_survives_a_visit_to_another_page(app):
     assert app.sidebar.selectbox(key="lesson").value == "Discrete latents"
     assert app.sidebar.multiselect(key="objectives").value == ["discrete-is", "reinforce-loo", "gumbel-softmax"]
     assert app.sidebar.selectbox(key="dataset").value == "mnist"
+
+
+SHIPPED_DIR = ROOT / "checkpoints"
+
+
+def ship(folder, *names):
+    """Copy shipped checkpoints into the app's checkpoint folder."""
+    for name in names:
+        for ext in (".json", ".safetensors"):
+            shutil.copy(SHIPPED_DIR / f"{name}{ext}", folder / f"{name}{ext}")
+
+
+@needs_shared
+def test_first_screen_shows_the_shipped_vae_as_a_recorded_run(app, tmp_path):
+    ship(tmp_path, "mnist-vae")
+    app.run()
+    assert not app.exception and not app.error
+    assert any("A shipped model" in m.value for m in app.markdown)
+    ck = checkpoint.load(tmp_path / "mnist-vae")
+    assert any(f"step {ck.step:,}" in m.value and "recorded" in m.value for m in app.markdown)
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["active units"] == f"{ck.live[-1]['au']} / 16"
+    assert len(app.get("plotly_chart")) == 3 and len(app.get("image")) == 2
+    assert not app.get("button") or all("Pause" not in b.label for b in app.button)  # nothing to control
+
+
+@needs_shared
+def test_a_lesson_shows_its_recorded_runs_at_once(app, tmp_path):
+    ship(tmp_path, "mnist-vae", "mnist-beta8")
+    app.sidebar.selectbox(key="lesson").set_value("Induce collapse: β=8").run()
+    assert not app.exception and not app.error
+    shown = [m.value for m in app.markdown if "· recorded" in m.value]
+    assert len(shown) == 2 and "mnist-vae" in shown[0] and "mnist-beta8" in shown[1]
+    commands = [c.value for c in app.caption if "python -m core train" in c.value]
+    assert len(commands) == 2 and "--beta 8" in commands[1]
+    assert len(app.get("plotly_chart")) == 5  # the race's losses, then a heatmap and AU/MI for each
+
+
+@needs_shared
+def test_compare_reads_recorded_diagnostics_and_measures_the_rest(app, tmp_path, digits):
+    ship(tmp_path, "mnist-vae")
+    sidecar = json.loads((tmp_path / "mnist-vae.json").read_text())
+    diagnostics = sidecar["diagnostics"]
+    diagnostics["results"]["active-units"]["count"] = 15 if diagnostics["results"]["active-units"]["count"] != 15 else 14
+    checkpoint.annotate(tmp_path / "mnist-vae", diagnostics=diagnostics)  # so we can tell where the number came from
+    t = Trainer(small_config(), digits)
+    t.step(30)
+    checkpoint.save(tmp_path / "digits-vae", t)
+    app.switch_page("views/compare.py").run()
+    app.multiselect(key="compare").set_value(["file: digits-vae", "file: mnist-vae"]).run()
+    assert not app.exception and not app.error
+    table = app.dataframe[0].value
+    assert table.loc["file: mnist-vae", "AU"] == diagnostics["results"]["active-units"]["count"]
+    assert table.loc["file: mnist-vae", "measured"] == "when saved"
+    assert table.loc["file: digits-vae", "measured"] == "now"
+
+
+def test_without_mnist_or_network_the_first_screen_uses_the_subset_and_says_so(tmp_path, monkeypatch):
+    from core import data as datasets
+    from dashboard.state import load_data
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    ship(folder, "mnist-vae")
+    monkeypatch.setenv("VAELAB_CHECKPOINTS", str(folder))
+    monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("VAELAB_OFFLINE", "1")
+    monkeypatch.setattr(datasets, "TORCHVISION_ROOT", tmp_path / "no-cache")
+    datasets._load_raw.cache_clear()
+    load_data.clear()
+    try:
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        assert not at.exception and not at.error
+        assert any("5,000-digit subset" in w.value for w in at.warning)
+        assert any("A shipped model" in m.value for m in at.markdown) and len(at.get("image")) == 2
+    finally:
+        datasets._load_raw.cache_clear()
+        load_data.clear()

@@ -10,7 +10,7 @@ from core.remote import ProcessTrainer
 from core.objectives import OBJECTIVES
 from dashboard import plots
 from dashboard.lessons import LESSONS, widget_values
-from dashboard.state import checkpoint_dir, default, load_data, runs
+from dashboard.state import Recorded, checkpoint_dir, default, load_data, runs, shipped
 
 HIDDEN = {"small (256, 128)": (256, 128), "default (512, 256)": (512, 256), "tiny (64,)": (64,)}
 
@@ -71,7 +71,7 @@ def setup():
         batch = st.number_input("Batch size", 8, 4096, step=8, key=default("batch", 128))
         seed = st.number_input("Seed", 0, 1_000_000, key=default("seed", 0))
         device = st.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key=default("device", "auto"),
-                              help=f"auto picks {describe_device(pick_device('auto'))} here.")
+                              help=f"auto picks {describe_device(pick_device('auto')).split(',')[0]} here.")
         start = st.button("Train" if len(objectives) < 2 else f"Race {len(objectives)} runs", type="primary",
                           width="stretch", disabled=not objectives)
     if not start:
@@ -128,12 +128,15 @@ def controls(name: str, t: ProcessTrainer):
         t.set_lr(rate)
 
 
-def run_panel(name: str, t: ProcessTrainer, race: bool):
-    rate = t.step_count * t.batch_size / t.seconds if t.seconds else 0.0
-    st.markdown(f"**{name}** · step {t.step_count:,} · epoch {t.epoch:.1f} · {rate:,.0f} samples/s · {t.state}")
+def run_panel(name: str, t, race: bool):
+    """One run: its state and controls, metrics, charts and pictures. t is a ProcessTrainer, or a
+    Recorded checkpoint (no controls)."""
+    rate = f" · {t.step_count * t.batch_size / t.seconds:,.0f} samples/s" if t.seconds else ""
+    st.markdown(f"**{name}** · step {t.step_count:,} · epoch {t.epoch:.1f}{rate} · {t.state}")
     if t.error:
         st.error(t.error)
-    controls(name, t)
+    if t.state != "recorded":
+        controls(name, t)
     history, live = list(t.history), list(t.live)
     if not history:
         st.caption("waiting for the first steps ...")
@@ -159,15 +162,8 @@ def run_panel(name: str, t: ProcessTrainer, race: bool):
              caption="samples from the prior")
 
 
-def live_view():
-    current = runs()
-    if not current:
-        return
-    first = next(iter(current.values()))
-    st.caption(f"{first.data.info.name} · {describe_device(first.device)} · "
-               f"updates every {st.session_state['refresh']} seconds")
-    if first.data.info.note:
-        st.warning(first.data.info.note)
+def panels(current: dict):
+    """Runs side by side, three to a row, under their overlaid loss curves when there are several."""
     race = len(current) > 1
     if race:
         st.plotly_chart(plots.race_curves({n: list(t.history) for n, t in current.items()}), width="stretch",
@@ -179,13 +175,47 @@ def live_view():
                 run_panel(name, t, race)
 
 
+def live_view():
+    current = runs()
+    if not current:
+        return
+    first = next(iter(current.values()))
+    st.caption(f"{first.data.info.name} · {describe_device(first.device, first.threads)} · "
+               f"updates every {st.session_state['refresh']} seconds")
+    if first.data.info.note:
+        st.warning(first.data.info.note)
+    panels(current)
+
+
+def recorded_view(names: list[str], intro: str):
+    """Shipped checkpoints shown as finished runs, from their sidecars: nothing to train or wait for."""
+    found = {name: path for name in names if (path := shipped(name))}
+    if not found:
+        return False
+    try:
+        current = {name: Recorded(path) for name, path in found.items()}
+    except LabError as e:  # a corrupt file or a dataset that cannot be loaded: say so, keep the page
+        st.error(f"Cannot show the recorded runs: {e}")
+        return False
+    st.markdown(intro)
+    first = next(iter(current.values()))
+    if first.data.info.note:
+        st.warning(first.data.info.note)
+    for name, t in current.items():
+        if t.command:
+            st.caption(f"**{name}**: `{t.command}`")
+    panels(current)
+    return True
+
+
 st.title("Train")
 st.caption("Train a VAE and watch it learn. The loss is −ELBO; the KL heatmap shows, on held-out images, how much "
            "each latent dimension is used as training goes on: a row that fades to dark is a dimension collapsing "
            "onto the prior. Training runs in the background, so the other pages work meanwhile.")
 chosen, to_start = setup()
-if st.session_state.get("lesson") in LESSONS:
-    st.info(f"**Lesson: {st.session_state['lesson']}.** {LESSONS[st.session_state['lesson']]['text']}")
+lesson = st.session_state.get("lesson")
+if lesson in LESSONS:
+    st.info(f"**Lesson: {lesson}.** {LESSONS[lesson]['text']}")
 if to_start:
     start(*to_start)
 if not runs():
@@ -194,6 +224,13 @@ if not runs():
         st.latex(cls.equation)
         st.caption(f"**{name}**: {cls.paper}")
     st.info("Pick a dataset and one or more objectives in the sidebar, then press **Train**.")
+    if lesson in LESSONS:
+        recorded_view(LESSONS[lesson]["shipped"], "#### Recorded runs\nThe lesson's models as shipped, trained "
+                      "for longer with the commands below. Press **Train** in the sidebar to run it live.")
+    else:
+        recorded_view(["mnist-vae"], "#### A shipped model\nA VAE trained on MNIST, as it learned: its losses, how "
+                      "much each latent dimension is used, and its pictures. Pick a lesson in the sidebar, or "
+                      "press **Train** to train your own.")
 else:
     # Each redraw costs the browser and the server CPU that training would use: slower refresh, faster runs.
     st.select_slider("Refresh every (seconds)", [1, 2, 5, 10], key=default("refresh", 2),
