@@ -1,0 +1,68 @@
+"""The shipped checkpoints: every one loads, fits its size budget, and reproduces the metrics its sidecar
+records when re-evaluated on the same fixed slice of its test set."""
+import json
+import sys
+
+import pytest
+
+from conftest import ROOT, needs_shared
+from core import checkpoint, report
+from core import data as datasets
+from core.evaluate import evaluate
+from dashboard.lessons import LESSONS
+
+sys.path.insert(0, str(ROOT / "checkpoints"))
+from regenerate import SHIPPED  # noqa: E402
+
+HERE = ROOT / "checkpoints"
+MB = 2**20
+
+
+def size(name: str) -> int:
+    return sum((HERE / f"{name}{ext}").stat().st_size for ext in (".safetensors", ".json"))
+
+
+def test_every_listed_checkpoint_is_shipped_within_its_budget():
+    missing = [n for n in SHIPPED if not (HERE / f"{n}.json").exists() or not (HERE / f"{n}.safetensors").exists()]
+    assert not missing
+    assert max(size(n) for n in SHIPPED) <= 2 * MB
+    assert sum(size(n) for n in SHIPPED) <= 40 * MB
+
+
+def test_the_readme_tables_every_checkpoint_and_the_lessons_use_shipped_ones():
+    readme = (HERE / "README.md").read_text()
+    assert all(f"| `{n}` |" in readme for n in SHIPPED)
+    assert all(name in SHIPPED for lesson in LESSONS.values() for name in lesson["shipped"])
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    cache = {}
+
+    def get(spec):
+        key = (spec.name, spec.binarize, spec.normalize)
+        if key not in cache:
+            cache[key] = datasets.load(spec, download=False)
+        return cache[key]
+    return get
+
+
+@needs_shared
+@pytest.mark.parametrize("name", list(SHIPPED))
+def test_shipped_checkpoint_reproduces_its_recorded_metrics(name, loaded):
+    ck = checkpoint.load(HERE / name)
+    meta = ck.meta
+    assert meta["command"].startswith("python -m core train") and ck.history and ck.live
+    assert ck.history[-1]["step"] == ck.step == len(ck.history)
+    data = loaded(ck.config.data)
+    # The recorded numbers were measured on this very data (the full dataset, same binarization).
+    recorded = report.recorded(ck, data, "evaluation")
+    assert recorded is not None, meta["evaluation"]["data"]
+    now = evaluate(ck.model, data, n=recorded["n"])
+    assert now.elbo == pytest.approx(recorded["elbo"], abs=0.05)
+    assert now.kl == pytest.approx(recorded["kl"], abs=0.02)
+    assert now.kl_per_dim == pytest.approx(recorded["kl_per_dim"], abs=0.01)
+    d = report.recorded(ck, data)
+    assert d["iwae"]["iwae"] >= d["iwae"]["elbo"] - 1e-6  # the bound is at least the ELBO
+    assert 0 <= d["active-units"]["count"] <= ck.config.model.latent_dim
+    json.dumps(meta, allow_nan=False)  # strict JSON, no NaN anywhere
