@@ -155,6 +155,7 @@ def training(config, data, steps: int, repeats: int):
             at.run()  # the whole page, where the browser would rerun only the live fragment
         app_rates.append(steps * run.batch_size / run.seconds)
         assert run.threads == THREADS, f"the training process ran {run.threads} threads, not {THREADS}"
+        run.stop()  # end its process, which would otherwise idle on through the next measurements
         print(f"  repeat {r + 1}: alone {alone_rates[-1]:,.0f} samples/s, Train page in AppTest {app_rates[-1]:,.0f}",
               flush=True)
     a, w = statistics.median(alone_rates), statistics.median(app_rates)
