@@ -52,8 +52,10 @@ if not reports:
     st.stop()
 
 table = pd.DataFrame({label: headline(r) for label, r in reports.items()}).T
-table["measured"] = ["now" if label in measured else "when saved" for label in table.index]
+table.insert(0, "measured", ["now" if label in measured else "when saved" for label in table.index])
 st.dataframe(table, width="stretch", column_config={
+    "measured": st.column_config.TextColumn(help="when saved: read from the checkpoint's sidecar; now: measured "
+                                                 "on this page (a run, or a checkpoint without recorded diagnostics)"),
     "ELBO": st.column_config.NumberColumn(format="%.2f", help="nats per image, the objective's posterior"),
     "IWAE NLL": st.column_config.NumberColumn(format="%.2f", help="-IWAE_k: an upper bound on -log p(x)"),
     "KL": st.column_config.NumberColumn(format="%.2f"), "MI": st.column_config.NumberColumn(format="%.2f"),
