@@ -1,9 +1,16 @@
-"""Figure builders: pure functions from numbers to Plotly figures, testable without a browser."""
+"""Figure builders: pure functions from numbers to Plotly figures, testable without a browser. The latent
+map alone is an Altair (Vega-Lite) chart: Vega's tooltips can show an image, Plotly's cannot."""
 from __future__ import annotations
 
+import base64
+import io
+
+import altair as alt
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import torch
+from PIL import Image
 from torchvision.utils import make_grid
 
 LOSS_TERMS = ("loss", "recon", "kl")
@@ -91,23 +98,53 @@ def live_metrics(live: list[dict]) -> go.Figure:
     return fig
 
 
-def latent_scatter(coords, color, color_name: str, hover: list[str], categorical: bool) -> go.Figure:
-    """A 2-D map of codes, one point per image, coloured by label (categories) or by a number."""
+def png_data_uris(images: torch.Tensor, scale: int | None = None) -> list[str]:
+    """N x C x H x W in [0, 1] -> one small PNG per image as a data: URI, for a tooltip to show. Pixels
+    are enlarged into sharp blocks, by default to about 64 pixels high (MNIST 2x, 8x8 digits 8x)."""
+    scale = scale or max(1, 64 // images.shape[-2])
+    uris = []
+    for image in images:
+        buffer = io.BytesIO()
+        Image.fromarray(image_grid(image[None], nrow=1, scale=scale)).save(buffer, format="PNG")
+        uris.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode())
+    return uris
+
+
+def latent_scatter(coords, color, color_name: str, details: dict[str, list], images: list[str] | None,
+                   categorical: bool) -> alt.Chart:
+    """A 2-D map of codes, one point per image, coloured by label (categories) or by a number. Hovering a
+    point shows its image (a data: URI in the field "image", which Vega's tooltip draws) and `details`.
+    Clicking picks points (shift-click adds) and dragging draws a box: selections "pick" (field "point",
+    the row's position) and "box" (x and y ranges)."""
     xy = np.asarray(coords, dtype=float)
-    fig = go.Figure()
-    if categorical:
-        for value in sorted(set(color)):
-            pick = [i for i, c in enumerate(color) if c == value]
-            fig.add_scattergl(x=xy[pick, 0], y=xy[pick, 1], mode="markers", name=str(value), customdata=pick,
-                              text=[hover[i] for i in pick], hoverinfo="text", marker=dict(size=5, opacity=0.8))
-    else:
-        fig.add_scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", customdata=list(range(len(xy))), text=hover,
-                          hoverinfo="text", marker=dict(size=5, opacity=0.8, color=color, colorscale="Viridis",
-                                                        showscale=True, colorbar=dict(title=color_name)))
-    fig.update_layout(height=560, margin=dict(l=10, r=10, t=30, b=10), legend=dict(title=color_name),
-                      xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False, scaleanchor="x"),
-                      dragmode="lasso")
-    return fig
+    frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], color_name: color, "point": range(len(xy)), **details})
+    tooltip = list(details)
+    if images is not None:
+        frame["image"] = images
+        tooltip = ["image", *tooltip]  # a list, so the image is drawn rather than printed
+    pick = alt.selection_point(name="pick", fields=["point"], on="click")
+    box = alt.selection_interval(name="box")
+    kind = "nominal" if categorical else "quantitative"
+    scale = alt.Scale(scheme="category10" if len(set(color)) <= 10 else "tableau20") if categorical else \
+        alt.Scale(scheme="viridis")
+    return (alt.Chart(frame, height=560)
+            .mark_circle(size=30)
+            .encode(x=alt.X("x", axis=None), y=alt.Y("y", axis=None),
+                    color=alt.Color(f"{color_name}:{kind.upper()[0]}", scale=scale, title=color_name),
+                    opacity=alt.condition(pick | box, alt.value(0.85), alt.value(0.25)), tooltip=tooltip)
+            .add_params(pick, box))
+
+
+def selected_points(selection: dict, coords) -> list[int]:
+    """Rows picked by click or inside the drawn box, from st.altair_chart's selection event."""
+    picked = [p["point"] for p in selection.get("pick") or [] if "point" in p]
+    ranges = selection.get("box") or {}
+    if "x" in ranges and "y" in ranges:
+        xy = np.asarray(coords, dtype=float)
+        (x0, x1), (y0, y1) = sorted(ranges["x"]), sorted(ranges["y"])
+        inside = np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))
+        picked += [int(i) for i in inside if i not in picked]
+    return picked
 
 
 def kl_compare(kl_per_dim: dict[str, list[float]]) -> go.Figure:

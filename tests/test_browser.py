@@ -74,5 +74,25 @@ def test_train_then_drag_a_slider_in_a_real_browser(streamlit_server, page, tmp_
         page.get_by_text(marker).first.wait_for(timeout=120_000)
         settle(page)
         page.wait_for_timeout(500)
+        if name == "latent-map":
+            assert hover_shows_an_image(page), "no image in the latent map's hover tooltip"
+            page.mouse.down()  # a click on the hovered point selects it, and its image appears below
+            page.mouse.up()
+            page.get_by_text("1 selected images").wait_for(timeout=60_000)
+            settle(page)
         page.screenshot(path=out / f"{name}.png", full_page=True)
         assert not page.locator("[data-testid='stException']").count(), name
+
+
+def hover_shows_an_image(page) -> bool:
+    """Sweep the mouse over the latent map until Vega's tooltip shows a point's image."""
+    chart = page.locator("[data-testid='stVegaLiteChart'] .marks").first  # Vega's SVG (or canvas)
+    chart.wait_for(timeout=60_000)
+    box = chart.bounding_box()
+    for fy in range(5, 96, 5):
+        for fx in range(5, 96, 3):
+            page.mouse.move(box["x"] + box["width"] * fx / 100, box["y"] + box["height"] * fy / 100)
+            page.wait_for_timeout(20)
+            if page.locator("#vg-tooltip-element img").count():
+                return page.locator("#vg-tooltip-element img").first.get_attribute("src").startswith("data:image/png")
+    return False

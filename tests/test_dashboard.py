@@ -1,3 +1,5 @@
+import base64
+import io
 import json
 import shutil
 import subprocess
@@ -8,6 +10,7 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, needs_shared, small_config
@@ -233,12 +236,25 @@ def test_compare_figures():
     assert fig.data[-1].name == "prior p(z)" and list(fig.data[-1].y) == [0.34, 0.34]
 
 
-def test_latent_scatter_by_label_and_by_value():
-    coords, hover = [[0, 0], [1, 1], [2, 2]], ["a", "b", "c"]
-    by_label = plots.latent_scatter(coords, [3, 1, 3], "label", hover, categorical=True)
-    assert [t.name for t in by_label.data] == ["1", "3"] and list(by_label.data[1].customdata) == [0, 2]
-    by_value = plots.latent_scatter(coords, [0.1, 0.2, 0.3], "KL", hover, categorical=False)
-    assert len(by_value.data) == 1 and list(by_value.data[0].marker.color) == [0.1, 0.2, 0.3]
+def test_latent_scatter_shows_each_points_image_on_hover_and_reports_selections():
+    coords, details = [[0, 0], [1, 1], [2, 2]], {"test image": [7, 8, 9]}
+    images = plots.png_data_uris(torch.rand(3, 1, 8, 8), scale=2)
+    assert all(u.startswith("data:image/png;base64,") for u in images)
+    assert Image.open(io.BytesIO(base64.b64decode(images[0].split(",")[1]))).size == (16, 16)  # 8 x 8 pixels as 2 x 2 blocks
+    assert Image.open(io.BytesIO(base64.b64decode(plots.png_data_uris(torch.rand(1, 1, 28, 28))[0][22:]))).size == (56, 56)
+    spec = plots.latent_scatter(coords, [3, 1, 3], "label", details, images, categorical=True).to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    assert [r["image"] for r in rows] == images and [r["test image"] for r in rows] == [7, 8, 9]
+    assert [t["field"] for t in spec["encoding"]["tooltip"]] == ["image", "test image"]  # Vega draws "image"
+    assert spec["encoding"]["color"]["type"] == "nominal" and {p["name"] for p in spec["params"]} == {"pick", "box"}
+    by_value = plots.latent_scatter(coords, [0.1, 0.2, 0.3], "KL", details, None, categorical=False).to_dict()
+    assert by_value["encoding"]["color"]["type"] == "quantitative"
+    assert [t["field"] for t in by_value["encoding"]["tooltip"]] == ["test image"]  # no images given, none shown
+    # a click on the middle point, and a box around the last two (the ranges in any order)
+    assert plots.selected_points({"pick": [{"point": 1}]}, coords) == [1]
+    assert plots.selected_points({"box": {"x": [2.5, 0.5], "y": [0.5, 2.5]}}, coords) == [1, 2]
+    assert plots.selected_points({"pick": [{"point": 2}], "box": {"x": [0.5, 2.5], "y": [0.5, 2.5]}}, coords) == [2, 1]
+    assert plots.selected_points({}, coords) == []
 
 
 # ---------------------------------------------------------------- the other pages
@@ -252,7 +268,7 @@ def test_latent_map_page_computes_once_per_setting(app):
     for method in ("tsne", "umap"):
         # the first UMAP in a fresh environment compiles umap-learn's numba kernels: a minute or two
         app.selectbox(key="method").set_value(method).run(timeout=600)
-        assert not app.exception and not app.error and app.get("plotly_chart")
+        assert not app.exception and not app.error and app.get("vega_lite_chart")
     app.selectbox(key="colour").set_value("KL per image").run()
     assert not app.exception
 

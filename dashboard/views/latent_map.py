@@ -1,4 +1,5 @@
 """Latent map: where the encoder puts the test images, flattened to 2-D."""
+import numpy as np
 import streamlit as st
 
 from core import explore
@@ -6,6 +7,12 @@ from dashboard import plots
 from dashboard.state import default, pick_model, warm_up
 
 COLOURS = {"label": "label", "KL per image": "kl", "reconstruction error": "recon"}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_thumbnails(label: str, step: int, n: int, _index, _data) -> list[str]:
+    """The map's images as small PNGs for the hover tooltips, made once per subset."""
+    return plots.png_data_uris(_data.to_image(_data.test_x[list(_index)]))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -18,8 +25,8 @@ st.title("Latent map")
 st.caption("Each point is one test image, placed by its encoder mean E_q[z|x] flattened to two dimensions. PCA "
            "keeps the directions of largest variance (distances are honest, clusters may overlap); t-SNE and UMAP keep "
            "neighbours together (clusters are clearer, but distances between clusters mean little). A good "
-           "representation separates the classes; a collapsed one is a single blob. Select points (click, box "
-           "or lasso) to see their images.")
+           "representation separates the classes; a collapsed one is a single blob. Hover a point to see its "
+           "image; click points (shift-click for more) or drag a box to see many at once.")
 source, model, data, objective, step = pick_model()
 warming = warm_up()
 
@@ -49,13 +56,13 @@ with st.spinner(message, show_time=True):
     m = cached_map(source.label, step, method, n, perplexity, neighbors, model, data)
 
 values = {"label": m.labels, "kl": m.kl, "recon": m.recon}[COLOURS[colour]]
-hover = [f"test image {i}<br>label {y}<br>KL {k:.2f} nats<br>recon error {r:.1f} nats"
-         for i, y, k, r in zip(m.index, m.labels, m.kl, m.recon)]
-event = st.plotly_chart(plots.latent_scatter(m.coords, values, colour, hover, categorical=colour == "label"),
-                        width="stretch", key="map", on_select="rerun", selection_mode=("points", "box", "lasso"))
-chosen = [p["customdata"] for p in (event.selection.points if event else []) if "customdata" in p][:48]
+details = {"test image": m.index, "label": m.labels, "KL (nats)": np.round(m.kl, 2), "recon error (nats)": np.round(m.recon, 1)}
+chart = plots.latent_scatter(m.coords, values, colour, details, cached_thumbnails(source.label, step, n, m.index, data),
+                             categorical=colour == "label")
+event = st.altair_chart(chart, width="stretch", key="map", on_select="rerun")
+chosen = plots.selected_points(event.selection if event else {}, m.coords)[:48]
 if chosen:
     images = data.test_x[[m.index[i] for i in chosen]]
     st.image(plots.image_grid(data.to_image(images), nrow=12, scale=2), caption=f"{len(chosen)} selected images")
 else:
-    st.caption("Select points on the map to see their images here.")
+    st.caption("Click or box-select points on the map to see their images here.")
