@@ -56,13 +56,14 @@ with st.spinner(message, show_time=True):
     m = cached_map(source.label, step, method, n, perplexity, neighbors, model, data)
 
 values = {"label": m.labels, "kl": m.kl, "recon": m.recon}[COLOURS[colour]]
-details = {"test image": m.index, "label": m.labels, "KL (nats)": np.round(m.kl, 2), "recon error (nats)": np.round(m.recon, 1)}
-chart = plots.latent_scatter(m.coords, values, colour, details, cached_thumbnails(source.label, step, n, m.index, data),
-                             categorical=colour == "label")
+details = {"test image": m.index, "label": m.labels, "KL (nats)": np.round(m.kl, 2),
+           "recon error (nats)": np.round(m.recon, 1)}
+images = cached_thumbnails(source.label, step, n, m.index, data)
+chart = plots.latent_scatter(m.coords, values, colour, details, images, categorical=colour == "label")
 event = st.altair_chart(chart, width="stretch", key="map", on_select="rerun")
 chosen = plots.selected_points(event.selection if event else {}, m.coords)[:48]
 if chosen:
-    images = data.test_x[[m.index[i] for i in chosen]]
-    st.image(plots.image_grid(data.to_image(images), nrow=12, scale=2), caption=f"{len(chosen)} selected images")
+    picked = data.test_x[[m.index[i] for i in chosen]]
+    st.image(plots.image_grid(data.to_image(picked), nrow=12, scale=2), caption=f"{len(chosen)} selected images")
 else:
     st.caption("Click or box-select points on the map to see their images here.")
