@@ -223,11 +223,11 @@ if not runs():
         cls = OBJECTIVES.get(name)
         st.latex(cls.equation)
         st.caption(f"**{name}**: {cls.paper}")
-    st.info("Pick a dataset and one or more objectives in the sidebar, then press **Train**.")
     if lesson in LESSONS:
         recorded_view(LESSONS[lesson]["shipped"], "#### Recorded runs\nThe lesson's models as shipped, trained "
                       "for longer with the commands below. Press **Train** in the sidebar to run it live.")
     else:
+        st.info("Pick a dataset and one or more objectives in the sidebar, then press **Train**.")
         recorded_view(["mnist-vae"], "#### A shipped model\nA VAE trained on MNIST, as it learned: its losses, how "
                       "much each latent dimension is used, and its pictures. Pick a lesson in the sidebar, or "
                       "press **Train** to train your own.")
