@@ -89,6 +89,8 @@ def make_parser() -> Parser:
     g.add_argument("--likelihood", default="auto", choices=["auto", "bernoulli", "gaussian"],
                    help="auto: what suits the dataset")
     g.add_argument("--obs-std", type=float, default=0.0, help="Gaussian only: fixed std, 0 learns it per pixel")
+    g.add_argument("--gaussian-mean", default="identity", choices=["identity", "sigmoid"],
+                   help="Gaussian only: sigmoid keeps the decoder's mean in (0, 1), for pixels in [0, 1] (Frey Faces)")
     g.add_argument("--init", default="default", choices=list(INITS))
     g.add_argument("--latent-clip", type=float, default=0.0, metavar="C",
                    help="keep every encoder mean within C*sqrt(latent) (Ucar 2019); 0 is off")
@@ -157,7 +159,8 @@ def run_config(args) -> RunConfig:
     return RunConfig(
         data=datasets.DataSpec(args.dataset, args.binarize, args.normalize, args.data_dir),
         model=ModelConfig(arch=args.arch, hidden=args.hidden, channels=args.channels, activation=args.activation,
-                          latent_dim=args.latent, likelihood=args.likelihood, obs_std=args.obs_std, init=args.init,
+                          latent_dim=args.latent, likelihood=args.likelihood, obs_std=args.obs_std,
+                          gaussian_mean=args.gaussian_mean, init=args.init,
                           latent_clip=args.latent_clip),
         objective=args.objective, settings=settings, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         device=args.device)

@@ -33,6 +33,7 @@ class ModelConfig:
     latent_dim: int = 20
     likelihood: str = "auto"                   # "bernoulli" (logits), "gaussian", or "auto": the dataset's
     obs_std: float = 0.0                       # Gaussian only: 0 learns a per-pixel std, > 0 fixes it
+    gaussian_mean: str = "identity"            # Gaussian only: "sigmoid" keeps the mean in (0, 1), for pixels in [0, 1]
     init: str = "default"                      # "default" (PyTorch), "he" or "vlae" (He, gain 2^(1/3))
     image_shape: tuple[int, int, int] = (1, 28, 28)
     n_classes: int = 0                         # > 0: encoder and decoder also see a one-hot label (CVAE)
@@ -50,6 +51,7 @@ class ModelConfig:
             (self.likelihood in LIKELIHOODS + ("auto",), f"likelihood must be one of {', '.join(LIKELIHOODS)} or auto"),
             (self.init in INITS, f"init must be one of {', '.join(INITS)}"),
             (math.isfinite(self.obs_std) and self.obs_std >= 0, "obs_std must be a finite number >= 0"),
+            (self.gaussian_mean in ("identity", "sigmoid"), "gaussian_mean must be 'identity' or 'sigmoid'"),
             (all(w >= 1 for w in self.hidden + self.channels), "layer widths must be at least 1"),
             (len(self.image_shape) == 3 and min(self.image_shape) >= 1, "image shape must be C, H, W"),
             (self.n_classes >= 0, "n_classes must be >= 0"),
@@ -208,9 +210,13 @@ class VAE(nn.Module):
         if self.cfg.likelihood == "bernoulli":
             # Bernoulli on logits: log_prob is -BCE-with-logits, stable for any logit.
             return Independent(Bernoulli(logits=out, validate_args=False), 3)
+        # Kingma & Welling (2014), app. C.2, squash the Frey Faces decoder's mean into (0, 1) with a sigmoid:
+        # pixels live there, and an unbounded mean decodes codes between the training images to noise.
+        squash = torch.sigmoid if self.cfg.gaussian_mean == "sigmoid" else (lambda t: t)
         if self.cfg.obs_std > 0:
-            return Independent(Normal(out, self.cfg.obs_std, validate_args=False), 3)
+            return Independent(Normal(squash(out), self.cfg.obs_std, validate_args=False), 3)
         loc, raw_std = out.chunk(2, dim=1)
+        loc = squash(loc)
         # A floor on the std keeps the density bounded, so one flat pixel cannot send the loss to -inf.
         return Independent(Normal(loc, F.softplus(raw_std) + 1e-2, validate_args=False), 3)
 

@@ -29,6 +29,19 @@ def test_gaussian_likelihood_matches_the_normal_density():
     assert torch.allclose(m.decode(z).log_prob(x), expected, atol=1e-4)
 
 
+def test_sigmoid_gaussian_mean_stays_in_the_unit_interval_and_is_the_squashed_output():
+    """Kingma & Welling (2014), app. C.2: for Frey Faces the decoder's mean is a sigmoid of the output."""
+    for obs_std in (0.5, 0.0):
+        m = VAE(ModelConfig(image_shape=(1, 4, 4), latent_dim=2, likelihood="gaussian", obs_std=obs_std, hidden=(8,),
+                            gaussian_mean="sigmoid"))
+        z = 10 * torch.randn(64, 2)  # far outside the prior too
+        mean = m.decode(z).base_dist.loc
+        assert ((mean > 0) & (mean < 1)).all()
+        assert torch.allclose(mean, torch.sigmoid(m.decoder(z)[:, :1]))
+    with pytest.raises(ConfigError, match="gaussian_mean"):
+        ModelConfig(gaussian_mean="tanh")
+
+
 def test_learned_gaussian_std_has_a_floor():
     m = VAE(ModelConfig(image_shape=(1, 4, 4), latent_dim=2, likelihood="gaussian", hidden=(8,)))
     with torch.no_grad():

@@ -301,6 +301,13 @@ def test_vlae_one_undamped_update_reaches_the_exact_posterior_of_a_linear_gaussi
     assert torch.allclose(log_w, marginal.log_prob(x.flatten(1)).expand(50, 5), atol=1e-3)
 
 
+def test_vlae_refuses_a_squashed_gaussian_mean_its_linearization_would_get_wrong():
+    cfg = ModelConfig(image_shape=(1, 4, 4), latent_dim=2, likelihood="gaussian", gaussian_mean="sigmoid")
+    with pytest.raises(ConfigError, match="gaussian-mean identity"):
+        build("vlae").configure_model(cfg, None)
+    assert build("vlae").configure_model(ModelConfig(likelihood="bernoulli", gaussian_mean="sigmoid"), None)
+
+
 def test_vlae_precision_is_exactly_symmetric_on_real_images(mnist):
     from core.objectives.vlae import linearize
     torch.manual_seed(0)

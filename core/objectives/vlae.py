@@ -1,6 +1,7 @@
 import torch
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
+from ..errors import ConfigError
 from .base import Knob, Objective, Output, draw, log_weights, register
 
 
@@ -59,6 +60,12 @@ class VariationalLaplaceAutoencoder(Objective):
                        choices=("newton", "polak-ribiere")),
     }
     exact_kl_per_dim = False
+
+    def configure_model(self, cfg, info):
+        # The Gauss-Newton step linearizes the decoder's output as the Gaussian mean itself.
+        if cfg.likelihood == "gaussian" and cfg.gaussian_mean != "identity":
+            raise ConfigError("vlae linearizes an unsquashed Gaussian mean; use --gaussian-mean identity")
+        return cfg
 
     def posterior(self, model, x, y=None):
         """q(z|x) = N(mu_T, P_T^{-1}) after the T mode updates."""
