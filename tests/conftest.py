@@ -69,3 +69,32 @@ def streamlit_server(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- the end of the run
+
+def pytest_sessionfinish(session, exitstatus):
+    """Let the dashboard's background UMAP compile (dashboard.state.warm_up, started by the Latent map
+    tests) finish rather than be cut off mid-compile at exit, and keep the run's status for the exit."""
+    import threading
+    for thread in threading.enumerate():
+        if thread.name == "vaelab-umap-warm-up":
+            thread.join(timeout=300)
+    session.config.stash[EXIT_STATUS] = int(exitstatus)
+
+
+EXIT_STATUS = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """End the process with the suite's status once pytest has reported. After all tests had passed,
+    the interpreter's teardown once aborted ("terminate called without an active exception": a native
+    thread of one of the libraries loaded by the tests still running while C++ static destructors ran),
+    which turned a green run into exit code 134. The result is the test report, not the teardown."""
+    import sys
+    status = config.stash.get(EXIT_STATUS, None)
+    if status is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
