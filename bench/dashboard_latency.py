@@ -37,7 +37,7 @@ from core.engine import RunConfig, Trainer  # noqa: E402
 from dashboard import plots  # noqa: E402
 
 APP = str(ROOT / "dashboard" / "app.py")
-THREADS = torch.get_num_threads()  # the app sets this process to one thread when AppTest runs it
+THREADS = torch.get_num_threads()  # what a training process gets: a fresh interpreter's count
 
 
 def pct(values, q):
@@ -139,7 +139,6 @@ def training(config, data, steps: int, repeats: int):
     """Training from the dashboard against training alone, at equal steps."""
     alone_rates, app_rates = [], []
     for r in range(repeats):
-        torch.set_num_threads(THREADS)
         alone = Trainer(config, data)
         alone.step(steps)
         alone_rates.append(steps * alone.batch_size / alone.seconds)

@@ -11,6 +11,8 @@ import sys
 import warnings
 from pathlib import Path
 
+import torch
+
 from . import checkpoint
 from . import data as datasets
 from .diagnostics import DIAGNOSTICS
@@ -179,7 +181,7 @@ def train(args) -> int:
     total = args.steps or (args.epochs or 10) * trainer.steps_per_epoch
     name = args.name or f"{config.data.name}-{config.objective}-z{config.model.latent_dim}"
     print(f"training {config.objective} on {data.info.name} ({len(data.train_x):,} images) "
-          f"on {describe_device(trainer.device)} for {total:,} steps", file=sys.stderr)
+          f"on {describe_device(trainer.device, torch.get_num_threads())} for {total:,} steps", file=sys.stderr)
     failure = None
     bar = tqdm(total=total, unit="step", dynamic_ncols=True)
     try:
@@ -239,7 +241,7 @@ def diagnose_cmd(args) -> int:
     if args.record:
         if args.only or args.k or args.device != "cpu":
             raise LabError("--record measures every diagnostic with its defaults on the CPU; leave out --only, --k and --device")
-        results = record(args.checkpoint, data, bars=True)["diagnostics"]["results"]
+        results = record(args.checkpoint, ckpt, data, bars=True)["diagnostics"]["results"]
         print(f"recorded the diagnostics in {checkpoint.paths(args.checkpoint)[1]}", file=sys.stderr)
     else:
         options = {"iwae": {"k": args.k}} if args.k else {}

@@ -103,10 +103,11 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def describe_device(device: torch.device, threads: int | None = None) -> str:
-    """'cuda (NVIDIA H100 ...)' or 'cpu, 2 threads' (torch's intra-op threads of the training process)."""
+    """'cuda (NVIDIA H100 ...)', 'cpu', or with the training process's torch threads 'cpu, 2 threads'."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    threads = torch.get_num_threads() if threads is None else threads
+    if threads is None:
+        return device.type
     return f"{device.type}, {threads} thread{'s' if threads != 1 else ''}"
 
 

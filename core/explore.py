@@ -86,10 +86,10 @@ def prior_samples(model, n: int, sigma: float = 1.0, seed: int = 0, y=None) -> t
     return decode(model, z, None if y is None else torch.as_tensor(y))
 
 
-METHODS = ("pca", "tsne", "umap", "raw")
+METHODS = ("pca", "tsne", "umap", "raw")  # raw: the first two latent coordinates themselves
 # umap-learn says a seeded map runs on one thread, on every call. Filtered once here, not with
 # warnings.catch_warnings around the call: that swaps process-wide state and is not safe in threads.
-warnings.filterwarnings("ignore", message=r"n_jobs value .* overridden", category=UserWarning)  # raw: the first two latent coordinates themselves
+warnings.filterwarnings("ignore", message=r"n_jobs value .* overridden", category=UserWarning)
 
 
 @dataclass

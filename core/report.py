@@ -73,11 +73,11 @@ def recorded(ckpt, data, key: str = "diagnostics"):
     return None
 
 
-def record(path, data, bars: bool = False) -> dict:
+def record(path, ckpt, data, bars: bool = False) -> dict:
     """Measure every diagnostic and the ELBO of the first EVAL_N test images, and store them in the
     checkpoint's sidecar, with the data they were measured on: what the Compare page and the lessons show
-    without measuring again, and what tests/test_shipped.py re-measures. Returns the two entries."""
-    ckpt = checkpoint.load(path)
+    without measuring again, and what tests/test_shipped.py re-measures. ckpt: the checkpoint at path, loaded
+on the CPU. Returns the two entries."""
     identity = data_identity(data)
     entries = {
         "evaluation": {"data": identity, "results": evaluate(ckpt.model, data, n=EVAL_N).to_dict()},

@@ -102,7 +102,7 @@ class Recorded:
 
     def __init__(self, path: Path):
         ck = load_checkpoint(path)
-        self.path, self.model, self.objective, self.config = path, ck.model, ck.objective, ck.config
+        self.model, self.objective = ck.model, ck.objective
         self.history, self.live, self.step_count = ck.history, ck.live, ck.step
         self.batch_size, self.data = ck.config.batch_size, load_data(ck.config.data)
         self.command = ck.meta.get("command")

@@ -71,7 +71,7 @@ def setup():
         batch = st.number_input("Batch size", 8, 4096, step=8, key=default("batch", 128))
         seed = st.number_input("Seed", 0, 1_000_000, key=default("seed", 0))
         device = st.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key=default("device", "auto"),
-                              help=f"auto picks {describe_device(pick_device('auto')).split(',')[0]} here.")
+                              help=f"auto picks {describe_device(pick_device('auto'))} here.")
         start = st.button("Train" if len(objectives) < 2 else f"Race {len(objectives)} runs", type="primary",
                           width="stretch", disabled=not objectives)
     if not start:
@@ -191,12 +191,12 @@ def recorded_view(names: list[str], intro: str):
     """Shipped checkpoints shown as finished runs, from their sidecars: nothing to train or wait for."""
     found = {name: path for name in names if (path := shipped(name))}
     if not found:
-        return False
+        return
     try:
         current = {name: Recorded(path) for name, path in found.items()}
     except LabError as e:  # a corrupt file or a dataset that cannot be loaded: say so, keep the page
         st.error(f"Cannot show the recorded runs: {e}")
-        return False
+        return
     st.markdown(intro)
     first = next(iter(current.values()))
     if first.data.info.note:
@@ -205,7 +205,6 @@ def recorded_view(names: list[str], intro: str):
         if t.command:
             st.caption(f"**{name}**: `{t.command}`")
     panels(current)
-    return True
 
 
 st.title("Train")
