@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from core import checkpoint, explore  # noqa: E402
 from core import data as datasets  # noqa: E402
-from core.engine import RunConfig, Trainer  # noqa: E402
+from core.config import RunConfig  # noqa: E402
+from core.engine import Trainer  # noqa: E402
 from dashboard import plots  # noqa: E402
 
 APP = str(ROOT / "dashboard" / "app.py")

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core import data as datasets  # noqa: E402
-from core.engine import RunConfig, Trainer, describe_device, pick_device  # noqa: E402
+from core.config import RunConfig  # noqa: E402
+from core.engine import Trainer, describe_device, pick_device  # noqa: E402
 from core.models import ModelConfig  # noqa: E402
 
 

@@ -1,47 +1,34 @@
 """Checkpoints: safetensors weights plus a JSON sidecar, written atomically, never unpickled.
 
-    NAME.safetensors   tensors, "model.*" and "objective.*"
+    NAME.safetensors   tensors, "model.*" and "objective.*" (core.weights)
     NAME.json          format, run config, dataset, metrics history, versions, sha256 of the weights
 
 Each file goes to a temporary name in the same folder and is renamed into place, so a crash mid-write
 leaves the old checkpoint whole. The sidecar's sha256 of the weights ties the pair together: a
 truncated, swapped or tampered weights file is refused by name, before any tensor is read.
+Saving takes a model value (core.bundle.Bundle) and loading gives one back, identified by that sha256.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 import safetensors
 import torch
-from safetensors.torch import load as safetensors_load, save as safetensors_save
 
-from . import __version__
-from .engine import RunConfig
+from . import __version__, weights as weights_io
+from .bundle import Bundle, Ref
+from .config import RunConfig
+from .data import DataInfo
 from .errors import CheckpointError, LabError
-from .models import VAE
-from .objectives import Objective, build
 
 FORMAT = "vaelab-checkpoint"
 FORMAT_VERSION = 1
-
-
-@dataclass
-class Checkpoint:
-    model: VAE
-    objective: Objective
-    config: RunConfig
-    data_info: dict
-    history: list[dict] = field(default_factory=list)
-    step: int = 0
-    live: list[dict] = field(default_factory=list)  # the live diagnostics, every few steps
-    meta: dict = field(default_factory=dict)
 
 
 def paths(path) -> tuple[Path, Path]:
@@ -52,29 +39,28 @@ def paths(path) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
-def save(path, trainer, **extra) -> Path:
-    """Write the trainer's model, objective, config and history, and any extra sidecar fields (say, the
-    command that trained it). Returns the sidecar path."""
-    with trainer._lock:  # a consistent picture even while a background thread trains
-        tensors = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
-        tensors |= {f"objective.{k}": v for k, v in trainer.objective.state_dict().items()}
-        tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-        config = trainer.config
-        sidecar = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "config": config.to_dict() | {"settings": trainer.objective.settings()},
-            "data": {"spec": asdict(config.data), "info": asdict(trainer.data.info)},
-            "step": trainer.step_count,
-            "history": rounded(list(trainer.history)),
-            "live": rounded(list(trainer.live)),
-        } | extra
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+def save(path, bundle: Bundle, **extra) -> Path:
+    """Write a model value: its weights, config, data, history and live rows, and any extra sidecar fields
+    (say, the command that trained it). Returns the sidecar path."""
+    tensors = weights_io.state_tensors(bundle.network, bundle.objective)
+    bad = weights_io.non_finite(tensors)
     if bad:
         raise CheckpointError(f"refusing to save {path}: non-finite values in {', '.join(bad[:3])}")
-    blob = safetensors_save(tensors)
+    blob = weights_io.to_bytes(tensors)
+    config = bundle.config
+    sidecar = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": config.to_dict() | {"settings": bundle.objective.settings()},
+        "data": {"spec": asdict(config.data), "info": asdict(bundle.data_info) if bundle.data_info else {},
+                 "n_train": bundle.n_train},
+        "run_id": bundle.ref.id,
+        "step": bundle.step,
+        "history": rounded(list(bundle.history)),
+        "live": rounded(list(bundle.live)),
+    } | extra
     sidecar |= {
-        "weights_sha256": hashlib.sha256(blob).hexdigest(),
+        "weights_sha256": weights_io.sha256(blob),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": {"vaelab": __version__, "torch": torch.__version__, "python": platform.python_version(),
                      "safetensors": getattr(safetensors, "__version__", "?")},
@@ -128,7 +114,7 @@ def _write_atomic(path: Path, blob: bytes):
         raise
 
 
-def load(path, device: str | torch.device = "cpu") -> Checkpoint:
+def load(path, device: str | torch.device = "cpu") -> Bundle:
     """Read a checkpoint; any problem is a CheckpointError that names the file and the problem."""
     weights, meta_path = paths(path)
     try:
@@ -146,27 +132,24 @@ def load(path, device: str | torch.device = "cpu") -> Checkpoint:
         blob = weights.read_bytes()
     except OSError as e:
         raise CheckpointError(f"{weights}: cannot read the weights ({e.strerror or e})") from None
-    if hashlib.sha256(blob).hexdigest() != meta.get("weights_sha256"):
+    sha = weights_io.sha256(blob)
+    if sha != meta.get("weights_sha256"):
         raise CheckpointError(f"{weights}: does not match the checksum in {meta_path.name}; "
                               f"the file is truncated, tampered with, or from an interrupted save")
     try:
-        tensors = safetensors_load(blob)  # parses a JSON header and raw arrays: no pickle
+        tensors = weights_io.from_bytes(blob)
     except Exception as e:  # safetensors raises its own error types for a malformed header
         raise CheckpointError(f"{weights}: not a valid safetensors file ({e})") from None
     try:
         config = RunConfig.from_dict(meta["config"])
-        # Build on the meta device (no memory) and take the stored tensors as the parameters:
-        # a hostile sidecar asking for a billion-unit layer costs nothing before it is refused.
-        with torch.device("meta"):
-            model = VAE(config.model)
-            objective = build(config.objective, config.settings, model)
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, assign=True)
-        objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")},
-                                  assign=True)
+        network, objective = weights_io.build_from(config, tensors)
+        data = meta.get("data", {})
+        info = data.get("info") or None
+        info = DataInfo(**{**info, "shape": tuple(info["shape"])}) if info else None
+        step = int(meta.get("step", 0))
     except (LabError, KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{meta_path}: the weights do not fit the model the sidecar describes ({e})") from None
-    if not all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()):
+    if weights_io.non_finite(tensors):
         raise CheckpointError(f"{weights}: holds NaN or inf values")
-    model.to(device).eval()
-    return Checkpoint(model, objective.to(device), config, meta.get("data", {}).get("info", {}),
-                      meta.get("history", []), meta.get("step", 0), meta.get("live", []), meta)
+    return Bundle(network.to(device).eval(), objective.to(device), config, Ref(sha, step), info,
+                  data.get("n_train"), meta.get("history", []), meta.get("live", []), meta)

@@ -16,10 +16,11 @@ import torch
 from . import checkpoint
 from . import data as datasets
 from .diagnostics import DIAGNOSTICS
-from .engine import Diverged, RunConfig, Trainer, describe_device, pick_device
+from .config import RunConfig
+from .engine import Diverged, Trainer, describe_device, pick_device
 from .errors import LabError
 from .evaluate import evaluate
-from .report import record, run_all
+from .report import record, run_all, to_dict
 from .models import ACTIVATIONS, INITS, ModelConfig
 from .objectives import OBJECTIVES
 
@@ -200,11 +201,11 @@ def train(args) -> int:
     finally:
         bar.close()
     command = "python -m core " + " ".join(args.argv)
-    path = checkpoint.save(Path(args.out) / name, trainer, command=command)
+    path = trainer.save(Path(args.out) / name, command=command)
     if failure:
         print(f"error: {failure}\nsaved the last good weights (step {trainer.step_count}) to {path}", file=sys.stderr)
         return 1
-    result = evaluate(trainer.model, data)
+    result = evaluate(checkpoint.load(path, device=trainer.device), data)  # the model as saved
     print(f"test ELBO {result.elbo:.2f} nats (recon {result.recon:.2f}, KL {result.kl:.2f}) "
           f"after {trainer.step_count:,} steps in {trainer.seconds:.0f} s")
     print(f"saved {path}")
@@ -221,7 +222,7 @@ def load_checkpoint_and_data(args):
 
 def evaluate_cmd(args) -> int:
     ckpt, spec, data = load_checkpoint_and_data(args)
-    result = evaluate(ckpt.model, data)
+    result = evaluate(ckpt, data)
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": spec.name, "step": ckpt.step,
                           **result.to_dict()}, indent=1))
@@ -229,8 +230,8 @@ def evaluate_cmd(args) -> int:
     print(f"{args.checkpoint}: {ckpt.config.objective} on {spec.name}, step {ckpt.step:,}, {result.n:,} test images")
     print(f"  test ELBO       {result.elbo:10.2f} nats")
     print(f"  reconstruction  {result.recon:10.2f}")
-    print(f"  KL              {result.kl:10.2f}")
-    print("  KL per dimension:")
+    print(f"  KL              {result.kl:10.2f}" + ("" if result.kl_exact else "  (Monte Carlo estimate)"))
+    print(f"  KL per dimension ({result.per_dim}):")
     for i, v in enumerate(result.kl_per_dim):
         print(f"    z{i:<3d} {v:8.3f} {'#' * min(40, round(v * 4))}")
     return 0
@@ -245,7 +246,7 @@ def diagnose_cmd(args) -> int:
         print(f"recorded the diagnostics in {checkpoint.paths(args.checkpoint)[1]}", file=sys.stderr)
     else:
         options = {"iwae": {"k": args.k}} if args.k else {}
-        results = run_all(ckpt.model, data, ckpt.objective, ckpt.step, args.only, options, bars=True)
+        results = to_dict(run_all(ckpt, data, args.only, options, bars=True))
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "objective": ckpt.config.objective,
                           "dataset": spec.name, "step": ckpt.step, "diagnostics": results}, indent=1))

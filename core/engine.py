@@ -1,20 +1,22 @@
-"""The training engine: a trainer you step, pause, read and change while it runs.
+"""The training engine: a stepper you build, step, read and change between steps.
 
     trainer = Trainer(RunConfig(data=DataSpec("mnist"), objective="beta-vae"))
     trainer.step(100)              # run 100 steps here and now
     trainer.history[-1]            # {'step': 100, 'loss': ..., 'recon': ..., 'kl_per_dim': [...], ...}
-    trainer.start()                # or train in a background thread ...
-    trainer.set_beta(8.0)          # ... change beta or the learning rate while it runs,
-    model = trainer.snapshot()     # ... decode from a copy of the weights,
-    trainer.pause(); trainer.resume(); trainer.stop()
+    trainer.set_beta(8.0)          # change beta or the learning rate between steps,
+    model = trainer.snapshot()     # take the model as it is now (a core.bundle.Bundle)
+
+Running it in the background, pausing and stopping belong to a run (core.control: a thread, a child
+process, or a recorded run), whose controller owns the state.
 
 The whole dataset sits on the training device as one tensor; a minibatch is an index into it.
 Each trainer owns its random stream, so runs racing side by side give the numbers each gives alone.
 Every `live_every` steps the live diagnostics (KL, active units, mutual information, code usage; see
 core.diagnostics.LIVE) run on a fixed batch of held-out images and land in `trainer.live`; they draw
 from their own seeded stream, so watching a run does not change it.
-A step whose loss, any term or the gradient is not finite is not applied: the run stops with a
-message naming the step and the term, and the weights stay those of the last good step.
+A step whose loss, any term or the gradient is not finite is not applied: step() raises Diverged with a
+message naming the step and the term, the weights stay those of the last good step, and every later
+step() raises it again.
 """
 from __future__ import annotations
 
@@ -23,60 +25,21 @@ import copy
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+import uuid
+from dataclasses import replace
 
 import torch
 
+from . import checkpoint
 from . import data as datasets
+from .bundle import Bundle, Ref
+from .config import RunConfig, check_lr, finite_or_none
 from .diagnostics import LIVE
 from .errors import ConfigError, LabError
-from .evaluate import RNG_LOCK, eval_split, seeded
-from .models import VAE, ModelConfig
+from .evaluate import eval_split
+from .models import VAE
 from .objectives import build as build_objective
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything needed to repeat a run; stored in every checkpoint."""
-    data: datasets.DataSpec = field(default_factory=datasets.DataSpec)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    objective: str = "vae"
-    settings: dict = field(default_factory=dict)  # the objective's knobs
-    batch_size: int = 128
-    lr: float = 1e-3
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self):
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch size must be a whole number >= 1, not {self.batch_size}")
-        check_lr(self.lr)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
-        d = dict(d)
-        d["data"] = datasets.DataSpec(**d.get("data", {}))
-        d["model"] = ModelConfig(**d.get("model", {}))
-        return cls(**d)
-
-
-def check_lr(lr) -> float:
-    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise ConfigError(f"learning rate must be a finite number > 0, not {lr}")
-    return float(lr)
-
-
-def finite_or_none(value):
-    """A logged number (or a dict or list of them), with inf and NaN as None (JSON has no NaN; a
-    checkpoint never holds one)."""
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_or_none(v) for v in value]
-    return value if not isinstance(value, float) or math.isfinite(value) else None
+from .rng import RNG_LOCK, cuda_devices, seeded
 
 
 class Diverged(LabError):
@@ -126,6 +89,7 @@ class Trainer:
     def __init__(self, config: RunConfig, data: datasets.Dataset | None = None, live_every: int = 50,
                  live_batch: int = 500):
         self.device = pick_device(config.device)
+        self.run_id = uuid.uuid4().hex  # this run's identity: its snapshots are (run_id, step)
         self.data = data if data is not None else datasets.load(config.data)
         self.objective = build_objective(config.objective, config.settings)
         with self._rng(seed=config.seed):
@@ -147,13 +111,9 @@ class Trainer:
         with seeded(self.device, config.seed):
             live_x, live_y = eval_split(self.data, live_batch)
         self._live_x, self._live_y = live_x.to(self.device), live_y.to(self.device)
-        self.state = "ready"        # ready | running | paused | stopped | done | diverged
-        self.error: str | None = None
+        self.diverged: str | None = None  # the message of the step that diverged; no step after it
         self._order, self._pos = None, 0
         self._lock = threading.RLock()
-        self._go = threading.Event()
-        self._halt = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ stepping
 
@@ -170,8 +130,8 @@ class Trainer:
         rows = []
         for _ in range(n):
             with self._lock:
-                if self.state == "diverged":
-                    raise Diverged(self.error)
+                if self.diverged:
+                    raise Diverged(self.diverged)
                 rows.append(self._step())
         return rows
 
@@ -200,13 +160,12 @@ class Trainer:
         row = dict(zip(scalars, values[:len(scalars)]))
         bad = [k for k, v in row.items() if not math.isfinite(v)]
         if bad or not all(map(math.isfinite, values[len(scalars):])):
-            self.state = "diverged"
             term = ", ".join(bad) if bad else "kl_per_dim"
-            self.error = (f"training diverged at step {self.step_count + 1}: {term} became non-finite "
+            self.diverged = (f"training diverged at step {self.step_count + 1}: {term} became non-finite "
                           f"({', '.join(f'{k}={row[k]}' for k in bad) or 'a KL dimension'}); the weights are "
                           f"kept from step {self.step_count}. Try a lower learning rate.")
             self.optimizer.zero_grad(set_to_none=True)
-            raise Diverged(self.error)
+            raise Diverged(self.diverged)
         self.optimizer.step()
         self.step_count += 1
         self.seconds += time.perf_counter() - t0
@@ -223,16 +182,15 @@ class Trainer:
         inside this trainer's own, so the training stream is exactly as if they had not run."""
         row = {"step": self.step_count}
         with self._rng(), seeded(self.device, self.step_count):
-            q = self.model.encode(self._live_x, self._live_y)
-            prior = self.model.prior()
+            q = self.objective.posterior(self.model, self._live_x, self._live_y)
             for _, live in LIVE.items():
-                row.update(live(q, prior))
+                row.update(live(q))
         return {k: finite_or_none(v) for k, v in row.items()}
 
     @contextlib.contextmanager
     def _rng(self, seed: int | None = None):
         """Swap this trainer's random stream into torch's global one for the duration."""
-        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        cuda = cuda_devices(self.device)
         with RNG_LOCK, torch.random.fork_rng(devices=cuda):
             if seed is not None:
                 torch.manual_seed(seed)
@@ -261,62 +219,14 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
 
-    def save(self, path):
-        """Write a checkpoint (core.checkpoint.save); returns the sidecar's path."""
-        from . import checkpoint  # checkpoint reads RunConfig from this module
-        return checkpoint.save(path, self)
+    def save(self, path, **extra):
+        """Write a checkpoint of the current weights (core.checkpoint.save); returns the sidecar's path."""
+        return checkpoint.save(path, self.snapshot(), **extra)
 
-    def snapshot(self) -> VAE:
-        """A CPU copy of the current weights in eval mode, safe to decode from while training goes on."""
+    def snapshot(self) -> Bundle:
+        """The model as it is now: CPU copies of the network (in eval mode) and the objective with its
+        trained parameters, safe to decode from while training goes on, identified as (run_id, step)."""
         with self._lock:
-            return copy.deepcopy(self.model).cpu().eval()
-
-    # ------------------------------------------------------------ background training
-
-    def start(self, steps: int | None = None):
-        """Train in a background thread until `steps` more steps are done (None: until stopped)."""
-        if self._thread is not None and self._thread.is_alive():
-            raise RuntimeError("this trainer is already running")
-        if self.state == "diverged":
-            raise Diverged(self.error)
-        target = None if steps is None else self.step_count + steps
-        self._halt.clear()
-        self._go.set()
-        self.state = "running"
-        self._thread = threading.Thread(target=self._loop, args=(target,), daemon=True, name="vaelab-trainer")
-        self._thread.start()
-
-    def _loop(self, target):
-        try:
-            while not self._halt.is_set() and (target is None or self.step_count < target):
-                if not self._go.wait(timeout=0.1):
-                    continue
-                self.step()
-            if self.state == "running":
-                self.state = "stopped" if self._halt.is_set() else "done"
-        except Diverged:
-            pass  # state and error are already set
-        except Exception as e:  # a background failure must reach the UI as a message, not vanish
-            self.state, self.error = "stopped", f"training stopped: {type(e).__name__}: {e}"
-
-    def pause(self):
-        self._go.clear()
-        if self.state == "running":
-            self.state = "paused"
-
-    def resume(self):
-        if self.state == "paused":
-            self.state = "running"
-        self._go.set()
-
-    def stop(self):
-        self._halt.set()
-        self._go.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self.state in ("running", "paused"):
-            self.state = "stopped"
-
-    def join(self, timeout: float | None = None):
-        if self._thread is not None:
-            self._thread.join(timeout)
+            return Bundle(copy.deepcopy(self.model).cpu().eval(), copy.deepcopy(self.objective).cpu(),
+                          replace(self.config, settings=self.objective.settings()), Ref(self.run_id, self.step_count),
+                          self.data.info, len(self.train_x), list(self.history), list(self.live))

@@ -1,13 +1,21 @@
 """Many diagnostics in one pass, and the headline numbers a comparison table shows. Used by
-`python -m core diagnose`, the Compare page, and the precomputed diagnostics of shipped checkpoints."""
+`python -m core diagnose`, the Compare page, and the precomputed diagnostics of shipped checkpoints.
+
+Results stay typed (each diagnostic's dataclass, or Skipped) from the diagnostics to the pages and the
+CLI; they become dicts only in a sidecar (to_dict) and come back with from_dict, which refuses a field
+the dataclass does not have, so a renamed field fails loudly instead of blanking a column.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass
 
 from . import checkpoint
+from .bundle import as_bundle
+from .config import finite_or_none
 from .diagnostics import DIAGNOSTICS, run
-from .engine import finite_or_none
-from .evaluate import evaluate
+from .evaluate import EvalResult, evaluate
 from .errors import ConfigError
 
 EVAL_N = 1000  # the fixed slice of the test set a recorded evaluation covers
@@ -17,39 +25,77 @@ COMPARE = ("iwae", "kl", "active-units", "mutual-information", "probe", "decoder
            "aggregate-posterior")
 
 
-def run_all(model, data, objective=None, step: int = 0, names=None, options: dict | None = None,
-            bars: bool = False, progress=None) -> dict:
-    """{name: the diagnostic's result as a dict, or {'skipped': why}} for each name (default: all of
-    them, the collapse report last since it sums up the rest). options: {name: {option: value}}.
+@dataclass
+class Skipped:
+    """A diagnostic not defined for this model or dataset, and why."""
+    skipped: str
+
+
+def run_all(model, data, names=None, options: dict | None = None, bars: bool = False, progress=None) -> dict:
+    """{name: the diagnostic's result, or Skipped(why)} for each name (default: all of them, the collapse
+    report last since it sums up the rest). model: a bundle (core.bundle). options: {name: {option: value}}.
     bars: tqdm progress bars on stderr; progress(fraction, name) is called before each diagnostic."""
     from tqdm import tqdm
 
+    bundle = as_bundle(model)
     names = sorted(names or DIAGNOSTICS.names(), key=lambda n: n == "collapse")
     results = {}
     for i, name in enumerate(tqdm(names, desc="diagnostics", unit="diagnostic", leave=False, disable=not bars)):
         if progress:
             progress(i / len(names), name)
         try:
-            result = run(name, model, data, objective=objective, step=step, progress=bars,
-                         **(options or {}).get(name, {}))
-            results[name] = asdict(result)
+            results[name] = run(name, bundle, data, progress=bars, **(options or {}).get(name, {}))
         except ConfigError as e:  # not defined for this model or dataset: say why, run the rest
-            results[name] = {"skipped": str(e)}
+            results[name] = Skipped(str(e))
     return results
+
+
+def to_dict(results: dict) -> dict:
+    """run_all's results as plain dicts, for a sidecar or JSON (NaN and inf as None)."""
+    return finite_or_none({name: asdict(result) for name, result in results.items()})
+
+
+def result_type(name: str) -> type:
+    return typing.get_type_hints(DIAGNOSTICS.get(name))["return"]
+
+
+def from_fields(cls, d: dict):
+    """A dataclass from its asdict() form, nested dataclasses included. Raises ValueError on a field the
+    class does not have, and TypeError on a missing one."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.init and f.name in d:
+            value = d[f.name]
+            values[f.name] = from_fields(hints[f.name], value) if dataclasses.is_dataclass(hints[f.name]) else value
+    return cls(**values)
+
+
+def from_dict(results: dict) -> dict:
+    """to_dict's output back to typed results."""
+    return {name: Skipped(d["skipped"]) if set(d) == {"skipped"} else from_fields(result_type(name), d)
+            for name, d in results.items()}
 
 
 def headline(results: dict) -> dict:
     """The comparison table's row: ELBO, IWAE NLL, KL, AU, MI, probe accuracy, decoder-reliance gap and
     the collapse verdict, from run_all's results (None where a diagnostic was skipped or not run)."""
-    def get(name, key):
-        return results.get(name, {}).get(key)
+    def get(name, field):
+        result = results.get(name)
+        return None if result is None or isinstance(result, Skipped) else getattr(result, field)
 
     verdicts = get("collapse", "verdicts")
     counts = None if verdicts is None else {v: verdicts.count(v) for v in ("active", "unused by decoder", "collapsed")}
+    iwae = get("iwae", "iwae")
     return {
         "ELBO": get("iwae", "elbo"),
-        "IWAE NLL": None if get("iwae", "iwae") is None else -get("iwae", "iwae"),
+        "IWAE NLL": None if iwae is None else -iwae,
         "KL": get("kl", "total"),
+        "KL exact": get("kl", "exact"),
         "AU": get("active-units", "count"),
         "MI": get("mutual-information", "mi"),
         "probe accuracy": get("probe", "logistic_accuracy"),
@@ -65,24 +111,29 @@ def data_identity(data) -> dict:
             "n_test": len(data.test_x), "note": data.info.note}
 
 
-def recorded(ckpt, data, key: str = "diagnostics"):
-    """The checkpoint's recorded results under key, if they were measured on this data; else None."""
-    entry = ckpt.meta.get(key)
-    if isinstance(entry, dict) and entry.get("data") == data_identity(data):
-        return entry.get("results")
-    return None
+def recorded(bundle, data, key: str = "diagnostics"):
+    """A checkpoint's recorded results under key (typed: run_all's form, or an EvalResult), if they were
+    measured on this data and still read as today's result types; else None, and they are measured again."""
+    entry = bundle.meta.get(key)
+    if not isinstance(entry, dict) or entry.get("data") != data_identity(data):
+        return None
+    try:
+        results = entry["results"]
+        return from_fields(EvalResult, results) if key == "evaluation" else from_dict(results)
+    except (KeyError, TypeError, ValueError, ConfigError):
+        return None
 
 
-def record(path, ckpt, data, bars: bool = False) -> dict:
+def record(path, bundle, data, bars: bool = False) -> dict:
     """Measure every diagnostic and the ELBO of the first EVAL_N test images, and store them in the
     checkpoint's sidecar, with the data they were measured on: what the Compare page and the lessons show
-    without measuring again, and what tests/test_shipped.py re-measures. ckpt: the checkpoint at path, loaded
-on the CPU. Returns the two entries."""
+    without measuring again, and what tests/test_shipped.py re-measures. bundle: the checkpoint at path,
+    loaded on the CPU. Returns the two entries as written."""
     identity = data_identity(data)
     entries = {
-        "evaluation": {"data": identity, "results": evaluate(ckpt.model, data, n=EVAL_N).to_dict()},
-        "diagnostics": {"data": identity, "results": run_all(ckpt.model, data, ckpt.objective, ckpt.step, bars=bars)},
+        "evaluation": {"data": identity, "results": evaluate(bundle, data, n=EVAL_N).to_dict()},
+        "diagnostics": {"data": identity, "results": to_dict(run_all(bundle, data, bars=bars))},
     }
-    entries = finite_or_none(entries)  # strict JSON: NaN and inf as null
+    entries = finite_or_none(entries)  # strict JSON: NaN and inf as None
     checkpoint.annotate(path, **entries)
     return entries

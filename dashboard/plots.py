@@ -157,18 +157,18 @@ def kl_compare(kl_per_dim: dict[str, list[float]]) -> go.Figure:
     return fig
 
 
-def aggregate_vs_prior(aggregates: dict[str, dict], dim: int) -> go.Figure:
+def aggregate_vs_prior(aggregates: dict, dim: int) -> go.Figure:
     """The aggregate posterior q(z_d) of several models as histograms (mass per bin), against the
-    prior's mass per bin, for one latent dimension. aggregates: the aggregate-posterior diagnostic's dicts."""
+    prior's mass per bin, for one latent dimension. aggregates: {name: AggregatePosteriorResult}."""
     fig = go.Figure()
     for name, agg in aggregates.items():
-        edges = np.asarray(agg["edges"])
-        fig.add_scatter(x=(edges[:-1] + edges[1:]) / 2, y=agg["q_mass"][dim], name=f"{name}: q(z{dim})",
+        edges = np.asarray(agg.edges)
+        fig.add_scatter(x=(edges[:-1] + edges[1:]) / 2, y=agg.q_mass[dim], name=f"{name}: q(z{dim})",
                         mode="lines", line=dict(shape="hvh"))
     if aggregates:
-        widest = max(aggregates.values(), key=lambda a: a["edges"][-1] - a["edges"][0])
-        edges = np.asarray(widest["edges"])
-        fig.add_scatter(x=(edges[:-1] + edges[1:]) / 2, y=widest["prior_mass"], name="prior p(z)",
+        widest = max(aggregates.values(), key=lambda a: a.edges[-1] - a.edges[0])
+        edges = np.asarray(widest.edges)
+        fig.add_scatter(x=(edges[:-1] + edges[1:]) / 2, y=widest.prior_mass, name="prior p(z)",
                         mode="lines", line=dict(dash="dot", color="black", shape="hvh"))
     fig.update_layout(title=f"Aggregate posterior against the prior, z{dim}", xaxis_title=f"z{dim}",
                       yaxis_title="mass per bin", height=320, margin=dict(l=10, r=10, t=40, b=10))

@@ -11,8 +11,10 @@ import streamlit as st
 
 from core import checkpoint, explore, report
 from core import data as datasets
-from core.remote import ProcessTrainer
+from core.bundle import Bundle
+from core.control import RecordedRun
 from core.errors import LabError
+from core.remote import ProcessRun
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +48,7 @@ def keep_widget_values():
             st.session_state[key] = st.session_state[key]
 
 
-def runs() -> dict[str, ProcessTrainer]:
+def runs() -> dict[str, ProcessRun]:
     """This session's training runs by name, oldest first."""
     return st.session_state.setdefault("runs", {})
 
@@ -56,12 +58,20 @@ def load_data(spec: datasets.DataSpec) -> datasets.Dataset:
     return datasets.load(spec)
 
 
+def try_data(spec: datasets.DataSpec) -> tuple[datasets.Dataset | None, str | None]:
+    """(the dataset, None), or (None, why not): a model whose dataset is missing still decodes."""
+    try:
+        return load_data(spec), None
+    except LabError as e:
+        return None, str(e)
+
+
 @st.cache_resource(show_spinner="Loading the checkpoint ...", max_entries=32)
-def _load_checkpoint(path: str, mtime: float) -> checkpoint.Checkpoint:
+def _load_checkpoint(path: str, mtime: float) -> Bundle:
     return checkpoint.load(path)
 
 
-def load_checkpoint(path) -> checkpoint.Checkpoint:
+def load_checkpoint(path) -> Bundle:
     """A checkpoint, read once per version of the file (a re-saved file is read again)."""
     weights, meta = checkpoint.paths(path)
     mtime = max(p.stat().st_mtime for p in (weights, meta) if p.exists()) if meta.exists() else 0.0
@@ -72,47 +82,43 @@ def checkpoint_files() -> list[Path]:
     return sorted(p for p in checkpoint_dir().rglob("*.json") if p.with_suffix(".safetensors").exists())
 
 
+def to_image(images, spec: datasets.DataSpec, data: datasets.Dataset | None):
+    """Model space to displayable pixels. Only mean-normalized data needs its dataset for that."""
+    if data is not None:
+        return data.to_image(images)
+    if spec.normalize != "none":
+        raise LabError(f"showing pictures of a {spec.normalize}-normalized model needs its dataset {spec.name!r}")
+    return images.clamp(0, 1)
+
+
 class Source:
-    """A model to look at: a run of this session (its latest weights) or a checkpoint file."""
+    """A model to look at: a run of this session (its latest weights) or a checkpoint file. The label is
+    for display only; what a model is, is its bundle's ref."""
 
-    def __init__(self, label: str, trainer: ProcessTrainer | None = None, path: Path | None = None):
-        self.label, self.trainer, self.path = label, trainer, path
+    def __init__(self, label: str, run: ProcessRun | None = None, path: Path | None = None):
+        self.label, self.run, self.path = label, run, path
 
-    def load(self):
-        """(model, data, objective, step); raises LabError with a message fit for the page."""
-        if self.trainer is not None:
-            t = self.trainer
-            return t.snapshot(), t.data, t.objective, t.step_count
-        ck = load_checkpoint(self.path)
-        return ck.model, load_data(ck.config.data), ck.objective, ck.step
+    def open(self) -> tuple[Bundle, datasets.Dataset | None, str | None]:
+        """(the model, its dataset or None, why the dataset is missing); raises LabError with a message
+        fit for the page when the model itself cannot be opened."""
+        if self.run is not None:
+            return self.run.snapshot(), self.run.data, None
+        bundle = load_checkpoint(self.path)
+        return (bundle, *try_data(bundle.config.data))
 
     def history(self) -> list[dict]:
-        return list(self.trainer.history) if self.trainer is not None else load_checkpoint(self.path).history
+        return list(self.run.history) if self.run is not None else load_checkpoint(self.path).history
 
-    def recorded(self, data) -> dict | None:
+    def recorded(self, data):
         """The diagnostics stored in the checkpoint when it was made, if they were measured on this data."""
         return None if self.path is None else report.recorded(load_checkpoint(self.path), data)
 
 
-class Recorded:
-    """A shipped or saved checkpoint shown as a finished run: its training history and live diagnostics
-    from the sidecar, its weights for the pictures. Reads like a ProcessTrainer to the Train page."""
-
-    state, error, seconds = "recorded", None, 0.0
-
-    def __init__(self, path: Path):
-        ck = load_checkpoint(path)
-        self.model, self.objective = ck.model, ck.objective
-        self.history, self.live, self.step_count = ck.history, ck.live, ck.step
-        self.batch_size, self.data = ck.config.batch_size, load_data(ck.config.data)
-        self.command = ck.meta.get("command")
-
-    @property
-    def epoch(self) -> float:
-        return self.step_count * self.batch_size / len(self.data.train_x)
-
-    def snapshot(self):
-        return self.model
+def recorded_run(path: Path) -> RecordedRun:
+    """A shipped or saved checkpoint as a finished run (core.control.RecordedRun), with its dataset if here."""
+    run = RecordedRun(load_checkpoint(path))
+    run.data, run.data_error = try_data(run.config.data)
+    return run
 
 
 def shipped(name: str) -> Path | None:
@@ -122,13 +128,14 @@ def shipped(name: str) -> Path | None:
 
 
 def sources() -> list[Source]:
-    found = [Source(f"run: {name}", trainer=t) for name, t in runs().items()]
+    found = [Source(f"run: {name}", run=t) for name, t in runs().items()]
     found += [Source(f"file: {p.relative_to(checkpoint_dir()).with_suffix('')}", path=p) for p in checkpoint_files()]
     return found
 
 
 def pick_model(key: str = "source"):
-    """A model picker; returns (source, model, data, objective, step), or says why not and stops the page."""
+    """A model picker; returns (source, bundle, data, why the data is missing), or says why not and stops
+    the page. data is None when the model's dataset is not here: decoder-only views still work."""
     options = sources()
     if not options:
         st.info("No model yet. Train one on the **Train** page, or save a checkpoint into `checkpoints/`.")
@@ -143,11 +150,17 @@ def pick_model(key: str = "source"):
     st.query_params["model"] = label
     source = options[labels.index(label)]
     try:
-        model, data, objective, step = source.load()
+        bundle, data, missing = source.open()
     except LabError as e:
         st.error(f"Cannot open {label}: {e}")
         st.stop()
-    return source, model, data, objective, step
+    return source, bundle, data, missing
+
+
+def model_state(bundle: Bundle, name: str) -> str:
+    """The session-state key of a piece of page state that belongs to one model (its id, not its label):
+    a code made for one model never reaches another."""
+    return f"{name}@{bundle.ref.id}"
 
 
 @st.cache_resource

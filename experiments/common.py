@@ -11,7 +11,9 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("VAELAB_OFFLINE", "1")
 
-from core.engine import Diverged, RunConfig, Trainer  # noqa: E402
+from core.config import RunConfig  # noqa: E402
+
+from core.engine import Diverged, Trainer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

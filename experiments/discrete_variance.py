@@ -13,7 +13,8 @@ from common import save, train
 
 from core import data as datasets
 from core.data import DataSpec
-from core.engine import Diverged, RunConfig
+from core.config import RunConfig
+from core.engine import Diverged
 from core.models import ModelConfig
 
 

@@ -12,7 +12,7 @@ from common import save, train
 
 from core import data as datasets
 from core.data import DataSpec
-from core.engine import RunConfig
+from core.config import RunConfig
 from core.evaluate import importance_weighted_bound
 from core.models import ModelConfig
 

@@ -12,7 +12,7 @@ from common import save, train
 from core import data as datasets
 from core.data import DataSpec
 from core.diagnostics import DIAGNOSTICS
-from core.engine import RunConfig
+from core.config import RunConfig
 from core.models import ModelConfig
 
 MODELS = [("VAE", "vae", {}), ("beta-VAE (4)", "beta-vae", {"beta": 4.0}),

@@ -28,7 +28,7 @@ def mnist():
 
 def small_config(**kw):
     from core.data import DataSpec
-    from core.engine import RunConfig
+    from core.config import RunConfig
     from core.models import ModelConfig
     model = kw.pop("model", ModelConfig(hidden=(64,), latent_dim=4))
     return RunConfig(data=kw.pop("data", DataSpec("digits")), model=model, device="cpu", **kw)

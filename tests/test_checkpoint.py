@@ -21,11 +21,11 @@ def trained(digits):
 
 
 def test_round_trip_is_bit_exact(trained, digits, tmp_path):
-    path = checkpoint.save(tmp_path / "run", trained)
+    path = trained.save(tmp_path / "run")
     assert path == tmp_path / "run.json" and (tmp_path / "run.safetensors").exists()
     ck = checkpoint.load(tmp_path / "run.safetensors")
     saved = trained.model.state_dict()
-    loaded = ck.model.state_dict()
+    loaded = ck.network.state_dict()
     assert saved.keys() == loaded.keys()
     assert all(torch.equal(saved[k], loaded[k]) for k in saved)
     assert ck.config == replace(trained.config, settings=trained.objective.settings())
@@ -33,7 +33,9 @@ def test_round_trip_is_bit_exact(trained, digits, tmp_path):
     assert ck.step == 20 and ck.history == checkpoint.rounded(trained.history)  # 5 significant digits
     assert [r["loss"] for r in ck.history] == pytest.approx([r["loss"] for r in trained.history], rel=1e-4)
     assert ck.live == checkpoint.rounded(trained.live) and [r["step"] for r in ck.live] == [10, 20]
-    assert evaluate(ck.model, digits) == evaluate(trained.model, digits)
+    assert evaluate(ck, digits) == evaluate(trained.snapshot(), digits)
+    assert ck.ref.id == json.loads(path.read_text())["weights_sha256"] and ck.ref.version == 20
+    assert ck.n_train == len(digits.train_x) and ck.data_info == digits.info
     meta = json.loads(path.read_text())
     assert meta["format_version"] == checkpoint.FORMAT_VERSION and meta["versions"]["torch"] == torch.__version__
     assert meta["data"]["spec"]["name"] == "digits" and meta["data"]["info"]["shape"] == [1, 8, 8]
@@ -42,12 +44,12 @@ def test_round_trip_is_bit_exact(trained, digits, tmp_path):
 
 def test_beta_changed_mid_run_is_saved(trained, tmp_path):
     trained.set_beta(3.0)
-    checkpoint.save(tmp_path / "run", trained)
+    trained.save(tmp_path / "run")
     assert checkpoint.load(tmp_path / "run").objective.beta == 3.0
 
 
 def test_truncated_weights_are_refused_by_name(trained, tmp_path):
-    checkpoint.save(tmp_path / "run", trained)
+    trained.save(tmp_path / "run")
     weights = tmp_path / "run.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
     with pytest.raises(CheckpointError, match=r"run\.safetensors: does not match the checksum.*truncated"):
@@ -55,7 +57,7 @@ def test_truncated_weights_are_refused_by_name(trained, tmp_path):
 
 
 def test_tampered_weights_are_refused_even_with_a_matching_checksum(trained, tmp_path):
-    checkpoint.save(tmp_path / "run", trained)
+    trained.save(tmp_path / "run")
     weights, meta_path = checkpoint.paths(tmp_path / "run")
     blob = bytearray(weights.read_bytes())
     blob[0] ^= 0xFF  # break the header length; then forge the sidecar's checksum to match
@@ -69,7 +71,7 @@ def test_tampered_weights_are_refused_even_with_a_matching_checksum(trained, tmp
 
 
 def test_truncated_or_foreign_sidecar_is_refused(trained, tmp_path):
-    path = checkpoint.save(tmp_path / "run", trained)
+    path = trained.save(tmp_path / "run")
     path.write_text(path.read_text()[:200])
     with pytest.raises(CheckpointError, match=r"run\.json: not valid JSON"):
         checkpoint.load(path)
@@ -81,7 +83,7 @@ def test_truncated_or_foreign_sidecar_is_refused(trained, tmp_path):
 
 
 def test_sidecar_describing_another_model_is_refused(trained, tmp_path):
-    path = checkpoint.save(tmp_path / "run", trained)
+    path = trained.save(tmp_path / "run")
     meta = json.loads(path.read_text())
     meta["config"]["model"]["latent_dim"] = 9
     path.write_text(json.dumps(meta))
@@ -103,7 +105,7 @@ class Exploit:
 
 
 def test_a_pickle_posing_as_a_checkpoint_never_runs(trained, tmp_path):
-    path = checkpoint.save(tmp_path / "run", trained)
+    path = trained.save(tmp_path / "run")
     marker = tmp_path / "pwned"
     exploit = Exploit()
     exploit.marker = marker
@@ -119,17 +121,17 @@ def test_a_pickle_posing_as_a_checkpoint_never_runs(trained, tmp_path):
 
 
 def test_nan_weights_are_never_saved(trained, tmp_path):
-    checkpoint.save(tmp_path / "run", trained)
+    trained.save(tmp_path / "run")
     good = (tmp_path / "run.safetensors").read_bytes()
     with torch.no_grad():
         next(trained.model.parameters())[0] = float("nan")
     with pytest.raises(CheckpointError, match="non-finite"):
-        checkpoint.save(tmp_path / "run", trained)
+        trained.save(tmp_path / "run")
     assert (tmp_path / "run.safetensors").read_bytes() == good  # the old checkpoint is untouched
 
 
 def test_a_crash_mid_write_leaves_the_old_checkpoint_whole(trained, tmp_path, monkeypatch):
-    checkpoint.save(tmp_path / "run", trained)
+    trained.save(tmp_path / "run")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     trained.step(5)
 
@@ -137,14 +139,14 @@ def test_a_crash_mid_write_leaves_the_old_checkpoint_whole(trained, tmp_path, mo
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(checkpoint.os, "fsync", crash)  # the disk fills up during the write
     with pytest.raises(OSError):
-        checkpoint.save(tmp_path / "run", trained)
+        trained.save(tmp_path / "run")
     monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     assert checkpoint.load(tmp_path / "run").step == 20
 
 
 def test_annotate_adds_sidecar_fields_atomically_and_refuses_a_broken_checkpoint(trained, tmp_path):
-    checkpoint.save(tmp_path / "run", trained)
+    trained.save(tmp_path / "run")
     weights = (tmp_path / "run.safetensors").read_bytes()
     checkpoint.annotate(tmp_path / "run", diagnostics={"data": {"dataset": "digits"}, "results": {"kl": {"total": 1.5}}})
     ck = checkpoint.load(tmp_path / "run")

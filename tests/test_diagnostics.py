@@ -197,6 +197,7 @@ def test_measured_gradient_variance_of_the_discrete_estimator_matches_enumeratio
     and covariance of the M = 2 importance-sampling gradient on one image; the diagnostic's variance
     from 3000 fresh estimates must agree within 4 standard errors (also from the enumeration)."""
     import itertools
+    from core.bundle import as_bundle
     from core.objectives import as_event, build, log_weights, score_output
     m = discrete_model("bernoulli", 3, torch.tensor([-1.5, 0.2, 1.0]))
     with torch.no_grad():
@@ -220,7 +221,7 @@ def test_measured_gradient_variance_of_the_discrete_estimator_matches_enumeratio
     probs = torch.tensor(probs, dtype=torch.float64)
     assert probs.sum() == pytest.approx(1)
     repeats = 3000
-    measured = DIAGNOSTICS.get("gradient-variance")(m, toy_data(x), objective=obj, n=1, repeats=repeats)
+    measured = DIAGNOSTICS.get("gradient-variance")(as_bundle(m, obj), toy_data(x), n=1, repeats=repeats)
     for g in groups:
         G = torch.stack(grads[g])
         mean = probs @ G
@@ -238,7 +239,7 @@ def test_collapse_report_names_each_dimension_and_flags_disagreements(digits):
     from core.models import ModelConfig as MC
     t = Trainer(small_config(lr=3e-3, model=MC(hidden=(64,), latent_dim=5)), digits)
     t.step(500)
-    m = t.snapshot()
+    m = t.snapshot().network
     before = DIAGNOSTICS.get("collapse")(m, digits, n=297)
     a, b = sorted(range(5), key=lambda d: -before.zeroing_cost[d])[:2]  # the two dimensions used most
     assert before.verdicts[a] == before.verdicts[b] == "active" and before.zeroing_cost[b] > 1
@@ -256,16 +257,18 @@ def test_collapse_report_names_each_dimension_and_flags_disagreements(digits):
     assert report.thresholds["au_variance"] == 0.01
 
 
-def test_diagnostics_are_reproducible_and_runner_passes_the_objective(digits):
+def test_diagnostics_are_reproducible_and_read_the_models_own_posterior(digits):
     from core.diagnostics import run
     from core.objectives import build
     m = VAE(ModelConfig(hidden=(32,), latent_dim=4, image_shape=(1, 8, 8), likelihood="bernoulli"))
-    for name in ("mutual-information", "decoder-reliance", "aggregate-posterior"):
-        assert DIAGNOSTICS.get(name)(m, digits) == DIAGNOSTICS.get(name)(m, digits), name
-    # the runner hands the objective to diagnostics that take one, and not to those that do not
     iaf = build("iaf", model=m)
+    for name in ("mutual-information", "decoder-reliance", "aggregate-posterior", "kl", "active-units"):
+        assert DIAGNOSTICS.get(name)(m, digits) == DIAGNOSTICS.get(name)(m, digits), name
+        assert run(name, m, digits, objective=iaf) == run(name, m, digits, objective=iaf), name
+    # every diagnostic measures the flow's q_T, not the encoder's q_0
     assert run("iwae", m, digits, objective=iaf, k=5).iwae != run("iwae", m, digits, k=5).iwae
-    assert run("kl", m, digits, objective=iaf) == DIAGNOSTICS.get("kl")(m, digits)
+    flow_kl, base_kl = run("kl", m, digits, objective=iaf), run("kl", m, digits)
+    assert not flow_kl.exact and base_kl.exact and flow_kl.total != base_kl.total
 
 
 def test_live_diagnostics_do_not_change_the_run(digits):
@@ -289,7 +292,7 @@ def test_live_diagnostics_do_not_change_the_run(digits):
 
 def test_pairwise_gaussian_density_matches_torch_distributions():
     from torch.distributions import Independent, Normal
-    from core.diagnostics.mutual_information import pairwise_log_density
+    from core.posterior import pairwise_log_density
     gen = torch.Generator().manual_seed(0)
     q = Normal(torch.randn(50, 7, generator=gen) * 5, torch.rand(50, 7, generator=gen) * 0.5 + 1e-3)
     z = q.sample()
@@ -298,14 +301,21 @@ def test_pairwise_gaussian_density_matches_torch_distributions():
 
 
 def test_run_all_reports_skips_and_the_headline_row(digits):
-    from core.report import COMPARE, headline, run_all
+    from core.report import COMPARE, Skipped, from_dict, headline, run_all, to_dict
     m = VAE(ModelConfig(hidden=(32,), latent_dim=4, image_shape=(1, 8, 8), likelihood="bernoulli"))
     seen = []
     results = run_all(m, digits, names=[*COMPARE, "code-usage"], options={"iwae": {"k": 7}},
                       progress=lambda f, name: seen.append(name))
     assert seen[-1] == "collapse" and set(seen) == {*COMPARE, "code-usage"}  # the summary comes last
-    assert "discrete latents" in results["code-usage"]["skipped"] and results["iwae"]["k"] == 7
+    assert isinstance(results["code-usage"], Skipped) and "discrete latents" in results["code-usage"].skipped
+    assert results["iwae"].k == 7
     row = headline(results)
-    assert row["IWAE NLL"] == pytest.approx(-results["iwae"]["iwae"]) and row["AU"] == results["active-units"]["count"]
+    assert row["IWAE NLL"] == pytest.approx(-results["iwae"].iwae) and row["AU"] == results["active-units"].count
     assert row["verdict"].endswith("collapsed") and sum(int(p.split()[0]) for p in row["verdict"].split(" / ")) == 4
     assert headline({})["ELBO"] is None
+    # typed to the file boundary and back: the sidecar's dicts return as the same results
+    assert from_dict(to_dict(results)) == results
+    stored = to_dict(results)
+    stored["kl"]["totl"] = stored["kl"].pop("total")  # a renamed field is refused, not read as a blank
+    with pytest.raises(ValueError, match="KLResult has no field totl"):
+        from_dict(stored)

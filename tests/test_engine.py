@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from conftest import small_config
+from core.bundle import Ref
+from core.control import Controller, LocalRun, RecordedRun, RunError, RunState
 from core.engine import Diverged, Trainer, pick_device
 from core.errors import ConfigError
 
@@ -70,14 +72,17 @@ def test_snapshot_is_a_frozen_copy(digits):
     t = Trainer(small_config(), digits)
     t.step(5)
     snap = t.snapshot()
-    before = weights(snap)
+    before = weights(snap.network)
     t.step(5)
-    assert same(before, weights(snap)) and not same(before, {k: v.cpu() for k, v in weights(t.model).items()})
-    assert snap.sample(3).shape == (3, 1, 8, 8) and not snap.training
+    assert same(before, weights(snap.network)) and not same(before, {k: v.cpu() for k, v in weights(t.model).items()})
+    assert snap.network.sample(3).shape == (3, 1, 8, 8) and not snap.network.training
+    # the snapshot is the model at that step: its identity, history and data go with it
+    assert snap.ref == Ref(t.run_id, 5) and len(snap.history) == 5 and snap.n_train == len(digits.train_x)
+    assert t.snapshot().ref == Ref(t.run_id, 10) and Trainer(small_config(), digits).run_id != t.run_id
 
 
 def test_background_run_pauses_resumes_and_stops(digits):
-    t = Trainer(small_config(), digits)
+    t = LocalRun(small_config(), digits)
     t.start()
     deadline = time.time() + 30
     while t.step_count < 5 and time.time() < deadline:
@@ -101,10 +106,28 @@ def test_background_run_pauses_resumes_and_stops(digits):
 
 
 def test_background_run_to_a_step_count(digits):
-    t = Trainer(small_config(), digits)
+    t = LocalRun(small_config(), digits)
     t.start(steps=25)
     t.join(timeout=60)
-    assert t.state == "done" and t.step_count == 25
+    assert t.state == RunState.DONE and t.step_count == 25
+    t.start(steps=5)  # a finished run can train on
+    t.join(timeout=60)
+    assert t.state == RunState.DONE and t.step_count == 30
+
+
+def test_the_run_state_machine_refuses_illegal_moves(digits):
+    control = Controller()
+    control.pause()  # nothing to pause: no move
+    assert control.state == RunState.READY
+    control.start(0, 10)
+    assert control.steps_now(0, 5) == 5 and control.steps_now(8, 5) == 2
+    assert control.steps_now(10, 5) == 0 and control.state == RunState.DONE
+    control.start(10, 10)
+    control.diverged("training diverged at step 11")
+    with pytest.raises(RunError, match="diverged at step 11"):
+        control.start(11)
+    with pytest.raises(RunError):
+        RecordedRun(Trainer(small_config(), digits).snapshot()).start()
 
 
 def test_nan_in_the_data_stops_the_run_and_keeps_the_last_good_weights(digits):
@@ -115,7 +138,7 @@ def test_nan_in_the_data_stops_the_run_and_keeps_the_last_good_weights(digits):
     t.train_x[:] = float("nan")  # every later batch is poisoned
     with pytest.raises(Diverged, match=r"diverged at step 4: .*recon.*kept from step 3"):
         t.step(5)
-    assert t.state == "diverged" and t.step_count == 3
+    assert t.diverged and t.step_count == 3
     assert same(good, weights(t.model))
     assert all(torch.isfinite(v).all() for v in t.model.state_dict().values())
     with pytest.raises(Diverged):
@@ -123,8 +146,8 @@ def test_nan_in_the_data_stops_the_run_and_keeps_the_last_good_weights(digits):
 
 
 def test_divergence_in_a_background_run_is_reported_not_lost(digits):
-    t = Trainer(small_config(), digits)
-    t.train_x = torch.full_like(t.train_x, float("inf"))
+    t = LocalRun(small_config(), digits)
+    t.trainer.train_x = torch.full_like(t.trainer.train_x, float("inf"))
     t.start(steps=10)
     t.join(timeout=30)
     assert t.state == "diverged" and "step 1" in t.error and t.step_count == 0

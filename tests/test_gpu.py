@@ -5,7 +5,8 @@ import torch
 from conftest import needs_shared, small_config
 from core import checkpoint
 from core.data import DataSpec
-from core.engine import RunConfig, Trainer
+from core.config import RunConfig
+from core.engine import Trainer
 from core.models import ModelConfig
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")

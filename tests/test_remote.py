@@ -1,4 +1,5 @@
-"""The child-process trainer gives the numbers of the in-process one and obeys the same controls."""
+"""A run in a child process gives the numbers of the in-process trainer, obeys the same controls, and
+reports a crash as a typed message."""
 import time
 from dataclasses import replace
 
@@ -7,24 +8,26 @@ import torch
 
 from conftest import small_config
 from core import checkpoint
+from core.bundle import Ref
 from core.engine import Trainer
 from core.errors import ConfigError
-from core.remote import ProcessTrainer
+from core.remote import ProcessRun
 
 
 def test_a_child_process_trains_exactly_like_the_engine(digits, tmp_path):
     here = Trainer(small_config(), digits)
     here.step(60)
-    there = ProcessTrainer(small_config(), digits)
+    there = ProcessRun(small_config(), digits)
     try:
-        assert there.state == "ready" and there.model.latent_dim == 4
+        assert there.state == "ready" and there.latent_dim == 4
         there.start(steps=60)
         there.join(timeout=120)
         assert there.state == "done" and there.step_count == 60
         assert [r["loss"] for r in there.history] == [r["loss"] for r in here.history]
         assert there.live == here.live and [r["step"] for r in there.live] == [50]
         model = there.snapshot()
-        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), here.model.state_dict().values()))
+        assert model.ref == Ref(there.run_id, 60) and model.history == there.history
+        assert all(torch.equal(a, b) for a, b in zip(model.network.state_dict().values(), here.model.state_dict().values()))
         path = there.save(tmp_path / "run")
         assert checkpoint.load(path).step == 60
     finally:
@@ -40,7 +43,7 @@ def wait_until(condition, timeout=60.0):
 
 
 def test_controls_reach_the_child(digits):
-    t = ProcessTrainer(small_config(), digits)
+    t = ProcessRun(small_config(), digits)
     try:
         t.start()  # until stopped
         wait_until(lambda: t.step_count >= 20)
@@ -63,4 +66,4 @@ def test_controls_reach_the_child(digits):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_a_bad_config_fails_in_the_parent_with_its_message(digits):
     with pytest.raises(ConfigError, match="no CUDA GPU"):
-        ProcessTrainer(replace(small_config(), device="cuda"), digits)
+        ProcessRun(replace(small_config(), device="cuda"), digits)

@@ -2,35 +2,39 @@
 dataclass, registered by name so the CLI and the dashboard find them. A new file with @register is
 all it takes.
 
-A diagnostic with a cheap batch-level form also registers it as `live`: a function of the encoder's
-q(z|x) on a fixed held-out batch and the prior, returning a dict of numbers. The training engine runs
-every live diagnostic every N steps (see Trainer.live_every).
+`model` is a model value (core.bundle.Bundle), or a bare network, taken as trained with the plain ELBO.
+Every diagnostic reads the model's own posterior, `bundle.posterior(x, y)` (core.posterior), so flows,
+refinements and Laplace posteriors are measured as themselves, never through the encoder's raw q.
 
-Options a diagnostic may take, passed by the runner when its signature names them: `objective`
-(the objective the model was trained with), `step` (the training step), `progress` (show a bar).
+A diagnostic with a cheap batch-level form also registers it as `live`: a function of that posterior
+on a fixed held-out batch, returning a dict of numbers. The training engine runs every live diagnostic
+every N steps (see Trainer.live_every).
+
+The one option a diagnostic may take from the runner, when its signature names it: `progress` (show a bar).
 """
 import importlib
 import inspect
 import pkgutil
 
-from ..evaluate import eval_split, seeded
-from ..objectives import build
+from ..bundle import as_bundle
+from ..evaluate import eval_split
 from ..registry import Registry
+from ..rng import seeded
 
 DIAGNOSTICS = Registry("diagnostic")
 LIVE = Registry("live diagnostic")
 
 
 def register(name: str, live=None):
-    """Decorator: put a diagnostic in DIAGNOSTICS, and its batch-level form live(q, prior) -> dict in LIVE."""
+    """Decorator: put a diagnostic in DIAGNOSTICS, and its batch-level form live(posterior) -> dict in LIVE."""
     if live is not None:
         LIVE.register(name)(live)
     return DIAGNOSTICS.register(name)
 
 
-def held_out(model, data, n: int, seed: int = 0):
+def held_out(bundle, data, n: int, seed: int = 0):
     """The first n test images and labels on the model's device, binarized with a fixed seed."""
-    device = model.prior_loc.device
+    device = bundle.device
     with seeded(device, seed):
         x, y = eval_split(data, n)
     return x.to(device), y.to(device)
@@ -42,20 +46,15 @@ def sampling(device, seed: int = 0):
     return seeded(device, seed + 1)
 
 
-def objective_or_elbo(objective, model):
-    """The objective a diagnostic was given, or the plain ELBO, whose posterior is the encoder's q."""
-    return objective if objective is not None else build("vae", model=model)
-
-
-def run(name: str, model, data, objective=None, step: int = 0, progress: bool = False, **options):
-    """Run the named diagnostic, handing it the objective, step and progress flag if it takes them."""
+def run(name: str, model, data, objective=None, progress: bool = False, **options):
+    """Run the named diagnostic on a bundle (or a bare network with the objective it was trained with),
+    handing it the progress flag if it takes one."""
     fn = DIAGNOSTICS.get(name)
-    takes = inspect.signature(fn).parameters
-    extras = {"objective": objective, "step": step, "progress": progress}
-    return fn(model, data, **{k: v for k, v in extras.items() if k in takes}, **options)
+    extras = {"progress": progress} if "progress" in inspect.signature(fn).parameters else {}
+    return fn(as_bundle(model, objective), data, **extras, **options)
 
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["DIAGNOSTICS", "LIVE", "held_out", "objective_or_elbo", "register", "run", "sampling"]
+__all__ = ["DIAGNOSTICS", "LIVE", "as_bundle", "held_out", "register", "run", "sampling"]

@@ -2,11 +2,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch.distributions import Normal, OneHotCategorical
+from torch.distributions import Normal
 
 from ..errors import ConfigError
-from ..objectives.mmd_vae import mmd2_unbiased
-from . import held_out, register, sampling
+from ..stats import mmd2_unbiased
+from . import as_bundle, held_out, register, sampling
 
 
 @dataclass
@@ -19,6 +19,7 @@ class AggregatePosteriorResult:
     mmd: list[float]             # per dimension: unbiased MMD^2 between q(z_d) and p(z_d)
     mmd_joint: float             # the same for the whole latent vector
     total_correlation: float     # KL(q(z) || prod_d q(z_d)), nats
+    exact_marginals: bool = True  # False: q(z_d|x) are Gaussian fits to a flow's draws, so TC is an estimate
 
 
 def total_correlation(q, z) -> float:
@@ -26,10 +27,11 @@ def total_correlation(q, z) -> float:
     (2018, sec. 4.1): log q(z_i) ~ logsumexp_j log q(z_i|x_j) - log M. The batch of M images is the
     whole evaluation set, so every image has the same weight 1/M, and the same holds per dimension.
     With narrow posteriors the image's own term dominates log q(z_i), which biases the estimate
-    upwards for small M: compare models at the same n."""
-    per_dim = q.log_prob(z[:, None])                # (M, M, d): log q(z_id | x_j)
+    upwards for small M: compare models at the same n. q is a posterior (core.posterior): the joint
+    density is its own, the per-dimension ones its marginals."""
+    per_dim = q.marginals().log_prob(z[:, None])    # (M, M, d): log q(z_id | x_j)
     log_m = math.log(len(z))
-    log_qz = torch.logsumexp(per_dim.sum(-1), 1) - log_m
+    log_qz = torch.logsumexp(q.log_prob_matrix(z).double(), 1) - log_m
     log_marginals = (torch.logsumexp(per_dim, 1) - log_m).sum(-1)
     return (log_qz - log_marginals).mean().item()
 
@@ -41,14 +43,16 @@ def aggregate_posterior(model, data, n: int = 1000, bins: int = 40, seed: int = 
     histograms of one z ~ q(z|x) per image next to the prior's mass per bin, the unbiased MMD^2
     between q(z_d) and p(z_d) (Gretton et al. 2012; the IMQ kernel of the MMD-VAE), and the total
     correlation of q(z). A good fit of q(z) to the prior is what makes prior samples look like data."""
-    x, y = held_out(model, data, n, seed)
-    q = model.encode(x, y)
-    if isinstance(q, OneHotCategorical):
+    bundle = as_bundle(model)
+    if bundle.network.cfg.latent == "categorical":
         raise ConfigError("the aggregate posterior per dimension is for Gaussian or bit latents; "
                           "for a categorical latent use code-usage")
+    x, y = held_out(bundle, data, n, seed)
     with sampling(x.device, seed):
-        z, prior_z = q.sample(), model.prior().sample((len(x),))
-    if isinstance(q, Normal):
+        q = bundle.posterior(x, y)
+        z, prior_z = q.sample(1)[0][0], bundle.network.prior().sample((len(x),))
+        tc = total_correlation(q, z)  # inside the seeded stream: a flow's marginals are fitted to draws
+    if isinstance(q.marginals(), Normal):
         reach = max(4.0, z.abs().max().item())
         edges = torch.linspace(-reach, reach, bins + 1, dtype=torch.float64)
         cdf = Normal(0.0, 1.0).cdf(edges)
@@ -60,4 +64,4 @@ def aggregate_posterior(model, data, n: int = 1000, bins: int = 40, seed: int = 
     q_mass = [(torch.histogram(zc[:, d], edges).hist / len(zc)).tolist() for d in range(z.shape[1])]
     mmd = [mmd2_unbiased(z[:, d:d + 1], prior_z[:, d:d + 1]).item() for d in range(z.shape[1])]
     return AggregatePosteriorResult(edges.tolist(), q_mass, prior_mass, z.mean(0).tolist(), z.std(0).tolist(),
-                                    mmd, mmd2_unbiased(z, prior_z).item(), total_correlation(q, z))
+                                    mmd, mmd2_unbiased(z, prior_z).item(), tc, q.exact)

@@ -5,7 +5,7 @@ import torch
 from torch.distributions import Bernoulli, Categorical, OneHotCategorical
 
 from ..errors import ConfigError
-from . import held_out, register
+from . import as_bundle, held_out, register, sampling
 
 
 @dataclass
@@ -17,8 +17,9 @@ class CodeUsageResult:
     per_dim_entropy: list[float]  # bits only: H(P(z_d = 1)) per bit; empty for a categorical
 
 
-def code_usage_of(q) -> CodeUsageResult:
+def code_usage_of(posterior) -> CodeUsageResult:
     """Usage of the codes of a discrete latent under the aggregate posterior q(z) = mean_x q(z|x)."""
+    q = posterior.marginals()
     if isinstance(q, OneHotCategorical):
         usage = q.probs.mean(0)
         entropy = Categorical(probs=usage).entropy().item()
@@ -31,8 +32,8 @@ def code_usage_of(q) -> CodeUsageResult:
     raise ConfigError("code usage is for discrete latents (bernoulli or categorical); this model's are Gaussian")
 
 
-def live_code_usage(q, prior) -> dict:
-    if not isinstance(q, (Bernoulli, OneHotCategorical)):
+def live_code_usage(q) -> dict:
+    if not isinstance(q.marginals(), (Bernoulli, OneHotCategorical)):
         return {}
     return {"code_perplexity": code_usage_of(q).perplexity}
 
@@ -45,5 +46,7 @@ def code_usage(model, data, n: int = 1000) -> CodeUsageResult:
     of codes used, equal to the number of codes when all are used equally and 1 when the encoder
     always picks the same one (a collapsed code). For c independent bits the entropy is the sum of
     the per-bit entropies, an upper bound on the entropy of the joint code."""
-    x, y = held_out(model, data, n)
-    return code_usage_of(model.encode(x, y))
+    bundle = as_bundle(model)
+    x, y = held_out(bundle, data, n)
+    with sampling(bundle.device):
+        return code_usage_of(bundle.posterior(x, y))

@@ -6,7 +6,7 @@ from .active_units import THRESHOLD as AU_THRESHOLD, active_units
 from .decoder_reliance import decoder_reliance
 from .kl import kl
 from .mutual_information import mutual_information
-from . import register
+from . import as_bundle, register
 
 KL_THRESHOLD = 0.01        # nats: below this a dimension costs (and carries) next to nothing
 RELIANCE_THRESHOLD = 0.1   # nats per image: zeroing a dimension the decoder uses costs more than this
@@ -29,7 +29,7 @@ class CollapseReport:
 
 @register("collapse")
 @torch.no_grad()
-def collapse(model, data, objective=None, n: int = 1000, au_threshold: float = AU_THRESHOLD, kl_threshold: float = KL_THRESHOLD,
+def collapse(model, data, n: int = 1000, au_threshold: float = AU_THRESHOLD, kl_threshold: float = KL_THRESHOLD,
              reliance_threshold: float = RELIANCE_THRESHOLD) -> CollapseReport:
     """A verdict per latent dimension from three independent views: the encoder (active units: does
     E_q[z_d] vary with x?), the KL (does q(z_d|x) differ from the prior?) and the decoder (does zeroing
@@ -42,8 +42,9 @@ def collapse(model, data, objective=None, n: int = 1000, au_threshold: float = A
     Where the views disagree the report says so rather than picking one: AU counting a dimension the
     decoder ignores, KL spent on a dimension that carries no information, or a mutual-information
     estimate stuck at its log-batch ceiling, which then bounds nothing."""
-    kls, au = kl(model, data, n), active_units(model, data, n, au_threshold)
-    mi, reliance = mutual_information(model, data, n), decoder_reliance(model, data, objective, n)
+    bundle = as_bundle(model)
+    kls, au = kl(bundle, data, n), active_units(bundle, data, n, au_threshold)
+    mi, reliance = mutual_information(bundle, data, n), decoder_reliance(bundle, data, n)
     cost = [reliance.posterior - z for z in reliance.zeroed]
     verdicts, flags = [], []
     for d, (k, v, c) in enumerate(zip(kls.per_dim, au.variances, cost)):

@@ -2,7 +2,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import held_out, objective_or_elbo, register, sampling
+from . import as_bundle, held_out, register, sampling
 
 
 @dataclass
@@ -19,20 +19,20 @@ class DecoderRelianceResult:
 
 @register("decoder-reliance")
 @torch.no_grad()
-def decoder_reliance(model, data, objective=None, n: int = 1000, seed: int = 0) -> DecoderRelianceResult:
+def decoder_reliance(model, data, n: int = 1000, seed: int = 0) -> DecoderRelianceResult:
     """Does the decoder use z? The reconstruction log-likelihood with z from q(z|x), against z shuffled
     across the batch, z drawn from the prior, and each dimension zeroed in turn. A decoder that
     ignores z scores the same under all of them. z comes from the objective's own posterior (after
-    the flow, refinement or mode updates the decoder was trained on); without one, the encoder's."""
-    x, y = held_out(model, data, n, seed)
-    objective = objective_or_elbo(objective, model)
+    the flow, refinement or mode updates the decoder was trained on)."""
+    bundle = as_bundle(model)
+    x, y = held_out(bundle, data, n, seed)
     with sampling(x.device, seed):
-        z = objective.posterior_samples(model, x, y, 1)[0][0].detach()
+        z = bundle.posterior(x, y).sample(1)[0][0].detach()
         shuffled = z[torch.randperm(len(z), device=z.device)]
-        prior = model.prior().sample((len(z),))
+        prior = bundle.network.prior().sample((len(z),))
 
     def score(codes):
-        return model.decode(codes, y).log_prob(x).mean().item()
+        return bundle.network.decode(codes, y).log_prob(x).mean().item()
 
     zeroed = []
     for d in range(z.shape[1]):

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
-from . import held_out, objective_or_elbo, register, sampling
+from . import as_bundle, held_out, register, sampling
 
 
 @dataclass
@@ -31,19 +31,20 @@ def gradient_stats(total, total_sq, repeats: int) -> GradientStats:
 
 
 @register("gradient-variance")
-def gradient_variance(model, data, objective=None, n: int = 100, repeats: int = 100, step: int = 0,
-                      seed: int = 0, progress: bool = False) -> GradientVarianceResult:
+def gradient_variance(model, data, n: int = 100, repeats: int = 100, seed: int = 0,
+                      progress: bool = False) -> GradientVarianceResult:
     """Variance and signal-to-noise ratio of the training gradient, from R fresh estimates of the
     objective's loss on one fixed batch (the comparison of gradient estimators in the discrete-latent
     seed, Bartler et al. 2019; SNR_p = |E[g_p]| / std(g_p) as in Rainforth et al. 2018, eq. 6).
     Reported separately for the encoder and the decoder: a collapsing encoder gets gradients that are
-    mostly noise. The objective defaults to the plain ELBO."""
+    mostly noise. The loss is the model's own objective, at the model's training step."""
     from tqdm import tqdm
 
     if repeats < 2:
         raise ConfigError(f"gradient variance needs at least 2 repeats, not {repeats}")
-    objective = objective_or_elbo(objective, model)
-    x, y = held_out(model, data, n, seed)
+    bundle = as_bundle(model)
+    model, objective, step = bundle.network, bundle.objective, bundle.step
+    x, y = held_out(bundle, data, n, seed)
     groups = {"encoder": [*model.encoder_body.parameters(), *model.encoder_head.parameters(),
                           *objective.parameters()],
               "decoder": list(model.decoder.parameters())}

@@ -8,7 +8,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..errors import ConfigError
-from . import register
+from . import as_bundle, register, sampling
 
 
 @dataclass
@@ -20,19 +20,24 @@ class ProbeResult:
 
 
 @torch.no_grad()
-def encoder_means(model, x, batch_size: int = 1000) -> np.ndarray:
-    device = model.prior_loc.device
-    return torch.cat([model.encode(b.to(device)).mean.cpu() for b in x.split(batch_size)]).numpy()
+def posterior_means(bundle, x, y, batch_size: int = 1000) -> np.ndarray:
+    """E_q[z|x] of the model's own posterior, batch by batch."""
+    device = bundle.device
+    with sampling(device):
+        return torch.cat([bundle.posterior(a.to(device), b.to(device)).mean.cpu()
+                          for a, b in zip(x.split(batch_size), y.split(batch_size))]).numpy()
 
 
 @register("probe")
 def probe(model, data, n_train: int = 10000, n_test: int = 10000) -> ProbeResult:
     """Latent probe, as in the mu-VAE seed (Ucar 2019, Table 1): a logistic regression on the
-    standardized encoder means, fitted on the train split and scored on the test split; also the
+    standardized posterior means (the model's own posterior), fitted on the train split and scored on the test split; also the
     accuracy of 5-nearest-neighbours. Needs a dataset with class labels."""
     if data.info.n_classes < 2:
         raise ConfigError(f"the probe needs class labels; dataset {data.info.name!r} has none")
-    train_z, test_z = encoder_means(model, data.train_x[:n_train]), encoder_means(model, data.test_x[:n_test])
+    bundle = as_bundle(model)
+    train_z = posterior_means(bundle, data.train_x[:n_train], data.train_y[:n_train])
+    test_z = posterior_means(bundle, data.test_x[:n_test], data.test_y[:n_test])
     train_y, test_y = data.train_y[:n_train].numpy(), data.test_y[:n_test].numpy()
     logistic = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(train_z, train_y)
     knn = make_pipeline(StandardScaler(), KNeighborsClassifier(5)).fit(train_z, train_y)

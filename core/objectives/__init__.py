@@ -3,13 +3,14 @@ uses @register is all it takes to add one: the engine, the CLI and the dashboard
 import importlib
 import pkgutil
 
-from .base import (OBJECTIVES, FlowObjective, Knob, Objective, Output, as_event, build, draw, flow_samples,
-                   elbo_parts, kl_per_dim, log_weights, register, sample_and_score, score_output, shared_terms)
+from ..posterior import as_event, draw, kl_per_dim
+from .base import (OBJECTIVES, FlowObjective, Knob, Objective, Output, build, elbo_parts, log_weights, register,
+                   sample_and_score, score_output, shared_terms)
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["OBJECTIVES", "FlowObjective", "Knob", "Objective", "Output", "as_event", "build", "draw", "flow_samples",
+__all__ = ["OBJECTIVES", "FlowObjective", "Knob", "Objective", "Output", "as_event", "build", "draw",
            "elbo_parts", "kl_per_dim", "log_weights", "register", "sample_and_score", "score_output",
            "shared_terms"]

@@ -7,9 +7,9 @@ from typing import ClassVar
 
 import torch
 import torch.nn as nn
-from torch.distributions import Independent, OneHotCategorical, kl_divergence
 
 from ..errors import ConfigError
+from ..posterior import Factorized, Flow, Posterior, as_event, kl_per_dim
 from ..registry import Registry
 
 OBJECTIVES = Registry("objective")
@@ -62,8 +62,8 @@ class Objective(nn.Module):
     paper: ClassVar[str] = ""
     equation: ClassVar[str] = ""  # LaTeX, shown by the dashboard
     knobs: ClassVar[dict[str, Knob]] = {}
-    # False where 'kl_per_dim' is the base posterior's closed-form KL and 'kl' an estimate that does
-    # not split by dimension (flows): the UI labels the per-dimension view accordingly.
+    # False where the training term 'kl_per_dim' does not sum to 'kl': a flow reports its base q_0's
+    # closed-form KL per dimension beside a one-sample estimate of the whole; the VLAE its marginals'.
     exact_kl_per_dim: ClassVar[bool] = True
 
     def __init__(self, **values):
@@ -84,11 +84,11 @@ class Objective(nn.Module):
         """The knob values, including a beta changed mid-run: what a checkpoint stores."""
         return {name: getattr(self, name) for name in self.knobs} | {"beta": self.beta}
 
-    def posterior_samples(self, model, x, y, k: int):
-        """k draws from this objective's posterior q(z|x) with their log-densities, (k, B, d) and
-        (k, B): what an importance-weighted bound uses as its proposal. Default: the encoder's q;
-        objectives that refine or transform q (flows, SA-VAE, VLAE) override it."""
-        return draw(as_event(model.encode(x, y)), k)
+    def posterior(self, model, x, y=None) -> Posterior:
+        """This objective's posterior q(z|x) for a batch (core.posterior): what every diagnostic, the
+        evaluation and the pages read. Default: the encoder's factorized q. Objectives that refine or
+        transform q (flows, SA-VAE, VLAE) override it, so a diagnostic never needs to know which did."""
+        return Factorized(model.encode(x, y), model.prior())
 
     def configure_model(self, cfg, info):
         """Adjust the model config (a ModelConfig) this objective needs for the dataset described
@@ -142,28 +142,6 @@ def elbo_parts(model, x, y=None, target=None):
     return recon, kl_per_dim(q, model.prior())
 
 
-def kl_per_dim(q, prior):
-    """KL(q || p) per image, split by latent dimension (B, d). For one categorical latent the split
-    is by category: the terms q_k log(q_k / p_k), which sum to the KL."""
-    if isinstance(q, OneHotCategorical):
-        # q.logits are normalized log-probabilities: finite even where a probability underflows
-        # to 0, so the gradient stays finite too (xlogy(p, p) would give 0 * -inf there).
-        return q.probs * (q.logits - prior.probs.log())
-    return kl_divergence(q, prior.expand(q.batch_shape))
-
-
-def as_event(dist):
-    """A per-dimension latent distribution as one over whole latent vectors: log_prob sums over d."""
-    return dist if isinstance(dist, OneHotCategorical) else Independent(dist, 1)
-
-
-def draw(q, k: int):
-    """k samples from an event-level posterior q, reparameterized when q allows, with log q of each:
-    (k, B, d) and (k, B)."""
-    z = q.rsample((k,)) if q.has_rsample else q.sample((k,))
-    return z, q.log_prob(z)
-
-
 def log_weights(model, x, y, z, log_q):
     """Importance weights of latent samples z (k, B, d) drawn with log-density log_q (k, B):
     log w = log p(x|z) + log p(z) - log q(z|x). Returns log w and log p(x|z), both (k, B).
@@ -173,18 +151,6 @@ def log_weights(model, x, y, z, log_q):
     yk = None if y is None else y.expand(k, batch).reshape(-1)
     log_px = model.decode(z.reshape(k * batch, -1), yk).log_prob(xk).view(k, batch)
     return log_px + as_event(model.prior()).log_prob(z) - log_q, log_px
-
-
-def flow_samples(model, x, y, k: int, flow):
-    """k draws from a flow posterior: z_0 ~ q_0(z|x), z_T = f(z_0; h(x)), with
-    log q_T(z_T|x) = log q_0(z_0|x) - log|det dz_T/dz_0|. Returns z_T (k, B, d), log q_T (k, B), q_0."""
-    h = model.encode_features(x, y)
-    q0 = model.posterior(model.encoder_head(h))
-    z0, log_q0 = draw(as_event(q0), k)
-    batch = x.shape[0]
-    zT, logdet = flow(z0.reshape(k * batch, -1), h.expand(k, *h.shape).reshape(k * batch, -1))
-    logdet = logdet.view(k, batch)
-    return zT.view(k, batch, -1), log_q0 - logdet, q0, logdet
 
 
 class FlowObjective(Objective):
@@ -197,17 +163,27 @@ class FlowObjective(Objective):
     exact_kl_per_dim = False
 
     def flow(self, z, h):
+        """z_0 (N, d) and features h (N, F) -> z_T and log|det dz_T/dz_0| per row."""
         raise NotImplementedError
 
-    def posterior_samples(self, model, x, y, k: int):
-        return flow_samples(model, x, y, k, self.flow)[:2]
+    def inverse(self, z, h):
+        """z_T -> z_0, and log|det dz_T/dz_0| at that z_0: what log q_T(z_T | x) of any code needs."""
+        raise NotImplementedError
+
+    def flow_posterior(self, model, x, y=None) -> Flow:
+        h = model.encode_features(x, y)
+        return Flow(model.posterior(model.encoder_head(h)), h, self.flow, self.inverse, model.prior())
+
+    def posterior(self, model, x, y=None) -> Posterior:
+        return self.flow_posterior(model, x, y)
 
     def forward(self, model, x, y=None, step=0):
-        zT, log_q, q0, logdet = flow_samples(model, x, y, 1, self.flow)
+        q = self.flow_posterior(model, x, y)  # trained through its draws, whatever form posterior() takes
+        zT, log_q, logdet = q.sample_with_logdet(1)
         log_w, log_px = log_weights(model, x, y, zT, log_q)
         recon, kl = -log_px[0], (log_px - log_w)[0]
         return Output((recon + self.beta * kl).mean(),
-                      {"recon": recon.mean(), "kl": kl.mean(), "kl_per_dim": kl_per_dim(q0, model.prior()).mean(0),
+                      {"recon": recon.mean(), "kl": kl.mean(), "kl_per_dim": kl_per_dim(q.q0, model.prior()).mean(0),
                        "log_det": logdet.mean()})
 
 

@@ -1,6 +1,7 @@
 from dataclasses import replace
 
-from .base import Knob, Objective, as_event, draw, log_weights, register, score_output
+from ..posterior import as_event, draw
+from .base import Knob, Objective, log_weights, register, score_output
 
 LATENT = Knob("bernoulli", "discrete latent: c independent bits, or one of c categories",
               choices=("bernoulli", "categorical"))

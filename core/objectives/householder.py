@@ -1,5 +1,7 @@
+import torch
 import torch.nn as nn
 
+from ..posterior import linear_gaussian
 from .base import FlowObjective, Knob, register
 
 
@@ -46,4 +48,15 @@ class HouseholderFlow(FlowObjective):
         """Each reflection is its own inverse, so undo them in reverse order."""
         for v in reversed(self.vectors(h)):
             z = reflect(z, v)
-        return z
+        return z, z.new_zeros(z.shape[0])
+
+    def posterior(self, model, x, y=None):
+        """z_T = M(x) z_0 with M(x) = H_T ... H_1 orthogonal, so q_T is exactly the Gaussian
+        N(M mu, M diag(sigma^2) M^T): its KL and marginals have closed forms (and its KL equals q_0's,
+        since the prior N(0, I) is unchanged by a rotation)."""
+        h = model.encode_features(x, y)
+        q0 = model.posterior(model.encoder_head(h))
+        batch, d = q0.loc.shape
+        basis = torch.eye(d, device=h.device, dtype=h.dtype).repeat(batch, 1)
+        columns = self.flow(basis, h.repeat_interleave(d, 0))[0].view(batch, d, d)  # row j: M e_j
+        return linear_gaussian(self.flow(q0.loc, h)[0], columns.mT, q0.scale, model.prior())

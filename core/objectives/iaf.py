@@ -30,11 +30,24 @@ class IAFStep(nn.Module):
         self.out = MaskedLinear(hidden, 2 * d, torch.cat([out_mask, out_mask]))
         self.act = activation()
 
+    def shift_and_gate(self, z, context):
+        m, s = self.out(self.act(self.inp(z) + context)).chunk(2, dim=-1)
+        return m, s + 1.5  # a forget-gate bias: sigma starts near 1, so each step starts near identity (sec. 4)
+
     def forward(self, z, h):
-        m, s = self.out(self.act(self.inp(z) + self.ctx(h))).chunk(2, dim=-1)
-        s = s + 1.5  # a forget-gate bias: sigma starts near 1, so each step starts near identity (sec. 4)
+        m, s = self.shift_and_gate(z, self.ctx(h))
         sigma = torch.sigmoid(s)
         return sigma * z + (1 - sigma) * m, F.logsigmoid(s).sum(-1)
+
+    def inverse(self, y, h):
+        """z with forward(z) = y, and log|det| at it. Output i depends on z_<i only, so d passes, each
+        solving one more coordinate, give z exactly: an IAF samples in one pass but inverts in d."""
+        context, z = self.ctx(h), y
+        for _ in range(y.shape[-1]):
+            m, s = self.shift_and_gate(z, context)
+            sigma = torch.sigmoid(s)
+            z = (y - (1 - sigma) * m) / sigma
+        return z, F.logsigmoid(s).sum(-1)
 
 
 @register("iaf")
@@ -68,4 +81,13 @@ class InverseAutoregressiveFlow(FlowObjective):
                 z = z.flip(-1)  # a permutation: |det| = 1
             z, ld = step(z, h)
             logdet = logdet + ld
+        return z, logdet
+
+    def inverse(self, z, h):
+        logdet = z.new_zeros(z.shape[0])
+        for i in reversed(range(len(self.steps))):
+            z, ld = self.steps[i].inverse(z, h)
+            logdet = logdet + ld
+            if i:
+                z = z.flip(-1)
         return z, logdet

@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from .base import Knob, Objective, Output, as_event, draw, kl_per_dim, log_weights, register, shared_terms
+from ..posterior import as_event, draw, kl_per_dim
+from .base import Knob, Objective, Output, log_weights, register, shared_terms
 
 
 @register("iwae")

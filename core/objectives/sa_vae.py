@@ -1,6 +1,7 @@
 import torch
 
-from .base import Knob, Objective, as_event, draw, kl_per_dim, register, weighted_kl_output
+from ..posterior import Factorized
+from .base import Knob, Objective, kl_per_dim, register, weighted_kl_output
 
 
 @register("sa-vae")
@@ -44,11 +45,12 @@ class SemiAmortizedVAE(Objective):
             lam = lam + self.refine_lr * grad
         return lam, start
 
-    def posterior_samples(self, model, x, y, k: int):
-        """Draws from the refined q(z|x; lambda_T)."""
+    def posterior(self, model, x, y=None):
+        """The refined q(z|x; lambda_T), a diagonal Gaussian. Its refinement draws z, so callers seed the
+        stream for a repeatable answer."""
         with torch.enable_grad():
             lam, _ = self.refine(model, model.encoder_head(model.encode_features(x, y)), x, y, create_graph=False)
-        return draw(as_event(model.posterior(lam.detach())), k)
+        return Factorized(model.posterior(lam.detach()), model.prior())
 
     def forward(self, model, x, y=None, step=0):
         lam0 = model.encoder_head(model.encode_features(x, y))

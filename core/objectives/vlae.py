@@ -1,8 +1,9 @@
 import torch
-from torch.distributions import MultivariateNormal, Normal, kl_divergence
+from torch.distributions import MultivariateNormal
 
 from ..errors import ConfigError
-from .base import Knob, Objective, Output, draw, log_weights, register
+from ..posterior import Gaussian
+from .base import Knob, Objective, Output, log_weights, register
 
 
 def linearize(model, z, x):
@@ -67,7 +68,7 @@ class VariationalLaplaceAutoencoder(Objective):
             raise ConfigError("vlae linearizes an unsquashed Gaussian mean; use --gaussian-mean identity")
         return cfg
 
-    def posterior(self, model, x, y=None):
+    def laplace(self, model, x, y=None) -> MultivariateNormal:
         """q(z|x) = N(mu_T, P_T^{-1}) after the T mode updates."""
         mu = model.encode(x, y).loc
         direction = previous = None
@@ -87,18 +88,15 @@ class VariationalLaplaceAutoencoder(Objective):
         precision, _ = linearize(model, mu, x)
         return MultivariateNormal(mu, precision_matrix=precision)
 
-    def posterior_samples(self, model, x, y, k: int):
-        with torch.enable_grad():
-            return draw(self.posterior(model, x, y), k)
+    def posterior(self, model, x, y=None):
+        """The Laplace Gaussian, full covariance: the posterior this model is trained and evaluated with
+        (the encoder's log-variance head is never used)."""
+        return Gaussian(self.laplace(model, x, y), model.prior())
 
     def forward(self, model, x, y=None, step=0):
         q = self.posterior(model, x, y)
-        log_w, log_px = log_weights(model, x, y, *draw(q, 1))
+        log_w, log_px = log_weights(model, x, y, *q.sample(1))
         recon = -log_px[0]
-        prior = model.prior()
-        kl = kl_divergence(q, MultivariateNormal(prior.loc, scale_tril=torch.diag(prior.scale)))
-        marginal = Normal(q.loc, q.covariance_matrix.diagonal(dim1=-2, dim2=-1).sqrt())
-        kl_dims = kl_divergence(marginal, prior)
         # The loss is the one-sample ELBO, log p(x|z) + log p(z) - log q(z|x), as in the paper.
         return Output((recon + self.beta * (log_px - log_w)[0]).mean(),
-                      {"recon": recon.mean(), "kl": kl.mean(), "kl_per_dim": kl_dims.mean(0)})
+                      {"recon": recon.mean(), "kl": q.kl().mean(), "kl_per_dim": q.kl_per_dim().mean(0)})

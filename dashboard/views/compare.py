@@ -2,19 +2,27 @@
 import pandas as pd
 import streamlit as st
 
-from core.report import COMPARE, headline, run_all
+from core.errors import LabError
+from core.posterior import Factorized
+
+from core.report import COMPARE, Skipped, data_identity, headline, run_all
 from dashboard import plots
 from dashboard.state import sources
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def cached_report(label: str, step: int, _model, _data, _objective):
-    """The diagnostics of one model version (label and step), computed once."""
+def cached_report(ref: tuple, data_key: tuple, label: str, _bundle, _data):
+    """The diagnostics of one model version (its ref: id and step) on one dataset, computed once."""
     bar = st.progress(0.0, text=f"{label}: diagnostics ...")
-    results = run_all(_model, _data, _objective, step, COMPARE,
-                      progress=lambda f, name: bar.progress(f, text=f"{label}: {name} ..."))
+    results = run_all(_bundle, _data, COMPARE, progress=lambda f, name: bar.progress(f, text=f"{label}: {name} ..."))
     bar.empty()
     return results
+
+
+def measured(results: dict, name: str):
+    """A diagnostic's result, or None where it was skipped or not run."""
+    result = results.get(name)
+    return None if result is None or isinstance(result, Skipped) else result
 
 
 st.title("Compare and diagnose")
@@ -34,45 +42,56 @@ runs_here = [x for x in labels if x.startswith("run: ")]
 default = [x for x in st.query_params.get_all("compare") if x in labels] or runs_here or trio or labels[:3]
 chosen = st.multiselect("Models", labels, default=default, key="compare")
 st.query_params["compare"] = chosen
-reports, histories, failed, measured = {}, {}, [], []
+reports, histories, failed, measured_now = {}, {}, [], []
 for label in chosen:
     source = options[labels.index(label)]
     try:
-        model, data, objective, step = source.load()
+        bundle, data, missing = source.open()
+        if data is None:
+            failed.append(f"{label}: the diagnostics need its test images, and {missing}")
+            continue
         reports[label] = source.recorded(data)  # shipped checkpoints carry theirs: no waiting
         if reports[label] is None:
-            reports[label] = cached_report(label, step, model, data, objective)
-            measured.append(label)
+            identity = tuple(sorted(data_identity(data).items()))
+            reports[label] = cached_report(bundle.ref.key, identity, label, bundle, data)
+            measured_now.append(label)
         histories[label] = source.history()
-    except Exception as e:  # one bad model (a corrupt file, missing data) must not hide the others
-        failed.append(f"{label}: {e}")
+    except Exception as e:  # one bad model (a corrupt file, a crash in a diagnostic) must not hide the others
+        failed.append(f"{label}: {type(e).__name__}: {e}" if not isinstance(e, LabError) else f"{label}: {e}")
 for message in failed:
     st.error(f"Cannot diagnose {message}")
 if not reports:
     st.stop()
 
 table = pd.DataFrame({label: headline(r) for label, r in reports.items()}).T
-table.insert(0, "measured", ["now" if label in measured else "when saved" for label in table.index])
+table.insert(0, "measured", ["now" if label in measured_now else "when saved" for label in table.index])
+table["KL"] = [f"{kl:.2f}" + ("" if exact in (True, None) else " (est.)") if kl is not None else None
+               for kl, exact in zip(table["KL"], table.pop("KL exact"))]
 st.dataframe(table, width="stretch", column_config={
     "measured": st.column_config.TextColumn(help="when saved: read from the checkpoint's sidecar; now: measured "
                                                  "on this page (a run, or a checkpoint without recorded diagnostics)"),
     "ELBO": st.column_config.NumberColumn(format="%.2f", help="nats per image, the objective's posterior"),
     "IWAE NLL": st.column_config.NumberColumn(format="%.2f", help="-IWAE_k: an upper bound on -log p(x)"),
-    "KL": st.column_config.NumberColumn(format="%.2f"), "MI": st.column_config.NumberColumn(format="%.2f"),
+    "KL": st.column_config.TextColumn(help="E_x KL(q(z|x) || p(z)) of the model's own posterior, nats; (est.): a "
+                                           "Monte Carlo estimate, for a flow posterior that has no closed form"),
+    "MI": st.column_config.NumberColumn(format="%.2f"),
     "probe accuracy": st.column_config.NumberColumn(format="%.3f"),
     "reliance gap": st.column_config.NumberColumn(format="%.1f")})
 st.download_button("Download the table as CSV", table.to_csv().encode(), "vaelab-compare.csv", "text/csv")
-flags = [f"{label}: {flag}" for label, r in reports.items() for flag in r.get("collapse", {}).get("flags", [])]
+flags = [f"{label}: {flag}" for label, r in reports.items() for flag in getattr(measured(r, "collapse"), "flags", [])]
 if flags:
     with st.expander(f"Where the diagnostics disagree ({len(flags)})"):
         st.markdown("\n".join(f"- {f}" for f in flags))
 
 left, right = st.columns(2)
-left.plotly_chart(plots.kl_compare({k: r["kl"]["per_dim"] for k, r in reports.items() if "per_dim" in r["kl"]}),
-                  width="stretch")
-aggregates = {k: r["aggregate-posterior"] for k, r in reports.items() if "edges" in r.get("aggregate-posterior", {})}
+kls = {k: measured(r, "kl") for k, r in reports.items() if measured(r, "kl")}
+left.plotly_chart(plots.kl_compare({k: kl.per_dim for k, kl in kls.items()}), width="stretch")
+meanings = sorted({f"{k}: {kl.per_dim_meaning}" for k, kl in kls.items() if kl.per_dim_meaning != Factorized.per_dim})
+if meanings:
+    left.caption("Per dimension, for these models: " + "; ".join(meanings) + ".")
+aggregates = {k: measured(r, "aggregate-posterior") for k, r in reports.items() if measured(r, "aggregate-posterior")}
 if aggregates:
-    dims = min(len(a["q_mass"]) for a in aggregates.values())
+    dims = min(len(a.q_mass) for a in aggregates.values())
     dim = right.selectbox("Dimension", list(range(dims)), key="agg-dim", format_func=lambda d: f"z{d}")
     right.plotly_chart(plots.aggregate_vs_prior(aggregates, dim), width="stretch")
 st.plotly_chart(plots.race_curves(histories), width="stretch")

@@ -4,16 +4,18 @@ import streamlit as st
 from core import explore
 from core.errors import LabError
 from dashboard import plots
-from dashboard.state import checkpoint_dir, checkpoint_files, load_checkpoint, load_data
+from dashboard.state import checkpoint_dir, checkpoint_files, load_checkpoint, to_image, try_data
 
 PAGES = {"Explore": "views/explore.py", "Latent map": "views/latent_map.py", "Compare": "views/compare.py"}
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def thumbnail(path: str, mtime: float):
-    ck = load_checkpoint(path)
-    data = load_data(ck.config.data)
-    return plots.image_grid(data.to_image(explore.prior_samples(ck.model, 16)), nrow=8)
+def thumbnail(ref: tuple, path: str):
+    """Prior samples need only the decoder: the dataset only for a mean-normalized model's pixels."""
+    bundle = load_checkpoint(path)
+    spec = bundle.config.data
+    data = try_data(spec)[0] if spec.normalize != "none" else None
+    return plots.image_grid(to_image(explore.prior_samples(bundle.network, 16), spec, data), nrow=8)
 
 
 st.title("Gallery")
@@ -30,13 +32,17 @@ for row in range(0, len(files), 3):
         with col.container(border=True):
             st.markdown(f"**{label[6:]}**")
             try:
-                ck = load_checkpoint(path)
-                st.image(thumbnail(str(path), path.stat().st_mtime), width="stretch")
-                st.caption(f"{ck.config.objective} on {ck.config.data.name} · z={ck.config.model.latent_dim} · "
-                           f"step {ck.step:,}")
+                bundle = load_checkpoint(path)
+                st.image(thumbnail(bundle.ref.key, str(path)), width="stretch")
+                st.caption(f"{bundle.config.objective} on {bundle.config.data.name} · z={bundle.latent_dim} · "
+                           f"step {bundle.step:,}")
             except LabError as e:
                 st.error(str(e))
                 continue
+            missing = try_data(bundle.config.data)[1]
+            if missing:
+                st.caption(f"Its dataset is not here: prior samples and sliders work; the latent map, "
+                           f"reconstructions and diagnostics need it. ({missing})")
             for button, (name, page) in zip(st.columns(len(PAGES)), PAGES.items()):
                 if button.button(name, key=f"open-{name}-{label}", width="stretch"):
                     params = {"model": label} if name != "Compare" else {"compare": [label]}

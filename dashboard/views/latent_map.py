@@ -1,4 +1,4 @@
-"""Latent map: where the encoder puts the test images, flattened to 2-D."""
+"""Latent map: where the model's posterior puts the test images, flattened to 2-D."""
 import numpy as np
 import streamlit as st
 
@@ -10,28 +10,33 @@ COLOURS = {"label": "label", "KL per image": "kl", "reconstruction error": "reco
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def cached_thumbnails(label: str, step: int, n: int, _index, _data) -> list[str]:
-    """The map's images as small PNGs for the hover tooltips, made once per subset."""
-    return plots.png_data_uris(_data.to_image(_data.test_x[list(_index)]))
+def cached_thumbnails(spec, index: tuple, _data) -> list[str]:
+    """The map's images as small PNGs for the hover tooltips, made once per dataset and subset."""
+    return plots.png_data_uris(_data.to_image(_data.test_x[list(index)]))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def cached_map(label: str, step: int, method: str, n: int, perplexity: float, neighbors: int, _model, _data):
-    """One map per model version (label and step), method and parameters: the second view is instant."""
-    return explore.latent_map(_model, _data, method, n, perplexity=perplexity, neighbors=neighbors)
+def cached_map(ref: tuple, spec, method: str, n: int, perplexity: float, neighbors: int, _bundle, _data):
+    """One map per model version (its ref: id and step), dataset, method and parameters: the second view
+    is instant."""
+    return explore.latent_map(_bundle, _data, method, n, perplexity=perplexity, neighbors=neighbors)
 
 
 st.title("Latent map")
-st.caption("Each point is one test image, placed by its encoder mean E_q[z|x] flattened to two dimensions. PCA "
+st.caption("Each point is one test image, placed by its posterior mean E_q[z|x] flattened to two dimensions. PCA "
            "keeps the directions of largest variance (distances are honest, clusters may overlap); t-SNE and UMAP keep "
            "neighbours together (clusters are clearer, but distances between clusters mean little). A good "
            "representation separates the classes; a collapsed one is a single blob. Hover a point to see its "
            "image; click points (shift-click for more) or drag a box to see many at once.")
-source, model, data, objective, step = pick_model()
+source, bundle, data, missing = pick_model()
+if data is None:
+    st.warning(f"The map places test images, and {missing} The Explore page's sliders and prior samples work "
+               "without them.")
+    st.stop()
 warming = warm_up()
 
 a, b, c, d = st.columns(4)
-methods = ["pca", "tsne", "umap"] + (["raw"] if model.latent_dim == 2 else [])
+methods = ["pca", "tsne", "umap"] + (["raw"] if bundle.latent_dim == 2 else [])
 if st.session_state.get("method") not in methods:
     st.session_state["method"] = "raw" if "raw" in methods else "pca"
 method = a.selectbox("Method", methods, key="method",
@@ -53,12 +58,12 @@ message = f"Computing the {method.upper()} map of {n:,} codes ..."
 if method == "umap" and warming.is_alive():
     message += " The first UMAP of this server also compiles its kernels, about a minute."
 with st.spinner(message, show_time=True):
-    m = cached_map(source.label, step, method, n, perplexity, neighbors, model, data)
+    m = cached_map(bundle.ref.key, data.spec, method, n, perplexity, neighbors, bundle, data)
 
 values = {"label": m.labels, "kl": m.kl, "recon": m.recon}[COLOURS[colour]]
 details = {"test image": m.index, "label": m.labels, "KL (nats)": np.round(m.kl, 2),
            "recon error (nats)": np.round(m.recon, 1)}
-images = cached_thumbnails(source.label, step, n, m.index, data)
+images = cached_thumbnails(data.spec, tuple(m.index), data)
 chart = plots.latent_scatter(m.coords, values, colour, details, images, categorical=colour == "label")
 event = st.altair_chart(chart, width="stretch", key="map", on_select="rerun")
 chosen = plots.selected_points(event.selection if event else {}, m.coords)[:48]

@@ -1,18 +1,24 @@
 """Train: set up one run or a race of several, and watch them learn."""
-import torch
+from dataclasses import replace
+
 import streamlit as st
+import torch
 
 from core import data as datasets
-from core.engine import RunConfig, describe_device, pick_device
+from core.config import PRESETS, RunConfig
+from core.control import RunState
+from core.engine import describe_device, pick_device
 from core.errors import LabError
-from core.models import ModelConfig
-from core.remote import ProcessTrainer
 from core.objectives import OBJECTIVES
+from core.posterior import Factorized
+from core.remote import ProcessRun
 from dashboard import plots
 from dashboard.lessons import LESSONS, widget_values
-from dashboard.state import Recorded, checkpoint_dir, default, load_data, runs, shipped
+from dashboard.state import checkpoint_dir, default, load_data, recorded_run, runs, shipped, to_image
 
-HIDDEN = {"small (256, 128)": (256, 128), "default (512, 256)": (512, 256), "tiny (64,)": (64,)}
+DASHBOARD = PRESETS["dashboard"]  # the smaller network a laptop trains live while people watch
+HIDDEN = {f"small {DASHBOARD.hidden}": DASHBOARD.hidden, f"default {PRESETS['default'].hidden}": PRESETS["default"].hidden,
+          "tiny (64,)": (64,)}
 
 
 def knob_widget(name, knob, key):
@@ -55,9 +61,9 @@ def setup():
         binarize = st.toggle("Dynamic binarization", key=default("binarize", True),
                              help="A fresh Bernoulli draw of every pixel in every minibatch (Bernoulli decoders).")
         arch = st.radio("Network", ["mlp", "conv"], horizontal=True, key=default("arch", "mlp"))
-        hidden = st.selectbox("MLP widths", list(HIDDEN), key=default("hidden", "small (256, 128)"),
+        hidden = st.selectbox("MLP widths", list(HIDDEN), key=default("hidden", next(iter(HIDDEN))),
                               disabled=arch != "mlp")
-        latent = st.slider("Latent size", 2, 64, key=default("latent", 8))
+        latent = st.slider("Latent size", 2, 64, key=default("latent", DASHBOARD.latent_dim))
         objectives = st.multiselect("Objectives", OBJECTIVES.names(), key=default("objectives", ["vae"]),
                                     help="Pick several to race them: same data, network and seed, side by side.")
         settings = {}
@@ -77,7 +83,7 @@ def setup():
     if not start:
         return objectives, None
     spec = datasets.DataSpec(dataset, "dynamic" if binarize else "none")
-    model = ModelConfig(arch=arch, hidden=HIDDEN[hidden], latent_dim=latent)
+    model = replace(DASHBOARD, arch=arch, hidden=HIDDEN[hidden], latent_dim=latent)
     configs = {name: RunConfig(data=spec, model=model, objective=name, settings=settings.get(name, {}),
                                batch_size=int(batch), lr=float(lr), seed=int(seed), device=device)
                for name in objectives}
@@ -91,7 +97,7 @@ def start(configs: dict, steps: int):
     try:
         data = load_data(next(iter(configs.values())).data)
         for name, config in configs.items():
-            runs()[name] = ProcessTrainer(config, data)  # a child process: page reruns cannot slow it
+            runs()[name] = ProcessRun(config, data)  # a child process: page reruns cannot slow it
         for t in runs().values():
             t.start(steps=steps)
     except LabError as e:
@@ -99,15 +105,15 @@ def start(configs: dict, steps: int):
         st.error(str(e))
 
 
-def controls(name: str, t: ProcessTrainer):
+def controls(name: str, t: ProcessRun):
     c1, c2, c3, c4 = st.columns(4)
-    if c1.button("Pause", icon=":material/pause:", key=f"pause-{name}", disabled=t.state != "running",
+    if c1.button("Pause", icon=":material/pause:", key=f"pause-{name}", disabled=t.state != RunState.RUNNING,
                  width="stretch", help="Pause"):
         t.pause()
-    if c2.button("Resume", icon=":material/play_arrow:", key=f"resume-{name}", disabled=t.state != "paused",
+    if c2.button("Resume", icon=":material/play_arrow:", key=f"resume-{name}", disabled=t.state != RunState.PAUSED,
                  width="stretch", help="Resume"):
         t.resume()
-    if c3.button("Stop", icon=":material/stop:", key=f"stop-{name}", disabled=t.state not in ("running", "paused"),
+    if c3.button("Stop", icon=":material/stop:", key=f"stop-{name}", disabled=t.state not in (RunState.RUNNING, RunState.PAUSED),
                  width="stretch", help="Stop for good"):
         t.stop()
     if c4.button("Save", icon=":material/save:", key=f"save-{name}", disabled=not t.step_count, width="stretch",
@@ -118,24 +124,34 @@ def controls(name: str, t: ProcessTrainer):
         except LabError as e:
             st.error(str(e))
     b, lr = st.columns(2)
-    beta = b.number_input("β (live)", min_value=0.0, value=float(t.objective.beta), format="%g", key=f"beta-{name}",
+    beta = b.number_input("β (live)", min_value=0.0, value=float(t.beta), format="%g", key=f"beta-{name}",
                           help="The weight on the KL term, changed while the run trains.")
-    if beta != t.objective.beta:
-        t.set_beta(beta)
     rate = lr.number_input("learning rate (live)", min_value=1e-6, max_value=1.0, format="%g", key=f"lr-{name}",
                            value=float(t.lr))
-    if rate != t.lr:
-        t.set_lr(rate)
+    try:
+        if beta != t.beta:
+            t.set_beta(beta)
+        if rate != t.lr:
+            t.set_lr(rate)
+    except LabError as e:  # the run ended meanwhile: say so, keep the page
+        st.error(str(e))
+
+
+def per_dim_meaning(bundle) -> str:
+    """What this model's per-dimension KL is (core.posterior), read off its posterior of one blank image."""
+    y = torch.zeros(1, dtype=torch.long) if bundle.network.cfg.n_classes else None
+    return bundle.posterior(torch.zeros(1, *bundle.network.cfg.image_shape), y).per_dim
 
 
 def run_panel(name: str, t, race: bool):
-    """One run: its state and controls, metrics, charts and pictures. t is a ProcessTrainer, or a
-    Recorded checkpoint (no controls)."""
+    """One run: its state and controls, metrics, charts and pictures. t follows the run protocol of
+    core.control: a ProcessRun, or a RecordedRun read from a checkpoint (no controls)."""
     rate = f" · {t.step_count * t.batch_size / t.seconds:,.0f} samples/s" if t.seconds else ""
-    st.markdown(f"**{name}** · step {t.step_count:,} · epoch {t.epoch:.1f}{rate} · {t.state}")
+    epoch = f" · epoch {t.epoch:.1f}" if t.epoch is not None else ""
+    st.markdown(f"**{name}** · step {t.step_count:,}{epoch}{rate} · {t.state}")
     if t.error:
         st.error(t.error)
-    if t.state != "recorded":
+    if t.state != RunState.RECORDED:
         controls(name, t)
     history, live = list(t.history), list(t.live)
     if not history:
@@ -144,21 +160,32 @@ def run_panel(name: str, t, race: bool):
     last = live[-1] if live else {}
     m1, m2, m3 = st.columns(3)
     m1.metric("−ELBO (train batch)", f"{history[-1]['loss']:.1f}")
-    m2.metric("active units", f"{last.get('au', '–')} / {t.model.latent_dim}")
+    m2.metric("active units", f"{last.get('au', '–')} / {t.latent_dim}")
     m3.metric("MI (nats)", f"{last['mi']:.2f}" if last.get("mi") is not None else "–",
               help=f"Its estimator cannot exceed log(batch) = {last.get('mi_ceiling', 0):.2f} nats.")
     if not race:
         st.plotly_chart(plots.loss_curves(history), width="stretch", key=f"loss-{name}")
+    try:
+        bundle = t.snapshot()
+    except LabError as e:  # the training process is gone: its state and error say why
+        st.caption(f"no pictures: {e}")
+        return
     if live:
-        title = "KL per dimension" if t.objective.exact_kl_per_dim else "KL of the base posterior q₀ per dimension"
-        st.plotly_chart(plots.kl_heatmap(live, title=f"{title}, held-out"), width="stretch", key=f"heat-{name}")
+        st.plotly_chart(plots.kl_heatmap(live, title="KL per dimension, held-out"), width="stretch",
+                        key=f"heat-{name}")
+        meaning = per_dim_meaning(bundle)
+        if meaning != Factorized.per_dim:
+            st.caption(f"Per dimension: {meaning}.")
         st.plotly_chart(plots.live_metrics(live), width="stretch", key=f"live-{name}")
-    model = t.snapshot()
     gen = torch.Generator().manual_seed(0)
-    x, y = t.data.test_x[:8], t.data.test_y[:8]
-    st.image(plots.image_grid(t.data.to_image(torch.cat([x, model.reconstruct(x, y)]))), width="stretch",
-             caption="test images and their reconstructions")
-    st.image(plots.image_grid(t.data.to_image(model.sample(16, generator=gen))), width="stretch",
+    data, spec = t.data, bundle.config.data
+    if data is not None:
+        x, y = data.test_x[:8], data.test_y[:8]
+        st.image(plots.image_grid(data.to_image(torch.cat([x, bundle.reconstruct(x, y)]))), width="stretch",
+                 caption="test images and their reconstructions")
+    else:
+        st.caption(f"No reconstructions: {t.data_error}")
+    st.image(plots.image_grid(to_image(bundle.network.sample(16, generator=gen), spec, data)), width="stretch",
              caption="samples from the prior")
 
 
@@ -193,13 +220,13 @@ def recorded_view(names: list[str], intro: str):
     if not found:
         return
     try:
-        current = {name: Recorded(path) for name, path in found.items()}
-    except LabError as e:  # a corrupt file or a dataset that cannot be loaded: say so, keep the page
+        current = {name: recorded_run(path) for name, path in found.items()}
+    except LabError as e:  # a corrupt file: say so, keep the page
         st.error(f"Cannot show the recorded runs: {e}")
         return
     st.markdown(intro)
     first = next(iter(current.values()))
-    if first.data.info.note:
+    if first.data is not None and first.data.info.note:
         st.warning(first.data.info.note)
     for name, t in current.items():
         if t.command:

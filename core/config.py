@@ -1,0 +1,64 @@
+"""The run config, its checks and its named presets: everything needed to repeat a run.
+
+Persistence (checkpoints, the process pipe) and the engine both read this module; it imports neither.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+from .data import DataSpec
+from .errors import ConfigError
+from .models import ModelConfig
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to repeat a run; stored in every checkpoint."""
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: str = "vae"
+    settings: dict = field(default_factory=dict)  # the objective's knobs
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch size must be a whole number >= 1, not {self.batch_size}")
+        check_lr(self.lr)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = dict(d)
+        d["data"] = DataSpec(**d.get("data", {}))
+        d["model"] = ModelConfig(**d.get("model", {}))
+        return cls(**d)
+
+
+# Named presets of the model config. The dashboard trains live on a laptop CPU while a class watches,
+# so its default network is smaller than the command line's (ModelConfig's own defaults).
+PRESETS = {
+    "default": ModelConfig(),
+    "dashboard": replace(ModelConfig(), hidden=(256, 128), latent_dim=8),
+}
+
+
+def check_lr(lr) -> float:
+    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ConfigError(f"learning rate must be a finite number > 0, not {lr}")
+    return float(lr)
+
+
+def finite_or_none(value):
+    """A logged number (or a dict or list of them), with inf and NaN as None (JSON has no NaN; a
+    checkpoint never holds one)."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value if not isinstance(value, float) or math.isfinite(value) else None

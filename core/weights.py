@@ -1,0 +1,51 @@
+"""The one (de)serializer of a model's weights, shared by checkpoint files and the training process's pipe.
+
+A model's tensors are the network's ("model.*") and its objective's ("objective.*": a flow's layers),
+written as safetensors, which holds tensors only: reading one never runs code.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from safetensors.torch import load as tensors_from_bytes, save as tensors_to_bytes
+
+from .config import RunConfig
+from .models import VAE
+from .objectives import build
+
+
+def state_tensors(network, objective) -> dict[str, torch.Tensor]:
+    """CPU copies of every tensor of the network and its objective, under their prefixed names."""
+    tensors = {f"model.{k}": v for k, v in network.state_dict().items()}
+    tensors |= {f"objective.{k}": v for k, v in objective.state_dict().items()}
+    return {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+
+
+def non_finite(tensors: dict) -> list[str]:
+    return [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+
+
+def to_bytes(tensors: dict) -> bytes:
+    return tensors_to_bytes(tensors)
+
+
+def from_bytes(blob: bytes) -> dict[str, torch.Tensor]:
+    """Parses a JSON header and raw arrays: no pickle. Raises safetensors' own errors on a bad file."""
+    return tensors_from_bytes(blob)
+
+
+def sha256(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
+def build_from(config: RunConfig, tensors: dict):
+    """(network, objective) as the config describes them, holding the given tensors. Built on the meta
+    device (no memory, no random draws) and given the tensors as parameters, so a hostile config asking
+    for a billion-unit layer costs nothing before the shapes are refused. Raises on a mismatch."""
+    with torch.device("meta"):
+        network = VAE(config.model)
+        objective = build(config.objective, config.settings, network)
+    network.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, assign=True)
+    objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}, assign=True)
+    return network.eval(), objective
