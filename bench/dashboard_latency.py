@@ -73,8 +73,8 @@ def main():
     trainer.step(500)
     folder = Path(tempfile.mkdtemp())
     os.environ["VAELAB_CHECKPOINTS"] = str(folder)
-    checkpoint.save(folder / "mnist-vae", trainer)
-    model = trainer.snapshot()
+    trainer.save(folder / "mnist-vae")
+    model = checkpoint.load(folder / "mnist-vae")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; model MLP 784-512-256-20 on "
           f"{len(data.train_x):,} MNIST images")
 
@@ -97,7 +97,7 @@ def slider(model, data):
     for _ in range(300):
         code = [gen.uniform(lo, hi) for lo, hi in zip(ranges.low, ranges.high)]
         start = time.perf_counter()
-        image = data.to_image(explore.decode(model, code))
+        image = data.to_image(explore.decode(model.network, code))
         picture = plots.image_grid(image, nrow=1, scale=max(1, 256 // image.shape[-1]))
         Image.fromarray(picture).save(io.BytesIO(), format="PNG")
         times.append(time.perf_counter() - start)
@@ -106,7 +106,7 @@ def slider(model, data):
     at.switch_page("views/explore.py").run()
     reruns = []
     for i in range(20):
-        reruns.append(timed(lambda: at.slider(key="z-0").set_value(float(ranges.low[0] + i * 0.1)).run()))
+        reruns.append(timed(lambda: at.slider(key=f"z-0@{model.ref.id}").set_value(float(ranges.low[0] + i * 0.1)).run()))
     print(f"slider -> image (whole Explore page rerun): p50 {1e3 * pct(reruns, 50):.0f} ms, "
           f"p95 {1e3 * pct(reruns, 95):.0f} ms")
 

@@ -3,11 +3,14 @@
     python checkpoints/regenerate.py                 # all of them (needs the full datasets: $VAELAB_DATA)
     python checkpoints/regenerate.py mnist-vae ...   # some of them
     python checkpoints/regenerate.py --table         # only rewrite the table in checkpoints/README.md
+    python checkpoints/regenerate.py --record [...]  # measure again, weights untouched
 
 Each checkpoint is `python -m core train ARGS --name NAME`, then `python -m core diagnose NAME --record`,
 which stores every diagnostic and the ELBO of the first 1,000 test images in the sidecar. The table in
 checkpoints/README.md is written from the sidecars. Every run is seeded, so a rerun on the same machine
-and library versions gives the same weights.
+and library versions gives the same weights: a rebuild says whether the weights' SHA-256 came out as before.
+`--record` only re-runs the diagnose step (and notes the training set's size), for when the diagnostics
+change and the weights do not.
 """
 import argparse
 import json
@@ -58,10 +61,30 @@ def cli(*args: str):
     subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, check=True)
 
 
+def weights_sha(name: str) -> str | None:
+    path = HERE / f"{name}.json"
+    return json.loads(path.read_text())["weights_sha256"] if path.exists() else None
+
+
 def build(name: str) -> float:
     """Train and record one checkpoint; returns the seconds it took."""
-    start = time.perf_counter()
+    start, before = time.perf_counter(), weights_sha(name)
     cli("train", *SHIPPED[name].split(), "--offline", "--out", "checkpoints", "--name", name)
+    cli("diagnose", f"checkpoints/{name}", "--record", "--offline")
+    if before:
+        same = weights_sha(name) == before
+        print(f"{name}: weights {'reproduced bit for bit' if same else 'changed'} (sha256 {weights_sha(name)[:12]})")
+    return time.perf_counter() - start
+
+
+def record(name: str) -> float:
+    """Measure one checkpoint's diagnostics again and note its training set's size; the weights stay."""
+    from core import checkpoint
+    from core import data as datasets
+    start = time.perf_counter()
+    bundle = checkpoint.load(HERE / name)
+    n_train = len(datasets.load(bundle.config.data, download=False).train_x)
+    checkpoint.annotate(HERE / name, data=bundle.meta["data"] | {"n_train": n_train})
     cli("diagnose", f"checkpoints/{name}", "--record", "--offline")
     return time.perf_counter() - start
 
@@ -94,6 +117,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help=f"which to build (default: all {len(SHIPPED)})")
     parser.add_argument("--table", action="store_true", help="only rewrite the README's table")
+    parser.add_argument("--record", action="store_true", help="only measure the diagnostics again, weights untouched")
     args = parser.parse_args()
     unknown = sorted(set(args.names) - set(SHIPPED))
     if unknown:
@@ -106,9 +130,9 @@ def main():
                 sys.exit(f"error: {name}: {info.note}; point $VAELAB_DATA at the full dataset")
         seconds = {}
         for name in args.names or SHIPPED:
-            seconds[name] = build(name)
+            seconds[name] = record(name) if args.record else build(name)
             print(f"{name}: {seconds[name]:.0f} s", flush=True)
-        print(f"built {len(seconds)} checkpoints in {sum(seconds.values()) / 60:.1f} min on "
+        print(f"{'recorded' if args.record else 'built'} {len(seconds)} checkpoints in {sum(seconds.values()) / 60:.1f} min on "
               f"{os.cpu_count()} CPU cores")
     write_table()
 

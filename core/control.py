@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 from enum import Enum
 
+from .engine import Diverged, Trainer
 from .errors import LabError
 
 
@@ -143,7 +144,6 @@ class LocalRun:
     CHUNK = 5  # steps between looks at the controls
 
     def __init__(self, config=None, data=None, trainer=None, **trainer_options):
-        from .engine import Trainer
         self.trainer = trainer if trainer is not None else Trainer(config, data, **trainer_options)
         self.control = Controller()
         self._thread: threading.Thread | None = None
@@ -172,7 +172,6 @@ class LocalRun:
             self._thread.start()
 
     def _loop(self):
-        from .engine import Diverged
         while not self.control.state.finished:
             n = self.control.steps_now(self.trainer.step_count, self.CHUNK)
             if not n:

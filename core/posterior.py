@@ -219,7 +219,6 @@ class Flow(Posterior):
         """The first n images only: each of the B^2 pairs costs d passes of the flow's inverse."""
         if self.batch <= n:
             return self
-        first = Flow(Normal(self.q0.loc[:n], self.q0.scale[:n], validate_args=False), self.h[:n], self.flow,
-                     self.inverse, self.prior)
-        return first
+        return Flow(Normal(self.q0.loc[:n], self.q0.scale[:n], validate_args=False), self.h[:n], self.flow,
+                    self.inverse, self.prior)
 

@@ -34,7 +34,7 @@ def main():
         for label, objective, settings in MODELS:
             config = RunConfig(data=spec, model=ModelConfig(latent_dim=latent), objective=objective, settings=settings)
             t = train(config, data, steps, f"{label} z={latent}")
-            bound = importance_weighted_bound(t.model, t.objective, data, k=args.k).iwae
+            bound = importance_weighted_bound(t.snapshot(), data, k=args.k).iwae
             rows.setdefault(label, {})[latent] = round(bound, 2)
             print(f"{label:14s} z={latent:<4d} IW-{args.k} bound {bound:8.2f} nats  ({t.seconds:.0f} s)", flush=True)
     latents = list(next(iter(rows.values())))

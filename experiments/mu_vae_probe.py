@@ -34,7 +34,7 @@ def main():
             config = RunConfig(data=spec, model=ModelConfig(arch="conv", latent_dim=10), objective=objective,
                                settings=settings)
             t = train(config, data, steps, f"{label} {name}")
-            accuracy = 100 * DIAGNOSTICS.get("probe")(t.model.eval(), data, n_train=60000).logistic_accuracy
+            accuracy = 100 * DIAGNOSTICS.get("probe")(t.snapshot(), data, n_train=60000).logistic_accuracy
             results.setdefault(name, {})[label] = {"ours": round(accuracy, 2), "paper": paper}
             print(f"{name:14s} {label:15s} probe {accuracy:6.2f}%  (paper {paper:.2f}%, {t.seconds:.0f} s)", flush=True)
     save("mu_vae_probe", {"epochs": args.epochs, "steps": steps, "accuracy": results})

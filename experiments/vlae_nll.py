@@ -33,7 +33,7 @@ def main():
     for label, objective, settings in MODELS:
         config = RunConfig(data=spec, model=ModelConfig(latent_dim=20), objective=objective, settings=settings, lr=5e-4)
         t = train(config, data, args.steps, label)
-        nll = -importance_weighted_bound(t.model, t.objective, data, k=args.k, n=args.test, chunk=25).iwae
+        nll = -importance_weighted_bound(t.snapshot(), data, k=args.k, n=args.test, chunk=25).iwae
         results[label] = {"nll": round(nll, 2), "train_seconds": round(t.seconds)}
         print(f"{label:15s} IW-{args.k} NLL {nll:7.2f} nats  ({t.seconds:.0f} s training)", flush=True)
     save("vlae_nll", {"steps": args.steps, "k": args.k, "test_images": args.test, "nll": results})

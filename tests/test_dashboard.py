@@ -104,7 +104,7 @@ def test_train_page_controls_change_a_running_run(app, tmp_path):
         assert t.state == "paused"
         app.number_input(key="beta-vae").set_value(8.0).run()
         app.number_input(key="lr-vae").set_value(3e-4).run()
-        assert t.objective.beta == 8.0 and t.lr == 3e-4
+        assert t.beta == 8.0 and t.lr == 3e-4
         app.button(key="resume-vae").click().run()
         assert t.state == "running"
         app.button(key="save-vae").click().run()
@@ -121,7 +121,7 @@ def test_train_page_races_several_objectives_on_one_seed(app):
     assert list(runs) == ["vae", "beta-vae"]
     a, b = runs.values()
     assert a.config.seed == b.config.seed and a.config.model == b.config.model
-    assert runs["beta-vae"].objective.beta == 4.0
+    assert runs["beta-vae"].beta == 4.0
     assert len(app.get("plotly_chart")) == 1 + 2 * 2  # the race overlay, then heatmap and AU/MI per run
     assert sum("step 100" in m.value for m in app.markdown) == 2
 
@@ -152,19 +152,20 @@ def test_two_browser_sessions_training_at_once_do_not_interfere(tmp_path, monkey
 
 
 def test_explore_slider_changes_the_decoded_image(app):
-    train(app, 150)
+    run = train(app, 150)["vae"]
     app.switch_page("views/explore.py").run()
     assert not app.exception and not app.error
     assert app.selectbox(key="source").value == "run: vae"
     assert {f"z{i}" for i in range(8)} <= {s.label.split(" ")[0] for s in app.slider}
+    z0 = f"z-0@{run.run_id}"  # per-model widget state is keyed by the model's id
     before = app.session_state["decoded"].clone()
-    app.slider(key="z-0").set_value(app.slider(key="z-0").max).run()
+    app.slider(key=z0).set_value(app.slider(key=z0).max).run()
     after = app.session_state["decoded"]
     assert (after - before).abs().max() > 0.01
     app.number_input(key="image").set_value(5)
     app.button[0].click().run()  # "Encode it": the sliders start from a real image's code
     assert not app.exception
-    assert app.slider(key="z-0").value == pytest.approx(app.session_state["start"][0], abs=1e-6)
+    assert app.slider(key=z0).value == pytest.approx(app.session_state[f"start@{run.run_id}"][0], abs=1e-6)
 
 
 @pytest.mark.parametrize("objective", ["cvae", "discrete-is", "iaf"])
@@ -182,8 +183,8 @@ def test_pages_work_for_objectives_that_change_the_model(app, objective):
 def test_explore_shows_a_corrupt_checkpoint_as_an_error_card(app, tmp_path, digits):
     t = Trainer(small_config(), digits)
     t.step(5)
-    checkpoint.save(tmp_path / "good", t)
-    checkpoint.save(tmp_path / "bad", t)
+    t.save(tmp_path / "good")
+    t.save(tmp_path / "bad")
     (tmp_path / "bad.safetensors").write_bytes(b"junk")
     app.switch_page("views/explore.py").run()
     assert app.selectbox(key="source").options == ["file: bad", "file: good"]
@@ -230,7 +231,9 @@ def test_race_curves_one_line_per_run_and_skips_empty_runs():
 def test_compare_figures():
     kl = plots.kl_compare({"vae": [1.0, 2.0], "beta": [0.0, 0.5]})
     assert [t.name for t in kl.data] == ["vae", "beta"] and list(kl.data[1].y) == [0.0, 0.5]
-    agg = {"edges": [-1.0, 0.0, 1.0], "q_mass": [[0.25, 0.75], [0.5, 0.5]], "prior_mass": [0.34, 0.34]}
+    from core.diagnostics.aggregate_posterior import AggregatePosteriorResult
+    agg = AggregatePosteriorResult([-1.0, 0.0, 1.0], [[0.25, 0.75], [0.5, 0.5]], [0.34, 0.34], [0, 0], [1, 1],
+                                   [0, 0], 0.0, 0.0)
     fig = plots.aggregate_vs_prior({"vae": agg}, dim=1)
     assert list(fig.data[0].x) == [-0.5, 0.5] and list(fig.data[0].y) == [0.5, 0.5]
     assert fig.data[-1].name == "prior p(z)" and list(fig.data[-1].y) == [0.34, 0.34]
@@ -287,7 +290,7 @@ def test_compare_page_tables_the_runs(app):
 def test_gallery_opens_a_checkpoint_in_explore(app, tmp_path, digits):
     t = Trainer(small_config(), digits)
     t.step(5)
-    checkpoint.save(tmp_path / "demo", t)
+    t.save(tmp_path / "demo")
     app.switch_page("views/gallery.py").run()
     assert not app.exception and not app.error and app.get("image")
     app.button(key="open-Explore-file: demo").click().run()
@@ -311,9 +314,9 @@ def test_a_lesson_sets_the_controls_and_its_link_opens_it(app):
 def test_presentation_mode_and_slider_values_live_in_the_url(app):
     app.sidebar.toggle(key="present").set_value(True).run()
     assert app.query_params["present"] == "1"
-    train(app, 100)
+    run = train(app, 100)["vae"]
     app.switch_page("views/explore.py").run()
-    app.slider(key="z-1").set_value(0.5).run()
+    app.slider(key=f"z-1@{run.run_id}").set_value(0.5).run()
     link = app.query_params["z"]
     assert link.split(",")[1] == "0.50"
     shared = AppTest.from_file(APP, default_timeout=60)
@@ -322,7 +325,7 @@ def test_presentation_mode_and_slider_values_live_in_the_url(app):
         shared.query_params[key] = value
     shared.run()
     shared.switch_page("views/explore.py").run()
-    assert shared.slider(key="z-1").value == pytest.approx(0.5)
+    assert shared.slider(key=f"z-1@{run.run_id}").value == pytest.approx(0.5)
 
 
 def test_long_curves_are_thinned_but_keep_the_latest_point():
@@ -358,7 +361,7 @@ def test_first_screen_shows_the_shipped_vae_as_a_recorded_run(app, tmp_path):
     assert not app.exception and not app.error
     assert any("A shipped model" in m.value for m in app.markdown)
     ck = checkpoint.load(tmp_path / "mnist-vae")
-    assert any(f"step {ck.step:,}" in m.value and "recorded" in m.value for m in app.markdown)
+    assert any(f"step {ck.step:,} · epoch 5.0 " in m.value and "recorded" in m.value for m in app.markdown)
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["active units"] == f"{ck.live[-1]['au']} / 16"
     assert len(app.get("plotly_chart")) == 3 and len(app.get("image")) == 2
@@ -386,7 +389,7 @@ def test_compare_reads_recorded_diagnostics_and_measures_the_rest(app, tmp_path,
     checkpoint.annotate(tmp_path / "mnist-vae", diagnostics=diagnostics)  # so we can tell where the number came from
     t = Trainer(small_config(), digits)
     t.step(30)
-    checkpoint.save(tmp_path / "digits-vae", t)
+    t.save(tmp_path / "digits-vae")
     app.switch_page("views/compare.py").run()
     app.multiselect(key="compare").set_value(["file: digits-vae", "file: mnist-vae"]).run()
     assert not app.exception and not app.error
@@ -399,20 +402,99 @@ def test_compare_reads_recorded_diagnostics_and_measures_the_rest(app, tmp_path,
 def test_without_mnist_or_network_the_first_screen_uses_the_subset_and_says_so(tmp_path, monkeypatch):
     from core import data as datasets
     from dashboard.state import load_data
+    try:
+        at = offline_app(tmp_path, monkeypatch, "mnist-vae").run()
+        assert not at.exception and not at.error
+        assert any("5,000-digit subset" in w.value for w in at.warning)
+        assert any("A shipped model" in m.value for m in at.markdown) and len(at.get("image")) == 2
+        # the epoch counts the data it was trained on, not the subset here
+        assert any("epoch 5.0 " in m.value and "recorded" in m.value for m in at.markdown)
+    finally:
+        datasets._load_raw.cache_clear()
+        load_data.clear()
+
+
+# ---------------------------------------------------------------- one model, one truth on the pages
+
+@pytest.mark.parametrize("objective", ["iaf", "householder"])
+def test_compare_shows_a_live_flow_run_as_its_saved_copy(app, tmp_path, objective):
+    """The live run's numbers on Compare come from its flow (whose weights cross the process boundary),
+    and equal those of the same run saved and loaded."""
+    from core.report import COMPARE, headline, run_all
+    run = train(app, 100, objectives=[objective])[objective]
+    app.switch_page("views/compare.py").run()
+    assert not app.exception and not app.error
+    row = app.dataframe[0].value.loc[f"run: {objective}"]
+    numbers = ["ELBO", "IWAE NLL", "AU", "MI", "probe accuracy", "reliance gap"]
+    assert all(np.isfinite(float(row[c])) for c in numbers)
+    saved = headline(run_all(checkpoint.load(run.save(tmp_path / "copy")), run.data, COMPARE))
+    assert [float(row[c]) for c in numbers] == pytest.approx([saved[c] for c in numbers], abs=1e-9)
+    assert row["KL"] == f"{saved['KL']:.2f}" + ("" if saved["KL exact"] else " (est.)")
+
+
+def test_a_restarted_run_with_another_latent_size_is_shown_everywhere(app):
+    first = train(app, 60)["vae"]
+    for page in ("views/compare.py", "views/latent_map.py", "views/explore.py"):
+        app.switch_page(page).run()  # fill every page's caches with the first run
+    app.switch_page("views/train.py").run()
+    app.sidebar.slider(key="latent").set_value(4)
+    second = train(app, 60)["vae"]
+    assert second.run_id != first.run_id and second.latent_dim == 4
+    app.switch_page("views/compare.py").run()
+    assert not app.exception and not app.error
+    verdict = app.dataframe[0].value.loc["run: vae", "verdict"]
+    assert sum(int(p.split()[0]) for p in verdict.split(" / ")) == 4  # four dimensions: the new run
+    app.switch_page("views/latent_map.py").run()
+    assert not app.exception and not app.error
+    app.switch_page("views/explore.py").run()
+    assert not app.exception and not app.error
+    assert sorted(s.key for s in app.slider if s.key.startswith("z-")) == [f"z-{i}@{second.run_id}" for i in range(4)]
+
+
+@needs_shared
+def test_encode_it_on_one_model_then_pick_another(app, tmp_path):
+    ship(tmp_path, "mnist-vae-z2", "mnist-vae")
+    small, large = (checkpoint.load(tmp_path / n) for n in ("mnist-vae-z2", "mnist-vae"))
+    app.switch_page("views/explore.py").run()
+    app.selectbox(key="source").set_value("file: mnist-vae-z2").run()
+    app.number_input(key="image").set_value(3)
+    app.button[0].click().run()  # "Encode it"
+    code = app.session_state[f"start@{small.ref.id}"]
+    assert app.slider(key=f"z-0@{small.ref.id}").value == pytest.approx(code[0], abs=1e-6)
+    app.selectbox(key="source").set_value("file: mnist-vae").run()
+    assert not app.exception and not app.error
+    sliders = [s for s in app.slider if s.key.startswith("z-")]
+    assert len(sliders) == 16 and all(s.key.endswith(large.ref.id) for s in sliders)
+    assert all(s.value == 0.0 for s in sliders)  # the new model's own start, not the other's code
+
+
+def offline_app(tmp_path, monkeypatch, *names):
+    """The app with only these shipped checkpoints, no datasets on disk and no network."""
+    from core import data as datasets
+    from dashboard.state import load_data
     folder = tmp_path / "checkpoints"
     folder.mkdir()
-    ship(folder, "mnist-vae")
+    ship(folder, *names)
     monkeypatch.setenv("VAELAB_CHECKPOINTS", str(folder))
     monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "no-data"))
     monkeypatch.setenv("VAELAB_OFFLINE", "1")
     monkeypatch.setattr(datasets, "TORCHVISION_ROOT", tmp_path / "no-cache")
     datasets._load_raw.cache_clear()
     load_data.clear()
+    return AppTest.from_file(APP, default_timeout=60)
+
+
+def test_offline_the_gallery_shows_prior_samples_of_a_model_whose_dataset_is_absent(tmp_path, monkeypatch):
+    from core import data as datasets
     try:
-        at = AppTest.from_file(APP, default_timeout=60).run()
+        at = offline_app(tmp_path, monkeypatch, "fashion-vae").run()
+        at.switch_page("views/gallery.py").run()
         assert not at.exception and not at.error
-        assert any("5,000-digit subset" in w.value for w in at.warning)
-        assert any("A shipped model" in m.value for m in at.markdown) and len(at.get("image")) == 2
+        assert len(at.get("image")) == 1  # the card's prior samples
+        assert any("dataset is not here" in c.value for c in at.caption)
+        at.button(key="open-Explore-file: fashion-vae").click().run()
+        assert not at.exception and not at.error
+        assert any("fashion" in w.value.lower() for w in at.warning)  # which views need the data
+        assert len([s for s in at.slider if s.key.startswith("z-")]) == 16
     finally:
         datasets._load_raw.cache_clear()
-        load_data.clear()
