@@ -16,7 +16,7 @@ import torch
 from . import checkpoint
 from . import data as datasets
 from .diagnostics import DIAGNOSTICS
-from .config import RunConfig
+from .config import LIVE_EVERY, RunConfig
 from .engine import Diverged, Trainer, describe_device, pick_device
 from .errors import LabError
 from .evaluate import evaluate
@@ -115,7 +115,7 @@ def make_parser() -> Parser:
     g.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
-    g.add_argument("--live-every", type=int, default=50, metavar="N",
+    g.add_argument("--live-every", type=int, default=LIVE_EVERY, metavar="N",
                    help="held-out KL, active units and MI every N steps, shown in the bar and saved (0: off)")
     g.add_argument("--out", default="checkpoints", help="output folder (default: checkpoints)")
     g.add_argument("--name", default=None, help="checkpoint name (default: DATASET-OBJECTIVE-zLATENT)")

@@ -48,6 +48,10 @@ PRESETS = {
 }
 
 
+LIVE_EVERY = 50    # steps between live diagnostics on the held-out batch (0: off)
+LIVE_BATCH = 500   # held-out images the live diagnostics read
+
+
 def check_lr(lr) -> float:
     if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ConfigError(f"learning rate must be a finite number > 0, not {lr}")

@@ -33,7 +33,7 @@ import torch
 from . import checkpoint
 from . import data as datasets
 from .bundle import Bundle, Ref
-from .config import RunConfig, check_lr, finite_or_none
+from .config import LIVE_BATCH, LIVE_EVERY, RunConfig, check_lr, finite_or_none
 from .diagnostics import LIVE
 from .errors import ConfigError, LabError
 from .evaluate import eval_split
@@ -86,8 +86,8 @@ def build_model(config: RunConfig, info: datasets.DataInfo, objective) -> tuple[
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, data: datasets.Dataset | None = None, live_every: int = 50,
-                 live_batch: int = 500):
+    def __init__(self, config: RunConfig, data: datasets.Dataset | None = None, live_every: int = LIVE_EVERY,
+                 live_batch: int = LIVE_BATCH):
         self.device = pick_device(config.device)
         self.run_id = uuid.uuid4().hex  # this run's identity: its snapshots are (run_id, step)
         self.data = data if data is not None else datasets.load(config.data)

@@ -6,7 +6,8 @@ objective trained the model.
     z, log_q = q.sample(k)       # (k, B, d) draws and their log-densities
     q.mean                       # (B, d)  E_q[z]
     q.kl()                       # (B,)    KL(q(z|x) || p(z))
-    q.kl_per_dim()               # (B, d)  what a per-dimension KL means for this family (see PER_DIM)
+    q.kl_per_dim()               # (B, d)  what a per-dimension KL means for this family (see per_dim)
+    q.expected_log_q()           # (B,)    E_q[log q(z|x)] = -H(q(z|x))
     q.marginals()                # per-dimension distributions q(z_d|x), batch shape (B, d)
     q.log_prob_matrix(z)         # (n, B)  log q(z_i | x_j) for n codes and every image j
 
@@ -108,6 +109,9 @@ class Factorized(Posterior):
     def kl(self):
         return self.kl_per_dim().sum(-1)
 
+    def expected_log_q(self):
+        return -as_event(self.dist).entropy()
+
     def log_prob_matrix(self, z):
         return pairwise_log_density(self.dist, z)
 
@@ -139,6 +143,9 @@ class Gaussian(Posterior):
     def kl(self):
         standard = MultivariateNormal(self.prior.loc, scale_tril=torch.diag(self.prior.scale), validate_args=False)
         return kl_divergence(self.mvn, standard)
+
+    def expected_log_q(self):
+        return -self.mvn.entropy()
 
     def log_prob_matrix(self, z):
         return torch.cat([self.mvn.log_prob(chunk[:, None]) for chunk in z.split(max(1, PAIR_ROWS // self.batch))])
@@ -202,6 +209,10 @@ class Flow(Posterior):
     def kl(self):
         z, log_q = self.draws()
         return (log_q - as_event(self.prior).log_prob(z)).mean(0)
+
+    def expected_log_q(self):
+        """-H(q_T(z|x)) = -H(q_0) + E log|det|, a Monte Carlo mean over the draws."""
+        return self.draws()[1].mean(0)
 
     def log_prob_matrix(self, z):
         batch, d = self.h.shape[0], z.shape[-1]

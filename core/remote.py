@@ -25,7 +25,7 @@ import torch
 from . import data as datasets
 from . import weights
 from .bundle import Bundle, Ref
-from .config import RunConfig, check_lr
+from .config import LIVE_EVERY, RunConfig, check_lr
 from .control import Controller, RunError, RunState, failure_message
 from .engine import Diverged, Trainer
 from .errors import CheckpointError, ConfigError, DataError, LabError
@@ -128,7 +128,7 @@ def _serve(config: RunConfig, live_every: int, conn):
 class ProcessRun:
     """The run protocol of core.control, with the trainer in a child process."""
 
-    def __init__(self, config: RunConfig, data: datasets.Dataset | None = None, live_every: int = 50):
+    def __init__(self, config: RunConfig, data: datasets.Dataset | None = None, live_every: int = LIVE_EVERY):
         self.data = data if data is not None else datasets.load(config.data)
         context = mp.get_context("spawn")
         self._conn, child = context.Pipe()

@@ -67,3 +67,29 @@ def test_controls_reach_the_child(digits):
 def test_a_bad_config_fails_in_the_parent_with_its_message(digits):
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         ProcessRun(replace(small_config(), device="cuda"), digits)
+
+
+def test_a_crash_of_the_training_process_is_a_message_not_an_eoferror(digits):
+    from core.control import RunState
+    from core.errors import LabError
+    t = ProcessRun(small_config(), digits)
+    try:
+        t.start()
+        wait_until(lambda: t.step_count >= 5)
+        t._process.kill()  # the child dies as an out-of-memory kill would end it
+        wait_until(lambda: t.state == RunState.FAILED)
+        assert "ended unexpectedly" in t.error and f"step {t.step_count}" in t.error
+        with pytest.raises(LabError, match="ended unexpectedly"):
+            t.snapshot()  # at once, not after a time-out, and with the page's message
+        with pytest.raises(LabError):
+            t.pause()
+    finally:
+        t.stop()
+
+
+def test_errors_cross_the_process_boundary_with_their_type(digits):
+    """The parent was handed data; the child fails to load its own copy, and the parent raises its DataError."""
+    from core.data import DataSpec
+    from core.errors import DataError
+    with pytest.raises(DataError, match="svhn"):
+        ProcessRun(replace(small_config(), data=DataSpec("svhn")), digits)
