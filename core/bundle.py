@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import weights
-from .config import RunConfig
+from .config import RunConfig, epochs
 from .data import DataInfo
 from .models import VAE
 from .objectives import Objective, build
@@ -52,7 +52,8 @@ class Bundle:
 
     @property
     def epoch(self) -> float | None:
-        return self.step * self.config.batch_size / self.n_train if self.n_train else None
+        """Epochs of the data it was trained on (its training set's size as recorded), whatever data is here."""
+        return epochs(self.step, self.config.batch_size, self.n_train) if self.n_train else None
 
     @property
     def device(self) -> torch.device:

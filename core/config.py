@@ -52,6 +52,12 @@ LIVE_EVERY = 50    # steps between live diagnostics on the held-out batch (0: of
 LIVE_BATCH = 500   # held-out images the live diagnostics read
 
 
+def epochs(steps: int, batch_size: int, n_train: int) -> float:
+    """Passes over a training set of n_train images: an epoch is ceil(n_train / batch) steps, the last
+    batch of each pass being the short one, so `train --epochs 5` ends at exactly 5.0."""
+    return steps / math.ceil(n_train / min(batch_size, n_train))
+
+
 def check_lr(lr) -> float:
     if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ConfigError(f"learning rate must be a finite number > 0, not {lr}")

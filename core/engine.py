@@ -33,7 +33,7 @@ import torch
 from . import checkpoint
 from . import data as datasets
 from .bundle import Bundle, Ref
-from .config import LIVE_BATCH, LIVE_EVERY, RunConfig, check_lr, finite_or_none
+from .config import LIVE_BATCH, LIVE_EVERY, RunConfig, check_lr, epochs, finite_or_none
 from .diagnostics import LIVE
 from .errors import ConfigError, LabError
 from .evaluate import eval_split
@@ -119,7 +119,7 @@ class Trainer:
 
     @property
     def epoch(self) -> float:
-        return self.step_count * self.batch_size / len(self.train_x)
+        return epochs(self.step_count, self.batch_size, len(self.train_x))
 
     @property
     def steps_per_epoch(self) -> int:

@@ -25,7 +25,7 @@ import torch
 from . import data as datasets
 from . import weights
 from .bundle import Bundle, Ref
-from .config import LIVE_EVERY, RunConfig, check_lr
+from .config import LIVE_EVERY, RunConfig, check_lr, epochs
 from .control import Controller, RunError, RunState, failure_message
 from .engine import Diverged, Trainer
 from .errors import CheckpointError, ConfigError, DataError, LabError
@@ -203,7 +203,7 @@ class ProcessRun:
 
     @property
     def epoch(self) -> float:
-        return self.step_count * self.batch_size / self.n_train
+        return epochs(self.step_count, self.batch_size, self.n_train)
 
     def _control(self, command, arg=None):
         """Send a control and wait for the child to confirm it, so the state reads true on return."""

@@ -491,10 +491,32 @@ def test_offline_the_gallery_shows_prior_samples_of_a_model_whose_dataset_is_abs
         at.switch_page("views/gallery.py").run()
         assert not at.exception and not at.error
         assert len(at.get("image")) == 1  # the card's prior samples
-        assert any("dataset is not here" in c.value for c in at.caption)
+        assert any("is not here" in c.value for c in at.caption)
         at.button(key="open-Explore-file: fashion-vae").click().run()
         assert not at.exception and not at.error
         assert any("fashion" in w.value.lower() for w in at.warning)  # which views need the data
         assert len([s for s in at.slider if s.key.startswith("z-")]) == 16
     finally:
         datasets._load_raw.cache_clear()
+
+
+def test_a_crashed_training_process_is_a_message_on_the_page(app):
+    from core.control import RunState
+    app.sidebar.number_input(key="steps").set_value(100_000)
+    app.sidebar.button[0].click().run()
+    t = app.session_state["runs"]["vae"]
+    try:
+        deadline = time.monotonic() + 60
+        while t.step_count < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t._process.kill()  # as the kernel's out-of-memory killer would
+        while t.state != RunState.FAILED and time.monotonic() < deadline:
+            time.sleep(0.05)
+        app.run()
+        assert not app.exception
+        assert any("ended unexpectedly" in e.value for e in app.error)
+        for page in ("views/explore.py", "views/compare.py"):
+            app.switch_page(page).run()
+            assert not app.exception and any("ended" in e.value for e in app.error)
+    finally:
+        t.stop()

@@ -11,10 +11,11 @@ from dashboard.state import sources
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def cached_report(ref: tuple, data_key: tuple, label: str, _bundle, _data):
-    """The diagnostics of one model version (its ref: id and step) on one dataset, computed once."""
-    bar = st.progress(0.0, text=f"{label}: diagnostics ...")
-    results = run_all(_bundle, _data, COMPARE, progress=lambda f, name: bar.progress(f, text=f"{label}: {name} ..."))
+def cached_report(ref: tuple, data_key: tuple, _label: str, _bundle, _data):
+    """The diagnostics of one model version (its ref: id and step) on one dataset, computed once; the label
+    only names it on the progress bar."""
+    bar = st.progress(0.0, text=f"{_label}: diagnostics ...")
+    results = run_all(_bundle, _data, COMPARE, progress=lambda f, name: bar.progress(f, text=f"{_label}: {name} ..."))
     bar.empty()
     return results
 

@@ -48,8 +48,9 @@ st.caption("Each slider sets one latent coordinate z_d; the picture is the decod
 source, bundle, data, missing = pick_model()
 network, spec = bundle.network, bundle.config.data
 if data is None:
-    st.warning(f"{missing} Sliders, traversals and prior samples work without it; interpolation, reconstructions "
-               "and the slider ranges from real codes need its test images.")
+    st.warning(f"This model's dataset ({spec.name}) is not here. Sliders, traversals and prior samples work without "
+               "it; interpolation, reconstructions and slider ranges from real codes need its test images.\n\n"
+               f"{missing}")
     ranges = explore.prior_ranges(network)
 else:
     ranges = ranges_for(bundle.ref.key, bundle, data)

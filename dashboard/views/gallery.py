@@ -41,8 +41,8 @@ for row in range(0, len(files), 3):
                 continue
             missing = try_data(bundle.config.data)[1]
             if missing:
-                st.caption(f"Its dataset is not here: prior samples and sliders work; the latent map, "
-                           f"reconstructions and diagnostics need it. ({missing})")
+                st.caption(f"Its dataset ({bundle.config.data.name}) is not here: prior samples and sliders work; "
+                           "the latent map, reconstructions and diagnostics need it.", help=missing)
             for button, (name, page) in zip(st.columns(len(PAGES)), PAGES.items()):
                 if button.button(name, key=f"open-{name}-{label}", width="stretch"):
                     params = {"model": label} if name != "Compare" else {"compare": [label]}

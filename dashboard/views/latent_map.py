@@ -30,8 +30,8 @@ st.caption("Each point is one test image, placed by its posterior mean E_q[z|x] 
            "image; click points (shift-click for more) or drag a box to see many at once.")
 source, bundle, data, missing = pick_model()
 if data is None:
-    st.warning(f"The map places test images, and {missing} The Explore page's sliders and prior samples work "
-               "without them.")
+    st.warning(f"The map places test images, and this model's dataset ({bundle.config.data.name}) is not here. "
+               f"The Explore page's sliders and prior samples work without it.\n\n{missing}")
     st.stop()
 warming = warm_up()
 

@@ -106,34 +106,32 @@ def start(configs: dict, steps: int):
 
 
 def controls(name: str, t: ProcessRun):
-    c1, c2, c3, c4 = st.columns(4)
-    if c1.button("Pause", icon=":material/pause:", key=f"pause-{name}", disabled=t.state != RunState.RUNNING,
-                 width="stretch", help="Pause"):
-        t.pause()
-    if c2.button("Resume", icon=":material/play_arrow:", key=f"resume-{name}", disabled=t.state != RunState.PAUSED,
-                 width="stretch", help="Resume"):
-        t.resume()
-    if c3.button("Stop", icon=":material/stop:", key=f"stop-{name}", disabled=t.state not in (RunState.RUNNING, RunState.PAUSED),
-                 width="stretch", help="Stop for good"):
-        t.stop()
-    if c4.button("Save", icon=":material/save:", key=f"save-{name}", disabled=not t.step_count, width="stretch",
-                 help="Write a checkpoint to checkpoints/runs/; the Explore page lists it."):
-        try:
-            path = t.save(checkpoint_dir() / "runs" / f"{t.data.info.name}-{name}-z{t.config.model.latent_dim}")
-            st.toast(f"saved {path}")
-        except LabError as e:
-            st.error(str(e))
-    b, lr = st.columns(2)
-    beta = b.number_input("β (live)", min_value=0.0, value=float(t.beta), format="%g", key=f"beta-{name}",
-                          help="The weight on the KL term, changed while the run trains.")
-    rate = lr.number_input("learning rate (live)", min_value=1e-6, max_value=1.0, format="%g", key=f"lr-{name}",
-                           value=float(t.lr))
+    """Pause, resume, stop, save, and the live β and learning rate. A control the run can no longer take
+    (its process ended meanwhile) says why on the page."""
+    live = (RunState.RUNNING, RunState.PAUSED)
+    buttons = [("Pause", ":material/pause:", "pause", t.state != RunState.RUNNING, "Pause"),
+               ("Resume", ":material/play_arrow:", "resume", t.state != RunState.PAUSED, "Resume"),
+               ("Stop", ":material/stop:", "stop", t.state not in live, "Stop for good"),
+               ("Save", ":material/save:", "save", not t.step_count,
+                "Write a checkpoint to checkpoints/runs/; the Explore page lists it.")]
     try:
+        for col, (label, icon, action, disabled, help) in zip(st.columns(4), buttons):
+            if col.button(label, icon=icon, key=f"{action}-{name}", disabled=disabled, width="stretch", help=help):
+                if action == "save":
+                    path = t.save(checkpoint_dir() / "runs" / f"{t.data.info.name}-{name}-z{t.latent_dim}")
+                    st.toast(f"saved {path}")
+                else:
+                    getattr(t, action)()
+        b, lr = st.columns(2)
+        beta = b.number_input("β (live)", min_value=0.0, value=float(t.beta), format="%g", key=f"beta-{name}",
+                              help="The weight on the KL term, changed while the run trains.")
+        rate = lr.number_input("learning rate (live)", min_value=1e-6, max_value=1.0, format="%g", key=f"lr-{name}",
+                               value=float(t.lr))
         if beta != t.beta:
             t.set_beta(beta)
         if rate != t.lr:
             t.set_lr(rate)
-    except LabError as e:  # the run ended meanwhile: say so, keep the page
+    except LabError as e:  # the run ended meanwhile, or the disk refused the save: say so, keep the page
         st.error(str(e))
 
 
