@@ -182,7 +182,7 @@ class Trainer:
         inside this trainer's own, so the training stream is exactly as if they had not run."""
         row = {"step": self.step_count}
         with self._rng(), seeded(self.device, self.step_count):
-            q = self.objective.posterior(self.model, self._live_x, self._live_y)
+            q = self.objective.posterior(self.model, self._live_x, self._live_y).for_live()
             for _, live in LIVE.items():
                 row.update(live(q))
         return {k: finite_or_none(v) for k, v in row.items()}

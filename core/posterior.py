@@ -29,6 +29,7 @@ import torch
 from torch.distributions import Independent, MultivariateNormal, Normal, OneHotCategorical, kl_divergence
 
 MC_SAMPLES = 64     # draws of z_T per image behind a flow's mean, KL and marginals
+LIVE_MC_SAMPLES = 16  # the same in the live rows, which run every few training steps
 PAIR_ROWS = 2**16   # (code, image) pairs per chunk of a flow's log_prob_matrix
 
 
@@ -82,6 +83,10 @@ class Posterior:
     def for_pairs(self, n: int) -> "Posterior":
         """The posterior to use where every (code, image) pair is scored, as the live MI does on each
         held-out batch: itself, unless that costs far more than the rest (a flow's inversions)."""
+        return self
+
+    def for_live(self) -> "Posterior":
+        """The posterior the live rows read every few training steps: itself, or a cheaper estimate of it."""
         return self
 
 
@@ -165,13 +170,13 @@ class Flow(Posterior):
     log q_T(z_T) = log q_0(z_0) - log|det df/dz_0|. `flow(z0, h)` gives (z_T, log|det|) and `inverse(z_T, h)`
     gives (z_0, log|det df/dz_0| at z_0). Draws come from torch's global stream: callers seed it."""
     exact = False
-    per_dim = (f"KL of a Gaussian fitted to each marginal of q_T, a Monte Carlo estimate over {MC_SAMPLES} draws "
-               "of z_T per image (at most each marginal's true KL)")
+    per_dim = (f"KL of a Gaussian fitted to each marginal of q_T, a Monte Carlo estimate over draws of z_T ({MC_SAMPLES} "
+               f"per image, {LIVE_MC_SAMPLES} in the live rows; at most each marginal's true KL)")
     per_dim_sums_to_kl = False
 
-    def __init__(self, q0: Normal, h, flow, inverse, prior):
+    def __init__(self, q0: Normal, h, flow, inverse, prior, samples: int = MC_SAMPLES):
         super().__init__(prior)
-        self.q0, self.h, self.flow, self.inverse = q0, h, flow, inverse
+        self.q0, self.h, self.flow, self.inverse, self.samples = q0, h, flow, inverse, samples
         self._draws = None
 
     @property
@@ -190,9 +195,9 @@ class Flow(Posterior):
         return zT.view(k, batch, -1), log_q0 - logdet, logdet
 
     def draws(self):
-        """MC_SAMPLES draws of z_T per image with their log-densities, made once."""
+        """`samples` draws of z_T per image with their log-densities, made once."""
         if self._draws is None:
-            self._draws = self.sample(MC_SAMPLES)
+            self._draws = self.sample(self.samples)
         return self._draws
 
     @property
@@ -231,5 +236,9 @@ class Flow(Posterior):
         if self.batch <= n:
             return self
         return Flow(Normal(self.q0.loc[:n], self.q0.scale[:n], validate_args=False), self.h[:n], self.flow,
-                    self.inverse, self.prior)
+                    self.inverse, self.prior, self.samples)
+
+    def for_live(self) -> "Flow":
+        """Fewer draws per image: the live rows' estimates are noisier than the diagnostics', and cheap."""
+        return Flow(self.q0, self.h, self.flow, self.inverse, self.prior, LIVE_MC_SAMPLES)
 

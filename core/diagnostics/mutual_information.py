@@ -26,7 +26,7 @@ def mutual_information_of(q) -> MutualInformationResult:
     return MutualInformationResult(mi, ceiling, kl, kl - mi, mi > 0.95 * ceiling)
 
 
-LIVE_PAIR_IMAGES = 200  # a flow's live MI scores the pairs of this many held-out images (its ceiling says so)
+LIVE_PAIR_IMAGES = 100  # a flow's live MI scores the pairs of this many held-out images (its ceiling says so)
 
 
 def live_mi(q) -> dict:

@@ -87,9 +87,12 @@ if flags:
 left, right = st.columns(2)
 kls = {k: measured(r, "kl") for k, r in reports.items() if measured(r, "kl")}
 left.plotly_chart(plots.kl_compare({k: kl.per_dim for k, kl in kls.items()}), width="stretch")
-meanings = sorted({f"{k}: {kl.per_dim_meaning}" for k, kl in kls.items() if kl.per_dim_meaning != Factorized.per_dim})
-if meanings:
-    left.caption("Per dimension, for these models: " + "; ".join(meanings) + ".")
+meanings = {}
+for k, kl in kls.items():
+    if kl.per_dim_meaning != Factorized.per_dim:
+        meanings.setdefault(kl.per_dim_meaning, []).append(k)
+for meaning, names in meanings.items():
+    left.caption(f"{', '.join(names)}: per dimension, {meaning}.")
 aggregates = {k: measured(r, "aggregate-posterior") for k, r in reports.items() if measured(r, "aggregate-posterior")}
 if aggregates:
     dims = min(len(a.q_mass) for a in aggregates.values())
