@@ -13,7 +13,7 @@ from . import as_bundle, register, sampling
 
 @dataclass
 class ProbeResult:
-    logistic_accuracy: float  # test accuracy of a logistic regression on the encoder means
+    logistic_accuracy: float  # test accuracy of a logistic regression on the posterior means
     knn_accuracy: float       # the same with 5 nearest neighbours
     n_train: int
     n_test: int
