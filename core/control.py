@@ -58,14 +58,17 @@ MOVES = {
 }
 
 
+CHUNK = 5  # steps a run takes between looks at its controls
+
+
 class RunError(LabError):
     """A control that the run's state does not allow (start a diverged run, train a recorded one)."""
 
 
 class Controller:
     """The state of one run and the only code that changes it. Commands (start, pause, resume, stop) come
-    from the user; the stepping loop asks `steps_now` how many steps to take and reports how they ended
-    (`diverged`, `failed`). Thread-safe: the page's thread commands while the stepping thread steps."""
+    from the user; the stepping loop calls `advance`, which takes the steps the state allows and records
+    how they ended (`diverged`, `failed`). Thread-safe: the page's thread commands while the stepping thread steps."""
 
     def __init__(self):
         self.state = RunState.READY
@@ -115,6 +118,20 @@ class Controller:
                 return 0
             return chunk if self.target is None else min(chunk, self.target - step_count)
 
+    def advance(self, trainer: Trainer, chunk: int = CHUNK) -> int:
+        """Take the steps the state allows now, at most chunk; a step that diverges or fails ends the run
+        with its message, which reaches the page rather than vanishing with a thread or process. Returns
+        how many steps were asked for (0: nothing to do now)."""
+        n = self.steps_now(trainer.step_count, chunk)
+        if n:
+            try:
+                trainer.step(n)
+            except Diverged as e:
+                self.diverged(str(e))
+            except Exception as e:
+                self.failed(failure_message(e))
+        return n
+
     def diverged(self, message: str):
         with self._lock:
             self.error = message
@@ -140,8 +157,6 @@ def failure_message(error: BaseException) -> str:
 class LocalRun:
     """A Trainer stepped in a background thread of this process (the CLI's and the tests' way; the
     dashboard uses ProcessRun so that page reruns do not share the training thread's GIL)."""
-
-    CHUNK = 5  # steps between looks at the controls
 
     def __init__(self, config=None, data=None, trainer=None, **trainer_options):
         self.trainer = trainer if trainer is not None else Trainer(config, data, **trainer_options)
@@ -173,17 +188,9 @@ class LocalRun:
 
     def _loop(self):
         while not self.control.state.finished:
-            n = self.control.steps_now(self.trainer.step_count, self.CHUNK)
-            if not n:
+            if not self.control.advance(self.trainer):
                 with self.control.changed:
                     self.control.changed.wait(timeout=0.1)
-                continue
-            try:
-                self.trainer.step(n)
-            except Diverged as e:
-                self.control.diverged(str(e))
-            except Exception as e:  # a background failure must reach the page as a message, not vanish
-                self.control.failed(failure_message(e))
 
     def pause(self):
         self.control.pause()
@@ -220,8 +227,9 @@ class RecordedRun:
 
     state, error, seconds, threads = RunState.RECORDED, None, 0.0, None
 
-    def __init__(self, bundle):
-        self.bundle = bundle
+    def __init__(self, bundle, data=None, data_error: str | None = None):
+        """data: its dataset, where it is here (pictures of test images need it); data_error: why not."""
+        self.bundle, self.data, self.data_error = bundle, data, data_error
         self.history, self.live, self.step_count = bundle.history, bundle.live, bundle.step
         self.config, self.batch_size = bundle.config, bundle.config.batch_size
         self.command = bundle.meta.get("command")

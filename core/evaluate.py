@@ -48,7 +48,7 @@ def evaluate(model, data: Dataset, batch_size: int = 1000, seed: int = 0, n: int
         for x, y in zip(x_all.split(batch_size), y_all.split(batch_size)):
             x, y = x.to(device), y.to(device)
             q = bundle.posterior(x, y)
-            z, log_q = q.sample(1)
+            z = q.sample(1)[0]
             recon_sum -= bundle.network.decode(z[0], y).log_prob(x).double().sum().item()
             kl_sum += q.kl().double().sum().item()
             per_dim_sum += q.kl_per_dim().double().sum(0).cpu()

@@ -26,13 +26,12 @@ from . import data as datasets
 from . import weights
 from .bundle import Bundle, Ref
 from .config import LIVE_EVERY, RunConfig, check_lr, epochs
-from .control import Controller, RunError, RunState, failure_message
+from .control import Controller, RunError, RunState
 from .engine import Diverged, Trainer
 from .errors import CheckpointError, ConfigError, DataError, LabError
 from .objectives.base import BETA
 
 REPORT_EVERY = 0.2  # seconds between the child's progress messages
-CHUNK = 5           # steps between looks at the pipe
 CONTROLS = ("start", "pause", "resume", "stop", "beta", "lr")
 ERRORS = {cls.__name__: cls for cls in (LabError, ConfigError, DataError, CheckpointError, Diverged, RunError)}
 
@@ -108,14 +107,7 @@ def _serve(config: RunConfig, live_every: int, conn):
                 last = 0.0  # report the change at once
         except (EOFError, OSError):  # the parent is gone
             return
-        n = control.steps_now(trainer.step_count, CHUNK)
-        if n:
-            try:
-                trainer.step(n)
-            except Diverged as e:
-                control.diverged(str(e))
-            except Exception as e:  # reaches the page as a message, and the process lives on to say so
-                control.failed(failure_message(e))
+        control.advance(trainer)  # a failing step ends the run, and the process lives on to say why
         changed = sent["state"] != control.state or sent["rows"] < len(trainer.history)
         if changed and (time.monotonic() - last > REPORT_EVERY or control.state != RunState.RUNNING):
             try:

@@ -116,9 +116,8 @@ class Source:
 
 def recorded_run(path: Path) -> RecordedRun:
     """A shipped or saved checkpoint as a finished run (core.control.RecordedRun), with its dataset if here."""
-    run = RecordedRun(load_checkpoint(path))
-    run.data, run.data_error = try_data(run.config.data)
-    return run
+    bundle = load_checkpoint(path)
+    return RecordedRun(bundle, *try_data(bundle.config.data))
 
 
 def shipped(name: str) -> Path | None:

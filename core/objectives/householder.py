@@ -54,8 +54,8 @@ class HouseholderFlow(FlowObjective):
         """z_T = M(x) z_0 with M(x) = H_T ... H_1 orthogonal, so q_T is exactly the Gaussian
         N(M mu, M diag(sigma^2) M^T): its KL and marginals have closed forms (and its KL equals q_0's,
         since the prior N(0, I) is unchanged by a rotation)."""
-        h = model.encode_features(x, y)
-        q0 = model.posterior(model.encoder_head(h))
+        flow = self.flow_posterior(model, x, y)
+        h, q0 = flow.h, flow.q0
         batch, d = q0.loc.shape
         basis = torch.eye(d, device=h.device, dtype=h.dtype).repeat(batch, 1)
         columns = self.flow(basis, h.repeat_interleave(d, 0))[0].view(batch, d, d)  # row j: M e_j

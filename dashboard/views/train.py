@@ -135,8 +135,11 @@ def controls(name: str, t: ProcessRun):
         st.error(str(e))
 
 
-def per_dim_meaning(bundle) -> str:
-    """What this model's per-dimension KL is (core.posterior), read off its posterior of one blank image."""
+@st.cache_data(show_spinner=False)
+def per_dim_meaning(objective: str, _bundle) -> str:
+    """What a model's per-dimension KL is (core.posterior), read off its posterior of one blank image; the
+    same for every model of one objective, so found once per objective, not on every redraw."""
+    bundle = _bundle
     y = torch.zeros(1, dtype=torch.long) if bundle.network.cfg.n_classes else None
     return bundle.posterior(torch.zeros(1, *bundle.network.cfg.image_shape), y).per_dim
 
@@ -171,7 +174,7 @@ def run_panel(name: str, t, race: bool):
     if live:
         st.plotly_chart(plots.kl_heatmap(live, title="KL per dimension, held-out"), width="stretch",
                         key=f"heat-{name}")
-        meaning = per_dim_meaning(bundle)
+        meaning = per_dim_meaning(bundle.config.objective, bundle)
         if meaning != Factorized.per_dim:
             st.caption(f"Per dimension: {meaning}.")
         st.plotly_chart(plots.live_metrics(live), width="stretch", key=f"live-{name}")
