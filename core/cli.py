@@ -16,12 +16,12 @@ import torch
 from . import checkpoint
 from . import data as datasets
 from .diagnostics import DIAGNOSTICS
-from .config import LIVE_EVERY, RunConfig
+from .config import LIVE_EVERY, OPTIMIZERS, RunConfig
 from .engine import Diverged, Trainer, describe_device, pick_device
 from .errors import LabError
 from .evaluate import evaluate
 from .report import record, run_all, to_dict
-from .models import ACTIVATIONS, INITS, ModelConfig
+from .models import ACTIVATIONS, DECODER_VARIANCES, INITS, LIKELIHOODS, ModelConfig
 from .objectives import OBJECTIVES
 
 
@@ -78,8 +78,9 @@ def make_parser() -> Parser:
     g = t.add_argument_group("data")
     g.add_argument("--dataset", default="mnist", choices=datasets.DATASETS.names(), help="default: %(default)s")
     g.add_argument("--data-dir", help="folder with the dataset files (default: $VAELAB_DATA, then ~/.cache/torchvision)")
-    g.add_argument("--binarize", default="none", choices=["none", "dynamic"],
-                   help="dynamic: a fresh Bernoulli draw of every pixel in every minibatch")
+    g.add_argument("--binarize", default="none", choices=list(datasets.BINARIZATIONS),
+                   help="dynamic: a fresh Bernoulli draw of every pixel in every minibatch; invert-nonzero: "
+                        "0 where a pixel is > 0, 1 elsewhere (seed 'Improving VAEs')")
     g.add_argument("--normalize", default="none", choices=["none", "mean"],
                    help="mean: subtract pixel means, scale images to unit mean square norm (VLAE recipe)")
     g.add_argument("--offline", action="store_true", help="never try to download")
@@ -87,10 +88,21 @@ def make_parser() -> Parser:
     g.add_argument("--arch", default="mlp", choices=["mlp", "conv"])
     g.add_argument("--hidden", type=widths, default=(512, 256), help="MLP widths (default: 512,256)")
     g.add_argument("--channels", type=widths, default=(32, 64, 128), help="conv widths (default: 32,64,128)")
-    g.add_argument("--activation", default="relu", choices=list(ACTIVATIONS))
+    g.add_argument("--activation", default="relu", choices=list(ACTIVATIONS),
+                   help="the encoder's, and the decoder's unless --decoder-activation")
+    g.add_argument("--decoder-activation", default="", choices=["", *ACTIVATIONS])
+    g.add_argument("--leaky-slope", type=float, default=0.01, help="negative slope of leaky-relu (default: 0.01)")
+    g.add_argument("--batch-norm", action="store_true", help="batch normalization after every hidden layer")
+    g.add_argument("--kernel", type=positive_int, default=4, help="conv kernel size (default: 4)")
+    g.add_argument("--strides", type=widths, default=(), help="conv strides, one per layer (default: 2 each)")
+    g.add_argument("--decoder-channels", type=widths, default=(),
+                   help="widths the transposed convs read, head first (default: the encoder's mirror)")
+    g.add_argument("--decoder-strides", type=widths, default=(), help="their strides (default: the encoder's, reversed)")
     g.add_argument("--latent", type=positive_int, default=20, help="latent size (default: 20)")
-    g.add_argument("--likelihood", default="auto", choices=["auto", "bernoulli", "gaussian"],
-                   help="auto: what suits the dataset")
+    g.add_argument("--likelihood", default="auto", choices=["auto", *LIKELIHOODS],
+                   help="auto: what suits the dataset; mse: the squared error (a Gaussian of variance 1/2)")
+    g.add_argument("--decoder-variance", default="softplus", choices=list(DECODER_VARIANCES),
+                   help="learned Gaussian std: softplus + 0.01, or tanh: log variance = tanh (seed 'Improving VAEs')")
     g.add_argument("--obs-std", type=float, default=0.0, help="Gaussian only: fixed std, 0 learns it per pixel")
     g.add_argument("--gaussian-mean", default="identity", choices=["identity", "sigmoid"],
                    help="Gaussian only: sigmoid keeps the decoder's mean in (0, 1), for pixels in [0, 1] (Frey Faces)")
@@ -112,7 +124,9 @@ def make_parser() -> Parser:
     g.add_argument("--epochs", type=positive_int, default=None, help="passes over the training set (default: 10)")
     g.add_argument("--steps", type=positive_int, default=None, help="optimizer steps instead of epochs")
     g.add_argument("--batch-size", type=positive_int, default=128)
-    g.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    g.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)")
+    g.add_argument("--optimizer", default="adam", choices=list(OPTIMIZERS))
+    g.add_argument("--adam-beta2", type=float, default=0.999, help="Adam's second-moment decay (default: 0.999)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     g.add_argument("--live-every", type=int, default=LIVE_EVERY, metavar="N",
@@ -163,10 +177,13 @@ def run_config(args) -> RunConfig:
         data=datasets.DataSpec(args.dataset, args.binarize, args.normalize, args.data_dir),
         model=ModelConfig(arch=args.arch, hidden=args.hidden, channels=args.channels, activation=args.activation,
                           latent_dim=args.latent, likelihood=args.likelihood, obs_std=args.obs_std,
-                          gaussian_mean=args.gaussian_mean, init=args.init,
-                          latent_clip=args.latent_clip),
+                          gaussian_mean=args.gaussian_mean, init=args.init, latent_clip=args.latent_clip,
+                          decoder_activation=args.decoder_activation, leaky_slope=args.leaky_slope,
+                          batch_norm=args.batch_norm, kernel=args.kernel, strides=args.strides,
+                          decoder_channels=args.decoder_channels, decoder_strides=args.decoder_strides,
+                          decoder_variance=args.decoder_variance),
         objective=args.objective, settings=settings, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        device=args.device)
+        device=args.device, optimizer=args.optimizer, betas=(0.9, args.adam_beta2))
 
 
 def train(args) -> int:

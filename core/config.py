@@ -7,9 +7,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+import torch
+
 from .data import DataSpec
 from .errors import ConfigError
 from .models import ModelConfig
+
+
+OPTIMIZERS = ("adam", "adagrad")
 
 
 @dataclass(frozen=True)
@@ -23,11 +28,24 @@ class RunConfig:
     lr: float = 1e-3
     seed: int = 0
     device: str = "auto"
+    optimizer: str = "adam"                # "adam" or "adagrad" (Kingma & Welling 2014 trained with Adagrad)
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's moment decay rates
 
     def __post_init__(self):
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch size must be a whole number >= 1, not {self.batch_size}")
         check_lr(self.lr)
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        betas = tuple(self.betas)
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+            raise ConfigError(f"Adam's betas must be two numbers in [0, 1), not {self.betas}")
+        object.__setattr__(self, "betas", tuple(float(b) for b in betas))
+
+    def make_optimizer(self, params) -> torch.optim.Optimizer:
+        if self.optimizer == "adagrad":
+            return torch.optim.Adagrad(params, lr=self.lr)
+        return torch.optim.Adam(params, lr=self.lr, betas=self.betas)
 
     def to_dict(self) -> dict:
         return asdict(self)

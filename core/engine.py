@@ -97,7 +97,7 @@ class Trainer:
         self.model.to(self.device)
         self.objective.to(self.device)
         self.params = list(self.model.parameters()) + list(self.objective.parameters())
-        self.optimizer = torch.optim.Adam(self.params, lr=config.lr)
+        self.optimizer = config.make_optimizer(self.params)
         self.train_x = self.data.train_x.to(self.device)
         self.train_y = self.data.train_y.to(self.device)
         self.binarize = self.data.spec.binarize == "dynamic"
@@ -181,6 +181,7 @@ class Trainer:
         """The live diagnostics on the fixed held-out batch. They draw from a stream seeded by the step,
         inside this trainer's own, so the training stream is exactly as if they had not run."""
         row = {"step": self.step_count}
+        self.model.eval()  # batch norm reads its running statistics and leaves them as they are
         with self._rng(), seeded(self.device, self.step_count):
             q = self.objective.posterior(self.model, self._live_x, self._live_y).for_live()
             for _, live in LIVE.items():

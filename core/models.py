@@ -19,19 +19,24 @@ from torch.distributions import Bernoulli, Independent, Normal, OneHotCategorica
 from .errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky-relu": nn.LeakyReLU, "tanh": nn.Tanh}
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "gaussian", "mse")
 INITS = ("default", "he", "vlae")
 LATENTS = ("gaussian", "bernoulli", "categorical")
+DECODER_VARIANCES = ("softplus", "tanh")
+# "mse": the squared error as a density. A Gaussian of variance 1/2 has
+# -log p(x|z) = ||x - x'||^2 + (J/2) log pi, so training on it is training on the summed squared error
+# (Ucar 2019, app. B) while every bound stays a bound, in nats.
+MSE_STD = 0.5 ** 0.5
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str = "mlp"                          # "mlp" or "conv"
     hidden: tuple[int, ...] = (512, 256)       # MLP widths, input side first; the decoder reverses them
-    channels: tuple[int, ...] = (32, 64, 128)  # conv widths, one stride-2 4x4 layer each
-    activation: str = "relu"                   # "relu", "leaky-relu" or "tanh"
+    channels: tuple[int, ...] = (32, 64, 128)  # conv widths, one layer each
+    activation: str = "relu"                   # "relu", "leaky-relu" or "tanh"; the encoder's, and the decoder's unless set below
     latent_dim: int = 20
-    likelihood: str = "auto"                   # "bernoulli" (logits), "gaussian", or "auto": the dataset's
+    likelihood: str = "auto"                   # "bernoulli" (logits), "gaussian", "mse" (sigmoid mean, variance 1/2), or "auto": the dataset's
     obs_std: float = 0.0                       # Gaussian only: 0 learns a per-pixel std, > 0 fixes it
     gaussian_mean: str = "identity"            # Gaussian only: "sigmoid" keeps the mean in (0, 1), for pixels in [0, 1]
     init: str = "default"                      # "default" (PyTorch), "he" or "vlae" (He, gain 2^(1/3))
@@ -39,27 +44,47 @@ class ModelConfig:
     n_classes: int = 0                         # > 0: encoder and decoder also see a one-hot label (CVAE)
     latent_clip: float = 0.0                   # c > 0: rescale each encoder mean so ||mu|| <= c sqrt(d)
     latent: str = "gaussian"                   # "gaussian"; "bernoulli": z in {0,1}^d; "categorical": one of d
+    decoder_activation: str = ""               # "": the encoder's activation
+    leaky_slope: float = 0.01                  # negative slope of "leaky-relu" (Ucar 2019 uses 0.2)
+    batch_norm: bool = False                   # batch normalization after every hidden layer of both networks
+    kernel: int = 4                            # conv kernel size; padding (kernel - 1) // 2
+    strides: tuple[int, ...] = ()              # conv strides per encoder layer; (): 2 for each
+    decoder_channels: tuple[int, ...] = ()     # widths the transposed convs read (the first is the linear head's);
+                                               # the last layer writes the image. (): the encoder's mirror
+    decoder_strides: tuple[int, ...] = ()      # their strides; (): the encoder's, reversed
+    decoder_variance: str = "softplus"         # learned Gaussian std: "softplus" (std = softplus + 0.01), or
+                                               # "tanh" (log sigma^2 = tanh, so sigma^2 in (1/e, e): seed "Improving VAEs", sec. 4.1)
 
     def __post_init__(self):
         # JSON turns tuples into lists; accept both so a config round-trips through a checkpoint.
-        for name in ("hidden", "channels", "image_shape"):
+        for name in ("hidden", "channels", "image_shape", "strides", "decoder_channels", "decoder_strides"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        n_conv = len(self.channels)
         check = [
             (self.arch in ("mlp", "conv"), f"arch must be 'mlp' or 'conv', not {self.arch!r}"),
             (self.latent_dim >= 1, f"latent size must be at least 1, not {self.latent_dim}"),
             (self.activation in ACTIVATIONS, f"activation must be one of {', '.join(ACTIVATIONS)}"),
+            (self.decoder_activation in ("",) + tuple(ACTIVATIONS),
+             f"decoder activation must be one of {', '.join(ACTIVATIONS)}, or empty for the encoder's"),
+            (math.isfinite(self.leaky_slope) and 0 <= self.leaky_slope < 1, "leaky slope must be in [0, 1)"),
             (self.likelihood in LIKELIHOODS + ("auto",), f"likelihood must be one of {', '.join(LIKELIHOODS)} or auto"),
             (self.init in INITS, f"init must be one of {', '.join(INITS)}"),
             (math.isfinite(self.obs_std) and self.obs_std >= 0, "obs_std must be a finite number >= 0"),
             (self.gaussian_mean in ("identity", "sigmoid"), "gaussian_mean must be 'identity' or 'sigmoid'"),
-            (all(w >= 1 for w in self.hidden + self.channels), "layer widths must be at least 1"),
+            (self.decoder_variance in DECODER_VARIANCES, f"decoder variance must be one of {', '.join(DECODER_VARIANCES)}"),
+            (all(w >= 1 for w in self.hidden + self.channels + self.decoder_channels), "layer widths must be at least 1"),
             (len(self.image_shape) == 3 and min(self.image_shape) >= 1, "image shape must be C, H, W"),
             (self.n_classes >= 0, "n_classes must be >= 0"),
             (self.latent in LATENTS, f"latent must be one of {', '.join(LATENTS)}"),
             (self.latent == "gaussian" or self.latent_clip == 0, "latent clipping needs a Gaussian latent"),
             (self.latent != "categorical" or self.latent_dim >= 2, "a categorical latent needs at least 2 categories"),
             (math.isfinite(self.latent_clip) and self.latent_clip >= 0, "latent clip c must be a finite number >= 0"),
-            (self.arch != "conv" or 1 <= len(self.channels) <= 5, "a conv net needs 1 to 5 layers"),
+            (self.arch != "conv" or 1 <= n_conv <= 5, "a conv net needs 1 to 5 layers"),
+            (self.kernel >= 1, "kernel size must be at least 1"),
+            (not self.strides or len(self.strides) == n_conv, f"give one stride per conv layer ({n_conv})"),
+            (all(s >= 1 for s in self.strides + self.decoder_strides), "strides must be at least 1"),
+            (len(self.decoder_strides) == len(self.decoder_channels),
+             "give the decoder's channels and strides together, one stride per layer"),
         ]
         for ok, message in check:
             if not ok:
@@ -68,31 +93,50 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def encoder_strides(self) -> tuple[int, ...]:
+        return self.strides or (2,) * len(self.channels)
 
-def mlp(widths: list[int], activation: str) -> nn.Sequential:
-    """Linear layers with an activation between them, none after the last."""
+    def act(self, decoder: bool = False) -> nn.Module:
+        """A fresh activation layer: the encoder's, or the decoder's."""
+        name = (self.decoder_activation or self.activation) if decoder else self.activation
+        return nn.LeakyReLU(self.leaky_slope) if name == "leaky-relu" else ACTIVATIONS[name]()
+
+
+def mlp(widths: list[int], cfg: ModelConfig, decoder: bool = False, last_act: bool = False) -> nn.Sequential:
+    """Linear layers with batch norm (when configured) and an activation between them; after the last
+    only when last_act."""
     layers = []
     for i, (a, b) in enumerate(zip(widths, widths[1:])):
         layers.append(nn.Linear(a, b))
-        if i < len(widths) - 2:
-            layers.append(ACTIVATIONS[activation]())
+        if i < len(widths) - 2 or last_act:
+            layers += [nn.BatchNorm1d(b)] if cfg.batch_norm else []
+            layers.append(cfg.act(decoder))
     return nn.Sequential(*layers)
 
 
+def conv_size(n: int, kernel: int, stride: int) -> int:
+    """The side of a convolution's output, padding (kernel - 1) // 2."""
+    return (n + 2 * ((kernel - 1) // 2) - kernel) // stride + 1
+
+
 class ConvEncoder(nn.Module):
-    """Stride-2 4x4 convolutions, flattened: the features the encoder head reads."""
+    """Convolutions (batch norm when configured, then the activation), flattened: the features the
+    encoder head reads."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         c, h, w = cfg.image_shape
         c += cfg.n_classes  # a label enters as constant one-hot planes
         layers, self.sizes = [], [(h, w)]
-        for width in cfg.channels:
-            layers += [nn.Conv2d(c, width, 4, stride=2, padding=1), ACTIVATIONS[cfg.activation]()]
-            c, h, w = width, h // 2, w // 2
+        for width, stride in zip(cfg.channels, cfg.encoder_strides):
+            layers.append(nn.Conv2d(c, width, cfg.kernel, stride=stride, padding=(cfg.kernel - 1) // 2))
+            layers += [nn.BatchNorm2d(width)] if cfg.batch_norm else []
+            layers.append(cfg.act())
+            c, h, w = width, conv_size(h, cfg.kernel, stride), conv_size(w, cfg.kernel, stride)
             self.sizes.append((h, w))
         if h < 1 or w < 1:
-            raise ConfigError(f"{len(cfg.channels)} stride-2 layers shrink a {cfg.image_shape[1:]} image to nothing")
+            raise ConfigError(f"{len(cfg.channels)} conv layers shrink a {cfg.image_shape[1:]} image to nothing")
         self.conv = nn.Sequential(*layers)
         self.flat = (c, h, w)
         self.width = c * h * w
@@ -102,23 +146,35 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """The encoder's mirror: a linear map up to the smallest feature map, then transposed
-    convolutions whose output padding restores each odd size the encoder rounded down."""
+    """A linear map up to the first feature map, then transposed convolutions. By default it mirrors
+    the encoder; given its own channels and strides, its sizes are those an encoder with the reversed
+    strides would have, so that every output padding restores a size the convolutions rounded down."""
 
-    def __init__(self, cfg: ModelConfig, encoder: ConvEncoder, out_channels: int):
+    def __init__(self, cfg: ModelConfig, out_channels: int):
         super().__init__()
-        c, h, w = encoder.flat
-        self.flat = encoder.flat
-        self.head = nn.Sequential(nn.Linear(cfg.latent_dim + cfg.n_classes, c * h * w), ACTIVATIONS[cfg.activation]())
-        widths = list(reversed(cfg.channels[:-1])) + [out_channels]
-        sizes = list(reversed(encoder.sizes))
+        _, h, w = cfg.image_shape
+        channels = cfg.decoder_channels or (cfg.channels[-1], *reversed(cfg.channels[:-1]))
+        strides = cfg.decoder_strides or tuple(reversed(cfg.encoder_strides))
+        sizes = [(h, w)]
+        for stride in reversed(strides):
+            h, w = conv_size(h, cfg.kernel, stride), conv_size(w, cfg.kernel, stride)
+            sizes.append((h, w))
+        sizes.reverse()
+        c = channels[0]
+        self.flat = (c, h, w)
+        self.head = nn.Sequential(nn.Linear(cfg.latent_dim + cfg.n_classes, c * h * w),
+                                  *([nn.BatchNorm1d(c * h * w)] if cfg.batch_norm else []), cfg.act(decoder=True))
+        widths = list(channels[1:]) + [out_channels]
+        pad = (cfg.kernel - 1) // 2
         layers = []
-        for i, width in enumerate(widths):
+        for i, (width, stride) in enumerate(zip(widths, strides)):
             (h0, w0), (h1, w1) = sizes[i], sizes[i + 1]
-            pad = (h1 - 2 * h0, w1 - 2 * w0)  # 0 or 1: a 4x4 stride-2 transpose conv gives 2n + pad
-            layers.append(nn.ConvTranspose2d(c, width, 4, stride=2, padding=1, output_padding=pad))
+            # A transposed conv gives (n - 1) s - 2 pad + kernel + output_padding; pick the padding that lands on the size.
+            extra = [t - ((n - 1) * stride - 2 * pad + cfg.kernel) for n, t in ((h0, h1), (w0, w1))]
+            layers.append(nn.ConvTranspose2d(c, width, cfg.kernel, stride=stride, padding=pad, output_padding=tuple(extra)))
             if i < len(widths) - 1:
-                layers.append(ACTIVATIONS[cfg.activation]())
+                layers += [nn.BatchNorm2d(width)] if cfg.batch_norm else []
+                layers.append(cfg.act(decoder=True))
             c = width
         self.deconv = nn.Sequential(*layers)
 
@@ -140,16 +196,15 @@ class VAE(nn.Module):
         # iterative refinements read h; conditional models concatenate a one-hot label to the input.
         if cfg.arch == "mlp":
             widths = [c * h * w + cfg.n_classes, *cfg.hidden]
-            body = [nn.Flatten(), mlp(widths, cfg.activation)] + ([ACTIVATIONS[cfg.activation]()] if cfg.hidden else [])
-            self.encoder_body = nn.Sequential(*body)
+            self.encoder_body = nn.Sequential(nn.Flatten(), mlp(widths, cfg, last_act=bool(cfg.hidden)))
             self.features = widths[-1]
             self.decoder = nn.Sequential(
-                mlp([d + cfg.n_classes, *reversed(cfg.hidden), out_channels * h * w], cfg.activation),
+                mlp([d + cfg.n_classes, *reversed(cfg.hidden), out_channels * h * w], cfg, decoder=True),
                 nn.Unflatten(1, (out_channels, h, w)))
         else:
             self.encoder_body = ConvEncoder(cfg)
             self.features = self.encoder_body.width
-            self.decoder = ConvDecoder(cfg, self.encoder_body, out_channels)
+            self.decoder = ConvDecoder(cfg, out_channels)
         # Gaussian: (mu, log sigma^2) per dimension; discrete latents: one logit per dimension.
         self.encoder_head = nn.Linear(self.features, 2 * d if cfg.latent == "gaussian" else d)
         # The prior lives in buffers so it follows the model to its device.
@@ -212,13 +267,19 @@ class VAE(nn.Module):
             return Independent(Bernoulli(logits=out, validate_args=False), 3)
         # Kingma & Welling (2014), app. C.2, squash the Frey Faces decoder's mean into (0, 1) with a sigmoid:
         # pixels live there, and an unbounded mean decodes codes between the training images to noise.
+        if self.cfg.likelihood == "mse":
+            return Independent(Normal(torch.sigmoid(out), MSE_STD, validate_args=False), 3)
         squash = torch.sigmoid if self.cfg.gaussian_mean == "sigmoid" else (lambda t: t)
         if self.cfg.obs_std > 0:
             return Independent(Normal(squash(out), self.cfg.obs_std, validate_args=False), 3)
-        loc, raw_std = out.chunk(2, dim=1)
+        loc, raw = out.chunk(2, dim=1)
         loc = squash(loc)
+        if self.cfg.decoder_variance == "tanh":
+            # Seed "Improving VAEs" bounds the Frey Faces decoder's log-variance with a tanh, having seen
+            # its gradients explode as the variance moved; sigma^2 stays in (1/e, e).
+            return Independent(Normal(loc, torch.exp(0.5 * torch.tanh(raw)), validate_args=False), 3)
         # A floor on the std keeps the density bounded, so one flat pixel cannot send the loss to -inf.
-        return Independent(Normal(loc, F.softplus(raw_std) + 1e-2, validate_args=False), 3)
+        return Independent(Normal(loc, F.softplus(raw) + 1e-2, validate_args=False), 3)
 
     def mean_image(self, z, y=None) -> torch.Tensor:
         """The decoder's mean, the picture to show for a latent code."""

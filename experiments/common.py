@@ -1,4 +1,4 @@
-"""Shared by the reproduction scripts: train a run to a step budget and score it."""
+"""Shared by the reproduction scripts: train a run to a step budget, and keep a table's finished cells."""
 import json
 import os
 import sys
@@ -16,21 +16,60 @@ from core.config import RunConfig  # noqa: E402
 from core.engine import Diverged, Trainer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
 
 
-def train(config: RunConfig, data, steps: int, label: str) -> Trainer:
-    """Train to `steps` steps with a progress bar; a diverged run keeps its last good weights."""
-    trainer = Trainer(config, data)
+def train(config: RunConfig, data, steps: int, label: str, after_step=None) -> Trainer:
+    """Train to `steps` steps with a progress bar; a diverged run keeps its last good weights (and
+    `trainer.diverged` says where). after_step(trainer), if given, runs after every step."""
+    trainer = Trainer(config, data, live_every=0)
+    chunk = 1 if after_step else 50
     with tqdm(total=steps, desc=label, unit="step", leave=False, file=sys.stderr) as bar:
         while trainer.step_count < steps:
             try:
-                row = trainer.step(min(50, steps - trainer.step_count))[-1]
+                row = trainer.step(min(chunk, steps - trainer.step_count))[-1]
             except Diverged as e:
                 print(f"{label}: {e}", file=sys.stderr)
                 break
-            bar.update(50)
-            bar.set_postfix(loss=f"{row['loss']:.2f}")
+            if after_step:
+                after_step(trainer)
+            bar.update(min(chunk, bar.total - bar.n))
+            bar.set_postfix(loss=f"{row['loss']:.2f}", refresh=False)
     return trainer
+
+
+def per_epoch(trainer: Trainer, key: str = "loss") -> list[float]:
+    """The mean of a logged term over each epoch's steps: the training curve at one point per epoch."""
+    n = trainer.steps_per_epoch
+    values = [row[key] for row in trainer.history]
+    return [round(sum(values[i:i + n]) / len(values[i:i + n]), 3) for i in range(0, len(values), n)]
+
+
+class Cells:
+    """A table's finished cells in experiments/results/NAME.json. A cell already there is not run again,
+    so a stopped script picks up where it stopped; each cell is written as soon as it is done."""
+
+    def __init__(self, name: str, **settings):
+        self.path = RESULTS / f"{name}.json"
+        old = json.loads(self.path.read_text()) if self.path.exists() else {}
+        if old.get("settings", settings) != settings:
+            print(f"{self.path.name}: the settings changed, so its cells are measured again", file=sys.stderr)
+            old = {}
+        self.payload = {"settings": settings, "cells": old.get("cells", {})}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.payload["cells"]
+
+    def __getitem__(self, key: str) -> dict:
+        return self.payload["cells"][key]
+
+    def put(self, key: str, value: dict):
+        self.payload["cells"][key] = value
+        self.payload.update(torch=torch.__version__, threads=torch.get_num_threads(), date=time.strftime("%Y-%m-%d"))
+        RESULTS.mkdir(exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.payload, indent=1))
+        tmp.replace(self.path)
 
 
 def save(name: str, payload: dict):

@@ -30,9 +30,10 @@ def posterior_means(bundle, x, y, batch_size: int = 1000) -> np.ndarray:
 
 @register("probe")
 def probe(model, data, n_train: int = 10000, n_test: int = 10000) -> ProbeResult:
-    """Latent probe, as in the mu-VAE seed (Ucar 2019, Table 1): a logistic regression on the
-    standardized posterior means (the model's own posterior), fitted on the train split and scored on the test split; also the
-    accuracy of 5-nearest-neighbours. Needs a dataset with class labels."""
+    """Post-hoc latent probe: a logistic regression on the standardized posterior means (the model's own
+    posterior), fitted on the train split and scored on the test split; also the accuracy of 5-nearest-
+    neighbours. Needs a dataset with class labels. (The mu-VAE paper's Table 1 instead trains an MLP
+    alongside the VAE: core.classifier.)"""
     if data.info.n_classes < 2:
         raise ConfigError(f"the probe needs class labels; dataset {data.info.name!r} has none")
     bundle = as_bundle(model)

@@ -64,7 +64,7 @@ class VariationalLaplaceAutoencoder(Objective):
 
     def configure_model(self, cfg, info):
         # The Gauss-Newton step linearizes the decoder's output as the Gaussian mean itself.
-        if cfg.likelihood == "gaussian" and cfg.gaussian_mean != "identity":
+        if cfg.likelihood == "mse" or (cfg.likelihood == "gaussian" and cfg.gaussian_mean != "identity"):
             raise ConfigError("vlae linearizes an unsquashed Gaussian mean; use --gaussian-mean identity")
         return cfg
 
