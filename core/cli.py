@@ -93,7 +93,7 @@ def make_parser() -> Parser:
     g.add_argument("--decoder-activation", default="", choices=["", *ACTIVATIONS])
     g.add_argument("--leaky-slope", type=float, default=0.01, help="negative slope of leaky-relu (default: 0.01)")
     g.add_argument("--batch-norm", action="store_true", help="batch normalization after every hidden layer")
-    g.add_argument("--kernel", type=positive_int, default=4, help="conv kernel size (default: 4)")
+    g.add_argument("--conv-kernel", type=positive_int, default=4, help="conv kernel size (default: 4)")
     g.add_argument("--strides", type=widths, default=(), help="conv strides, one per layer (default: 2 each)")
     g.add_argument("--decoder-channels", type=widths, default=(),
                    help="widths the transposed convs read, head first (default: the encoder's mirror)")
@@ -179,7 +179,7 @@ def run_config(args) -> RunConfig:
                           latent_dim=args.latent, likelihood=args.likelihood, obs_std=args.obs_std,
                           gaussian_mean=args.gaussian_mean, init=args.init, latent_clip=args.latent_clip,
                           decoder_activation=args.decoder_activation, leaky_slope=args.leaky_slope,
-                          batch_norm=args.batch_norm, kernel=args.kernel, strides=args.strides,
+                          batch_norm=args.batch_norm, kernel=args.conv_kernel, strides=args.strides,
                           decoder_channels=args.decoder_channels, decoder_strides=args.decoder_strides,
                           decoder_variance=args.decoder_variance),
         objective=args.objective, settings=settings, batch_size=args.batch_size, lr=args.lr, seed=args.seed,

@@ -30,6 +30,9 @@ def cli(*args, timeout=300):
     (["train", "--dataset", "digits", "--epochs", "1", "--steps", "5"], "not both"),
     (["train", "--dataset", "digits", "--arch", "conv", "--channels", "8,8,8,8,8"], "shrink"),
     (["train", "--dataset", "digits", "--binarize", "dynamic", "--normalize", "mean"], "exclude each other"),
+    (["train", "--dataset", "digits", "--adam-beta2", "1.5"], "betas must be two numbers in [0, 1)"),
+    (["train", "--dataset", "digits", "--arch", "conv", "--strides", "1,2"], "one stride per conv layer"),
+    (["train", "--dataset", "digits", "--leaky-slope", "2"], "leaky slope must be in [0, 1)"),
     (["evaluate", "/nonexistent/run"], "no such checkpoint"),
     (["diagnose", "/nonexistent/run"], "no such checkpoint"),
     (["diagnose", "x", "--only", "kl,nope"], "unknown diagnostic nope"),
@@ -46,6 +49,21 @@ def test_bad_arguments_give_one_clear_line(args, message, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert message in lines[0]
+
+
+def test_paper_options_reach_the_run_config():
+    from core.cli import make_parser, run_config
+    args = make_parser().parse_args([
+        "train", "--binarize", "invert-nonzero", "--arch", "conv", "--channels", "64,64,64", "--strides", "1,2,2",
+        "--conv-kernel", "3", "--decoder-channels", "64,64,32", "--decoder-strides", "1,2,2", "--activation", "leaky-relu",
+        "--leaky-slope", "0.2", "--decoder-activation", "relu", "--batch-norm", "--likelihood", "mse",
+        "--optimizer", "adagrad", "--adam-beta2", "0.99"])
+    c = run_config(args)
+    assert c.data.binarize == "invert-nonzero" and c.optimizer == "adagrad" and c.betas == (0.9, 0.99)
+    m = c.model
+    assert (m.strides, m.kernel, m.decoder_channels, m.decoder_strides) == ((1, 2, 2), 3, (64, 64, 32), (1, 2, 2))
+    assert (m.activation, m.leaky_slope, m.decoder_activation, m.batch_norm, m.likelihood) == (
+        "leaky-relu", 0.2, "relu", True, "mse")
 
 
 def test_bad_argument_in_a_real_process_has_no_traceback():

@@ -276,6 +276,20 @@ def test_latent_map_page_computes_once_per_setting(app):
     assert not app.exception
 
 
+def test_latent_map_shows_up_to_four_models_side_by_side(app):
+    train(app, 60, objectives=["vae", "beta-vae"])
+    app.switch_page("views/latent_map.py").run()
+    assert len(app.get("vega_lite_chart")) == 1
+    beside = app.multiselect(key="map-beside")
+    assert beside.options == ["run: beta-vae"]  # every model but the one mapped
+    beside.set_value(["run: beta-vae"]).run()
+    assert not app.exception and not app.error
+    charts = app.get("vega_lite_chart")
+    assert len(charts) == 2
+    specs = [c.proto.spec for c in charts]
+    assert '"run: vae"' in specs[0] and '"run: beta-vae"' in specs[1]  # each titled with its model
+
+
 def test_compare_page_tables_the_runs(app):
     train(app, 100, objectives=["vae", "beta-vae"])
     app.switch_page("views/compare.py").run()

@@ -103,8 +103,9 @@ with tab_sliders:
 with tab_traverse:
     dims = st.multiselect("Dimensions", list(range(bundle.latent_dim)), key=model_state(bundle, "traverse-dims"),
                           default=[i for i in range(bundle.latent_dim) if ranges.active[i]][:8])
-    reach = st.slider("Sweep each dimension from −r to r (the others at 0)", 0.5, 10.0, key=default("reach", 3.0))
-    n = st.slider("Steps per row", 3, 15, key=default("traverse-steps", 9))
+    reach = st.slider("Sweep each dimension from −r to r (the others at 0)", 0.5, 20.0, key=default("reach", 3.0),
+                      help="The mu-VAE paper sweeps ±2 for a VAE and ±10 or ±20 for its spread-out mu-VAEs.")
+    n = st.slider("Steps per row", 3, 40, key=default("traverse-steps", 9))
     if dims and network.cfg.latent == "gaussian":
         values = [-reach + 2 * reach * i / (n - 1) for i in range(n)]
         grid = explore.traversal(network, [0.0] * bundle.latent_dim, dims, values, y)

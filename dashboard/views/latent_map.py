@@ -3,8 +3,9 @@ import numpy as np
 import streamlit as st
 
 from core import explore
+from core.errors import LabError
 from dashboard import plots
-from dashboard.state import default, pick_model, warm_up
+from dashboard.state import default, pick_model, sources, warm_up
 
 COLOURS = {"label": "label", "KL per image": "kl", "reconstruction error": "recon"}
 
@@ -60,12 +61,41 @@ if method == "umap" and warming.is_alive():
 with st.spinner(message, show_time=True):
     m = cached_map(bundle.ref.key, data.spec, method, n, perplexity, neighbors, bundle, data)
 
-values = {"label": m.labels, "kl": m.kl, "recon": m.recon}[COLOURS[colour]]
-details = {"test image": m.index, "label": m.labels, "KL (nats)": np.round(m.kl, 2),
-           "recon error (nats)": np.round(m.recon, 1)}
-images = cached_thumbnails(data.spec, tuple(m.index), data)
-chart = plots.latent_scatter(m.coords, values, colour, details, images, categorical=colour == "label")
-event = st.altair_chart(chart, width="stretch", key="map", on_select="rerun")
+beside = st.multiselect("Side by side with", [s.label for s in sources() if s.label != source.label], max_selections=3,
+                        key="map-beside", help="Up to three more models of the same dataset, each mapped the same way "
+                                               "from the same test images, in one row.")
+
+
+def chart_of(m, title="", height=560):
+    values = {"label": m.labels, "kl": m.kl, "recon": m.recon}[COLOURS[colour]]
+    details = {"test image": m.index, "label": m.labels, "KL (nats)": np.round(m.kl, 2),
+               "recon error (nats)": np.round(m.recon, 1)}
+    images = cached_thumbnails(data.spec, tuple(m.index), data)
+    return plots.latent_scatter(m.coords, values, colour, details, images, categorical=colour == "label",
+                                height=height, title=title)
+
+
+if not beside:
+    event = st.altair_chart(chart_of(m), width="stretch", key="map", on_select="rerun")
+else:
+    columns = st.columns(1 + len(beside))
+    with columns[0]:
+        event = st.altair_chart(chart_of(m, source.label, 380), width="stretch", key="map", on_select="rerun")
+    by_label = {s.label: s for s in sources()}
+    for column, label in zip(columns[1:], beside):
+        with column:
+            try:
+                other, _, _ = by_label[label].open()
+            except (KeyError, LabError) as e:
+                st.warning(f"Cannot open {label}: {e}")
+                continue
+            if other.config.data.name != data.info.name:
+                st.info(f"{label} was trained on {other.config.data.name}, not {data.info.name}: it cannot place "
+                        f"the same images.")
+                continue
+            with st.spinner(f"Mapping {label} ...", show_time=True):
+                mo = cached_map(other.ref.key, data.spec, method, n, perplexity, neighbors, other, data)
+            st.altair_chart(chart_of(mo, label, 380), width="stretch", key=f"map-{label}")
 chosen = plots.selected_points(event.selection if event else {}, m.coords)[:48]
 if chosen:
     picked = data.test_x[[m.index[i] for i in chosen]]
