@@ -17,6 +17,22 @@ from core.engine import Diverged, Trainer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
+MODELS = Path(__file__).resolve().parent / "models"  # each cell's trained model, for the figure scripts (not committed)
+
+
+def model_path(table: str, key: str) -> Path:
+    return MODELS / table / key.replace(" ", "_").replace("=", "").replace("#", "")
+
+
+def keep(trainer: Trainer, table: str, key: str):
+    """Save a cell's model (a checkpoint: safetensors + JSON) where the figure scripts find it."""
+    from core.errors import LabError
+    path = model_path(table, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        trainer.save(path)
+    except LabError as e:
+        print(f"{key}: not saved: {e}", file=sys.stderr)
 
 
 def train(config: RunConfig, data, steps: int, label: str, after_step=None) -> Trainer:

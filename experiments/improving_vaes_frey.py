@@ -13,7 +13,7 @@ import argparse
 import math
 import time
 
-from common import Cells, per_epoch, train
+from common import Cells, keep, per_epoch, train
 
 from core import data as datasets
 from core.config import RunConfig
@@ -59,6 +59,7 @@ def main():
             picks[lr] = per_epoch(t)[-1]
         lr = min(picks, key=picks.get)
         t = train(config(z, lr), data, args.epochs * per, f"frey z={z} lr={lr}")
+        keep(t, "improving_vaes_frey", key)
         bundle = t.snapshot()
         start = time.perf_counter()
         test = evaluate(bundle, data)

@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from common import Cells, train
+from common import Cells, keep, train
 
 from core import data as datasets
 from core.classifier import LatentClassifier
@@ -43,7 +43,7 @@ TABLE4 = ModelConfig(arch="conv", channels=(64, 64, 64), strides=(1, 2, 2), kern
 CURVE_EVERY = 50  # steps per point of the training curves (Fig. 2)
 
 
-def run(name: str, label: str, objective: str, settings: dict, steps: int, data) -> dict:
+def run(table: str, name: str, label: str, objective: str, settings: dict, steps: int, data) -> dict:
     config = RunConfig(data=DataSpec(name), model=TABLE4, objective=objective, settings=settings,
                        batch_size=64, lr=1e-4)
     classifier = LatentClassifier(TABLE4.latent_dim, data.info.n_classes, lr=1e-4)
@@ -55,6 +55,7 @@ def run(name: str, label: str, objective: str, settings: dict, steps: int, data)
         accuracy.append(classifier.update(trainer.model, data.train_x[idx], data.train_y[idx])[1])
 
     t = train(config, data, steps, f"{name} {label}", after_step=classifier_step)
+    keep(t, table, f"{name} {label}")
     bundle = t.snapshot()
     start = time.perf_counter()
     ev = evaluate(bundle, data)
@@ -85,7 +86,8 @@ def main():
                         help="the mu-VAE's variance term (the paper's eq. 6: log)")
     args = parser.parse_args()
     suffix = "" if args.variance == "bounded" else f"_{args.variance}"
-    cells = Cells(f"mu_vae_probe{suffix}", epochs=args.epochs, variance=args.variance)
+    table = f"mu_vae_probe{suffix}"
+    cells = Cells(table, epochs=args.epochs, variance=args.variance)
     for name in args.datasets.split(","):
         data = datasets.load(DataSpec(name))
         steps = round(args.epochs * -(-len(data.train_x) // 64))
@@ -94,7 +96,7 @@ def main():
                 continue
             if objective == "mu-vae":
                 settings = {**settings, "variance": args.variance}
-            cell = {"paper": paper, **run(name, label, objective, settings, steps, data)}
+            cell = {"paper": paper, **run(table, name, label, objective, settings, steps, data)}
             cells.put(f"{name} {label}", cell)
             print(f"{name:14s} {label:9s} joint {cell['joint']:6.2f}%  probe {cell['probe']:6.2f}%  "
                   f"(paper {paper:.2f}%)  KL {cell['test_kl']:.1f}  {cell['train_seconds']:.0f} s", flush=True)
