@@ -291,6 +291,8 @@ def print_fields(result: dict, indent: str):
             flat = [v for row in value for v in (row if isinstance(row, list) else [row])]
             print(f"{indent}{key:<18} {len(value)} values, {min(flat):.4g} .. {max(flat):.4g}" if flat else
                   f"{indent}{key:<18} none")
+        elif isinstance(value, bool) and key.endswith("exact"):
+            print(f"{indent}{key:<18} {'yes, closed form' if value else 'no: these are Monte Carlo estimates'}")
         elif isinstance(value, float):
             print(f"{indent}{key:<18} {value:.4g}")
         else:

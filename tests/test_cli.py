@@ -116,3 +116,11 @@ def test_train_then_evaluate_a_real_checkpoint(tmp_path):
     bad = cli("evaluate", str(tmp_path / "d"))
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
     assert "d.safetensors" in bad.stderr and "checksum" in bad.stderr
+
+
+def test_diagnose_says_an_estimate_is_an_estimate(capsys):
+    from core.cli import print_fields
+    print_fields({"total": 3.5, "exact": False}, "  ")
+    print_fields({"total": 3.5, "exact": True}, "  ")
+    lines = capsys.readouterr().out.splitlines()
+    assert "Monte Carlo estimate" in lines[1] and "closed form" in lines[3]
