@@ -111,7 +111,7 @@ def png_data_uris(images: torch.Tensor, scale: int | None = None) -> list[str]:
 
 
 def latent_scatter(coords, color, color_name: str, details: dict[str, list], images: list[str] | None,
-                   categorical: bool, height: int = 560, title: str = "") -> alt.Chart:
+                   categorical: bool, height: int = 560, title: str = "", legend: bool = True) -> alt.Chart:
     """A 2-D map of codes, one point per image, coloured by label (categories) or by a number. Hovering a
     point shows its image (a data: URI in the field "image", which Vega's tooltip draws) and `details`.
     Clicking picks points (shift-click adds) and dragging draws a box: selections "pick" (field "point",
@@ -130,7 +130,8 @@ def latent_scatter(coords, color, color_name: str, details: dict[str, list], ima
     return (alt.Chart(frame, height=height, title=title)
             .mark_circle(size=30)
             .encode(x=alt.X("x", axis=None), y=alt.Y("y", axis=None),
-                    color=alt.Color(f"{color_name}:{kind.upper()[0]}", scale=scale, title=color_name),
+                    color=alt.Color(f"{color_name}:{kind.upper()[0]}", scale=scale, title=color_name,
+                                    **({} if legend else {"legend": None})),
                     opacity=alt.condition(pick | box, alt.value(0.85), alt.value(0.25)), tooltip=tooltip)
             .add_params(pick, box))
 

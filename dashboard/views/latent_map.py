@@ -66,13 +66,13 @@ beside = st.multiselect("Side by side with", [s.label for s in sources() if s.la
                                                "from the same test images, in one row.")
 
 
-def chart_of(m, title="", height=560):
+def chart_of(m, title="", height=560, legend=True):
     values = {"label": m.labels, "kl": m.kl, "recon": m.recon}[COLOURS[colour]]
     details = {"test image": m.index, "label": m.labels, "KL (nats)": np.round(m.kl, 2),
                "recon error (nats)": np.round(m.recon, 1)}
     images = cached_thumbnails(data.spec, tuple(m.index), data)
     return plots.latent_scatter(m.coords, values, colour, details, images, categorical=colour == "label",
-                                height=height, title=title)
+                                height=height, title=title, legend=legend)
 
 
 if not beside:
@@ -80,7 +80,8 @@ if not beside:
 else:
     columns = st.columns(1 + len(beside))
     with columns[0]:
-        event = st.altair_chart(chart_of(m, source.label, 380), width="stretch", key="map", on_select="rerun")
+        event = st.altair_chart(chart_of(m, source.label, 380, legend=False), width="stretch", key="map",
+                                on_select="rerun")
     by_label = {s.label: s for s in sources()}
     for column, label in zip(columns[1:], beside):
         with column:
@@ -95,7 +96,8 @@ else:
                 continue
             with st.spinner(f"Mapping {label} ...", show_time=True):
                 mo = cached_map(other.ref.key, data.spec, method, n, perplexity, neighbors, other, data)
-            st.altair_chart(chart_of(mo, label, 380), width="stretch", key=f"map-{label}")
+            last = label == beside[-1]  # one legend for the row, on its last map
+            st.altair_chart(chart_of(mo, label, 380, legend=last), width="stretch", key=f"map-{label}")
 chosen = plots.selected_points(event.selection if event else {}, m.coords)[:48]
 if chosen:
     picked = data.test_x[[m.index[i] for i in chosen]]
