@@ -1,5 +1,6 @@
 """Shared by the reproduction scripts: train a run to a step budget, and keep a table's finished cells."""
 import json
+import math
 import os
 import sys
 import time
@@ -80,12 +81,21 @@ class Cells:
         return self.payload["cells"][key]
 
     def put(self, key: str, value: dict):
-        self.payload["cells"][key] = value
+        self.payload["cells"][key] = json_safe(value)
         self.payload.update(torch=torch.__version__, threads=torch.get_num_threads(), date=time.strftime("%Y-%m-%d"))
         RESULTS.mkdir(exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.payload, indent=1))
         tmp.replace(self.path)
+
+
+def json_safe(value):
+    """JSON has no inf or NaN: write them as the strings "inf", "-inf" and "nan"."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def save(name: str, payload: dict):

@@ -8,6 +8,8 @@ out. Its reported figures (236.67, 241.69, 243.72, 245.74) are positive: we read
 (a loss), and report ours the same way, on the held-out faces and on the training faces.
 
     python experiments/improving_vaes_frey.py [--epochs 3000] [--pick-epochs 50]
+    python experiments/improving_vaes_frey.py --name improving_vaes_frey_adam --optimizer adam --rates 0.001 \
+        --latents 5 --epochs 500      # is the collapse the optimizer's?
 """
 import argparse
 import math
@@ -25,10 +27,10 @@ PAPER = {2: 236.67, 5: 241.69, 10: 243.72, 20: 245.74}  # sec. 5
 RATES = (0.1, 0.01, 0.02)
 
 
-def config(z: int, lr: float) -> RunConfig:
+def config(z: int, lr: float, optimizer: str = "adagrad") -> RunConfig:
     model = ModelConfig(hidden=(200,), activation="tanh", latent_dim=z, likelihood="gaussian",
                         gaussian_mean="sigmoid", decoder_variance="tanh")
-    return RunConfig(data=DataSpec("frey"), model=model, batch_size=100, optimizer="adagrad", lr=lr)
+    return RunConfig(data=DataSpec("frey"), model=model, batch_size=100, optimizer=optimizer, lr=lr)
 
 
 def train_elbo(bundle, data) -> float:
@@ -43,10 +45,14 @@ def main():
     parser.add_argument("--epochs", type=int, default=3000)
     parser.add_argument("--pick-epochs", type=int, default=50)
     parser.add_argument("--latents", default="2,5,10,20")
+    parser.add_argument("--optimizer", default="adagrad", choices=["adagrad", "adam"])
+    parser.add_argument("--rates", default=",".join(map(str, RATES)), help="learning rates to pick from")
+    parser.add_argument("--name", default="improving_vaes_frey", help="the results file; another setting wants another name")
     args = parser.parse_args()
     data = datasets.load(DataSpec("frey"))
     per = -(-len(data.train_x) // 100)
-    cells = Cells("improving_vaes_frey", epochs=args.epochs, pick_epochs=args.pick_epochs)
+    rates = [float(r) for r in args.rates.split(",")]
+    cells = Cells(args.name, epochs=args.epochs, pick_epochs=args.pick_epochs, optimizer=args.optimizer, rates=rates)
     # The floor the tanh puts under -log p(x|z): each pixel costs at least (log 2 pi - 1) / 2 nats.
     floor = 0.5 * (math.log(2 * math.pi) - 1) * math.prod(data.info.shape)
     for z in map(int, args.latents.split(",")):
@@ -54,12 +60,12 @@ def main():
         if key in cells:
             continue
         picks = {}
-        for lr in RATES:
-            t = train(config(z, lr), data, args.pick_epochs * per, f"frey z={z} lr={lr} (pick)")
+        for lr in rates:
+            t = train(config(z, lr, args.optimizer), data, args.pick_epochs * per, f"frey z={z} lr={lr} (pick)")
             picks[lr] = per_epoch(t)[-1]
         lr = min(picks, key=picks.get)
-        t = train(config(z, lr), data, args.epochs * per, f"frey z={z} lr={lr}")
-        keep(t, "improving_vaes_frey", key)
+        t = train(config(z, lr, args.optimizer), data, args.epochs * per, f"frey z={z} lr={lr}")
+        keep(t, args.name, key)
         bundle = t.snapshot()
         start = time.perf_counter()
         test = evaluate(bundle, data)
