@@ -89,6 +89,15 @@ class Cells:
         tmp.replace(self.path)
 
 
+def save_figure(fig, name: str, dpi: int = 80):
+    """Write a matplotlib figure to docs/figures/NAME and close it."""
+    import matplotlib.pyplot as plt
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURES / name, dpi=dpi)
+    plt.close(fig)
+    print(f"wrote {FIGURES / name}")
+
+
 def json_safe(value):
     """JSON has no inf or NaN: write them as the strings "inf", "-inf" and "nan"."""
     if isinstance(value, dict):

@@ -1,8 +1,8 @@
 """The figures of seed 002, "Improving Variational Autoencoders", from the models the table scripts
 trained (run experiments/improving_vaes_table1.py and improving_vaes_frey.py first):
-  Fig. 1     the training lower bound of VAE, VAE tuned and VAE CNN against epochs (z = 20)
+  Fig. 1     the training lower bound of VAE, VAE tuned and VAE CNN against epochs (z = 3)
   Figs. 5-6  reconstructions and prior samples of every model at z = 3 (the CVAE's samples are ones)
-  Figs. 3-4  Frey Faces reconstructions and samples at z = 5
+  Figs. 3-4  Frey Faces reconstructions and samples at z = 5 (the paper's Adagrad, and Adam)
 PNGs in docs/figures/.
 
     python experiments/figures_improving_vaes.py
@@ -15,7 +15,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from common import FIGURES, RESULTS, model_path  # noqa: E402
+from common import RESULTS, model_path, save_figure  # noqa: E402
 
 from core import checkpoint  # noqa: E402
 from core import data as datasets  # noqa: E402
@@ -43,21 +43,22 @@ def smoothed(history, n=50):
 def lower_bound_curves():
     fig, ax = plt.subplots(figsize=(7, 4))
     for row in ("VAE implementation", "VAE tuned", "VAE CNN"):
-        bundle = bundle_of("improving_vaes_table1", f"{row} z=20")
+        bundle = bundle_of("improving_vaes_table1", f"{row} z=3")
         if bundle is None:
             continue
         per_epoch = -(-bundle.n_train // bundle.config.batch_size)
         curve = smoothed(bundle.history)
         ax.plot([50 * (i + 1) / per_epoch for i in range(len(curve))], curve, label=row)
     ax.set_xlabel("epoch"), ax.set_ylabel("training lower bound (nats, mean over 50 steps)")
-    ax.set_ylim(-250, None), ax.legend(), ax.set_title("z = 20")
-    save(fig, "improving_vaes_lower_bound.png")
+    ax.set_ylim(-250, None), ax.legend(), ax.set_title("z = 3")
+    save_figure(fig, "improving_vaes_lower_bound.png", dpi=90)
 
 
-def pictures(table, keys, data, n, name, title, y_for_samples=None):
+def pictures(keys, data, n, name, title, y_for_samples=None):
+    """Rows of reconstructions and of prior samples, one per (label, table, cell key)."""
     x, y = eval_split(data, n)
     recon, samples, labels = [image_grid(data.to_image(x), nrow=n)], [], ["test images"]
-    for label, key in keys:
+    for label, table, key in keys:
         bundle = bundle_of(table, key)
         if bundle is None:
             continue
@@ -74,23 +75,17 @@ def pictures(table, keys, data, n, name, title, y_for_samples=None):
             ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
         fig.suptitle(f"{title}: {kind}", fontsize=10)
         fig.tight_layout()
-        save(fig, f"{name}_{kind}.png")
-
-
-def save(fig, name):
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURES / name, dpi=90)
-    plt.close(fig)
-    print(f"wrote {FIGURES / name}")
+        save_figure(fig, f"{name}_{kind}.png", dpi=90)
 
 
 def main():
     lower_bound_curves()
     mnist = datasets.load(DataSpec("mnist", binarize="invert-nonzero"))
-    pictures("improving_vaes_table1", [(row, f"{row} z=3") for row in ROWS], mnist, 12, "improving_vaes_z3",
+    pictures([(row, "improving_vaes_table1", f"{row} z=3") for row in ROWS], mnist, 12, "improving_vaes_z3",
              "binarized MNIST, z = 3 (CVAE samples: ones)", y_for_samples=1)
     frey = datasets.load(DataSpec("frey"))
-    pictures("improving_vaes_frey", [("VAE", "z=5")], frey, 12, "improving_vaes_frey_z5", "Frey Faces, z = 5")
+    pictures([("Adagrad", "improving_vaes_frey", "z=5"), ("Adam", "improving_vaes_frey_adam", "z=5")], frey, 12,
+             "improving_vaes_frey_z5", "Frey Faces, z = 5")
 
 
 if __name__ == "__main__":

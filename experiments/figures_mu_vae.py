@@ -13,7 +13,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from common import FIGURES, RESULTS, model_path  # noqa: E402
+from common import RESULTS, model_path, save_figure  # noqa: E402
 
 from core import checkpoint, explore  # noqa: E402
 from core import data as datasets  # noqa: E402
@@ -45,7 +45,7 @@ def curves(cells):
         axes[0].legend(fontsize=8)
         fig.suptitle(f"{title}: training curves, means over {every} steps")
         fig.tight_layout()
-        save(fig, f"mu_vae_curves_{name}.png")
+        save_figure(fig, f"mu_vae_curves_{name}.png")
 
 
 def tsne(bundles, sets):
@@ -61,7 +61,7 @@ def tsne(bundles, sets):
             ax.scatter(m.coords[:, 0], m.coords[:, 1], c=m.labels, cmap="tab10", s=3)
             ax.set_title(f"{DATASETS[name]}: {model}", fontsize=10)
     fig.tight_layout()
-    save(fig, "mu_vae_tsne.png")
+    save_figure(fig, "mu_vae_tsne.png")
 
 
 def pictures(bundles, sets):
@@ -84,20 +84,13 @@ def pictures(bundles, sets):
                 ax.imshow(picture), ax.axis("off"), ax.set_title(f"{model} (sigma = {SIGMA[model]:g})", fontsize=10)
             fig.suptitle(f"{DATASETS[name]}: decoded z ~ N(0, sigma^2 I)")
             fig.tight_layout()
-            save(fig, f"mu_vae_samples_{name}.png")
+            save_figure(fig, f"mu_vae_samples_{name}.png")
         if rows:
             fig, axes = plt.subplots(len(rows), 1, figsize=(16, 4.3 * len(rows)))
             for ax, (model, reach, picture) in zip(axes, rows):
                 ax.imshow(picture), ax.axis("off"), ax.set_title(f"{model}: each dimension over [-{reach:g}, {reach:g}]", fontsize=10)
             fig.tight_layout()
-            save(fig, f"mu_vae_traversals_{name}.png")
-
-
-def save(fig, name):
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURES / name, dpi=80)
-    plt.close(fig)
-    print(f"wrote {FIGURES / name}")
+            save_figure(fig, f"mu_vae_traversals_{name}.png")
 
 
 def main():

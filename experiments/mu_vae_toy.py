@@ -16,7 +16,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from common import FIGURES, Cells, train  # noqa: E402
+from common import Cells, save_figure, train  # noqa: E402
 
 from core import data as datasets  # noqa: E402
 from core.config import RunConfig  # noqa: E402
@@ -60,9 +60,7 @@ def main():
             ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(f"Posterior means of {args.n:,} MNIST test digits ({args.epochs:g} epochs; colour = digit)")
     fig.tight_layout()
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURES / "mu_vae_toy.png", dpi=70)
-    print(f"wrote {FIGURES / 'mu_vae_toy.png'}")
+    save_figure(fig, "mu_vae_toy.png", dpi=70)
 
 
 if __name__ == "__main__":
