@@ -8,6 +8,7 @@ Figs. 6 / 10 (prior samples at sigma = 1 for VAE and beta-VAE, 3 for the mu-VAEs
 import json
 
 import matplotlib
+import numpy as np
 import torch
 
 matplotlib.use("Agg")
@@ -58,7 +59,8 @@ def tsne(bundles, sets):
             if bundle is None:
                 continue
             m = explore.latent_map(bundle, sets[name], "tsne", n=2000)
-            ax.scatter(m.coords[:, 0], m.coords[:, 1], c=m.labels, cmap="tab10", s=3)
+            xy = np.asarray(m.coords)
+            ax.scatter(xy[:, 0], xy[:, 1], c=m.labels, cmap="tab10", s=3)
             ax.set_title(f"{DATASETS[name]}: {model}", fontsize=10)
     fig.tight_layout()
     save_figure(fig, "mu_vae_tsne.png")
