@@ -26,6 +26,7 @@ and not trained again.
 """
 import argparse
 import time
+from dataclasses import replace
 
 from common import Cells, keep, per_epoch, train
 
@@ -60,16 +61,16 @@ def runs(row: str, z: int) -> list[tuple[str, RunConfig]]:
     tuned = dict(data=spec, batch_size=100, optimizer="adam", betas=(0.9, 0.99), lr=1e-2 if z == 3 else 1e-3)
     baseline = dict(data=spec, batch_size=100, optimizer="adagrad")
     if row == "VAE implementation":
-        return [(f"lr={lr}", RunConfig(model=ModelConfig(**{**BASELINE.to_dict(), "latent_dim": z}), lr=lr, **baseline))
+        return [(f"lr={lr}", RunConfig(model=replace(BASELINE, latent_dim=z), lr=lr, **baseline))
                 for lr in ADAGRAD_RATES]
     if row == "beta-VAE":
-        return [(f"lr={lr}", RunConfig(model=ModelConfig(**{**BASELINE.to_dict(), "latent_dim": z}), lr=lr,
+        return [(f"lr={lr}", RunConfig(model=replace(BASELINE, latent_dim=z), lr=lr,
                                        objective="beta-vae", settings={"beta": 4.0}, **baseline)) for lr in ADAGRAD_RATES]
-    tuned_model = ModelConfig(**{**TUNED.to_dict(), "latent_dim": z})
+    tuned_model = replace(TUNED, latent_dim=z)
     if row == "VAE tuned":
         return [("", RunConfig(model=tuned_model, **tuned))]
     if row == "VAE CNN":
-        return [("", RunConfig(model=ModelConfig(**{**CNN.to_dict(), "latent_dim": z}),
+        return [("", RunConfig(model=replace(CNN, latent_dim=z),
                                **{**tuned, "lr": 1e-3 if z == 200 else 1e-2}))]
     if row == "IWAE":
         return [("", RunConfig(model=ModelConfig(hidden=(200, 100), activation="tanh", likelihood="bernoulli",

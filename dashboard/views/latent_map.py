@@ -61,7 +61,8 @@ if method == "umap" and warming.is_alive():
 with st.spinner(message, show_time=True):
     m = cached_map(bundle.ref.key, data.spec, method, n, perplexity, neighbors, bundle, data)
 
-beside = st.multiselect("Side by side with", [s.label for s in sources() if s.label != source.label], max_selections=3,
+by_label = {s.label: s for s in sources()}
+beside = st.multiselect("Side by side with", [label for label in by_label if label != source.label], max_selections=3,
                         key="map-beside", help="Up to three more models of the same dataset, each mapped the same way "
                                                "from the same test images, in one row.")
 
@@ -82,7 +83,6 @@ else:
     with columns[0]:
         event = st.altair_chart(chart_of(m, source.label, 380, legend=False), width="stretch", key="map",
                                 on_select="rerun")
-    by_label = {s.label: s for s in sources()}
     for column, label in zip(columns[1:], beside):
         with column:
             try:
