@@ -39,12 +39,17 @@ def keep(trainer: Trainer, table: str, key: str):
 def train(config: RunConfig, data, steps: int, label: str, after_step=None) -> Trainer:
     """Train to `steps` steps with a progress bar; a diverged run keeps its last good weights (and
     `trainer.diverged` says where). after_step(trainer), if given, runs after every step."""
-    trainer = Trainer(config, data, live_every=0)
+    return advance(Trainer(config, data, live_every=0), steps, label, after_step)
+
+
+def advance(trainer: Trainer, steps: int, label: str, after_step=None) -> Trainer:
+    """Train an existing run `steps` steps further, as train() does."""
     chunk = 1 if after_step else 50
+    end = trainer.step_count + steps
     with tqdm(total=steps, desc=label, unit="step", leave=False, file=sys.stderr) as bar:
-        while trainer.step_count < steps:
+        while trainer.step_count < end:
             try:
-                row = trainer.step(min(chunk, steps - trainer.step_count))[-1]
+                row = trainer.step(min(chunk, end - trainer.step_count))[-1]
             except Diverged as e:
                 print(f"{label}: {e}", file=sys.stderr)
                 break

@@ -52,10 +52,15 @@ def test_enumeration_covers_every_state():
     assert len(every_z("bernoulli", 8)) == 256 and len(every_z("categorical", 6)) == 6
 
 
-@pytest.mark.parametrize("name", ["discrete-is", "reinforce-loo"])
+ESTIMATORS = [("discrete-is", {}), ("reinforce-loo", {}),
+              # the general estimator, eqs. 14-17: a proposal q_I flatter and sharper than q
+              ("discrete-is", {"proposal_temperature": 3.0}), ("discrete-is", {"proposal_temperature": 0.7})]
+
+
+@pytest.mark.parametrize("name,settings", ESTIMATORS)
 @pytest.mark.parametrize("latent,c", [("bernoulli", 4), ("bernoulli", 8), ("categorical", 6)])
-def test_estimator_is_unbiased_against_enumeration(digits, name, latent, c):
-    obj, m, x = setup(digits, name, latent, c, samples=4)
+def test_estimator_is_unbiased_against_enumeration(digits, name, settings, latent, c):
+    obj, m, x = setup(digits, name, latent, c, samples=4, **settings)
     exact = grads(m, exact_loss(m, x, latent))
     torch.manual_seed(1)
     est = estimates(obj, m, x, 400)
@@ -79,10 +84,31 @@ def test_gumbel_and_leave_one_out_have_lower_variance_than_plain_importance_samp
     assert loo_10 < plain_10
 
 
-def test_reported_loss_is_the_negative_elbo(digits):
-    obj, m, x = setup(digits, "discrete-is", "bernoulli", 4, samples=2000)
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_reported_loss_is_the_negative_elbo(digits, temperature):
+    obj, m, x = setup(digits, "discrete-is", "bernoulli", 4, samples=2000, proposal_temperature=temperature)
     torch.manual_seed(0)
     assert obj(m, x).loss.item() == pytest.approx(exact_loss(m, x, "bernoulli").item(), rel=0.01)
+
+
+def test_a_proposal_other_than_q_draws_from_the_proposal(digits):
+    """With a high temperature q_I is nearly uniform: its draws ignore q's confident logits."""
+    obj, m, x = setup(digits, "discrete-is", "bernoulli", 4, samples=500, proposal_temperature=100.0)
+    with torch.no_grad():
+        m.encoder_head.bias.copy_(torch.tensor([-8.0, -8.0, 8.0, 8.0]))
+    seen = []
+    m.decoder.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    obj(m, x)
+    assert seen[0].mean(0).sub(0.5).abs().max() < 0.1  # q itself would give about (0, 0, 1, 1)
+
+
+def test_gumbel_softmax_averages_its_samples(digits):
+    def encoder_variance(samples):
+        obj, m, x = setup(digits, "gumbel-softmax", "bernoulli", 8, samples=samples)
+        torch.manual_seed(3)
+        return estimates(obj, m, x, 200)[:, :8].var(0).sum()
+
+    assert encoder_variance(8) < encoder_variance(1) / 3  # about 1/8 for independent draws
 
 
 def test_straight_through_decodes_hard_codes(digits):

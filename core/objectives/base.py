@@ -146,11 +146,16 @@ def log_weights(model, x, y, z, log_q):
     """Importance weights of latent samples z (k, B, d) drawn with log-density log_q (k, B):
     log w = log p(x|z) + log p(z) - log q(z|x). Returns log w and log p(x|z), both (k, B).
     All k*B images go through the decoder as one batch."""
-    k, batch = log_q.shape
+    log_px = decode_log_prob(model, x, y, z)
+    return log_px + as_event(model.prior()).log_prob(z) - log_q, log_px
+
+
+def decode_log_prob(model, x, y, z):
+    """log p(x|z) of k latent samples per image, z (k, B, d) -> (k, B), as one decoder batch."""
+    k, batch = z.shape[:2]
     xk = x.expand(k, *x.shape).reshape(k * batch, *x.shape[1:])
     yk = None if y is None else y.expand(k, batch).reshape(-1)
-    log_px = model.decode(z.reshape(k * batch, -1), yk).log_prob(xk).view(k, batch)
-    return log_px + as_event(model.prior()).log_prob(z) - log_q, log_px
+    return model.decode(z.reshape(k * batch, -1), yk).log_prob(xk).view(k, batch)
 
 
 class FlowObjective(Objective):

@@ -1,7 +1,7 @@
 import torch
 from torch.distributions import RelaxedBernoulli, RelaxedOneHotCategorical
 
-from .base import Knob, Output, kl_per_dim, register, shared_terms
+from .base import Knob, Output, decode_log_prob, kl_per_dim, register, shared_terms
 from .discrete_is import LATENT, DiscreteObjective
 
 
@@ -21,6 +21,7 @@ class GumbelSoftmax(DiscreteObjective):
         "temperature": Knob(1.0, "tau: lower is closer to discrete but noisier (Jang et al. anneal 1 to 0.5)", min=1e-3),
         "estimator": Knob("relaxed", "decode the relaxed sample, or the hard one with straight-through gradients",
                           choices=("relaxed", "straight-through")),
+        "samples": Knob(1, "M: relaxed samples of z per image per step, averaged", min=1),
     }
 
     def forward(self, model, x, y=None, step=0):
@@ -28,12 +29,12 @@ class GumbelSoftmax(DiscreteObjective):
         tau = torch.tensor(self.temperature, device=x.device)
         relaxed = (RelaxedBernoulli(tau, logits=q.logits) if self.latent_type == "bernoulli"
                    else RelaxedOneHotCategorical(tau, logits=q.logits))
-        z = relaxed.rsample()
+        z = relaxed.rsample((self.samples,))
         if self.estimator == "straight-through":
             hard = (z > 0.5).float() if self.latent_type == "bernoulli" else \
                 torch.nn.functional.one_hot(z.argmax(-1), z.shape[-1]).float()
             z = hard + z - z.detach()
-        recon = -model.decode(z, y).log_prob(x)
+        recon = -decode_log_prob(model, x, y, z).mean(0)
         kl = kl_per_dim(q, model.prior())
         return Output((recon + self.beta * kl.sum(-1)).mean(),
                       shared_terms(recon, kl))
