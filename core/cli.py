@@ -102,7 +102,8 @@ def make_parser() -> Parser:
     g.add_argument("--likelihood", default="auto", choices=["auto", *LIKELIHOODS],
                    help="auto: what suits the dataset; mse: the squared error (a Gaussian of variance 1/2)")
     g.add_argument("--decoder-variance", default="softplus", choices=list(DECODER_VARIANCES),
-                   help="learned Gaussian std: softplus + 0.01, or tanh: log variance = tanh (seed 'Improving VAEs')")
+                   help="learned Gaussian std: softplus + 0.01 per pixel; tanh: log variance = tanh (seed 'Improving VAEs'); "
+                        "shared: one learned log variance for every pixel, from 0 (the VLAE authors' code)")
     g.add_argument("--obs-std", type=float, default=0.0, help="Gaussian only: fixed std, 0 learns it per pixel")
     g.add_argument("--gaussian-mean", default="identity", choices=["identity", "sigmoid"],
                    help="Gaussian only: sigmoid keeps the decoder's mean in (0, 1), for pixels in [0, 1] (Frey Faces)")

@@ -20,9 +20,9 @@ from .errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky-relu": nn.LeakyReLU, "tanh": nn.Tanh}
 LIKELIHOODS = ("bernoulli", "gaussian", "mse")
-INITS = ("default", "he", "vlae")
+INITS = ("default", "he", "vlae", "vlae-code")
 LATENTS = ("gaussian", "bernoulli", "categorical")
-DECODER_VARIANCES = ("softplus", "tanh")
+DECODER_VARIANCES = ("softplus", "tanh", "shared")
 # "mse": the squared error as a density. A Gaussian of variance 1/2 has
 # -log p(x|z) = ||x - x'||^2 + (J/2) log pi, so training on it is training on the summed squared error
 # (Ucar 2019, app. B) while every bound stays a bound, in nats.
@@ -39,7 +39,7 @@ class ModelConfig:
     likelihood: str = "auto"                   # "bernoulli" (logits), "gaussian", "mse" (sigmoid mean, variance 1/2), or "auto": the dataset's
     obs_std: float = 0.0                       # Gaussian only: 0 learns a per-pixel std, > 0 fixes it
     gaussian_mean: str = "identity"            # Gaussian only: "sigmoid" keeps the mean in (0, 1), for pixels in [0, 1]
-    init: str = "default"                      # "default" (PyTorch), "he" or "vlae" (He, gain 2^(1/3))
+    init: str = "default"                      # "default" (PyTorch), "he", "vlae" (He, gain 2^(1/3)) or "vlae-code" (below)
     image_shape: tuple[int, int, int] = (1, 28, 28)
     n_classes: int = 0                         # > 0: encoder and decoder also see a one-hot label (CVAE)
     latent_clip: float = 0.0                   # c > 0: rescale each encoder mean so ||mu|| <= c sqrt(d)
@@ -53,7 +53,8 @@ class ModelConfig:
                                                # the last layer writes the image. (): the encoder's mirror
     decoder_strides: tuple[int, ...] = ()      # their strides; (): the encoder's, reversed
     decoder_variance: str = "softplus"         # learned Gaussian std: "softplus" (std = softplus + 0.01), or
-                                               # "tanh" (log sigma^2 = tanh, so sigma^2 in (1/e, e): seed "Improving VAEs", sec. 4.1)
+                                               # "tanh" (log sigma^2 = tanh, so sigma^2 in (1/e, e): seed "Improving VAEs", sec. 4.1), or
+                                               # "shared": one learned log sigma^2 for every pixel, from 0 (the VLAE authors' code)
 
     def __post_init__(self):
         # JSON turns tuples into lists; accept both so a config round-trips through a checkpoint.
@@ -191,7 +192,8 @@ class VAE(nn.Module):
         c, h, w = cfg.image_shape
         d = cfg.latent_dim
         learned_std = cfg.likelihood == "gaussian" and cfg.obs_std == 0
-        out_channels = 2 * c if learned_std else c  # a learned std takes a second output map
+        shared_std = learned_std and cfg.decoder_variance == "shared"
+        out_channels = 2 * c if learned_std and not shared_std else c  # a per-pixel std takes a second output map
         # encoder: x -> features h (encoder_body) -> latent parameters (encoder_head). Flows and
         # iterative refinements read h; conditional models concatenate a one-hot label to the input.
         if cfg.arch == "mlp":
@@ -208,6 +210,8 @@ class VAE(nn.Module):
         # Gaussian: (mu, log sigma^2) per dimension; discrete latents: one logit per dimension.
         self.encoder_head = nn.Linear(self.features, 2 * d if cfg.latent == "gaussian" else d)
         # The prior lives in buffers so it follows the model to its device.
+        if shared_std:
+            self.decoder_log_var = nn.Parameter(torch.zeros(()))
         self.register_buffer("prior_loc", torch.zeros(d))
         self.register_buffer("prior_scale", torch.ones(d))
         initialize(self, cfg.init)
@@ -272,6 +276,11 @@ class VAE(nn.Module):
         squash = torch.sigmoid if self.cfg.gaussian_mean == "sigmoid" else (lambda t: t)
         if self.cfg.obs_std > 0:
             return Independent(Normal(squash(out), self.cfg.obs_std, validate_args=False), 3)
+        if self.cfg.decoder_variance == "shared":
+            # One variance for all pixels cannot shrink onto a pixel that never changes (a constant
+            # MNIST border), which sends a per-pixel variance to its floor.
+            return Independent(Normal(squash(out), torch.exp(0.5 * self.decoder_log_var).expand_as(out),
+                                      validate_args=False), 3)
         loc, raw = out.chunk(2, dim=1)
         loc = squash(loc)
         if self.cfg.decoder_variance == "tanh":
@@ -305,19 +314,29 @@ class VAE(nn.Module):
         return self.mean_image(self.encode(x, y).mean, y)
 
 
+VLAE_GAIN = 2 ** (1 / 3)
+
+
 def initialize(model: nn.Module, scheme: str):
-    """'he': He et al. (2015) normal init for ReLU nets. 'vlae': the VLAE recipe (Park et al. 2019,
-    supplement sec. 2): He init that preserves the variance of the backward pass (fan-out), with
-    2^(1/3) "to account for the network structure of two ReLU layers and one linear layer"; as in
-    the authors' implementation, 2^(1/3) is passed as kaiming's `a`, giving a gain of
-    sqrt(2 / (1 + 2^(2/3))) ~ 0.88. It stops the KL gradient swamping the reconstruction gradient
-    early in training, which otherwise collapses large models."""
+    """'he': He et al. (2015) normal init for ReLU nets. The VLAE recipe (Park et al. 2019, supplement
+    sec. 2) is He init that preserves the variance of the backward pass (fan-out) "with gain of
+    2^(1/3) to account for the network structure that consists of two ReLU layers and one linear
+    layer": each ReLU layer scales the gradient's variance by g^2 / 2 and the linear one by g^2, so
+    g^6 / 4 = 1. It keeps the KL gradient from swamping the reconstruction gradient early in
+    training, which otherwise collapses large models. Two readings:
+    - 'vlae', as the supplement words it: normal, std = 2^(1/3) / sqrt(fan_out), biases 0;
+    - 'vlae-code', as the authors' code does it: kaiming_uniform_ with 2^(1/3) passed as the
+      leaky-ReLU slope, so the gain is sqrt(2 / (1 + 2^(2/3))) ~ 0.88; biases left at PyTorch's."""
     if scheme == "default":
         return
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             if scheme == "he":
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif scheme == "vlae":
+                fan_out = nn.init._calculate_fan_in_and_fan_out(m.weight)[1]
+                nn.init.normal_(m.weight, std=VLAE_GAIN / math.sqrt(fan_out))
+                nn.init.zeros_(m.bias)
             else:
-                nn.init.kaiming_uniform_(m.weight, a=2 ** (1 / 3), mode="fan_out", nonlinearity="leaky_relu")
-            nn.init.zeros_(m.bias)
+                nn.init.kaiming_uniform_(m.weight, a=VLAE_GAIN, mode="fan_out", nonlinearity="leaky_relu")

@@ -107,3 +107,23 @@ def test_corrupt_idx_files_give_clear_errors(tmp_path):
 def test_torchvision_datasets_offline_say_how_to_get_them(name, tmp_path):
     with pytest.raises(DataError, match=f"dataset '{name}' not found.*network"):
         data.load(data.DataSpec(name, data_dir=str(tmp_path)), download=False)
+
+
+@pytest.mark.parametrize("init", ["vlae", "vlae-code"])
+def test_mean_normalized_mnist_starts_with_a_reconstruction_error_of_one_plus_the_decoders_output(init):
+    """The VLAE supplement scales the data "so that the reconstruction loss at initial state is
+    approximately 1". Measured on its network (784-500-500-50): the data's part is 1 (the squared
+    error of a decoder that starts at the mean image), and the untrained decoder's own output adds
+    its squared norm on top, uncorrelated with the image (docs/results.md gives the numbers)."""
+    from core.models import VAE, ModelConfig
+    ds = data.load(data.DataSpec("mnist", normalize="mean"))
+    x = ds.train_x[:2000]
+    torch.manual_seed(0)
+    m = VAE(ModelConfig(hidden=(500, 500), latent_dim=50, init=init, likelihood="gaussian", obs_std=1.0))
+    with torch.no_grad():
+        mu = m.decode(m.encode(x).rsample()).mean
+    error, data_part, decoder_part = ((x - mu).pow(2), x.pow(2), mu.pow(2))
+    data_part = data_part.flatten(1).sum(1).mean().item()
+    assert data_part == pytest.approx(1.0, abs=0.05)
+    assert error.flatten(1).sum(1).mean().item() == pytest.approx(data_part + decoder_part.flatten(1).sum(1).mean().item(),
+                                                                 rel=0.05)

@@ -319,3 +319,52 @@ def test_run_all_reports_skips_and_the_headline_row(digits):
     stored["kl"]["totl"] = stored["kl"].pop("total")  # a renamed field is refused, not read as a blank
     with pytest.raises(ValueError, match="KLResult has no field totl"):
         from_dict(stored)
+
+
+def encoder_grad(bundle, x, seed=0):
+    """The encoder's gradient of the objective's own loss, on the draw the diagnostic makes."""
+    from core.diagnostics import sampling
+    net = bundle.network
+    params = [*net.encoder_body.parameters(), *net.encoder_head.parameters()]
+    with sampling(x.device, seed):
+        loss = bundle.objective(net, x, None, bundle.step).loss
+    return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])
+
+
+@pytest.mark.parametrize("name,settings", [("vae", {}), ("beta-vae", {"beta": 4.0}),
+                                           ("kl-annealing", {"schedule": "linear", "anneal_steps": 10})])
+def test_the_two_gradient_sources_sum_to_the_encoders_gradient(digits, name, settings):
+    from core.bundle import as_bundle
+    from core.objectives import build
+    torch.manual_seed(0)
+    m = VAE(ModelConfig(hidden=(32,), latent_dim=4, image_shape=(1, 8, 8), likelihood="bernoulli"))
+    from core.bundle import Ref
+    from core.diagnostics import held_out
+    bundle = as_bundle(m, build(name, settings))
+    bundle.ref = Ref(bundle.ref.id, 5)  # mid-warm-up for the annealed objective: its KL weight is 0.5
+    result = DIAGNOSTICS.get("gradient-sources")(bundle, digits, n=64)
+    x = held_out(bundle, digits, 64)[0]
+    total = encoder_grad(bundle, x)
+    assert result.total == pytest.approx(total.norm().item(), rel=1e-5)
+    assert result.recon > 0 and result.kl > 0 and -1 <= result.cosine <= 1
+    # the triangle: |a + b|^2 = |a|^2 + |b|^2 + 2 |a||b| cos
+    assert result.total ** 2 == pytest.approx(result.recon ** 2 + result.kl ** 2
+                                              + 2 * result.recon * result.kl * result.cosine, rel=1e-4)
+
+
+def test_a_decoder_that_ignores_z_leaves_only_the_kl_gradient(digits):
+    torch.manual_seed(0)
+    m = VAE(ModelConfig(hidden=(32,), latent_dim=4, image_shape=(1, 8, 8), likelihood="bernoulli"))
+    with torch.no_grad():
+        m.decoder[0][0].weight.zero_()  # the first decoder layer reads nothing of z
+    result = DIAGNOSTICS.get("gradient-sources")(m, digits, n=64)
+    assert result.recon == 0 and result.kl > 0 and result.ratio == math.inf
+
+
+def test_gradient_sources_refuse_a_loss_that_is_not_recon_plus_kl(digits):
+    from core.bundle import as_bundle
+    from core.errors import ConfigError
+    from core.objectives import build
+    m = VAE(ModelConfig(hidden=(32,), latent_dim=4, image_shape=(1, 8, 8), likelihood="bernoulli"))
+    with pytest.raises(ConfigError, match="not recon"):
+        DIAGNOSTICS.get("gradient-sources")(as_bundle(m, build("iwae", {"k": 5})), digits, n=64)

@@ -2,9 +2,10 @@ import math
 
 import pytest
 import torch
+import torch.nn as nn
 
 from core.errors import ConfigError
-from core.models import VAE, ModelConfig
+from core.models import VAE, ModelConfig, initialize
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
@@ -55,15 +56,31 @@ def test_activations(activation):
     assert any(type(l).__name__.lower().startswith(activation.split("-")[0][:4]) for l in m.modules())
 
 
-def test_vlae_init_is_he_on_the_backward_pass_with_a_cube_root_of_two():
+@pytest.mark.parametrize("init,gain", [("vlae", 2 ** (1 / 3)), ("vlae-code", math.sqrt(2 / (1 + 2 ** (2 / 3))))])
+def test_vlae_init_is_he_on_the_backward_pass_with_a_cube_root_of_two(init, gain):
     torch.manual_seed(0)
-    m = VAE(ModelConfig(hidden=(1024, 1024), init="vlae", image_shape=(1, 28, 28), likelihood="bernoulli"))
-    layer = m.encoder_body[1][2]  # 1024 -> 1024
-    expected = math.sqrt(2 / (1 + 2 ** (2 / 3))) / math.sqrt(layer.out_features)
-    assert layer.weight.std().item() == pytest.approx(expected, rel=0.01)
-    assert (layer.bias == 0).all()
+    m = VAE(ModelConfig(hidden=(1024, 512), init=init, image_shape=(1, 28, 28), likelihood="bernoulli"))
+    layer = m.encoder_body[1][2]  # 1024 -> 512: fan-out 512, not fan-in
+    assert layer.weight.std().item() == pytest.approx(gain / math.sqrt(layer.out_features), rel=0.01)
+    assert (layer.bias == 0).all() == (init == "vlae")  # the authors' code leaves PyTorch's biases
+
+
+def test_he_init_is_for_the_forward_pass():
+    torch.manual_seed(0)
     he = VAE(ModelConfig(hidden=(1024, 1024), init="he", image_shape=(1, 28, 28), likelihood="bernoulli"))
     assert he.encoder_body[1][2].weight.std().item() == pytest.approx(math.sqrt(2 / 1024), rel=0.01)
+
+
+def test_vlae_gain_preserves_the_gradient_variance_through_two_relu_layers_and_a_linear_one():
+    """The supplement's argument for 2^(1/3): backward through ReLU-ReLU-linear at fan-out init, the
+    gradient keeps its variance."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 400))
+    initialize(net, "vlae")
+    x = torch.randn(4000, 400, requires_grad=True)
+    g = torch.randn(4000, 400)
+    net(x).backward(g)
+    assert x.grad.var().item() == pytest.approx(g.var().item(), rel=0.1)
 
 
 @pytest.mark.parametrize("kwargs,message", [

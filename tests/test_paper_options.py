@@ -187,3 +187,17 @@ def test_classifier_and_vae_updates_leave_each_other_untouched(digits):
     trainer.step(3)
     assert all(torch.equal(a, b) for a, b in zip(kept, classifier.parameters()))
     assert 0.0 <= classifier.accuracy(trainer.model, digits.test_x, digits.test_y) <= 1.0
+
+
+def test_a_shared_decoder_variance_is_one_learned_number_that_starts_at_one():
+    m = VAE(ModelConfig(image_shape=(1, 4, 4), hidden=(8,), latent_dim=2, likelihood="gaussian",
+                        decoder_variance="shared"))
+    assert m.decoder[0][-1].out_features == 16  # no second map for the variance
+    p = m.decode(torch.randn(3, 2))
+    assert torch.equal(p.base_dist.scale, torch.ones(3, 1, 4, 4))
+    x = torch.rand(3, 1, 4, 4)
+    (-p.log_prob(x).sum()).backward()
+    assert m.decoder_log_var.grad is not None and m.decoder_log_var.grad.abs() > 0
+    with torch.no_grad():
+        m.decoder_log_var.fill_(math.log(4.0))
+    assert torch.allclose(m.decode(torch.randn(2, 2)).base_dist.scale, torch.full((2, 1, 4, 4), 2.0))
