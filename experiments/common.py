@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -58,6 +59,12 @@ def advance(trainer: Trainer, steps: int, label: str, after_step=None) -> Traine
             bar.update(min(chunk, bar.total - bar.n))
             bar.set_postfix(loss=f"{row['loss']:.2f}", refresh=False)
     return trainer
+
+
+def seconds_per_step(trainer: Trainer) -> float:
+    """The median time of one training step (the engine logs each step's cumulative seconds)."""
+    times = [b["seconds"] - a["seconds"] for a, b in zip(trainer.history, trainer.history[1:])]
+    return statistics.median(times) if times else float("nan")
 
 
 def per_epoch(trainer: Trainer, key: str = "loss") -> list[float]:

@@ -19,11 +19,10 @@ on one fixed batch of the first 2048 test images (the paper's batch size), from 
     python experiments/discrete_curves.py [--epochs 20] [--samples 1] [--repeats 16] [--only NAME]
 """
 import argparse
-import time
 from dataclasses import replace
 
 import torch
-from common import Cells, advance, keep, train
+from common import Cells, advance, keep, seconds_per_step, train
 
 from core import data as datasets
 from core.config import RunConfig
@@ -77,7 +76,7 @@ def run(name, args):
                        batch_size=BATCH, lr=1e-3)
     trainer = train(config, data, 0, name)
     per_epoch = trainer.steps_per_epoch
-    rows, train_seconds = [], 0.0
+    rows = []
 
     def log(epoch):
         recent = trainer.history[-per_epoch:]
@@ -92,16 +91,14 @@ def run(name, args):
 
     log(0)
     for epoch in range(1, args.epochs + 1):
-        started = time.perf_counter()
         advance(trainer, per_epoch, f"{name} epoch {epoch}")
-        train_seconds += time.perf_counter() - started
         if trainer.diverged:
             rows.append({"epoch": epoch, "diverged": str(trainer.diverged)})
             break
         log(epoch)
     keep(trainer, TABLE, name)
-    return {"rows": rows, "train_seconds": round(train_seconds, 1), "steps_per_epoch": per_epoch,
-            "seconds_per_step": round(train_seconds / max(trainer.step_count, 1), 4)}
+    return {"rows": rows, "train_seconds": round(trainer.seconds, 1), "steps_per_epoch": per_epoch,
+            "seconds_per_step": seconds_per_step(trainer)}
 
 
 def main():

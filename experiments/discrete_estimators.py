@@ -14,9 +14,8 @@ per image. Reported per cell:
     python experiments/discrete_estimators.py [--epochs 5] [--samples 4] [--repeats 32]
 """
 import argparse
-import statistics
 
-from common import Cells, advance, train
+from common import Cells, advance, seconds_per_step, train
 
 from core import data as datasets
 from core.config import RunConfig
@@ -52,9 +51,8 @@ def run(latent, estimator, args, data):
     bundle = trainer.snapshot()
     var_end, snr_end = variance(bundle, data, args.repeats)
     result = evaluate(bundle, data)
-    times = [b["seconds"] - a["seconds"] for a, b in zip(trainer.history, trainer.history[1:])]
     return {"elbo": result.elbo, "kl": result.kl, "var_start": var_start, "snr_start": snr_start,
-            "var_end": var_end, "snr_end": snr_end, "seconds_per_step": statistics.median(times),
+            "var_end": var_end, "snr_end": snr_end, "seconds_per_step": seconds_per_step(trainer),
             "steps": trainer.step_count, "diverged": trainer.diverged}
 
 

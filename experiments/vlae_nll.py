@@ -12,9 +12,8 @@ the proposal. Time per step is the median over training steps. One cell per mode
     python experiments/vlae_nll.py [--steps 1000] [--k 100] [--test 1000] [--only LABEL]
 """
 import argparse
-import statistics
 
-from common import Cells, keep, train
+from common import Cells, keep, seconds_per_step, train
 
 from core import data as datasets
 from core.config import RunConfig
@@ -31,11 +30,6 @@ MODELS += [(f"VAE+HF (T={t})", "householder", {"flow_steps": t}) for t in STEPS]
 MODELS += [(f"VAE+IAF (T={t})", "iaf", {"flow_steps": t}) for t in STEPS]
 NETWORK = ModelConfig(hidden=(500, 500), latent_dim=20, init="vlae-code")
 TABLE = "vlae_nll"
-
-
-def seconds_per_step(trainer) -> float:
-    times = [b["seconds"] - a["seconds"] for a, b in zip(trainer.history, trainer.history[1:])]
-    return statistics.median(times)
 
 
 def main():
