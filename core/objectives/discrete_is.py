@@ -31,14 +31,6 @@ def proposal(q, temperature: float):
     return Bernoulli(logits=logits) if isinstance(q, Bernoulli) else OneHotCategorical(logits=logits)
 
 
-def proposal(q, temperature: float):
-    """q_I: the same family as q, with q's logits detached and divided by the temperature. It does not
-    depend on the encoder's parameters, as eq. 14 requires; temperature 1 is the paper's q_I = q
-    (eq. 20), a larger one is flatter, toward the uniform distribution."""
-    logits = q.logits.detach() / temperature
-    return Bernoulli(logits=logits) if isinstance(q, Bernoulli) else OneHotCategorical(logits=logits)
-
-
 @register("discrete-is")
 class DiscreteImportanceSampling(DiscreteObjective):
     """Discrete latents trained with the importance-sampling estimator of the seed paper "Training
