@@ -79,6 +79,27 @@ def test_table4_network_has_the_papers_shapes():
     assert sizes == [(64, 7, 7), (32, 14, 14), (1, 28, 28)]
 
 
+@pytest.mark.parametrize("latent,c", [("bernoulli", 50), ("categorical", 100)])
+def test_the_discrete_papers_cnn_has_its_table1_shapes(latent, c):
+    """Seed 003, Table 1: 3x3 convs of 32/64/64/128 at stride 2, flatten, FC c; the decoder back up
+    through 3x3 transposed convs of 64/64/32/1 at stride 2 to 28x28."""
+    # as experiments/discrete_curves.py builds it
+    m = VAE(ModelConfig(arch="conv", channels=(32, 64, 64, 128), kernel=3, hidden=(), latent_dim=c, latent=latent,
+                        likelihood="bernoulli"))
+    convs = layers(m.encoder_body, nn.Conv2d)
+    assert [(c_.in_channels, c_.out_channels, c_.kernel_size, c_.stride) for c_ in convs] == [
+        (1, 32, (3, 3), (2, 2)), (32, 64, (3, 3), (2, 2)), (64, 64, (3, 3), (2, 2)), (64, 128, (3, 3), (2, 2))]
+    assert m.encoder_body.sizes == [(28, 28), (14, 14), (7, 7), (4, 4), (2, 2)]
+    assert m.encoder_head.out_features == c  # one logit per bit, or per category
+    h = m.decoder.head(torch.zeros(2, c)).view(-1, 128, 2, 2)
+    sizes = []
+    for layer in m.decoder.deconv:
+        h = layer(h)
+        if isinstance(layer, nn.ConvTranspose2d):
+            sizes.append(tuple(h.shape[1:]))
+    assert sizes == [(64, 4, 4), (64, 7, 7), (32, 14, 14), (1, 28, 28)]
+
+
 @pytest.mark.parametrize("shape", [(1, 28, 20), (1, 28, 28), (3, 32, 32)])
 def test_explicit_decoder_strides_restore_odd_image_sizes(shape):
     m = VAE(ModelConfig(arch="conv", channels=(8, 8, 8), strides=(2, 2, 2), kernel=3, decoder_channels=(8, 8, 4),
