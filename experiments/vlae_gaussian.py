@@ -53,7 +53,7 @@ def figures(cells):
             continue
         bundle = checkpoint.load(path)
         data = datasets.load(spec_and_model(label)[0])
-        x = data.test_x[:16]
+        x = data.test_x[torch.linspace(0, len(data.test_x) - 1, 16).long()]  # spread out: Omniglot's are sorted by character
         recon.append((label, image_grid(data.to_image(torch.cat([x, bundle.network.reconstruct(x)])), nrow=16)))
         z = torch.randn(32, bundle.network.latent_dim, generator=torch.Generator().manual_seed(0))
         samples.append((label, image_grid(data.to_image(bundle.network.mean_image(z).detach()), nrow=16)))
