@@ -28,7 +28,8 @@ def proposal(q, temperature: float):
     depend on the encoder's parameters, as eq. 14 requires; temperature 1 is the paper's q_I = q
     (eq. 20), a larger one is flatter, toward the uniform distribution."""
     logits = q.logits.detach() / temperature
-    return Bernoulli(logits=logits) if isinstance(q, Bernoulli) else OneHotCategorical(logits=logits)
+    family = Bernoulli if isinstance(q, Bernoulli) else OneHotCategorical
+    return family(logits=logits, validate_args=False)
 
 
 @register("discrete-is")
@@ -47,7 +48,8 @@ class DiscreteImportanceSampling(DiscreteObjective):
     the uniform prior is taken in closed form. Unbiased for any proposal (tested against
     enumeration); the variance depends on it (sec. 4).
     """
-    paper = "Training VAEs with discrete latent representations using importance sampling (ICLR 2019 submission), eqs. 14-17, 20, 26"
+    paper = ("Bartler, Wiewel, Mauch & Yang, Training VAEs with discrete latent representations using importance "
+             "sampling (ICLR 2019 submission; EUSIPCO 2019), eqs. 14-17, 20, 26")
     equation = (r"\nabla \approx \frac{1}{M}\sum_{m=1}^{M} \nabla\Big[\ln p(x|z_m)\,"
                 r"\frac{q(z_m|x)}{q_I(z_m)}\Big],\quad z_m \sim q_I")
     knobs = {"latent_type": LATENT, "samples": Knob(10, "M: samples of z per image per step", min=1),
