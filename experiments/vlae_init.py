@@ -12,10 +12,11 @@ batch 128, with and without each half of the recipe:
 
 Per run: active units and KL per dimension at step 0 and at the end (1,000 test images); the
 squared reconstruction error at step 0 (the quantity the recipe sets near 1); and the encoder's
-gradient from each term (core.diagnostics' gradient-sources, 256 test images) at every one of the
-first 100 steps and every 50 after. One cell per run, resumable.
+gradient from each term (core.diagnostics' gradient-sources, 256 test images) with the decoder's
+learned log variance, at every one of the first 100 steps and every 50 after. One cell per run,
+resumable.
 
-    python experiments/vlae_init.py [--steps 2000]
+    python experiments/vlae_init.py [--steps 2000] [--name vlae_init] [--only LABEL]
 """
 import argparse
 from dataclasses import replace
@@ -54,6 +55,15 @@ def squared_error(trainer, data):
         return (x - bundle.network.mean_image(z, y)).pow(2).flatten(1).sum(1).mean().item()
 
 
+def gradient_sources(trainer, data):
+    """The two gradients to the encoder now, and the decoder's learned variance, which scales the
+    reconstruction term's by 1 / sigma^2."""
+    bundle = trainer.snapshot()
+    g = DIAGNOSTICS.get("gradient-sources")(bundle, data)
+    return {"step": trainer.step_count, "recon": g.recon, "kl": g.kl, "ratio": g.ratio, "cosine": g.cosine,
+            "decoder_log_var": bundle.network.decoder_log_var.item()}
+
+
 def run(label, steps, datasets_by_norm):
     init, normalize = RUNS[label]
     data = datasets_by_norm[normalize]
@@ -64,11 +74,9 @@ def run(label, steps, datasets_by_norm):
 
     def record(t):
         if t.step_count <= 100 or t.step_count % 50 == 0:
-            g = DIAGNOSTICS.get("gradient-sources")(t.snapshot(), data)
-            sources.append({"step": t.step_count, "recon": g.recon, "kl": g.kl, "ratio": g.ratio, "cosine": g.cosine})
+            sources.append(gradient_sources(t, data))
 
-    g = DIAGNOSTICS.get("gradient-sources")(trainer.snapshot(), data)
-    sources.append({"step": 0, "recon": g.recon, "kl": g.kl, "ratio": g.ratio, "cosine": g.cosine})
+    sources.append(gradient_sources(trainer, data))
     advance(trainer, steps, label, record)
     end = state(trainer, data)
     return {"init": init, "normalize": normalize, "start": start, "end": end, "squared_error_at_step_0": error0,
@@ -79,17 +87,20 @@ def run(label, steps, datasets_by_norm):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--name", default="vlae_init", help="results file name (another budget keeps its own)")
+    parser.add_argument("--only", choices=list(RUNS), help="run just this one")
     args = parser.parse_args()
     by_norm = {n: datasets.load(DataSpec("mnist", normalize=n)) for n in ("mean", "none")}
-    cells = Cells("vlae_init", steps=args.steps, network=NETWORK.to_dict())
-    for label in RUNS:
+    cells = Cells(args.name, steps=args.steps, network=NETWORK.to_dict(), records="gradient sources, decoder log variance")
+    for label in [args.only] if args.only else RUNS:
         if label not in cells:
             cells.put(label, run(label, args.steps, by_norm))
         r = cells[label]
         first = r["gradient_sources"][0]
         print(f"{label:24s} step-0 squared error {r['squared_error_at_step_0']:8.2f}  "
               f"KL/recon gradient at step 0 {first['ratio']:7.3g}  AU {r['start']['active_units']:2d} -> "
-              f"{r['end']['active_units']:2d}  KL {r['start']['kl']:6.2f} -> {r['end']['kl']:6.2f}", flush=True)
+              f"{r['end']['active_units']:2d}  KL {r['start']['kl']:6.2f} -> {r['end']['kl']:6.2f}  "
+              f"log sigma^2 {first['decoder_log_var']:.2f} -> {r['gradient_sources'][-1]['decoder_log_var']:.2f}", flush=True)
 
 
 if __name__ == "__main__":
