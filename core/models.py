@@ -209,9 +209,10 @@ class VAE(nn.Module):
             self.decoder = ConvDecoder(cfg, out_channels)
         # Gaussian: (mu, log sigma^2) per dimension; discrete latents: one logit per dimension.
         self.encoder_head = nn.Linear(self.features, 2 * d if cfg.latent == "gaussian" else d)
-        # The prior lives in buffers so it follows the model to its device.
         if shared_std:
-            self.decoder_log_var = nn.Parameter(torch.zeros(()))
+            # held by the decoder, so whatever reads the decoder's parameters sees it too
+            self.decoder.log_var = nn.Parameter(torch.zeros(()))
+        # The prior lives in buffers so it follows the model to its device.
         self.register_buffer("prior_loc", torch.zeros(d))
         self.register_buffer("prior_scale", torch.ones(d))
         initialize(self, cfg.init)
@@ -279,7 +280,7 @@ class VAE(nn.Module):
         if self.cfg.decoder_variance == "shared":
             # One variance for all pixels cannot shrink onto a pixel that never changes (a constant
             # MNIST border), which sends a per-pixel variance to its floor.
-            return Independent(Normal(squash(out), torch.exp(0.5 * self.decoder_log_var).expand_as(out),
+            return Independent(Normal(squash(out), torch.exp(0.5 * self.decoder.log_var).expand_as(out),
                                       validate_args=False), 3)
         loc, raw = out.chunk(2, dim=1)
         loc = squash(loc)

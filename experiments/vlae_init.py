@@ -61,7 +61,7 @@ def gradient_sources(trainer, data):
     bundle = trainer.snapshot()
     g = DIAGNOSTICS.get("gradient-sources")(bundle, data)
     return {"step": trainer.step_count, "recon": g.recon, "kl": g.kl, "ratio": g.ratio, "cosine": g.cosine,
-            "decoder_log_var": bundle.network.decoder_log_var.item()}
+            "decoder_log_var": bundle.network.decoder.log_var.item()}
 
 
 def run(label, steps, datasets_by_norm):

@@ -218,7 +218,7 @@ def test_a_shared_decoder_variance_is_one_learned_number_that_starts_at_one():
     assert torch.equal(p.base_dist.scale, torch.ones(3, 1, 4, 4))
     x = torch.rand(3, 1, 4, 4)
     (-p.log_prob(x).sum()).backward()
-    assert m.decoder_log_var.grad is not None and m.decoder_log_var.grad.abs() > 0
+    assert m.decoder.log_var.grad is not None and m.decoder.log_var.grad.abs() > 0
     with torch.no_grad():
-        m.decoder_log_var.fill_(math.log(4.0))
+        m.decoder.log_var.fill_(math.log(4.0))
     assert torch.allclose(m.decode(torch.randn(2, 2)).base_dist.scale, torch.full((2, 1, 4, 4), 2.0))
