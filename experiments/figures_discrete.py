@@ -92,10 +92,14 @@ def main():
         curves(cells, mnist, "discrete_curves_mnist.png", "MNIST: seed 003's Figs. 6 and 9")
     if fashion:
         curves(cells, fashion, "discrete_curves_fashion.png", "Fashion-MNIST: seed 003's Fig. 12")
-    bundles = {n: checkpoint.load(model_path(TABLE, n)) for n in RUNS
-               if n in cells and checkpoint.paths(model_path(TABLE, n))[1].exists()}
-    if bundles:
-        pictures(bundles)
+    # The trained models are kept under experiments/models, not committed: the picture figures are
+    # redrawn only where every measured run's model is here, so a partial set never replaces them.
+    missing = [n for n in RUNS if n in cells and not checkpoint.paths(model_path(TABLE, n))[1].exists()]
+    if missing:
+        print(f"pictures not redrawn: no trained model here for {', '.join(missing)} "
+              f"(rerun discrete_curves.py --only NAME after deleting its cell)")
+    elif cells:
+        pictures({n: checkpoint.load(model_path(TABLE, n)) for n in RUNS if n in cells})
 
 
 if __name__ == "__main__":
