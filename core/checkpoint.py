@@ -4,9 +4,19 @@
     NAME.json          format, run config, dataset, metrics history, versions, sha256 of the weights
 
 Each file goes to a temporary name in the same folder and is renamed into place, so a crash mid-write
-leaves the old checkpoint whole. The sidecar's sha256 of the weights ties the pair together: a
+leaves the old checkpoint whole; while the pair is being replaced the old weights wait under
+".NAME.previous.safetensors", and a sidecar whose weights were not replaced yet, or already were, reads
+them there. A process killed at any moment (a periodic checkpoint, `kill -9`) leaves a checkpoint that
+loads: the new one or the one before. The sidecar's sha256 of the weights ties the pair together: a
 truncated, swapped or tampered weights file is refused by name, before any tensor is read.
 Saving takes a model value (core.bundle.Bundle) and loading gives one back, identified by that sha256.
+
+A resumable checkpoint also holds the run's training state (core.weights: the optimizer's tensors and
+the random stream, "train.*", in the same safetensors file; the rest as the sidecar's "training"), so a
+run resumed from it takes exactly the steps the uninterrupted run would have taken.
+
+A sidecar is read as untrusted input: its size, nesting depth, every string's length and the types of
+the fields we read are checked before anything is built from it.
 """
 from __future__ import annotations
 
@@ -29,6 +39,12 @@ from .errors import CheckpointError, LabError
 
 FORMAT = "vaelab-checkpoint"
 FORMAT_VERSION = 1
+MAX_SIDECAR_BYTES = 256 * 2**20  # a 100,000-step run's history at 5 digits is a few tens of MiB
+MAX_DEPTH = 16                   # our sidecars nest 5 deep
+MAX_STRING = 100_000             # characters in any one string (the command line is the longest)
+# The top-level fields that are read, and their types; other fields are kept as they are.
+FIELDS = {"config": dict, "data": dict, "run_id": str, "step": int, "history": list, "live": list,
+          "weights_sha256": str, "command": str, "training": dict, "parent": dict, "diagnostics": dict}
 
 
 def paths(path) -> tuple[Path, Path]:
@@ -39,10 +55,14 @@ def paths(path) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
-def save(path, bundle: Bundle, **extra) -> Path:
+def save(path, bundle: Bundle, training: tuple[dict, dict] | None = None, **extra) -> Path:
     """Write a model value: its weights, config, data, history and live rows, and any extra sidecar fields
-    (say, the command that trained it). Returns the sidecar path."""
+    (say, the command that trained it). training: a run's (tensors, fields) to resume from
+    (core.engine.Trainer.training_state). Returns the sidecar path."""
     tensors = weights_io.state_tensors(bundle.network, bundle.objective)
+    if training is not None:
+        tensors |= training[0]
+        extra = {"training": training[1]} | extra
     bad = weights_io.non_finite(tensors)
     if bad:
         raise CheckpointError(f"refusing to save {path}: non-finite values in {', '.join(bad[:3])}")
@@ -67,10 +87,29 @@ def save(path, bundle: Bundle, **extra) -> Path:
     }
     weights, meta = paths(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    # Weights first: if we die between the renames, the old sidecar's checksum refuses the new weights.
-    _write_atomic(weights, blob)
-    _write_atomic(meta, _dump(sidecar))
+    for stale in (*weights.parent.glob(f".{weights.name}.*.tmp"), *meta.parent.glob(f".{meta.name}.*.tmp")):
+        stale.unlink(missing_ok=True)  # left by a save that was killed; one process saves a run
+    new_weights, new_meta = _write_temporary(weights, blob), None
+    try:
+        new_meta = _write_temporary(meta, _dump(sidecar))
+        # The old weights step aside before the new take their place, and leave once the new sidecar
+        # is in: a kill between any two of these renames leaves a sidecar whose weights can be found.
+        previous = _previous(weights)
+        if weights.exists():
+            os.replace(weights, previous)
+        os.replace(new_weights, weights)
+        os.replace(new_meta, meta)
+        previous.unlink(missing_ok=True)
+    except BaseException:
+        for tmp in (new_weights, new_meta):
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+        raise
     return meta
+
+
+def _previous(weights: Path) -> Path:
+    return weights.with_name(f".{weights.name[:-len('.safetensors')]}.previous.safetensors")
 
 
 def annotate(path, **fields) -> Path:
@@ -101,38 +140,36 @@ def _dump(meta: dict) -> bytes:
     return ("{\n" + ",\n".join(fields) + "\n}\n").encode()
 
 
-def _write_atomic(path: Path, blob: bytes):
+def _write_temporary(path: Path, blob: bytes) -> str:
+    """The blob, on disk, in a temporary file beside path; returns its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return tmp
 
 
-def load(path, device: str | torch.device = "cpu") -> Bundle:
-    """Read a checkpoint; any problem is a CheckpointError that names the file and the problem."""
+def _write_atomic(path: Path, blob: bytes):
+    os.replace(_write_temporary(path, blob), path)
+
+
+def read(path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The checked sidecar and every tensor of a checkpoint (weights, and training state if it has one)."""
     weights, meta_path = paths(path)
+    meta = read_sidecar(meta_path)
     try:
-        meta = json.loads(meta_path.read_bytes())
-    except FileNotFoundError:
-        raise CheckpointError(f"{meta_path}: no such checkpoint sidecar") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{meta_path}: not valid JSON, the sidecar is truncated or corrupt ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{meta_path}: not a VAE Lab checkpoint sidecar")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{meta_path}: checkpoint format {meta.get('format_version')!r}; "
-                              f"this VAE Lab reads format {FORMAT_VERSION}")
-    try:
-        blob = weights.read_bytes()
+        blob = weights.read_bytes() if weights.exists() or not _previous(weights).exists() else b""
     except OSError as e:
         raise CheckpointError(f"{weights}: cannot read the weights ({e.strerror or e})") from None
     sha = weights_io.sha256(blob)
+    if sha != meta.get("weights_sha256") and _previous(weights).exists():  # a save was cut short
+        blob = _previous(weights).read_bytes()
+        sha = weights_io.sha256(blob)
     if sha != meta.get("weights_sha256"):
         raise CheckpointError(f"{weights}: does not match the checksum in {meta_path.name}; "
                               f"the file is truncated, tampered with, or from an interrupted save")
@@ -140,6 +177,65 @@ def load(path, device: str | torch.device = "cpu") -> Bundle:
         tensors = weights_io.from_bytes(blob)
     except Exception as e:  # safetensors raises its own error types for a malformed header
         raise CheckpointError(f"{weights}: not a valid safetensors file ({e})") from None
+    if weights_io.non_finite(tensors):
+        raise CheckpointError(f"{weights}: holds NaN or inf values")
+    return meta, tensors
+
+
+def read_sidecar(meta_path: Path) -> dict:
+    """A sidecar parsed and checked: any problem is one CheckpointError naming the file."""
+    try:
+        size = meta_path.stat().st_size
+        if size > MAX_SIDECAR_BYTES:
+            raise CheckpointError(f"{meta_path}: {size / 2**20:.0f} MiB, larger than any sidecar "
+                                  f"({MAX_SIDECAR_BYTES // 2**20} MiB at most); refusing to read it")
+        meta = json.loads(meta_path.read_bytes())
+    except FileNotFoundError:
+        raise CheckpointError(f"{meta_path}: no such checkpoint sidecar") from None
+    except RecursionError:
+        raise CheckpointError(f"{meta_path}: nested deeper than any sidecar ({MAX_DEPTH} levels at most)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{meta_path}: not valid JSON, the sidecar is truncated or corrupt ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path}: not a VAE Lab checkpoint sidecar")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{meta_path}: checkpoint format {meta.get('format_version')!r}; "
+                              f"this VAE Lab reads format {FORMAT_VERSION}")
+    problem = shape_problem(meta)
+    if problem:
+        raise CheckpointError(f"{meta_path}: {problem}")
+    return meta
+
+
+def shape_problem(meta: dict) -> str | None:
+    """What is wrong with a parsed sidecar's shape (depth, string sizes, field types), or None."""
+    stack = [(meta, 1, "")]
+    while stack:  # iterative: a hostile document must not exhaust the call stack here either
+        value, depth, where = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested deeper than any sidecar ({MAX_DEPTH} levels at most) at {where or 'the top'}"
+        if isinstance(value, str) and len(value) > MAX_STRING:
+            return f"field {where} is {len(value):,} characters long ({MAX_STRING:,} at most)"
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1, f"{where}.{k}" if where else str(k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(value))
+    for name, kind in FIELDS.items():
+        value = meta.get(name)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"field {name!r} should be {kind.__name__}, not {type(value).__name__}"
+    if meta.get("step", 0) < 0:
+        return f"field 'step' is {meta['step']}"
+    for name in ("history", "live"):
+        if not all(isinstance(row, dict) for row in meta.get(name) or []):
+            return f"field {name!r} should be a list of rows (objects)"
+    return None
+
+
+def load(path, device: str | torch.device = "cpu") -> Bundle:
+    """Read a checkpoint; any problem is a CheckpointError that names the file and the problem."""
+    meta, tensors = read(path)
+    meta_path = paths(path)[1]
     try:
         config = RunConfig.from_dict(meta["config"])
         network, objective = weights_io.build_from(config, tensors)
@@ -149,7 +245,5 @@ def load(path, device: str | torch.device = "cpu") -> Bundle:
         step = int(meta.get("step", 0))
     except (LabError, KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{meta_path}: the weights do not fit the model the sidecar describes ({e})") from None
-    if weights_io.non_finite(tensors):
-        raise CheckpointError(f"{weights}: holds NaN or inf values")
-    return Bundle(network.to(device).eval(), objective.to(device), config, Ref(sha, step), info,
+    return Bundle(network.to(device).eval(), objective.to(device), config, Ref(meta["weights_sha256"], step), info,
                   data.get("n_train"), meta.get("history", []), meta.get("live", []), meta)

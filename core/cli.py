@@ -16,7 +16,7 @@ import torch
 from . import checkpoint
 from . import data as datasets
 from .diagnostics import DIAGNOSTICS
-from .config import LIVE_EVERY, OPTIMIZERS, RunConfig
+from .config import LIVE_EVERY, OPTIMIZERS, SAVE_EVERY, RunConfig, save_every
 from .engine import Diverged, Trainer, describe_device, pick_device
 from .errors import LabError
 from .evaluate import evaluate
@@ -134,6 +134,18 @@ def make_parser() -> Parser:
                    help="held-out KL, active units and MI every N steps, shown in the bar and saved (0: off)")
     g.add_argument("--out", default="checkpoints", help="output folder (default: checkpoints)")
     g.add_argument("--name", default=None, help="checkpoint name (default: DATASET-OBJECTIVE-zLATENT)")
+    g = t.add_argument_group("surviving a stop")
+    g.add_argument("--save-every", default=SAVE_EVERY, metavar="N|TIME",
+                   help="write a resumable checkpoint (weights, optimizer state, random stream) to OUT/NAME every "
+                        "N steps or every TIME of the run (90s, 5m, 2h); 0: off, and the final checkpoint then "
+                        "keeps no training state (default: %(default)s)")
+    g.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue the run saved there (a path, or a name in --out) exactly where it stopped, to the "
+                        "steps it was started with, or to --steps/--epochs in all; its settings stay its own")
+    g.add_argument("--branch", metavar="CHECKPOINT",
+                   help="start a new run from the step saved there, with --beta, --lr or the objective's knobs "
+                        "changed, for --steps/--epochs more; the sidecar records its parent")
+    t.set_defaults(train_parser=t)
 
     e = sub.add_parser("evaluate", help="test ELBO, reconstruction and KL of a checkpoint",
                        description="Evaluate a checkpoint on its dataset's test split.")
@@ -187,22 +199,99 @@ def run_config(args) -> RunConfig:
         device=args.device, optimizer=args.optimizer, betas=(0.9, args.adam_beta2))
 
 
+# What --resume and --branch accept beside them: a resumed run keeps every setting; a branch changes knobs and rate.
+RESUME_OPTIONS = {"steps", "epochs", "save_every", "out", "data_dir", "offline", "resume"}
+BRANCH_OPTIONS = RESUME_OPTIONS - {"resume"} | {"branch", "lr", "name", "live_every"}
+
+
+def given_options(args) -> set[str]:
+    """The train options typed on the command line (whatever their value), by dest."""
+    actions = args.train_parser._option_string_actions
+    given = {actions[a.split("=", 1)[0]].dest for a in args.argv if a.split("=", 1)[0] in actions}
+    return {d[5:] if d.startswith("knob_") else d for d in given}
+
+
+def flags(dests) -> str:
+    return ", ".join(f"--{d.replace('_', '-')}" for d in dests)
+
+
+def find_checkpoint(text: str, out: str) -> Path:
+    """A checkpoint named by path, or by name in the output folder."""
+    for path in (Path(text), Path(out) / text):
+        if checkpoint.paths(path)[1].exists():
+            return checkpoint.paths(path)[1]
+    raise LabError(f"no checkpoint {text!r} (looked for {checkpoint.paths(text)[1]} and "
+                   f"{checkpoint.paths(Path(out) / text)[1]})")
+
+
+def load_data(spec, args):
+    if args.data_dir:
+        spec = datasets.DataSpec(spec.name, spec.binarize, spec.normalize, args.data_dir)
+    return datasets.load(spec, download=False if args.offline else None)
+
+
+def continued(args):
+    """(trainer, total steps, where it saves, sidecar fields) for --resume or --branch."""
+    path = find_checkpoint(args.resume or args.branch, args.out)
+    meta = checkpoint.read_sidecar(path)
+    data = load_data(RunConfig.from_dict(meta["config"]).data, args)
+    knobs = set(all_knobs()) | {"beta"}
+    if args.resume:
+        extra = sorted(given_options(args) - RESUME_OPTIONS)
+        if extra:
+            raise LabError(f"--resume continues the run with its own settings; leave out {flags(extra)} "
+                           f"(to change them, start a --branch)")
+        trainer = Trainer.resume(path, data)
+        target = meta.get("target_steps") or trainer.step_count + 10 * trainer.steps_per_epoch
+        total = args.steps or (args.epochs * trainer.steps_per_epoch if args.epochs else target)
+        return trainer, total, path.with_suffix(""), {"command": meta.get("command")}
+    given = given_options(args)
+    extra = sorted(given - BRANCH_OPTIONS - knobs)
+    if extra:
+        raise LabError(f"a branch keeps its parent's data, model and objective; leave out {flags(extra)} "
+                       f"(it may change --lr, --beta and the objective's knobs)")
+    settings = {k: getattr(args, f"knob_{k}") for k in given & knobs}
+    trainer = Trainer.branch(path, data, settings, lr=args.lr if "lr" in given else None, live_every=args.live_every)
+    more = args.steps or (args.epochs or 10) * trainer.steps_per_epoch
+    name = args.name or f"{path.with_suffix('').name}-branch{trainer.step_count}"
+    folder = Path(args.out) if "out" in given else path.parent  # beside its parent unless told
+    return trainer, trainer.step_count + more, folder / name, {}
+
+
 def train(args) -> int:
     from tqdm import tqdm
 
     if args.epochs and args.steps:
         raise LabError("give --epochs or --steps, not both")
-    config = run_config(args)
-    data = datasets.load(config.data, download=False if args.offline else None)
+    if args.resume and args.branch:
+        raise LabError("give --resume or --branch, not both")
     if args.live_every < 0:
         raise LabError(f"--live-every must be 0 (off) or a number of steps, not {args.live_every}")
-    trainer = Trainer(config, data, live_every=args.live_every)
-    total = args.steps or (args.epochs or 10) * trainer.steps_per_epoch
-    name = args.name or f"{config.data.name}-{config.objective}-z{config.model.latent_dim}"
-    print(f"training {config.objective} on {data.info.name} ({len(data.train_x):,} images) "
-          f"on {describe_device(trainer.device, torch.get_num_threads())} for {total:,} steps", file=sys.stderr)
+    resumable = save_every(args.save_every)[0] != "off"  # checks the value before any work
+    command = "python -m core " + " ".join(args.argv)
+    if args.resume or args.branch:
+        trainer, total, out, fields = continued(args)
+        fields = {"command": fields.get("command") or command}
+        start = trainer.step_count
+        if start >= total:
+            print(f"the run is already at step {start:,} of {total:,}; give --steps or --epochs (in all) to "
+                  f"train it further", file=sys.stderr)
+            return 0
+    else:
+        config = run_config(args)
+        trainer = Trainer(config, load_data(config.data, args), live_every=args.live_every)
+        total = args.steps or (args.epochs or 10) * trainer.steps_per_epoch
+        name = args.name or f"{config.data.name}-{config.objective}-z{config.model.latent_dim}"
+        fields, start, out = {"command": command}, 0, Path(args.out) / name
+    config, data = trainer.config, trainer.data
+    fields["target_steps"] = total
+    trainer.autosave(out, args.save_every, **fields)
+    what = "resuming" if args.resume else "branching" if args.branch else "training"
+    print(f"{what} {config.objective} on {data.info.name} ({len(data.train_x):,} images) "
+          f"on {describe_device(trainer.device, torch.get_num_threads())}: steps {start:,} to {total:,}"
+          + (f", saving to {out} every {args.save_every}" if resumable else ""), file=sys.stderr)
     failure = None
-    bar = tqdm(total=total, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
     try:
         while trainer.step_count < total:
             n = min(50, total - trainer.step_count)
@@ -218,8 +307,7 @@ def train(args) -> int:
         failure = f"interrupted at step {trainer.step_count}"
     finally:
         bar.close()
-    command = "python -m core " + " ".join(args.argv)
-    path = trainer.save(Path(args.out) / name, command=command)
+    path = trainer.save(out, resumable=resumable, **fields)
     if failure:
         print(f"error: {failure}\nsaved the last good weights (step {trainer.step_count}) to {path}", file=sys.stderr)
         return 1
@@ -232,10 +320,8 @@ def train(args) -> int:
 
 def load_checkpoint_and_data(args):
     ckpt = checkpoint.load(args.checkpoint, device=pick_device(args.device))
-    spec = ckpt.config.data
-    if args.data_dir:
-        spec = datasets.DataSpec(spec.name, spec.binarize, spec.normalize, args.data_dir)
-    return ckpt, spec, datasets.load(spec, download=False if args.offline else None)
+    data = load_data(ckpt.config.data, args)
+    return ckpt, data.spec, data
 
 
 def evaluate_cmd(args) -> int:

@@ -66,6 +66,27 @@ PRESETS = {
 }
 
 
+SAVE_EVERY = "5m"  # a periodic, resumable checkpoint every 5 minutes of a run (steps: "500"; off: "0")
+
+
+def save_every(text) -> tuple[str, float]:
+    """'500' -> ('steps', 500); '90s', '5m', '2h' -> ('seconds', ...); '0' -> ('off', 0)."""
+    text = str(text).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text[-1:] in units:
+            value = float(text[:-1]) * units[text[-1]]
+            kind = "seconds"
+        else:
+            value = int(text)
+            kind = "steps"
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"save-every must be a number of steps (500) or a time (90s, 5m, 2h), or 0 for off; not {text!r}")
+    return ("off", 0) if value == 0 else (kind, value)
+
+
 LIVE_EVERY = 50    # steps between live diagnostics on the held-out batch (0: off)
 LIVE_BATCH = 500   # held-out images the live diagnostics read
 

@@ -17,6 +17,11 @@ from their own seeded stream, so watching a run does not change it.
 A step whose loss, any term or the gradient is not finite is not applied: step() raises Diverged with a
 message naming the step and the term, the weights stay those of the last good step, and every later
 step() raises it again.
+
+A run survives its process: `save(path, resumable=True)` also writes the optimizer's state, the random
+stream and the batch order, `autosave(path, every)` does so periodically, and `Trainer.resume(path)`
+continues exactly where the run was (on the CPU, bit for bit). `Trainer.branch(path, ...)` starts a new
+run from a saved step of another, with other knob values or learning rate, and records its parent.
 """
 from __future__ import annotations
 
@@ -33,12 +38,13 @@ import torch
 from . import checkpoint
 from . import data as datasets
 from .bundle import Bundle, Ref
-from .config import LIVE_BATCH, LIVE_EVERY, RunConfig, check_lr, epochs, finite_or_none
+from .config import LIVE_BATCH, LIVE_EVERY, RunConfig, check_lr, epochs, finite_or_none, save_every
 from .diagnostics import LIVE
-from .errors import ConfigError, LabError
+from .errors import CheckpointError, ConfigError, LabError
 from .evaluate import eval_split
 from .models import VAE
 from .objectives import build as build_objective
+from . import weights as weights_io
 from .rng import RNG_LOCK, cuda_devices, seeded
 
 
@@ -114,6 +120,8 @@ class Trainer:
         self.diverged: str | None = None  # the message of the step that diverged; no step after it
         self._order, self._pos = None, 0
         self._lock = threading.RLock()
+        self.parent: dict | None = None  # for a branch: the run, step and weights it started from
+        self._autosave = None            # (path, ("steps" | "seconds", every), time of the last save)
 
     # ------------------------------------------------------------ stepping
 
@@ -174,6 +182,8 @@ class Trainer:
         self.history.append(row)
         if self.live_every and self.step_count % self.live_every == 0:
             self.live.append(self._live_row())
+        if self._autosave:
+            self._autosave_if_due()
         return row
 
     @torch.no_grad()
@@ -220,9 +230,106 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
 
-    def save(self, path, **extra):
-        """Write a checkpoint of the current weights (core.checkpoint.save); returns the sidecar's path."""
-        return checkpoint.save(path, self.snapshot(), **extra)
+    def save(self, path, resumable: bool = False, **extra):
+        """Write a checkpoint of the current weights (core.checkpoint.save), with the training state when
+        resumable; returns the sidecar's path."""
+        with self._lock:
+            training = self.training_state() if resumable else None
+            parent = {"parent": self.parent} if self.parent else {}
+            return checkpoint.save(path, self.snapshot(), training=training, **parent, **extra)
+
+    # ------------------------------------------------------------ surviving the process
+
+    def autosave(self, path, every=None, **extra):
+        """Write a resumable checkpoint to `path` every N steps or every so many seconds of the run
+        (core.config.save_every: '500', '5m'; None or '0': off), from inside step()."""
+        schedule = save_every(every) if every is not None else ("off", 0)
+        self._autosave = None if schedule[0] == "off" else (path, schedule, time.monotonic(), extra)
+
+    def _autosave_if_due(self):
+        path, (kind, every), last, extra = self._autosave
+        due = self.step_count % every == 0 if kind == "steps" else time.monotonic() - last >= every
+        if due:
+            self.save(path, resumable=True, **extra)
+            self._autosave = (path, (kind, every), time.monotonic(), extra)
+
+    def training_state(self) -> tuple[dict, dict]:
+        """What a resumed run needs beyond the weights: tensors (the optimizer's, the random stream, the
+        batch order) and JSON fields (the optimizer's hyperparameters, counters)."""
+        with self._lock:
+            tensors, groups = weights_io.optimizer_tensors(self.optimizer)
+            tensors["train.rng.cpu"] = self._cpu_rng.clone()
+            if cuda_devices(self.device):
+                tensors["train.rng.cuda"] = self._cuda_rng.clone()
+            if self._order is not None:
+                tensors["train.order"] = self._order.cpu()
+            fields = {"step": self.step_count, "optimizer": groups, "batch_position": self._pos,
+                      "seconds": self.seconds, "live_every": self.live_every, "device": self.device.type,
+                      "diverged": self.diverged}
+            return tensors, fields
+
+    @classmethod
+    def resume(cls, path, data: datasets.Dataset | None = None) -> "Trainer":
+        """The run saved at `path` (by save(resumable=True) or autosave), ready to take its next step as if
+        it had never stopped. Refuses a checkpoint without training state, a diverged run, and a sidecar
+        and weights that disagree, each by name."""
+        meta, tensors = checkpoint.read(path)
+        training = meta.get("training")
+        if training is None:
+            raise CheckpointError(f"{checkpoint.paths(path)[1]}: saved without its training state, so it cannot "
+                                  f"resume; start a branch from it instead")
+        if training.get("diverged"):
+            raise CheckpointError(f"{checkpoint.paths(path)[1]}: this run diverged ({training['diverged']}); "
+                                  f"branch from it with a lower learning rate instead")
+        trainer = cls(_config_of(meta, path), data, live_every=int(training.get("live_every", LIVE_EVERY)))
+        trainer._restore(meta, tensors, path)
+        trainer.run_id, trainer.parent = meta["run_id"], meta.get("parent")
+        return trainer
+
+    @classmethod
+    def branch(cls, path, data: datasets.Dataset | None = None, settings: dict | None = None,
+               lr: float | None = None, live_every: int = LIVE_EVERY) -> "Trainer":
+        """A new run from the step saved at `path`: its weights, history and (if saved) optimizer state and
+        random stream, with the objective's knobs (beta among them) and the learning rate changed as
+        given. Its `parent` (saved in its sidecar) names the run, the step and the weights it came from."""
+        meta, tensors = checkpoint.read(path)
+        config = _config_of(meta, path)
+        config = replace(config, settings={**config.settings, **(settings or {})}, lr=check_lr(lr or config.lr))
+        trainer = cls(config, data, live_every=live_every)
+        trainer._restore(meta, tensors, path, optimizer=meta.get("training") is not None)
+        if lr is not None:
+            trainer.set_lr(lr)
+        trainer.parent = {"run_id": meta.get("run_id"), "step": trainer.step_count,
+                          "weights_sha256": meta["weights_sha256"], "path": str(checkpoint.paths(path)[1])}
+        return trainer
+
+    def _restore(self, meta: dict, tensors: dict, path, optimizer: bool = True):
+        """Take the saved run's weights, counters, history and (optimizer) training state."""
+        where = checkpoint.paths(path)[1]
+        training, step, history = meta.get("training") or {}, meta.get("step", 0), meta.get("history", [])
+        if len(history) != step or (training and training.get("step") != step):
+            raise CheckpointError(f"{where}: the sidecar and the weights disagree (step {step}, "
+                                  f"{len(history)} history rows, training state at step {training.get('step')})")
+        try:
+            self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            self.objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")})
+            if optimizer:
+                weights_io.load_optimizer(self.optimizer, tensors, training["optimizer"])
+                steps = {int(v) for k, v in tensors.items() if k.startswith("train.optimizer.") and k.endswith(".step")}
+                if steps - {step}:
+                    raise ValueError(f"the optimizer's state is at step {sorted(steps)}")
+                self._cpu_rng = tensors["train.rng.cpu"].clone()
+                if cuda_devices(self.device) and training.get("device") == "cuda" and "train.rng.cuda" in tensors:
+                    self._cuda_rng = tensors["train.rng.cuda"].clone()
+                order = tensors.get("train.order")
+                self._order = None if order is None else order.to(self.device)
+                self._pos = int(training["batch_position"])
+                self.seconds = float(training.get("seconds", 0.0))
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{where}: the sidecar and the weights disagree ({e})") from None
+        self.step_count = step
+        self.history = list(history)
+        self.live = [row for row in meta.get("live", []) if row.get("step", 0) <= step]
 
     def snapshot(self) -> Bundle:
         """The model as it is now: CPU copies of the network (in eval mode) and the objective with its
@@ -231,3 +338,10 @@ class Trainer:
             return Bundle(copy.deepcopy(self.model).cpu().eval(), copy.deepcopy(self.objective).cpu(),
                           replace(self.config, settings=self.objective.settings()), Ref(self.run_id, self.step_count),
                           self.data.info, len(self.train_x), list(self.history), list(self.live))
+
+
+def _config_of(meta: dict, path) -> RunConfig:
+    try:
+        return RunConfig.from_dict(meta["config"])
+    except (LabError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{checkpoint.paths(path)[1]}: its run config cannot be read ({e})") from None

@@ -49,3 +49,34 @@ def build_from(config: RunConfig, tensors: dict):
     network.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, assign=True)
     objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}, assign=True)
     return network.eval(), objective
+
+
+# A run's training state, so a resumed run takes exactly the steps it would have taken: the optimizer's
+# per-parameter tensors ("train.optimizer.<param>.<name>") and the random stream ("train.rng.*") go into
+# the same safetensors file as the weights; the optimizer's hyperparameters are JSON in the sidecar.
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    state = optimizer.state_dict()
+    tensors = {f"train.optimizer.{i}.{name}": value.detach().cpu().contiguous().clone()
+               for i, entry in state["state"].items() for name, value in entry.items()
+               if isinstance(value, torch.Tensor)}
+    return tensors, state["param_groups"]
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, groups: list[dict]):
+    """Put the state optimizer_tensors() took back; raises ValueError where it does not fit the parameters."""
+    prefix = "train.optimizer."
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            index, name = key[len(prefix):].split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, entry in state.items():
+        if not 0 <= index < len(params):
+            raise ValueError(f"optimizer state for parameter {index}, but the model has {len(params)}")
+        shapes = {name: tuple(v.shape) for name, v in entry.items() if v.dim() > 0}
+        if any(shape != tuple(params[index].shape) for shape in shapes.values()):
+            raise ValueError(f"optimizer state of parameter {index} has shape {shapes}, "
+                             f"the parameter {tuple(params[index].shape)}")
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
