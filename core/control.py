@@ -37,13 +37,16 @@ class RunState(str, Enum):
     DIVERGED = "diverged"
     FAILED = "failed"
     RECORDED = "recorded"
+    QUEUED = "queued"            # waiting for a training process (core.pool)
+    INTERRUPTED = "interrupted"  # saved mid-run, no process: it can be resumed (core.pool)
 
     def __str__(self):
         return self.value
 
     @property
     def finished(self) -> bool:
-        return self in (RunState.STOPPED, RunState.DONE, RunState.DIVERGED, RunState.FAILED, RunState.RECORDED)
+        return self in (RunState.STOPPED, RunState.DONE, RunState.DIVERGED, RunState.FAILED, RunState.RECORDED,
+                        RunState.INTERRUPTED)
 
 
 MOVES = {
@@ -55,6 +58,8 @@ MOVES = {
     RunState.DIVERGED: set(),
     RunState.FAILED: set(),
     RunState.RECORDED: set(),
+    RunState.QUEUED: set(),
+    RunState.INTERRUPTED: set(),
 }
 
 

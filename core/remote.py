@@ -46,18 +46,23 @@ def raise_payload(payload: dict):
     raise cls(payload["message"]) if cls else LabError(f"{payload['type']}: {payload['message']}")
 
 
-def _serve(config: RunConfig, live_every: int, conn):
-    """The child: a Trainer stepped in small chunks between commands from the parent."""
+def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, autosave=None):
+    """The child: a Trainer stepped in small chunks between commands from the parent; a new run, or the
+    one saved at resume_from. autosave: (path, every, sidecar fields) for Trainer.autosave."""
     try:
-        trainer = Trainer(config, live_every=live_every)
+        trainer = Trainer.resume(resume_from) if resume_from else Trainer(config, live_every=live_every)
+        if autosave:
+            trainer.autosave(autosave[0], autosave[1], **autosave[2])
     except Exception as e:  # a bad config or missing data: the parent raises it, typed
         conn.send(("failed", error_payload(e)))
         return
     control = Controller()
     conn.send(("ready", {"config": trainer.config.to_dict(), "device": str(trainer.device), "run_id": trainer.run_id,
                          "batch_size": trainer.batch_size, "n_train": len(trainer.train_x),
-                         "threads": torch.get_num_threads(), "beta": trainer.objective.beta}))
+                         "threads": torch.get_num_threads(), "beta": trainer.objective.beta, "lr": trainer.lr,
+                         "step": trainer.step_count, "seconds": trainer.seconds}))
     sent, last = {"rows": 0, "live": 0, "state": None}, 0.0
+    # A resumed run's rows before this process reach the parent in the first report, with the new ones.
 
     def report():
         """Send the rows and live diagnostics not sent yet, and the state."""
@@ -99,7 +104,8 @@ def _serve(config: RunConfig, live_every: int, conn):
                                            "settings": trainer.objective.settings()}))
                 elif command == "save":
                     try:
-                        conn.send(("saved", {"path": str(trainer.save(arg))}))
+                        conn.send(("saved", {"path": str(trainer.save(arg["path"], resumable=arg["resumable"],
+                                                                      **arg["fields"]))}))
                     except LabError as e:
                         conn.send(("error", error_payload(e)))
                 elif command == "close":
@@ -120,12 +126,17 @@ def _serve(config: RunConfig, live_every: int, conn):
 class ProcessRun:
     """The run protocol of core.control, with the trainer in a child process."""
 
-    def __init__(self, config: RunConfig, data: datasets.Dataset | None = None, live_every: int = LIVE_EVERY):
+    def __init__(self, config: RunConfig, data: datasets.Dataset | None = None, live_every: int = LIVE_EVERY,
+                 resume_from=None, autosave=None):
+        """resume_from: a resumable checkpoint to continue (config is then its run's); autosave: (path,
+        every, sidecar fields), a periodic resumable checkpoint written by the child (Trainer.autosave)."""
         self.data = data if data is not None else datasets.load(config.data)
         context = mp.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(config, live_every, child), daemon=True,
-                                        name="vaelab-trainer")
+        resume_from = None if resume_from is None else str(resume_from)
+        autosave = None if autosave is None else (str(autosave[0]), *autosave[1:])
+        self._process = context.Process(target=_serve, args=(config, live_every, child, resume_from, autosave),
+                                        daemon=True, name="vaelab-trainer")
         self._process.start()
         child.close()
         try:
@@ -142,8 +153,8 @@ class ProcessRun:
         self.batch_size, self.n_train = hello["batch_size"], hello["n_train"]
         self.threads = hello["threads"]  # torch threads training in the child
         self.history, self.live = [], []
-        self.state, self.error, self.step_count, self.seconds = RunState.READY, None, 0, 0.0
-        self.beta, self.lr = hello["beta"], self.config.lr
+        self.state, self.error, self.step_count, self.seconds = RunState.READY, None, hello["step"], hello["seconds"]
+        self.beta, self.lr = hello["beta"], hello["lr"]
         self.latent_dim = self.config.model.latent_dim
         self._replies = queue.Queue()
         self._request = threading.Lock()
@@ -243,9 +254,10 @@ class ProcessRun:
         return Bundle(network, objective, config, Ref(self.run_id, step), self.data.info, self.n_train,
                       self.history[:step], [r for r in self.live if r["step"] <= step])
 
-    def save(self, path):
-        """Write a checkpoint from the child; returns the sidecar's path."""
-        return Path(self._ask("save", str(path))["path"])
+    def save(self, path, resumable: bool = False, **fields):
+        """Write a checkpoint from the child (with its training state when resumable, and any extra sidecar
+        fields); returns the sidecar's path."""
+        return Path(self._ask("save", {"path": str(path), "resumable": resumable, "fields": fields})["path"])
 
     def __del__(self):
         if getattr(self, "_process", None) is not None and self._process.is_alive():

@@ -8,7 +8,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 
-from dashboard.state import keep_widget_values  # noqa: E402
+from dashboard.state import keep_widget_values, owner, pool  # noqa: E402
+
+HEARTBEAT = 20  # seconds between a page's "still here"; the pool saves and ends the runs of a session gone quiet
+
+
+def heartbeat():
+    pool().touch(owner())
 
 
 def main():
@@ -17,6 +23,8 @@ def main():
     torch.set_num_threads(1)
     st.set_page_config(page_title="VAE Lab", layout="wide")
     keep_widget_values()
+    owner()  # this session's token, in the URL, before any page reads its runs
+    st.fragment(run_every=HEARTBEAT)(heartbeat)()
     pages = [
         st.Page("views/train.py", title="Train", icon=":material/model_training:", url_path="train", default=True),
         st.Page("views/explore.py", title="Explore", icon=":material/tune:", url_path="explore"),

@@ -1,10 +1,12 @@
 """What the pages share: the runs of this browser session, cached datasets and checkpoints, and the
-model picker. Each browser session has its own runs (st.session_state), so two users never share one."""
+model picker. Runs belong to a session token kept in the URL (?session=...), so two users never share
+one, and a reload or a restarted server finds its runs again (core.pool keeps them in runs/)."""
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
+import uuid
 from pathlib import Path
 
 import streamlit as st
@@ -14,7 +16,7 @@ from core import data as datasets
 from core.bundle import Bundle
 from core.control import RecordedRun
 from core.errors import LabError
-from core.remote import ProcessRun
+from core.pool import OWNER, Pool, PooledRun
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,9 +50,38 @@ def keep_widget_values():
             st.session_state[key] = st.session_state[key]
 
 
-def runs() -> dict[str, ProcessRun]:
+def runs_dir() -> Path:
+    """Where the dashboard's runs checkpoint as they train: $VAELAB_RUNS, or runs/ in the project
+    (apart from the shipped checkpoints/)."""
+    return Path(os.environ.get("VAELAB_RUNS", ROOT / "runs"))
+
+
+def pool() -> Pool:
+    """This server's training processes: at most $VAELAB_MAX_RUNS at once (default: the cores)."""
+    limit = os.environ.get("VAELAB_MAX_RUNS", "")
+    return _pool(str(runs_dir()), int(limit) if limit.isdigit() else None)
+
+
+@st.cache_resource
+def _pool(folder: str, limit: int | None) -> Pool:
+    return Pool(Path(folder), limit=limit)
+
+
+def owner() -> str:
+    """This browser session's token: from the URL when it has a valid one (a reload, a restarted server),
+    else a new one, written back to the URL so the next visit finds its runs."""
+    token = st.session_state.get("owner") or st.query_params.get("session", "")
+    if not OWNER.fullmatch(token or ""):
+        token = uuid.uuid4().hex[:16]
+    st.session_state["owner"] = token
+    if st.query_params.get("session") != token:
+        st.query_params["session"] = token
+    return token
+
+
+def runs() -> dict[str, PooledRun]:
     """This session's training runs by name, oldest first."""
-    return st.session_state.setdefault("runs", {})
+    return pool().runs(owner())
 
 
 @st.cache_resource(show_spinner="Loading the dataset ...")
@@ -79,7 +110,10 @@ def load_checkpoint(path) -> Bundle:
 
 
 def checkpoint_files() -> list[Path]:
-    return sorted(p for p in checkpoint_dir().rglob("*.json") if p.with_suffix(".safetensors").exists())
+    """Saved checkpoints; the live runs' own files (runs/, even inside checkpoints/) are listed as runs."""
+    live = runs_dir().resolve()
+    return sorted(p for p in checkpoint_dir().rglob("*.json") if p.with_suffix(".safetensors").exists()
+                  and not p.resolve().is_relative_to(live))
 
 
 def to_image(images, spec: datasets.DataSpec, data: datasets.Dataset | None):
@@ -95,7 +129,7 @@ class Source:
     """A model to look at: a run of this session (its latest weights) or a checkpoint file. The label is
     for display only; what a model is, is its bundle's ref."""
 
-    def __init__(self, label: str, run: ProcessRun | None = None, path: Path | None = None):
+    def __init__(self, label: str, run: PooledRun | None = None, path: Path | None = None):
         self.label, self.run, self.path = label, run, path
 
     def open(self) -> tuple[Bundle, datasets.Dataset | None, str | None]:

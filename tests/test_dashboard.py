@@ -21,6 +21,15 @@ from dashboard import plots
 APP = str(ROOT / "dashboard" / "app.py")
 
 
+def wait_for_run(at, name, timeout=60.0):
+    """A run just submitted: the pool gives it a process within a moment."""
+    deadline = time.monotonic() + timeout
+    while session_runs(at)[name].state == "queued":
+        assert time.monotonic() < deadline, "the run never left the queue"
+        time.sleep(0.05)
+    return session_runs(at)[name]
+
+
 def test_loss_curves_smooth_each_term():
     history = [{"step": i + 1, "loss": float(i), "recon": 2.0 * i, "kl": 1.0} for i in range(10)]
     fig = plots.loss_curves(history, smooth=5)
@@ -42,6 +51,12 @@ def test_image_grid_is_uint8_picture():
     assert grid[1, 1, 0] == 128  # a pixel of the first image, not padding
 
 
+def session_runs(at) -> dict:
+    """The runs of an AppTest's browser session: the server's pool, by the session's token."""
+    from dashboard.state import pool
+    return pool().runs(at.session_state["owner"])
+
+
 def train(at, steps, objectives=None):
     """Set the Train page's sidebar, press Train, wait for every run to finish, and re-render."""
     if objectives:
@@ -49,7 +64,7 @@ def train(at, steps, objectives=None):
     at.sidebar.number_input(key="steps").set_value(steps)
     at.sidebar.button[0].click().run()
     assert not at.exception and not at.error, (at.exception, at.error)
-    runs = dict(at.session_state["runs"])
+    runs = session_runs(at)
     for t in runs.values():
         t.join(timeout=120)
     at.run()
@@ -59,6 +74,7 @@ def train(at, steps, objectives=None):
 @pytest.fixture
 def app(tmp_path, monkeypatch):
     monkeypatch.setenv("VAELAB_CHECKPOINTS", str(tmp_path))  # never list or write the shipped checkpoints
+    monkeypatch.setenv("VAELAB_RUNS", str(tmp_path.with_name(tmp_path.name + "-live")))
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     return at
@@ -71,7 +87,7 @@ def test_train_page_trains_the_offline_default_and_shows_it(app):
     assert any("\\log p" in el.value or "KL" in el.value for el in app.get("latex"))  # the equation is shown
     runs = train(app, 200)
     t = runs["vae"]
-    assert t.state == "done" and t.step_count == 200 and [r["step"] for r in t.live] == [50, 100, 150, 200]
+    assert t.state == "recorded" and t.step_count == 200 and [r["step"] for r in t.live] == [50, 100, 150, 200]
     assert not app.exception
     assert any("step 200" in m.value for m in app.markdown)
     metrics = {m.label: m.value for m in app.metric}
@@ -94,7 +110,7 @@ def test_the_training_process_gets_all_of_torchs_threads(app):
 def test_train_page_controls_change_a_running_run(app, tmp_path):
     app.sidebar.number_input(key="steps").set_value(100_000)
     app.sidebar.button[0].click().run()
-    t = app.session_state["runs"]["vae"]
+    t = wait_for_run(app, "vae")
     try:
         deadline = time.monotonic() + 60
         while t.step_count < 5 and time.monotonic() < deadline:  # the run trains in a child process
@@ -111,7 +127,7 @@ def test_train_page_controls_change_a_running_run(app, tmp_path):
         assert not app.exception and not app.error
         assert (tmp_path / "runs" / "digits-vae-z8.json").exists()
         app.button(key="stop-vae").click().run()
-        assert t.state == "stopped"
+        assert t.state == "recorded" and t.threads  # stopped, saved, its process released
     finally:
         t.stop()
 
@@ -131,24 +147,26 @@ def test_train_page_says_what_is_wrong_instead_of_failing(app):
     app.sidebar.button[0].click().run()
     assert not app.exception
     assert app.error and "svhn" in app.error[0].value.lower()
-    assert not app.session_state["runs"]
+    assert not session_runs(app)
 
 
 def test_two_browser_sessions_training_at_once_do_not_interfere(tmp_path, monkeypatch):
     monkeypatch.setenv("VAELAB_CHECKPOINTS", str(tmp_path))
+    monkeypatch.setenv("VAELAB_RUNS", str(tmp_path.with_name(tmp_path.name + "-live")))
     one, two = (AppTest.from_file(APP, default_timeout=60).run() for _ in range(2))
     two.sidebar.multiselect(key="objectives").set_value(["beta-vae"]).run()
     for at in (one, two):
         at.sidebar.number_input(key="steps").set_value(150)
     one.sidebar.button[0].click().run()
     two.sidebar.button[0].click().run()  # both train at the same time, in the same process
-    a, b = one.session_state["runs"]["vae"], two.session_state["runs"]["beta-vae"]
+    a, b = session_runs(one)["vae"], session_runs(two)["beta-vae"]
     a.join(120)
     b.join(120)
-    assert list(one.session_state["runs"]) == ["vae"] and list(two.session_state["runs"]) == ["beta-vae"]
+    assert list(session_runs(one)) == ["vae"] and list(session_runs(two)) == ["beta-vae"]
     alone = Trainer(a.config, a.data, live_every=0)
     alone.step(150)
-    assert [r["loss"] for r in a.history] == [r["loss"] for r in alone.history]  # as if it had run alone
+    # as if it had run alone (the finished run is read from its checkpoint: 5 significant digits)
+    assert [r["loss"] for r in a.history] == [r["loss"] for r in checkpoint.rounded(alone.history)]
 
 
 def test_explore_slider_changes_the_decoded_image(app):
@@ -171,7 +189,7 @@ def test_explore_slider_changes_the_decoded_image(app):
 @pytest.mark.parametrize("objective", ["cvae", "discrete-is", "iaf"])
 def test_pages_work_for_objectives_that_change_the_model(app, objective):
     runs = train(app, 100, objectives=[objective])
-    assert runs[objective].state == "done" and any("step 100" in m.value for m in app.markdown)
+    assert runs[objective].state == "recorded" and any("step 100" in m.value for m in app.markdown)
     app.switch_page("views/explore.py").run()
     assert not app.exception and not app.error
     if objective == "cvae":
@@ -334,8 +352,8 @@ def test_presentation_mode_and_slider_values_live_in_the_url(app):
     link = app.query_params["z"]
     assert link.split(",")[1] == "0.50"
     shared = AppTest.from_file(APP, default_timeout=60)
-    shared.session_state["runs"] = app.session_state["runs"]  # the same run, opened from the link
-    for key, value in {"z": link, "present": "1"}.items():
+    # The same run, opened from the link: it carries the session's token.
+    for key, value in {"z": link, "present": "1", "session": app.query_params["session"]}.items():
         shared.query_params[key] = value
     shared.run()
     shared.switch_page("views/explore.py").run()
@@ -518,13 +536,13 @@ def test_a_crashed_training_process_is_a_message_on_the_page(app):
     from core.control import RunState
     app.sidebar.number_input(key="steps").set_value(100_000)
     app.sidebar.button[0].click().run()
-    t = app.session_state["runs"]["vae"]
+    t = wait_for_run(app, "vae")
     try:
         deadline = time.monotonic() + 60
         while t.step_count < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
-        t._process.kill()  # as the kernel's out-of-memory killer would
-        while t.state != RunState.FAILED and time.monotonic() < deadline:
+        t.inner._process.kill()  # as the kernel's out-of-memory killer would
+        while t.state != RunState.FAILED and time.monotonic() < deadline:  # and nothing was saved yet
             time.sleep(0.05)
         app.run()
         assert not app.exception

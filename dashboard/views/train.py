@@ -10,11 +10,11 @@ from core.control import RunState
 from core.engine import describe_device, pick_device
 from core.errors import LabError
 from core.objectives import OBJECTIVES
+from core.pool import PooledRun
 from core.posterior import Factorized
-from core.remote import ProcessRun
 from dashboard import plots
 from dashboard.lessons import LESSONS, widget_values
-from dashboard.state import checkpoint_dir, default, load_data, recorded_run, runs, shipped, to_image
+from dashboard.state import checkpoint_dir, default, load_data, owner, pool, recorded_run, runs, shipped, to_image
 
 DASHBOARD = PRESETS["dashboard"]  # the smaller network a laptop trains live while people watch
 HIDDEN = {f"small {DASHBOARD.hidden}": DASHBOARD.hidden, f"default {PRESETS['default'].hidden}": PRESETS["default"].hidden,
@@ -91,21 +91,42 @@ def setup():
 
 
 def start(configs: dict, steps: int):
+    """Replace this session's runs with new ones. Each trains in a child process (page reruns cannot slow
+    it) when the server's pool has one free, checkpointing into runs/ as it goes."""
     for old in runs().values():
-        old.stop()
-    runs().clear()
+        pool().discard(old)
     try:
         data = load_data(next(iter(configs.values())).data)
         for name, config in configs.items():
-            runs()[name] = ProcessRun(config, data)  # a child process: page reruns cannot slow it
-        for t in runs().values():
-            t.start(steps=steps)
+            pool().submit(owner(), name, config, steps, data)
     except LabError as e:
-        runs().clear()
+        for old in runs().values():
+            pool().discard(old)
         st.error(str(e))
 
 
-def controls(name: str, t: ProcessRun):
+def waiting(name: str, t):
+    """A run without a process: queued for one, or interrupted (saved) and ready to resume."""
+    if t.state == RunState.QUEUED:
+        ahead = t.ahead
+        st.info(f"Waiting for a free training process: {ahead} run{'s' if ahead != 1 else ''} ahead of yours "
+                f"(this server trains {pool().limit} at once).", icon=":material/hourglass_top:")
+        if st.button("Cancel", key=f"cancel-{name}"):
+            t.stop()
+            st.rerun()
+        return
+    st.warning(t.error or "This run has no training process.", icon=":material/pause_circle:")
+    if st.button("Resume", icon=":material/play_arrow:", key=f"resume-run-{name}", type="primary",
+                 help=f"Go on from its last checkpoint (step {t.step_count:,}), exactly as if it had not stopped."):
+        try:
+            data = load_data(t.config.data) if t.config is not None else None
+            pool().resume(owner(), name, data)
+        except LabError as e:
+            st.error(str(e))
+        st.rerun()
+
+
+def controls(name: str, t):
     """Pause, resume, stop, save, and the live β and learning rate. A control the run can no longer take
     (its process ended meanwhile) says why on the page."""
     live = (RunState.RUNNING, RunState.PAUSED)
@@ -113,15 +134,18 @@ def controls(name: str, t: ProcessRun):
                ("Resume", ":material/play_arrow:", "resume", t.state != RunState.PAUSED, "Resume"),
                ("Stop", ":material/stop:", "stop", t.state not in live, "Stop for good"),
                ("Save", ":material/save:", "save", not t.step_count,
-                "Write a checkpoint to checkpoints/runs/; the Explore page lists it.")]
+                "Write a checkpoint to checkpoints/runs/; the Explore page lists it. (Every run is also "
+                "checkpointed in runs/ as it trains, so it survives a restart.)")]
     try:
         for col, (label, icon, action, disabled, help) in zip(st.columns(4), buttons):
             if col.button(label, icon=icon, key=f"{action}-{name}", disabled=disabled, width="stretch", help=help):
                 if action == "save":
-                    path = t.save(checkpoint_dir() / "runs" / f"{t.data.info.name}-{name}-z{t.latent_dim}")
+                    path = t.save(checkpoint_dir() / "runs" / f"{t.config.data.name}-{name}-z{t.latent_dim}")
                     st.toast(f"saved {path}")
                 else:
                     getattr(t, action)()
+        if t.state not in live:
+            return
         b, lr = st.columns(2)
         beta = b.number_input("β (live)", min_value=0.0, value=float(t.beta), format="%g", key=f"beta-{name}",
                               help="The weight on the KL term, changed while the run trains.")
@@ -150,9 +174,13 @@ def run_panel(name: str, t, race: bool):
     rate = f" · {t.step_count * t.batch_size / t.seconds:,.0f} samples/s" if t.seconds else ""
     epoch = f" · epoch {t.epoch:.1f}" if t.epoch is not None else ""
     st.markdown(f"**{name}** · step {t.step_count:,}{epoch}{rate} · {t.state}")
-    if t.error:
+    if t.state in (RunState.QUEUED, RunState.INTERRUPTED):
+        waiting(name, t)
+        if not t.history:
+            return
+    elif t.error:
         st.error(t.error)
-    if t.state != RunState.RECORDED:
+    if isinstance(t, PooledRun) and t.state != RunState.QUEUED:  # this session's run, not a shipped one
         controls(name, t)
     history, live = list(t.history), list(t.live)
     if not history:
@@ -185,7 +213,7 @@ def run_panel(name: str, t, race: bool):
         st.image(plots.image_grid(data.to_image(torch.cat([x, bundle.reconstruct(x, y)]))), width="stretch",
                  caption="test images and their reconstructions")
     else:
-        st.caption(f"No reconstructions: {t.data_error}")
+        st.caption(f"No reconstructions: {getattr(t, 'data_error', None) or 'its dataset is not here'}")
     st.image(plots.image_grid(to_image(bundle.network.sample(16, generator=gen), spec, data)), width="stretch",
              caption="samples from the prior")
 
@@ -208,9 +236,10 @@ def live_view():
     if not current:
         return
     first = next(iter(current.values()))
-    st.caption(f"{first.data.info.name} · {describe_device(first.device, first.threads)} · "
-               f"updates every {st.session_state['refresh']} seconds")
-    if first.data.info.note:
+    device = describe_device(pick_device(first.config.device), first.threads) if first.config else "?"
+    st.caption(f"{first.config.data.name if first.config else '?'} · {device} · "
+               f"updates every {st.session_state['refresh']} seconds · checkpointed in runs/ as they train")
+    if first.data is not None and first.data.info.note:
         st.warning(first.data.info.note)
     panels(current)
 

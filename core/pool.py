@@ -1,0 +1,385 @@
+"""The training processes of one server: a bounded pool, a queue, and runs that outlive both.
+
+A classroom puts many people on one dashboard server, and each training run is a child process
+(core.remote.ProcessRun, about 1 GB resident). The pool runs at most `limit` of them at once (default:
+the number of cores); the others wait in order, and a waiting run knows how many are ahead of it. Every
+run checkpoints into FOLDER/OWNER/NAME (resumable, core.checkpoint) as it trains, so:
+
+- a run that finishes is saved and releases its process; it lives on as a RecordedRun (core.control),
+  its final weights still there for every page;
+- a run whose owner has not been seen for `grace` seconds (the browser tab was closed) is saved and its
+  process ended; it can be resumed later;
+- after the server restarts, an owner's runs are read back from the folder: finished ones as recorded
+  runs, the others as interrupted runs that resume exactly where their last checkpoint was.
+
+    pool = Pool(Path("runs"), limit=2)
+    run = pool.submit("a1b2c3d4", "vae", config, steps=2000, data=data)
+    pool.runs("a1b2c3d4")          # {"vae": run}, oldest first
+    run.state, run.ahead           # "queued", 1   ... then "running", 0 ... then "recorded"
+    pool.resume("a1b2c3d4", "vae") # an interrupted run, queued again from its checkpoint
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from . import checkpoint
+from . import data as datasets
+from .bundle import Ref
+from .config import RunConfig
+from .control import RecordedRun, RunError, RunState
+from .errors import CheckpointError, LabError
+from .remote import ProcessRun
+
+OWNER = re.compile(r"[0-9a-f]{8,32}")   # owner tokens come from a URL: never a path of their own choosing
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+SAVE_EVERY = "30s"  # a dashboard run loses at most this much when its server dies
+GRACE = 90.0        # seconds an owner may go unseen (its pages ping every 20 s) before its runs are saved and ended
+
+
+def check_owner(owner: str) -> str:
+    if not isinstance(owner, str) or not OWNER.fullmatch(owner):
+        raise LabError(f"not a session token: {owner!r}")
+    return owner
+
+
+class PooledRun:
+    """One run of the pool, following the run protocol of core.control whatever it is now: queued (no
+    process yet), live (a ProcessRun), recorded (finished and saved), or interrupted (saved, no process)."""
+
+    def __init__(self, pool: "Pool", owner: str, name: str, path: Path, config: RunConfig | None, target: int,
+                 data: datasets.Dataset | None, resume: bool = False):
+        self.pool, self.owner, self.name, self.path = pool, owner, name, path
+        self.config, self.target, self.data, self.resume_from = config, target, data, resume
+        self.inner: ProcessRun | RecordedRun | None = None
+        self.lock = threading.Lock()  # held while its process is being saved and ended
+        self.interrupted: str | None = None  # why it has no process, when it stopped before its target
+        self.failure: str | None = None      # why it ended with nothing saved to resume from
+        self.stopped = False
+        self.last_threads: int | None = None
+
+    # ------------------------------------------------------------ what the protocol reads
+
+    @property
+    def state(self):
+        if self.failure:
+            return RunState.FAILED
+        if self.interrupted:
+            return RunState.INTERRUPTED
+        if self.inner is None:
+            return RunState.STOPPED if self.stopped else RunState.QUEUED
+        return self.inner.state
+
+    @property
+    def error(self):
+        return self.failure or self.interrupted or (self.inner.error if self.inner is not None else None)
+
+    @property
+    def ahead(self) -> int:
+        """How many runs wait before this one (0 once it has a process)."""
+        return self.pool.ahead(self)
+
+    def __getattr__(self, name):
+        # history, live, step_count, seconds, epoch, batch_size, beta, lr, latent_dim, threads, device, ...
+        if name in ("inner", "pool") or self.__dict__.get("inner") is None:
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    @property
+    def history(self):
+        return self.inner.history if self.inner is not None else self._saved("history", [])
+
+    @property
+    def live(self):
+        return self.inner.live if self.inner is not None else self._saved("live", [])
+
+    @property
+    def step_count(self) -> int:
+        return self.inner.step_count if self.inner is not None else self._saved("step", 0)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.inner.latent_dim if self.inner is not None else self.config.model.latent_dim
+
+    @property
+    def seconds(self) -> float:
+        return self.inner.seconds if self.inner is not None else 0.0
+
+    @property
+    def batch_size(self) -> int:
+        return self.inner.batch_size if self.inner is not None else self.config.batch_size
+
+    @property
+    def epoch(self):
+        return self.inner.epoch if self.inner is not None else None
+
+    @property
+    def run_id(self) -> str:
+        return self.inner.run_id if isinstance(self.inner, ProcessRun) else self.snapshot().ref.id
+
+    threads = property(lambda self: getattr(self.inner, "threads", None) or self.last_threads)
+
+    def _saved(self, field, empty):
+        with contextlib.suppress(LabError, OSError):
+            if checkpoint.paths(self.path)[1].exists():
+                bundle = self.pool.load(self.path)
+                return bundle.step if field == "step" else getattr(bundle, field)
+        return empty
+
+    # ------------------------------------------------------------ controls
+
+    def _live(self) -> ProcessRun:
+        if not isinstance(self.inner, ProcessRun):
+            raise RunError(f"{self.name} is {self.state}: it has no training process"
+                           + (f" ({self.ahead} runs ahead of it)" if self.state == RunState.QUEUED else ""))
+        return self.inner
+
+    def start(self, steps=None):
+        raise RunError("a run of the pool starts when a process is free; resume it from the Train page")
+
+    def pause(self):
+        self._live().pause()
+
+    def resume(self):
+        self._live().resume()
+
+    def set_beta(self, beta):
+        self._live().set_beta(beta)
+
+    def set_lr(self, lr):
+        self._live().set_lr(lr)
+
+    def stop(self):
+        """Stop for good: a queued run leaves the queue; a live one is saved and releases its process."""
+        self.pool.stop(self)
+
+    def join(self, timeout=None):
+        """Wait until the run is over and its process released (recorded, stopped or interrupted)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while isinstance(self.inner, ProcessRun) or self.state == RunState.QUEUED:
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
+    def snapshot(self):
+        if self.inner is None:
+            if checkpoint.paths(self.path)[1].exists():
+                return self.pool.load(self.path)
+            if self.failure or self.interrupted:
+                raise LabError(self.error)
+            raise LabError(f"{self.name} is queued ({self.ahead} runs ahead of it): no weights yet")
+        return self.inner.snapshot()
+
+    def save(self, path, **fields):
+        if isinstance(self.inner, ProcessRun):
+            return self.inner.save(path, **fields)
+        return checkpoint.save(path, self.snapshot(), **fields)
+
+
+class Pool:
+    def __init__(self, folder: Path, limit: int | None = None, save_every: str = SAVE_EVERY, grace: float = GRACE):
+        self.folder, self.save_every, self.grace = Path(folder), save_every, grace
+        self.limit = max(1, limit or os.cpu_count() or 1)
+        self._runs: dict[str, dict[str, PooledRun]] = {}
+        self._queue: list[PooledRun] = []
+        self._seen: dict[str, float] = {}
+        self._lock = threading.RLock()
+        self._loaded: dict[tuple[str, int], object] = {}
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="vaelab-pool")
+        self._thread.start()
+
+    # ------------------------------------------------------------ what the pages ask
+
+    def runs(self, owner: str) -> dict[str, PooledRun]:
+        """The owner's runs, oldest first: those of this server, and those saved before it started."""
+        check_owner(owner)
+        self.touch(owner)
+        with self._lock:
+            if owner not in self._runs:
+                self._runs[owner] = self._read_back(owner)
+            return dict(self._runs[owner])
+
+    def submit(self, owner: str, name: str, config: RunConfig, steps: int, data=None) -> PooledRun:
+        """Queue a new run (replacing the owner's run of that name); it starts when a process is free."""
+        if not NAME.fullmatch(name):
+            raise LabError(f"a run name is letters, digits and -_.+, at most 64: not {name!r}")
+        runs = self.runs(owner)
+        if name in runs:
+            self.forget(runs[name])
+        run = PooledRun(self, owner, name, self.folder / owner / name, config, steps, data)
+        with self._lock:
+            self._runs[owner][name] = run
+            self._queue.append(run)  # the pool's thread starts it (only that thread starts processes)
+        return run
+
+    def resume(self, owner: str, name: str, data=None) -> PooledRun:
+        """Queue an interrupted run again, from its last checkpoint."""
+        run = self.runs(owner).get(name)
+        if run is None or run.state != RunState.INTERRUPTED:
+            raise RunError(f"no interrupted run {name!r} to resume")
+        run.interrupted, run.resume_from, run.inner = None, True, None
+        run.data = data if data is not None else run.data
+        with self._lock:
+            self._queue.append(run)
+        return run
+
+    def ahead(self, run: PooledRun) -> int:
+        with self._lock:
+            return self._queue.index(run) if run in self._queue else 0
+
+    def touch(self, owner: str):
+        self._seen[owner] = time.monotonic()
+
+    def stop(self, run: PooledRun):
+        with self._lock:
+            if run in self._queue:
+                self._queue.remove(run)
+                run.stopped = True
+                return
+        self._release(run)
+
+    def forget(self, run: PooledRun):
+        """Stop a run and drop it from its owner's list (its files stay)."""
+        self.stop(run)
+        with self._lock:
+            self._runs.get(run.owner, {}).pop(run.name, None)
+
+    def discard(self, run: PooledRun):
+        """Stop a run, drop it from its owner's list and delete its files (a new run of the page replaces it)."""
+        self.forget(run)
+        for path in checkpoint.paths(run.path):
+            path.unlink(missing_ok=True)
+
+    def active(self) -> int:
+        with self._lock:
+            return sum(isinstance(r.inner, ProcessRun) for runs in self._runs.values() for r in runs.values())
+
+    def load(self, path: Path):
+        """A saved run's model, read once per version of its sidecar. It keeps the identity it had while it
+        trained, (run id, step), so a page's state for it lives on when the run finishes."""
+        meta = checkpoint.paths(path)[1]
+        key = (str(meta), meta.stat().st_mtime_ns)
+        if key not in self._loaded:
+            if len(self._loaded) > 64:
+                self._loaded.clear()
+            bundle = checkpoint.load(path)
+            self._loaded[key] = replace(bundle, ref=Ref(bundle.meta.get("run_id") or bundle.ref.id, bundle.step))
+        return self._loaded[key]
+
+    def close(self):
+        """Save and end every live run (as at a server's shutdown)."""
+        self._closed.set()
+        with self._lock:
+            live = [r for runs in self._runs.values() for r in runs.values() if isinstance(r.inner, ProcessRun)]
+        for run in live:
+            self._interrupt(run, "the server stopped")
+
+    # ------------------------------------------------------------ the pool's own thread
+
+    def _loop(self):
+        while not self._closed.wait(0.25):
+            with contextlib.suppress(Exception):  # a failing run is marked; the pool never stops
+                self._tend()
+
+    def _tend(self):
+        with self._lock:
+            runs = [r for owner in self._runs.values() for r in owner.values()]
+        now = time.monotonic()
+        for run in runs:
+            if isinstance(run.inner, ProcessRun):
+                if run.inner.state.finished:
+                    self._release(run)
+                elif now - self._seen.get(run.owner, now) > self.grace:
+                    self._interrupt(run, f"its page was closed for more than {self.grace:.0f} s")
+        self._schedule()
+
+    def _schedule(self):
+        """Give free processes to the first runs in the queue."""
+        while True:
+            with self._lock:
+                if not self._queue or self.active() >= self.limit:
+                    return
+                run = self._queue.pop(0)
+            try:
+                fields = {"target_steps": run.target, "command": "dashboard"}
+                if run.resume_from:
+                    meta = checkpoint.read_sidecar(checkpoint.paths(run.path)[1])
+                    run.config = RunConfig.from_dict(meta["config"])
+                    process = ProcessRun(run.config, run.data, resume_from=run.path,
+                                         autosave=(run.path, self.save_every, fields))
+                else:
+                    process = ProcessRun(run.config, run.data, autosave=(run.path, self.save_every, fields))
+                run.inner = process
+                process.start(steps=max(0, run.target - process.step_count))
+            except LabError as e:
+                run.inner, run.interrupted = None, f"could not start: {e}"
+
+    def _release(self, run: PooledRun):
+        """A finished (or stopped) run: save it, end its process, keep it as a recorded run."""
+        with run.lock:
+            if isinstance(run.inner, ProcessRun):
+                self._save_and_end(run)
+
+    def _save_and_end(self, run: PooledRun):
+        process = run.inner
+        try:
+            if process.step_count:
+                process.save(run.path, resumable=True, target_steps=run.target, command="dashboard")
+        except LabError as e:
+            run.interrupted = f"could not be saved: {e}"
+        error, state, run.last_threads = process.error, process.state, process.threads
+        process.stop()
+        with contextlib.suppress(LabError, OSError):
+            recorded = RecordedRun(self.load(run.path), run.data)
+            recorded.state = state if state in (RunState.DIVERGED, RunState.FAILED) else RunState.RECORDED
+            recorded.error = error
+            run.inner = recorded
+            return
+        run.inner, run.interrupted = None, None
+        run.failure = f"{error or 'its process ended'}; nothing was saved yet to resume from: train it again"
+
+    def _interrupt(self, run: PooledRun, why: str):
+        """Save a live run, end its process, and mark it to be resumed later."""
+        with run.lock:
+            process = run.inner
+            if not isinstance(process, ProcessRun):
+                return
+            with contextlib.suppress(LabError):
+                process.pause()
+                process.save(run.path, resumable=True, target_steps=run.target, command="dashboard")
+            process.stop()
+            step, run.last_threads = process.step_count, process.threads
+            run.inner, run.interrupted = None, f"interrupted: {why}; resume it to go on from step {step:,}"
+
+    def _read_back(self, owner: str) -> dict[str, PooledRun]:
+        """The runs saved under FOLDER/OWNER by an earlier server: finished ones recorded, others interrupted."""
+        found = {}
+        folder = self.folder / owner
+        for meta in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []:
+            name = meta.stem
+            try:
+                bundle = self.load(meta)
+            except CheckpointError as e:
+                run = PooledRun(self, owner, name, meta.with_suffix(""), None, 0, None)
+                run.interrupted = f"its checkpoint cannot be read: {e}"
+                found[name] = run
+                continue
+            target = int(bundle.meta.get("target_steps") or bundle.step)
+            run = PooledRun(self, owner, name, meta.with_suffix(""), bundle.config, target, None)
+            data = None
+            with contextlib.suppress(LabError):
+                data = datasets.load(bundle.config.data)
+            run.data = data
+            if bundle.step < target and bundle.meta.get("training") and not bundle.meta["training"].get("diverged"):
+                run.interrupted = (f"interrupted: the server stopped at step {bundle.step:,} of {target:,}; "
+                                   f"resume it to go on")
+            else:
+                run.inner = RecordedRun(bundle, data)
+            found[name] = run
+        return found

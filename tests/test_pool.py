@@ -1,0 +1,111 @@
+"""The server's pool of training processes: a bounded number at once, a queue, runs released when they
+finish, saved when their page is gone, and read back (and resumed exactly) after a restart."""
+import time
+
+import pytest
+import torch
+
+from conftest import small_config
+from core.control import RunState
+from core.engine import Trainer
+from core.errors import LabError
+from core.pool import Pool
+
+A, B = "a1b2c3d4", "e5f6a7b8"
+
+
+def wait_until(condition, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def pool(tmp_path):
+    pools = []
+
+    def make(**options):
+        pools.append(Pool(tmp_path / "runs", **options))
+        return pools[-1]
+    yield make
+    for p in pools:
+        p.close()
+
+
+def test_runs_beyond_the_limit_queue_and_all_finish_released(pool, digits):
+    p = pool(limit=1)
+    first = p.submit(A, "vae", small_config(), steps=150, data=digits)
+    second = p.submit(A, "beta", small_config(objective="beta-vae"), steps=30, data=digits)
+    third = p.submit(B, "other", small_config(), steps=30, data=digits)
+    wait_until(lambda: first.state == RunState.RUNNING)
+    assert second.state == RunState.QUEUED and second.ahead == 0 and third.ahead == 1
+    assert p.active() == 1
+    with pytest.raises(LabError, match="queued .*no weights yet"):
+        third.snapshot()
+    for run in (first, second, third):
+        run.join(timeout=180)
+        assert p.active() <= 1
+    assert [r.state for r in (first, second, third)] == [RunState.RECORDED] * 3
+    assert p.active() == 0  # every finished run released its process
+    assert second.step_count == 30 and second.snapshot().step == 30
+    assert list(p.runs(A)) == ["vae", "beta"] and list(p.runs(B)) == ["other"]  # no owner sees another's
+
+
+def test_a_run_stopped_in_the_queue_never_starts_and_a_live_one_is_saved(pool, digits):
+    p = pool(limit=1)
+    live = p.submit(A, "live", small_config(), steps=100_000, data=digits)
+    queued = p.submit(A, "queued", small_config(), steps=10, data=digits)
+    wait_until(lambda: live.state == RunState.RUNNING and live.step_count > 20)
+    queued.stop()
+    live.stop()
+    assert queued.state == RunState.STOPPED and live.state == RunState.RECORDED and p.active() == 0
+    assert live.snapshot().step == live.step_count > 20
+
+
+def test_an_owner_unseen_past_the_grace_is_saved_and_resumes_exactly(pool, digits, tmp_path):
+    p = pool(limit=2, grace=1.0)
+    run = p.submit(A, "vae", small_config(), steps=400, data=digits)
+    wait_until(lambda: run.state == RunState.INTERRUPTED)  # nobody touches A for a second
+    stopped_at = run.step_count
+    assert 0 < stopped_at < 400 and "page was closed" in run.error and p.active() == 0
+    p.touch(A)
+    p.grace = 60.0
+    p.resume(A, "vae", digits)
+    run.join(timeout=180)
+    assert run.state == RunState.RECORDED and run.step_count == 400
+    straight = Trainer(small_config(), digits)
+    straight.step(400)
+    got, want = run.snapshot().network.state_dict(), straight.model.state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_after_a_restart_an_owners_runs_are_read_back_and_resume(pool, digits, tmp_path):
+    p = pool(limit=2)
+    done = p.submit(A, "done", small_config(), steps=20, data=digits)
+    cut = p.submit(A, "cut", small_config(), steps=100_000, data=digits)
+    done.join(timeout=120)
+    wait_until(lambda: cut.state == RunState.RUNNING and cut.step_count > 30)
+    p.close()  # the server stops: the live run is saved
+    again = pool(limit=2)
+    runs = again.runs(A)
+    assert list(runs) == ["done", "cut"] and again.runs(B) == {}
+    assert runs["done"].state == RunState.RECORDED and runs["done"].step_count == 20
+    assert runs["cut"].state == RunState.INTERRUPTED and "resume" in runs["cut"].error
+    at = runs["cut"].step_count
+    again.resume(A, "cut", digits)
+    wait_until(lambda: runs["cut"].state == RunState.RUNNING and runs["cut"].step_count > at)
+    assert runs["cut"].history[:at] == runs["cut"].snapshot().history[:at]
+    runs["cut"].stop()
+
+
+@pytest.mark.parametrize("owner", ["../etc", "A1B2C3D4", "abc", "a1b2c3d4/x", ""])
+def test_an_owner_token_is_never_a_path(owner, pool):
+    with pytest.raises(LabError, match="not a session token"):
+        pool().runs(owner)
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x" * 65])
+def test_a_run_name_is_never_a_path(name, pool, digits):
+    with pytest.raises(LabError, match="a run name is"):
+        pool().submit(A, name, small_config(), steps=5, data=digits)
