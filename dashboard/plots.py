@@ -58,13 +58,23 @@ def image_grid(images: torch.Tensor, nrow: int = 8, scale: int = 1) -> np.ndarra
     return picture.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else picture
 
 
-def race_curves(histories: dict[str, list[dict]], term: str = "loss", smooth: int = 20) -> go.Figure:
-    """One term (running mean) of several runs against the step, one line per run."""
+def race_curves(histories: dict[str, list[dict]], term: str = "loss", smooth: int = 20,
+                branched: dict[str, int] | None = None) -> go.Figure:
+    """One term (running mean) of several runs against the step, one line per run. branched: a branch's
+    name and the step it left its parent at; its line starts there (before it, it is the parent's) and a
+    dotted mark shows where."""
     fig = go.Figure()
+    branched = branched or {}
     for name, history in histories.items():
         steps, values = smoothed(history, term, smooth)
+        if name in branched:
+            keep = [i for i, step in enumerate(steps) if step > branched[name]]
+            steps, values = [steps[i] for i in keep], values[keep]
         if len(values):
             fig.add_scatter(x=steps, y=values, mode="lines", name=name)
+    for name, step in branched.items():
+        fig.add_vline(x=step, line_dash="dot", line_color="grey", annotation_text=f"{name} branches",
+                      annotation_position="top left")
     fig.update_layout(xaxis_title="step", yaxis_title=f"{term} (nats per image)", height=300,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.15))
     return fig

@@ -552,3 +552,28 @@ def test_a_crashed_training_process_is_a_message_on_the_page(app):
             assert not app.exception and any("ended" in e.value for e in app.error)
     finally:
         t.stop()
+
+
+def test_a_branch_is_drawn_from_where_it_left_its_parent():
+    parent = [{"step": i, "loss": 100.0 - i} for i in range(1, 101)]
+    branch = parent[:60] + [{"step": i, "loss": 50.0} for i in range(61, 101)]
+    fig = plots.race_curves({"parent": parent, "branch": branch}, smooth=1, branched={"branch": 60})
+    lines = {t.name: t for t in fig.data}
+    assert list(lines["parent"].x) == list(range(1, 101))
+    assert list(lines["branch"].x) == list(range(61, 101)) and set(lines["branch"].y) == {50.0}
+    assert [s.x0 for s in fig.layout.shapes] == [60]  # the mark where it branches
+
+
+def test_compare_overlays_a_branch_and_names_its_parent(app, tmp_path, digits):
+    parent = Trainer(small_config(), digits, live_every=0)
+    parent.step(30)
+    parent.save(tmp_path / "parent", resumable=True)
+    branch = Trainer.branch(tmp_path / "parent", digits, settings={"beta": 4.0})
+    branch.step(20)
+    branch.save(tmp_path / "branch")
+    app.switch_page("views/compare.py").run()
+    app.multiselect(key="compare").set_value(["file: parent", "file: branch"]).run()
+    assert not app.exception
+    assert any("**file: branch** branched from file: parent at step 30" in c.value for c in app.caption)
+    race = app.get("plotly_chart")[-1]
+    assert '"x0":30' in race.proto.spec.replace(" ", "")

@@ -1,4 +1,6 @@
 """Compare and diagnose: several models side by side on the collapse diagnostics."""
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -43,7 +45,8 @@ runs_here = [x for x in labels if x.startswith("run: ")]
 default = [x for x in st.query_params.get_all("compare") if x in labels] or runs_here or trio or labels[:3]
 chosen = st.multiselect("Models", labels, default=default, key="compare")
 st.query_params["compare"] = chosen
-reports, histories, failed, measured_now = {}, {}, [], []
+reports, histories, failed, measured_now, branched = {}, {}, [], [], {}
+sidecars = {str(s.path.resolve()): s.label for s in options if s.path is not None}
 for label in chosen:
     source = options[labels.index(label)]
     try:
@@ -57,6 +60,12 @@ for label in chosen:
             reports[label] = cached_report(bundle.ref.key, identity, label, bundle, data)
             measured_now.append(label)
         histories[label] = source.history()
+        parent = bundle.meta.get("parent") if isinstance(bundle.meta, dict) else None
+        if isinstance(parent, dict) and isinstance(parent.get("step"), int):
+            branched[label] = parent["step"]
+            of = sidecars.get(str(Path(str(parent.get("path"))).resolve()), "a run not listed here")
+            st.caption(f"**{label}** branched from {of} at step {parent['step']:,}"
+                       + ("" if of in chosen else " (add it to the models to overlay its curve)"))
     except Exception as e:  # one bad model (a corrupt file, a crash in a diagnostic) must not hide the others
         failed.append(f"{label}: {type(e).__name__}: {e}" if not isinstance(e, LabError) else f"{label}: {e}")
 for message in failed:
@@ -98,5 +107,5 @@ if aggregates:
     dims = min(len(a.q_mass) for a in aggregates.values())
     dim = right.selectbox("Dimension", list(range(dims)), key="agg-dim", format_func=lambda d: f"z{d}")
     right.plotly_chart(plots.aggregate_vs_prior(aggregates, dim), width="stretch")
-st.plotly_chart(plots.race_curves(histories), width="stretch")
+st.plotly_chart(plots.race_curves(histories, branched=branched), width="stretch")
 st.caption("Charts export as PNG from the camera icon in their toolbar.")
