@@ -61,6 +61,7 @@ class PooledRun:
         self.interrupted: str | None = None  # why it has no process, when it stopped before its target
         self.failure: str | None = None      # why it ended with nothing saved to resume from
         self.stopped = False
+        self.starting = False  # out of the queue, its process being spawned
         self.last_threads: int | None = None
 
     # ------------------------------------------------------------ what the protocol reads
@@ -306,6 +307,7 @@ class Pool:
                 if not self._queue or self.active() >= self.limit:
                     return
                 run = self._queue.pop(0)
+                run.starting = True
             try:
                 fields = {"target_steps": run.target, "command": "dashboard"}
                 if run.resume_from:
@@ -319,6 +321,8 @@ class Pool:
                 process.start(steps=max(0, run.target - process.step_count))
             except LabError as e:
                 run.inner, run.interrupted = None, f"could not start: {e}"
+            finally:
+                run.starting = False
 
     def _release(self, run: PooledRun):
         """A finished (or stopped) run: save it, end its process, keep it as a recorded run."""

@@ -34,41 +34,15 @@ def small_config(**kw):
     return RunConfig(data=kw.pop("data", DataSpec("digits")), model=model, device="cpu", **kw)
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def streamlit_server(tmp_path):
     """A real `streamlit run` of the dashboard on a free localhost port; yields its base URL."""
-    import subprocess
     import sys
-    import time
-    import urllib.request
-    port = free_port()
-    env = dict(os.environ, VAELAB_CHECKPOINTS=str(tmp_path / "checkpoints"))
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                               "--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1",
-                               "--browser.gatherUsageStats=false"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not come up within 60 s")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    sys.path.insert(0, str(ROOT / "bench"))
+    from sessions import serve
+    env = {"VAELAB_CHECKPOINTS": str(tmp_path / "checkpoints"), "VAELAB_RUNS": str(tmp_path / "runs")}
+    with serve(env, log=tmp_path / "server.log") as (url, _):
+        yield url
 
 
 # ---------------------------------------------------------------- the end of the run

@@ -1,6 +1,8 @@
 """The dashboard in a real browser: Debian's chromium, headless, driven by Playwright, against a real
 `streamlit run`. Screenshots of every page go to $VAELAB_SCREENSHOTS (or the test's temporary folder)."""
 import os
+import re
+import time
 import shutil
 from pathlib import Path
 
@@ -96,3 +98,66 @@ def hover_shows_an_image(page) -> bool:
             if page.locator("#vg-tooltip-element img").count():
                 return page.locator("#vg-tooltip-element img").first.get_attribute("src").startswith("data:image/png")
     return False
+
+
+def test_a_run_survives_a_server_restart_and_resumes_to_the_same_weights(page, tmp_path):
+    """Start a run from the Train page, kill the server, start it again: the run is listed, and resuming
+    it gives the weights of a run that was never interrupted."""
+    import signal
+    import sys
+    import torch
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from sessions import free_port, serve
+    from core import checkpoint
+    from core.config import RunConfig
+    from core.engine import Trainer
+    out, port = shots(tmp_path), free_port()
+    env = {"VAELAB_RUNS": str(tmp_path / "runs"), "VAELAB_CHECKPOINTS": str(tmp_path / "checkpoints"),
+           "VAELAB_SAVE_EVERY": "100"}
+    with serve(env, port=port, log=tmp_path / "server.log") as (url, server):
+        page.goto(url)
+        page.get_by_text("then press Train").wait_for(timeout=60_000)
+        steps = page.get_by_label("Steps")
+        steps.fill("3000")
+        steps.press("Enter")
+        settle(page)
+        page.get_by_role("button", name="Train").click()
+        token = page.url.split("session=")[1].split("&")[0]
+        sidecar = tmp_path / "runs" / token / "vae.json"
+        deadline = time.time() + 120
+        while not (sidecar.exists() and checkpoint.read_sidecar(sidecar)["step"] >= 300) and time.time() < deadline:
+            time.sleep(0.1)
+        server.send_signal(signal.SIGKILL)  # no chance to save: the last periodic checkpoint is all there is
+        server.wait()
+    saved_at = checkpoint.read_sidecar(sidecar)["step"]
+    assert 300 <= saved_at < 3000
+    with serve(env, port=port, log=tmp_path / "server.log") as (url, server):
+        page.goto(f"{url}/?session={token}")  # the same address, as a reload after the restart
+        page.get_by_text("interrupted").first.wait_for(timeout=60_000)
+        settle(page)
+        page.screenshot(path=out / "train-interrupted.png", full_page=True)
+        page.get_by_role("button", name="Resume training").click()
+        page.get_by_text(re.compile(r"step 3,000 .*recorded")).first.wait_for(timeout=180_000)
+        settle(page)
+        page.screenshot(path=out / "train-resumed.png", full_page=True)
+        assert not page.locator("[data-testid='stException']").count()
+    resumed = checkpoint.load(sidecar)
+    straight = Trainer(RunConfig.from_dict(resumed.meta["config"]))
+    straight.step(3000)
+    got, want = resumed.network.state_dict(), straight.model.state_dict()
+    assert resumed.step == 3000 and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_many_sessions_on_one_server_queue_and_all_finish(tmp_path):
+    """bench/sessions.py's load (8 sessions there), with 4 sessions and 2 training processes."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from sessions import load, serve
+    env = {"VAELAB_RUNS": str(tmp_path / "runs"), "VAELAB_CHECKPOINTS": str(tmp_path / "checkpoints"),
+           "VAELAB_MAX_RUNS": "2"}
+    with serve(env, log=tmp_path / "server.log") as (url, server):
+        r = load(url, server.pid, sessions=4, steps=200)
+    assert r["finished"] == 4 and r["tracebacks"] == 0 and r["saw_the_queue"] >= 1
+    assert r["panels"] == [1, 1, 1, 1] and len(set(r["tokens"])) == 4  # each sees its own run only
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(r["tokens"])
+    assert all([p.name for p in (tmp_path / "runs" / t).glob("*.json")] == ["vae.json"] for t in r["tokens"])

@@ -107,16 +107,20 @@ def start(configs: dict, steps: int):
 
 def waiting(name: str, t):
     """A run without a process: queued for one, or interrupted (saved) and ready to resume."""
+    if t.state == RunState.QUEUED and t.starting:
+        st.info("Starting its training process ...", icon=":material/hourglass_top:")
+        return
     if t.state == RunState.QUEUED:
         ahead = t.ahead
-        st.info(f"Waiting for a free training process: {ahead} run{'s' if ahead != 1 else ''} ahead of yours "
-                f"(this server trains {pool().limit} at once).", icon=":material/hourglass_top:")
+        line = "yours is next" if not ahead else f"{ahead} run{'s' if ahead != 1 else ''} ahead of yours"
+        st.info(f"Waiting for a free training process: {line} (this server trains {pool().limit} at once).",
+                icon=":material/hourglass_top:")
         if st.button("Cancel", key=f"cancel-{name}"):
             t.stop()
             st.rerun()
         return
     st.warning(t.error or "This run has no training process.", icon=":material/pause_circle:")
-    if st.button("Resume", icon=":material/play_arrow:", key=f"resume-run-{name}", type="primary",
+    if st.button("Resume training", icon=":material/play_arrow:", key=f"resume-run-{name}", type="primary",
                  help=f"Go on from its last checkpoint (step {t.step_count:,}), exactly as if it had not stopped."):
         try:
             data = load_data(t.config.data) if t.config is not None else None
@@ -136,6 +140,8 @@ def controls(name: str, t):
                ("Save", ":material/save:", "save", not t.step_count,
                 "Write a checkpoint to checkpoints/runs/; the Explore page lists it. (Every run is also "
                 "checkpointed in runs/ as it trains, so it survives a restart.)")]
+    if t.state not in live:  # nothing left to pause or stop: a finished, stopped or interrupted run
+        buttons = buttons[-1:]
     try:
         for col, (label, icon, action, disabled, help) in zip(st.columns(4), buttons):
             if col.button(label, icon=icon, key=f"{action}-{name}", disabled=disabled, width="stretch", help=help):
