@@ -56,6 +56,7 @@ class PooledRun:
                  data: datasets.Dataset | None, resume: bool = False):
         self.pool, self.owner, self.name, self.path = pool, owner, name, path
         self.config, self.target, self.data, self.resume_from = config, target, data, resume
+        self.branch: tuple | None = None  # (parent's checkpoint, changed knobs, learning rate) for a branch
         self.inner: ProcessRun | RecordedRun | None = None
         self.lock = threading.Lock()  # held while its process is being saved and ended
         self.interrupted: str | None = None  # why it has no process, when it stopped before its target
@@ -206,14 +207,16 @@ class Pool:
                 self._runs[owner] = self._read_back(owner)
             return dict(self._runs[owner])
 
-    def submit(self, owner: str, name: str, config: RunConfig, steps: int, data=None) -> PooledRun:
-        """Queue a new run (replacing the owner's run of that name); it starts when a process is free."""
+    def submit(self, owner: str, name: str, config: RunConfig, steps: int, data=None, branch=None) -> PooledRun:
+        """Queue a new run (replacing the owner's run of that name); it starts when a process is free.
+        branch: (a checkpoint, changed knobs, learning rate) to start from, as branch() gives."""
         if not NAME.fullmatch(name):
             raise LabError(f"a run name is letters, digits and -_.+, at most 64: not {name!r}")
         runs = self.runs(owner)
         if name in runs:
             self.forget(runs[name])
         run = PooledRun(self, owner, name, self.folder / owner / name, config, steps, data)
+        run.branch = branch
         with self._lock:
             self._runs[owner][name] = run
             self._queue.append(run)  # the pool's thread starts it (only that thread starts processes)
@@ -229,6 +232,32 @@ class Pool:
         with self._lock:
             self._queue.append(run)
         return run
+
+    def extend(self, owner: str, name: str, steps: int, data=None) -> PooledRun:
+        """Train a finished run `steps` further, from its checkpoint, exactly as if it had been asked for
+        those steps at the start."""
+        run = self.runs(owner).get(name)
+        if run is None or run.state != RunState.RECORDED or not self.load(run.path).meta.get("training"):
+            raise RunError(f"{name!r} is not a finished run saved with its training state")
+        run.target = run.step_count + int(steps)
+        run.inner, run.resume_from = None, True
+        run.data = data if data is not None else run.data
+        with self._lock:
+            self._queue.append(run)
+        return run
+
+    def branch(self, owner: str, parent: str, name: str, steps: int, settings: dict | None = None,
+               lr: float | None = None, data=None) -> PooledRun:
+        """A new run from where `parent` is saved, with knobs (beta among them) or the learning rate changed,
+        for `steps` more (core.engine.Trainer.branch; its sidecar names the parent)."""
+        source = self.runs(owner).get(parent)
+        if source is None or not checkpoint.paths(source.path)[1].exists():
+            raise RunError(f"no saved run {parent!r} to branch from")
+        start = self.load(source.path).step
+        if name == parent:
+            raise RunError("a branch needs a name of its own")
+        return self.submit(owner, name, source.config, start + int(steps), data if data is not None else source.data,
+                           branch=(source.path, dict(settings or {}), lr))
 
     def ahead(self, run: PooledRun) -> int:
         with self._lock:
@@ -314,6 +343,9 @@ class Pool:
                     meta = checkpoint.read_sidecar(checkpoint.paths(run.path)[1])
                     run.config = RunConfig.from_dict(meta["config"])
                     process = ProcessRun(run.config, run.data, resume_from=run.path,
+                                         autosave=(run.path, self.save_every, fields))
+                elif run.branch:
+                    process = ProcessRun(run.config, run.data, branch=run.branch,
                                          autosave=(run.path, self.save_every, fields))
                 else:
                     process = ProcessRun(run.config, run.data, autosave=(run.path, self.save_every, fields))

@@ -46,11 +46,17 @@ def raise_payload(payload: dict):
     raise cls(payload["message"]) if cls else LabError(f"{payload['type']}: {payload['message']}")
 
 
-def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, autosave=None):
-    """The child: a Trainer stepped in small chunks between commands from the parent; a new run, or the
-    one saved at resume_from. autosave: (path, every, sidecar fields) for Trainer.autosave."""
+def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, autosave=None, branch=None):
+    """The child: a Trainer stepped in small chunks between commands from the parent; a new run, the one
+    saved at resume_from, or a branch (path, settings, lr) of a saved one. autosave: (path, every, sidecar
+    fields) for Trainer.autosave."""
     try:
-        trainer = Trainer.resume(resume_from) if resume_from else Trainer(config, live_every=live_every)
+        if resume_from:
+            trainer = Trainer.resume(resume_from)
+        elif branch:
+            trainer = Trainer.branch(branch[0], settings=branch[1], lr=branch[2], live_every=live_every)
+        else:
+            trainer = Trainer(config, live_every=live_every)
         if autosave:
             trainer.autosave(autosave[0], autosave[1], **autosave[2])
     except Exception as e:  # a bad config or missing data: the parent raises it, typed
@@ -127,15 +133,17 @@ class ProcessRun:
     """The run protocol of core.control, with the trainer in a child process."""
 
     def __init__(self, config: RunConfig, data: datasets.Dataset | None = None, live_every: int = LIVE_EVERY,
-                 resume_from=None, autosave=None):
-        """resume_from: a resumable checkpoint to continue (config is then its run's); autosave: (path,
-        every, sidecar fields), a periodic resumable checkpoint written by the child (Trainer.autosave)."""
+                 resume_from=None, autosave=None, branch=None):
+        """resume_from: a resumable checkpoint to continue (config is then its run's); branch: (a checkpoint,
+        changed knobs, learning rate or None) to start a branch of (Trainer.branch); autosave: (path, every,
+        sidecar fields), a periodic resumable checkpoint written by the child (Trainer.autosave)."""
         self.data = data if data is not None else datasets.load(config.data)
         context = mp.get_context("spawn")
         self._conn, child = context.Pipe()
         resume_from = None if resume_from is None else str(resume_from)
         autosave = None if autosave is None else (str(autosave[0]), *autosave[1:])
-        self._process = context.Process(target=_serve, args=(config, live_every, child, resume_from, autosave),
+        branch = None if branch is None else (str(branch[0]), *branch[1:])
+        self._process = context.Process(target=_serve, args=(config, live_every, child, resume_from, autosave, branch),
                                         daemon=True, name="vaelab-trainer")
         self._process.start()
         child.close()

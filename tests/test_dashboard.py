@@ -577,3 +577,23 @@ def test_compare_overlays_a_branch_and_names_its_parent(app, tmp_path, digits):
     assert any("**file: branch** branched from file: parent at step 30" in c.value for c in app.caption)
     race = app.get("plotly_chart")[-1]
     assert '"x0":30' in race.proto.spec.replace(" ", "")
+
+
+def test_a_finished_run_trains_further_or_branches_from_the_train_page(app):
+    train(app, 60)
+    app.number_input(key="more-vae").set_value(20)
+    app.button(key="further-vae").click().run()
+    assert not app.exception and not app.error
+    session_runs(app)["vae"].join(timeout=120)
+    app.run()
+    assert session_runs(app)["vae"].step_count == 80
+    app.number_input(key="more-vae").set_value(20)  # the widget was not drawn while the run trained
+    app.number_input(key="branch-beta-vae").set_value(4.0)
+    app.button(key="branch-vae").click().run()
+    branch = session_runs(app)["vae-b80"]
+    branch.join(timeout=120)
+    app.run()
+    assert not app.exception
+    assert branch.step_count == 100 and branch.snapshot().objective.beta == 4.0
+    assert branch.snapshot().meta["parent"]["step"] == 80
+    assert sum("step 100" in m.value for m in app.markdown) == 1 and sum("step 80" in m.value for m in app.markdown) == 1

@@ -109,3 +109,23 @@ def test_an_owner_token_is_never_a_path(owner, pool):
 def test_a_run_name_is_never_a_path(name, pool, digits):
     with pytest.raises(LabError, match="a run name is"):
         pool().submit(A, name, small_config(), steps=5, data=digits)
+
+
+def test_a_finished_run_trains_further_and_branches(pool, digits):
+    p = pool(limit=2)
+    run = p.submit(A, "vae", small_config(), steps=40, data=digits)
+    run.join(timeout=120)
+    p.extend(A, "vae", 20, digits)
+    branch = p.branch(A, "vae", "vae-beta4", steps=10, settings={"beta": 4.0}, lr=5e-4, data=digits)
+    run.join(timeout=120)
+    branch.join(timeout=120)
+    assert run.state == RunState.RECORDED and run.step_count == 60
+    straight = Trainer(small_config(), digits)
+    straight.step(60)
+    got, want = run.snapshot().network.state_dict(), straight.model.state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)  # 40 + 20 is 60 straight
+    b = branch.snapshot()
+    assert branch.state == RunState.RECORDED and b.step in (50, 70)  # from step 40, or 60 if it waited
+    assert b.objective.beta == 4.0 and b.config.lr == 5e-4 and b.meta["parent"]["step"] == b.step - 10
+    with pytest.raises(LabError, match="not a finished run"):
+        p.extend(A, "nope", 5)

@@ -130,6 +130,31 @@ def waiting(name: str, t):
         st.rerun()
 
 
+def go_on(name: str, t):
+    """A finished run of this session: train it further exactly, or branch it with another β or rate."""
+    with st.expander("Go on from here"):
+        more = st.number_input("More steps", 10, 1_000_000, value=1000, step=100, key=f"more-{name}")
+        b, lr = st.columns(2)
+        beta = b.number_input("β", min_value=0.0, value=float(t.beta), format="%g", key=f"branch-beta-{name}")
+        rate = lr.number_input("learning rate", min_value=1e-6, max_value=1.0, value=float(t.lr), format="%g",
+                               key=f"branch-lr-{name}")
+        further, branch = st.columns(2)
+        try:
+            if further.button("Train further", key=f"further-{name}", width="stretch",
+                              help="The same run, on from its last step as if it had been asked for more steps "
+                                   "at the start (its β and learning rate as they are)."):
+                pool().extend(owner(), name, int(more))
+                st.rerun()
+            if branch.button("Branch", key=f"branch-{name}", width="stretch",
+                             help="A new run from this step with the β and learning rate above; Compare draws "
+                                  "it from the step where it leaves this one."):
+                pool().branch(owner(), name, f"{name}-b{t.step_count}", int(more),
+                              settings={"beta": float(beta)}, lr=float(rate))
+                st.rerun()
+        except LabError as e:
+            st.error(str(e))
+
+
 def controls(name: str, t):
     """Pause, resume, stop, save, and the live β and learning rate. A control the run can no longer take
     (its process ended meanwhile) says why on the page."""
@@ -150,6 +175,8 @@ def controls(name: str, t):
                     st.toast(f"saved {path}")
                 else:
                     getattr(t, action)()
+        if t.state == RunState.RECORDED:
+            go_on(name, t)
         if t.state not in live:
             return
         b, lr = st.columns(2)
