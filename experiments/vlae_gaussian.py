@@ -11,7 +11,9 @@ Figures: docs/figures/vlae_reconstructions.png and vlae_samples.png. One cell pe
     python experiments/vlae_gaussian.py [--steps 1000]
 """
 import argparse
+import json
 import math
+import sys
 from dataclasses import replace
 
 import matplotlib
@@ -20,7 +22,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from common import Cells, keep, model_path, save_figure, train  # noqa: E402
+from common import RESULTS, Cells, keep, model_path, save_figure, train  # noqa: E402
 from vlae_nll import NETWORK  # noqa: E402
 
 from core import checkpoint  # noqa: E402
@@ -39,16 +41,24 @@ RUNS = {  # label: (dataset, binarize, normalize, likelihood)
 TABLE = "vlae_gaussian"
 
 
+# The Bernoulli panel is vlae_nll.py's VLAE (T = 4), the same run: its cell and model are read from there.
+SAME_AS = {"MNIST (Bernoulli)": ("vlae_nll", "VLAE (T=4)")}
+
+
 def spec_and_model(label):
     name, binarize, normalize, likelihood = RUNS[label]
-    model = replace(NETWORK, likelihood=likelihood, decoder_variance="shared" if likelihood == "gaussian" else "softplus")
+    model = replace(NETWORK, decoder_variance="shared") if likelihood == "gaussian" else NETWORK
     return DataSpec(name, binarize=binarize, normalize=normalize), model
+
+
+def saved_model(label):
+    return model_path(*SAME_AS[label]) if label in SAME_AS else model_path(TABLE, label)
 
 
 def figures(cells):
     recon, samples = [], []
     for label in RUNS:
-        path = model_path(TABLE, label)
+        path = saved_model(label)
         if label not in cells or not checkpoint.paths(path)[1].exists():
             continue
         bundle = checkpoint.load(path)
@@ -77,6 +87,14 @@ def main():
     args = parser.parse_args()
     cells = Cells(TABLE, steps=args.steps, network=NETWORK.to_dict())
     for label in RUNS:
+        if label in SAME_AS and label not in cells:
+            table, key = SAME_AS[label]
+            path = RESULTS / f"{table}.json"
+            other = json.loads(path.read_text())["cells"] if path.exists() else {}
+            if key not in other:
+                print(f"{label}: not yet measured (it is {table}.py's {key}: run that first)", file=sys.stderr)
+                continue
+            cells.put(label, {**other[key], "same_as": f"{table}.py {key}"})
         if label not in cells:
             spec, model = spec_and_model(label)
             data = datasets.load(spec)
@@ -89,6 +107,8 @@ def main():
             cells.put(label, {"nll": -bound.iwae, "elbo": bound.elbo, "scale": data.scale,
                               "pixel_units_offset": pixels * math.log(data.scale), "train_seconds": t.seconds,
                               "steps": t.step_count, "diverged": t.diverged})
+        if label not in cells:
+            continue
         r = cells[label]
         print(f"{label:18s} IW-100 NLL {r['nll']:9.2f}  ELBO {r['elbo']:9.2f}  ({r['train_seconds']:.0f} s)", flush=True)
     figures(cells)
