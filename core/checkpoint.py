@@ -44,7 +44,8 @@ MAX_DEPTH = 16                   # our sidecars nest 5 deep
 MAX_STRING = 100_000             # characters in any one string (the command line is the longest)
 # The top-level fields that are read, and their types; other fields are kept as they are.
 FIELDS = {"config": dict, "data": dict, "run_id": str, "step": int, "history": list, "live": list,
-          "weights_sha256": str, "command": str, "training": dict, "parent": dict, "diagnostics": dict}
+          "weights_sha256": str, "command": str, "training": dict, "parent": dict, "diagnostics": dict,
+          "target_steps": int}
 
 
 def paths(path) -> tuple[Path, Path]:
@@ -89,6 +90,7 @@ def save(path, bundle: Bundle, training: tuple[dict, dict] | None = None, **extr
     weights.parent.mkdir(parents=True, exist_ok=True)
     for stale in (*weights.parent.glob(f".{weights.name}.*.tmp"), *meta.parent.glob(f".{meta.name}.*.tmp")):
         stale.unlink(missing_ok=True)  # left by a save that was killed; one process saves a run
+    _settle(weights, meta)
     new_weights, new_meta = _write_temporary(weights, blob), None
     try:
         new_meta = _write_temporary(meta, _dump(sidecar))
@@ -106,6 +108,22 @@ def save(path, bundle: Bundle, training: tuple[dict, dict] | None = None, **extr
                 Path(tmp).unlink(missing_ok=True)
         raise
     return meta
+
+
+def _settle(weights: Path, meta: Path):
+    """After a save that was cut short between its renames, put back the pair the sidecar on disk names
+    (its weights may be the ones waiting as .previous), so the next save never moves them away."""
+    previous = _previous(weights)
+    if not previous.exists():
+        return
+    try:
+        wanted = json.loads(meta.read_bytes()).get("weights_sha256")
+    except (OSError, ValueError, RecursionError, AttributeError):
+        wanted = None
+    if weights.exists() and weights_io.sha256(weights.read_bytes()) == wanted:
+        previous.unlink()
+    else:
+        os.replace(previous, weights)
 
 
 def _previous(weights: Path) -> Path:
@@ -194,7 +212,7 @@ def read_sidecar(meta_path: Path) -> dict:
         raise CheckpointError(f"{meta_path}: no such checkpoint sidecar") from None
     except RecursionError:
         raise CheckpointError(f"{meta_path}: nested deeper than any sidecar ({MAX_DEPTH} levels at most)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError, an integer of 5,000 digits
         raise CheckpointError(f"{meta_path}: not valid JSON, the sidecar is truncated or corrupt ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path}: not a VAE Lab checkpoint sidecar")
@@ -207,19 +225,27 @@ def read_sidecar(meta_path: Path) -> dict:
     return meta
 
 
-def shape_problem(meta: dict) -> str | None:
-    """What is wrong with a parsed sidecar's shape (depth, string sizes, field types), or None."""
+def _walk(meta: dict, where: bool) -> str | None:
+    """The first too-deep or too-long value, named by its path when `where` (paths cost memory, so they
+    are only built once a problem is known to be there)."""
     stack = [(meta, 1, "")]
     while stack:  # iterative: a hostile document must not exhaust the call stack here either
-        value, depth, where = stack.pop()
+        value, depth, path = stack.pop()
         if depth > MAX_DEPTH:
-            return f"nested deeper than any sidecar ({MAX_DEPTH} levels at most) at {where or 'the top'}"
+            return f"nested deeper than any sidecar ({MAX_DEPTH} levels at most) at {path or 'the top'}"
         if isinstance(value, str) and len(value) > MAX_STRING:
-            return f"field {where} is {len(value):,} characters long ({MAX_STRING:,} at most)"
+            return f"field {path} is {len(value):,} characters long ({MAX_STRING:,} at most)"
         if isinstance(value, dict):
-            stack.extend((v, depth + 1, f"{where}.{k}" if where else str(k)) for k, v in value.items())
+            stack.extend((v, depth + 1, (f"{path}.{k}" if path else str(k)) if where else "") for k, v in value.items())
         elif isinstance(value, list):
-            stack.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(value))
+            stack.extend((v, depth + 1, f"{path}[{i}]" if where else "") for i, v in enumerate(value))
+    return None
+
+
+def shape_problem(meta: dict) -> str | None:
+    """What is wrong with a parsed sidecar's shape (depth, string sizes, field types, the rows), or None."""
+    if _walk(meta, where=False):
+        return _walk(meta, where=True)
     for name, kind in FIELDS.items():
         value = meta.get(name)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
@@ -227,8 +253,13 @@ def shape_problem(meta: dict) -> str | None:
     if meta.get("step", 0) < 0:
         return f"field 'step' is {meta['step']}"
     for name in ("history", "live"):
-        if not all(isinstance(row, dict) for row in meta.get(name) or []):
+        rows = meta.get(name) or []
+        if not all(isinstance(row, dict) for row in rows):
             return f"field {name!r} should be a list of rows (objects)"
+        if not all(isinstance(row.get("step"), int) and not isinstance(row.get("step"), bool) for row in rows):
+            return f"field {name!r} has a row without a whole-number 'step'"
+    if not all(isinstance(row.get("loss"), (int, float)) for row in meta.get("history") or []):
+        return "field 'history' has a row without a numeric 'loss'"
     return None
 
 
@@ -243,7 +274,7 @@ def load(path, device: str | torch.device = "cpu") -> Bundle:
         info = data.get("info") or None
         info = DataInfo(**{**info, "shape": tuple(info["shape"])}) if info else None
         step = int(meta.get("step", 0))
-    except (LabError, KeyError, TypeError, ValueError, RuntimeError) as e:
+    except (LabError, KeyError, TypeError, ValueError, RuntimeError, ArithmeticError) as e:
         raise CheckpointError(f"{meta_path}: the weights do not fit the model the sidecar describes ({e})") from None
     return Bundle(network.to(device).eval(), objective.to(device), config, Ref(meta["weights_sha256"], step), info,
                   data.get("n_train"), meta.get("history", []), meta.get("live", []), meta)

@@ -240,7 +240,8 @@ class RecordedRun:
         self.command = bundle.meta.get("command")
 
     beta = property(lambda self: self.bundle.objective.beta)
-    lr = property(lambda self: self.bundle.config.lr)
+    # The rate it last trained at (the history logs a rate changed mid-run), else the one it started with.
+    lr = property(lambda self: (self.history[-1].get("lr") if self.history else None) or self.bundle.config.lr)
     latent_dim = property(lambda self: self.bundle.latent_dim)
 
     @property

@@ -281,9 +281,14 @@ class Trainer:
         if training.get("diverged"):
             raise CheckpointError(f"{checkpoint.paths(path)[1]}: this run diverged ({training['diverged']}); "
                                   f"branch from it with a lower learning rate instead")
-        trainer = cls(_config_of(meta, path), data, live_every=int(training.get("live_every", LIVE_EVERY)))
+        live_every = training.get("live_every", LIVE_EVERY)
+        run_id = meta.get("run_id")
+        if not isinstance(live_every, int) or live_every < 0 or not isinstance(run_id, str):
+            raise CheckpointError(f"{checkpoint.paths(path)[1]}: its training state is malformed "
+                                  f"(live_every {live_every!r}, run_id {run_id!r})")
+        trainer = cls(_config_of(meta, path), data, live_every=live_every)
         trainer._restore(meta, tensors, path)
-        trainer.run_id, trainer.parent = meta["run_id"], meta.get("parent")
+        trainer.run_id, trainer.parent = run_id, meta.get("parent")
         return trainer
 
     @classmethod
@@ -310,6 +315,10 @@ class Trainer:
         if len(history) != step or (training and training.get("step") != step):
             raise CheckpointError(f"{where}: the sidecar and the weights disagree (step {step}, "
                                   f"{len(history)} history rows, training state at step {training.get('step')})")
+        n_train = (meta.get("data") or {}).get("n_train")
+        if optimizer and n_train is not None and n_train != len(self.train_x):
+            raise CheckpointError(f"{where}: the run trained on {n_train:,} images and {len(self.train_x):,} are "
+                                  f"here ({self.data.info.name}); it cannot resume exactly on other data")
         try:
             self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             self.objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")})
@@ -322,6 +331,10 @@ class Trainer:
                 if cuda_devices(self.device) and training.get("device") == "cuda" and "train.rng.cuda" in tensors:
                     self._cuda_rng = tensors["train.rng.cuda"].clone()
                 order = tensors.get("train.order")
+                if order is not None and (order.dim() != 1 or len(order) != len(self.train_x)
+                                          or order.dtype != torch.int64
+                                          or not torch.equal(order.sort().values, torch.arange(len(order)))):
+                    raise ValueError(f"the saved batch order is not a permutation of {len(self.train_x):,} images")
                 self._order = None if order is None else order.to(self.device)
                 self._pos = int(training["batch_position"])
                 self.seconds = float(training.get("seconds", 0.0))
@@ -343,5 +356,5 @@ class Trainer:
 def _config_of(meta: dict, path) -> RunConfig:
     try:
         return RunConfig.from_dict(meta["config"])
-    except (LabError, KeyError, TypeError, ValueError) as e:
+    except (LabError, KeyError, TypeError, ValueError, ArithmeticError) as e:
         raise CheckpointError(f"{checkpoint.paths(path)[1]}: its run config cannot be read ({e})") from None

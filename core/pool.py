@@ -37,7 +37,7 @@ from .errors import CheckpointError, LabError
 from .remote import ProcessRun
 
 OWNER = re.compile(r"[0-9a-f]{8,32}")   # owner tokens come from a URL: never a path of their own choosing
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+NAME = re.compile(r"(?!.*\.(json|safetensors)$)[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 SAVE_EVERY = "30s"  # a dashboard run loses at most this much when its server dies
 GRACE = 90.0        # seconds an owner may go unseen (its pages ping every 20 s) before its runs are saved and ended
 
@@ -62,24 +62,29 @@ class PooledRun:
         self.interrupted: str | None = None  # why it has no process, when it stopped before its target
         self.failure: str | None = None      # why it ended with nothing saved to resume from
         self.stopped = False
-        self.starting = False  # out of the queue, its process being spawned
+        self.starting = False   # out of the queue, its process being spawned
+        self.cancelled = False  # stopped while its process was being spawned: end it once it is up
         self.last_threads: int | None = None
 
     # ------------------------------------------------------------ what the protocol reads
 
+    # The pool's thread may swap `inner` at any moment: each read takes it once.
+
     @property
     def state(self):
+        inner = self.inner
         if self.failure:
             return RunState.FAILED
         if self.interrupted:
             return RunState.INTERRUPTED
-        if self.inner is None:
+        if inner is None:
             return RunState.STOPPED if self.stopped else RunState.QUEUED
-        return self.inner.state
+        return inner.state
 
     @property
     def error(self):
-        return self.failure or self.interrupted or (self.inner.error if self.inner is not None else None)
+        inner = self.inner
+        return self.failure or self.interrupted or (inner.error if inner is not None else None)
 
     @property
     def ahead(self) -> int:
@@ -87,44 +92,29 @@ class PooledRun:
         return self.pool.ahead(self)
 
     def __getattr__(self, name):
-        # history, live, step_count, seconds, epoch, batch_size, beta, lr, latent_dim, threads, device, ...
-        if name in ("inner", "pool") or self.__dict__.get("inner") is None:
+        # beta, lr, device, data_error, ... of whatever the run is now
+        inner = self.__dict__.get("inner")
+        if name in ("inner", "pool") or inner is None:
             raise AttributeError(name)
-        return getattr(self.inner, name)
+        return getattr(inner, name)
 
-    @property
-    def history(self):
-        return self.inner.history if self.inner is not None else self._saved("history", [])
+    def _read(self, name, otherwise):
+        inner = self.inner
+        return getattr(inner, name) if inner is not None else otherwise()
 
-    @property
-    def live(self):
-        return self.inner.live if self.inner is not None else self._saved("live", [])
-
-    @property
-    def step_count(self) -> int:
-        return self.inner.step_count if self.inner is not None else self._saved("step", 0)
-
-    @property
-    def latent_dim(self) -> int:
-        return self.inner.latent_dim if self.inner is not None else self.config.model.latent_dim
-
-    @property
-    def seconds(self) -> float:
-        return self.inner.seconds if self.inner is not None else 0.0
-
-    @property
-    def batch_size(self) -> int:
-        return self.inner.batch_size if self.inner is not None else self.config.batch_size
-
-    @property
-    def epoch(self):
-        return self.inner.epoch if self.inner is not None else None
+    history = property(lambda self: self._read("history", lambda: self._saved("history", [])))
+    live = property(lambda self: self._read("live", lambda: self._saved("live", [])))
+    step_count = property(lambda self: self._read("step_count", lambda: self._saved("step", 0)))
+    latent_dim = property(lambda self: self._read("latent_dim", lambda: self.config.model.latent_dim))
+    seconds = property(lambda self: self._read("seconds", lambda: 0.0))
+    batch_size = property(lambda self: self._read("batch_size", lambda: self.config.batch_size))
+    epoch = property(lambda self: self._read("epoch", lambda: None))
+    threads = property(lambda self: self._read("threads", lambda: None) or self.last_threads)
 
     @property
     def run_id(self) -> str:
-        return self.inner.run_id if isinstance(self.inner, ProcessRun) else self.snapshot().ref.id
-
-    threads = property(lambda self: getattr(self.inner, "threads", None) or self.last_threads)
+        inner = self.inner
+        return inner.run_id if isinstance(inner, ProcessRun) else self.snapshot().ref.id
 
     def _saved(self, field, empty):
         with contextlib.suppress(LabError, OSError):
@@ -136,10 +126,11 @@ class PooledRun:
     # ------------------------------------------------------------ controls
 
     def _live(self) -> ProcessRun:
-        if not isinstance(self.inner, ProcessRun):
+        inner = self.inner
+        if not isinstance(inner, ProcessRun):
             raise RunError(f"{self.name} is {self.state}: it has no training process"
                            + (f" ({self.ahead} runs ahead of it)" if self.state == RunState.QUEUED else ""))
-        return self.inner
+        return inner
 
     def start(self, steps=None):
         raise RunError("a run of the pool starts when a process is free; resume it from the Train page")
@@ -169,17 +160,19 @@ class PooledRun:
             time.sleep(0.05)
 
     def snapshot(self):
-        if self.inner is None:
+        inner = self.inner
+        if inner is None:
             if checkpoint.paths(self.path)[1].exists():
                 return self.pool.load(self.path)
             if self.failure or self.interrupted:
                 raise LabError(self.error)
             raise LabError(f"{self.name} is queued ({self.ahead} runs ahead of it): no weights yet")
-        return self.inner.snapshot()
+        return inner.snapshot()
 
     def save(self, path, **fields):
-        if isinstance(self.inner, ProcessRun):
-            return self.inner.save(path, **fields)
+        inner = self.inner
+        if isinstance(inner, ProcessRun):
+            return inner.save(path, **fields)
         return checkpoint.save(path, self.snapshot(), **fields)
 
 
@@ -190,8 +183,10 @@ class Pool:
         self._runs: dict[str, dict[str, PooledRun]] = {}
         self._queue: list[PooledRun] = []
         self._seen: dict[str, float] = {}
+        self._holders: dict[str, str] = {}  # owner token -> the browser session holding it
         self._lock = threading.RLock()
         self._loaded: dict[tuple[str, int], object] = {}
+        self._cache_lock = threading.Lock()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="vaelab-pool")
         self._thread.start()
@@ -203,9 +198,11 @@ class Pool:
         check_owner(owner)
         self.touch(owner)
         with self._lock:
-            if owner not in self._runs:
-                self._runs[owner] = self._read_back(owner)
-            return dict(self._runs[owner])
+            if owner in self._runs:
+                return dict(self._runs[owner])
+        found = self._read_back(owner)  # reading files and datasets: not while holding up the pool
+        with self._lock:
+            return dict(self._runs.setdefault(owner, found))
 
     def submit(self, owner: str, name: str, config: RunConfig, steps: int, data=None, branch=None) -> PooledRun:
         """Queue a new run (replacing the owner's run of that name); it starts when a process is free.
@@ -225,11 +222,11 @@ class Pool:
     def resume(self, owner: str, name: str, data=None) -> PooledRun:
         """Queue an interrupted run again, from its last checkpoint."""
         run = self.runs(owner).get(name)
-        if run is None or run.state != RunState.INTERRUPTED:
-            raise RunError(f"no interrupted run {name!r} to resume")
-        run.interrupted, run.resume_from, run.inner = None, True, None
-        run.data = data if data is not None else run.data
-        with self._lock:
+        with self._lock:  # two tabs pressing Resume at once queue it once
+            if run is None or run.state != RunState.INTERRUPTED:
+                raise RunError(f"no interrupted run {name!r} to resume")
+            run.interrupted, run.resume_from, run.inner, run.stopped = None, True, None, False
+            run.data = data if data is not None else run.data
             self._queue.append(run)
         return run
 
@@ -237,12 +234,12 @@ class Pool:
         """Train a finished run `steps` further, from its checkpoint, exactly as if it had been asked for
         those steps at the start."""
         run = self.runs(owner).get(name)
-        if run is None or run.state != RunState.RECORDED or not self.load(run.path).meta.get("training"):
-            raise RunError(f"{name!r} is not a finished run saved with its training state")
-        run.target = run.step_count + int(steps)
-        run.inner, run.resume_from = None, True
-        run.data = data if data is not None else run.data
         with self._lock:
+            if run is None or run.state != RunState.RECORDED or not self.load(run.path).meta.get("training"):
+                raise RunError(f"{name!r} is not a finished run saved with its training state")
+            run.target = run.step_count + int(steps)
+            run.inner, run.resume_from, run.stopped = None, True, False
+            run.data = data if data is not None else run.data
             self._queue.append(run)
         return run
 
@@ -254,8 +251,9 @@ class Pool:
         if source is None or not checkpoint.paths(source.path)[1].exists():
             raise RunError(f"no saved run {parent!r} to branch from")
         start = self.load(source.path).step
-        if name == parent:
-            raise RunError("a branch needs a name of its own")
+        taken, base, n = self.runs(owner), name, 2
+        while name in taken:  # a second branch from the same step keeps the first
+            name, n = f"{base}-{n}", n + 1
         return self.submit(owner, name, source.config, start + int(steps), data if data is not None else source.data,
                            branch=(source.path, dict(settings or {}), lr))
 
@@ -266,13 +264,40 @@ class Pool:
     def touch(self, owner: str):
         self._seen[owner] = time.monotonic()
 
+    def claim(self, owner: str, holder: str, alive) -> bool:
+        """Let browser session `holder` take the runs of token `owner` (from its URL) unless another session
+        that holds them is still open (alive(holder) -> bool): a shared link then gets a token of its own,
+        while a reload, or the first visit after a restart, finds its runs."""
+        check_owner(owner)
+        with self._lock:
+            current = self._holders.get(owner)
+            if current is not None and current != holder and alive(current):
+                return False
+            self._holders[owner] = holder
+            return True
+
     def stop(self, run: PooledRun):
         with self._lock:
+            if run.starting:  # its process is being spawned: the scheduler ends it once it is up
+                run.cancelled = True
+                return
             if run in self._queue:
                 self._queue.remove(run)
-                run.stopped = True
+                self._unqueued(run)
                 return
         self._release(run)
+
+    def _unqueued(self, run: PooledRun):
+        """A run taken out of the queue: back to what its files say (a resume or extension that was
+        asked for and cancelled), or stopped (a new run that never started)."""
+        if checkpoint.paths(run.path)[1].exists():
+            with contextlib.suppress(LabError, OSError):
+                bundle = self.load(run.path)
+                run.inner = RecordedRun(bundle, run.data)
+                if bundle.step < run.target:
+                    run.inner, run.interrupted = None, f"interrupted at step {bundle.step:,}; resume it to go on"
+                return
+        run.stopped = True
 
     def forget(self, run: PooledRun):
         """Stop a run and drop it from its owner's list (its files stay)."""
@@ -295,12 +320,16 @@ class Pool:
         trained, (run id, step), so a page's state for it lives on when the run finishes."""
         meta = checkpoint.paths(path)[1]
         key = (str(meta), meta.stat().st_mtime_ns)
-        if key not in self._loaded:
-            if len(self._loaded) > 64:
-                self._loaded.clear()
+        with self._cache_lock:
+            bundle = self._loaded.get(key)
+        if bundle is None:
             bundle = checkpoint.load(path)
-            self._loaded[key] = replace(bundle, ref=Ref(bundle.meta.get("run_id") or bundle.ref.id, bundle.step))
-        return self._loaded[key]
+            bundle = replace(bundle, ref=Ref(bundle.meta.get("run_id") or bundle.ref.id, bundle.step))
+            with self._cache_lock:
+                if len(self._loaded) > 64:
+                    self._loaded.clear()
+                self._loaded[key] = bundle
+        return bundle
 
     def close(self):
         """Save and end every live run (as at a server's shutdown)."""
@@ -337,6 +366,7 @@ class Pool:
                     return
                 run = self._queue.pop(0)
                 run.starting = True
+            process = None
             try:
                 fields = {"target_steps": run.target, "command": "dashboard"}
                 if run.resume_from:
@@ -349,12 +379,17 @@ class Pool:
                                          autosave=(run.path, self.save_every, fields))
                 else:
                     process = ProcessRun(run.config, run.data, autosave=(run.path, self.save_every, fields))
-                run.inner = process
                 process.start(steps=max(0, run.target - process.step_count))
-            except LabError as e:
-                run.inner, run.interrupted = None, f"could not start: {e}"
-            finally:
-                run.starting = False
+                with self._lock:
+                    run.inner, run.starting = process, False
+                if run.cancelled:
+                    run.cancelled = False
+                    self._release(run)
+            except Exception as e:  # a bad sidecar, a failed spawn: the run says why, the pool goes on
+                if process is not None:
+                    process.stop()
+                run.inner, run.starting = None, False
+                run.failure = f"could not start: {e if isinstance(e, LabError) else f'{type(e).__name__}: {e}'}"
 
     def _release(self, run: PooledRun):
         """A finished (or stopped) run: save it, end its process, keep it as a recorded run."""
@@ -403,7 +438,7 @@ class Pool:
                 bundle = self.load(meta)
             except CheckpointError as e:
                 run = PooledRun(self, owner, name, meta.with_suffix(""), None, 0, None)
-                run.interrupted = f"its checkpoint cannot be read: {e}"
+                run.failure = f"its checkpoint cannot be read: {e}"
                 found[name] = run
                 continue
             target = int(bundle.meta.get("target_steps") or bundle.step)

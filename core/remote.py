@@ -112,7 +112,7 @@ def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, au
                     try:
                         conn.send(("saved", {"path": str(trainer.save(arg["path"], resumable=arg["resumable"],
                                                                       **arg["fields"]))}))
-                    except LabError as e:
+                    except (LabError, OSError) as e:  # a full disk or a read-only folder: say so, train on
                         conn.send(("error", error_payload(e)))
                 elif command == "close":
                     return

@@ -69,15 +69,28 @@ def _pool(folder: str, limit: int | None, save_every: str) -> Pool:
 
 
 def owner() -> str:
-    """This browser session's token: from the URL when it has a valid one (a reload, a restarted server),
-    else a new one, written back to the URL so the next visit finds its runs."""
-    token = st.session_state.get("owner") or st.query_params.get("session", "")
-    if not OWNER.fullmatch(token or ""):
-        token = uuid.uuid4().hex[:16]
-    st.session_state["owner"] = token
+    """This browser session's token: the one it has; else the URL's, when valid and no other open session
+    holds it (a reload, the first visit after a restart; a link shared from an open tab gets its own);
+    else a new one. Written back to the URL so the next visit finds its runs."""
+    token = st.session_state.get("owner")
+    if not token:
+        token = st.query_params.get("session", "")
+        if not OWNER.fullmatch(token or "") or not pool().claim(token, *holder()):
+            token = uuid.uuid4().hex[:16]
+            pool().claim(token, *holder())
+        st.session_state["owner"] = token
     if st.query_params.get("session") != token:
         st.query_params["session"] = token
     return token
+
+
+def holder():
+    """(this browser session's id, a test of whether a session is still open) for Pool.claim."""
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    ctx = get_script_run_ctx()
+    alive = runtime.get_instance().is_active_session if runtime.exists() else (lambda session: False)
+    return (ctx.session_id if ctx else "none"), alive
 
 
 def runs() -> dict[str, PooledRun]:

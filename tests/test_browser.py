@@ -161,3 +161,28 @@ def test_many_sessions_on_one_server_queue_and_all_finish(tmp_path):
     assert r["panels"] == [1, 1, 1, 1] and len(set(r["tokens"])) == 4  # each sees its own run only
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(r["tokens"])
     assert all([p.name for p in (tmp_path / "runs" / t).glob("*.json")] == ["vae.json"] for t in r["tokens"])
+
+
+def test_a_link_copied_from_an_open_tab_opens_a_session_of_its_own(streamlit_server, tmp_path):
+    """The address bar carries the session's token; someone opening a copied link while the tab is open
+    gets a token of their own (and none of its runs), and a reload of the tab keeps its own."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            first = browser.new_context().new_page()
+            first.goto(streamlit_server)
+            first.get_by_text("then press Train").wait_for(timeout=60_000)
+            first.wait_for_function("() => location.search.includes('session=')", timeout=30_000)
+            token = first.url.split("session=")[1].split("&")[0]
+            other = browser.new_context().new_page()
+            other.goto(first.url)
+            other.get_by_text("then press Train").wait_for(timeout=60_000)
+            other.wait_for_function(f"() => location.search.includes('session=') && !location.search.includes('{token}')",
+                                    timeout=30_000)
+            first.reload()
+            first.get_by_text("then press Train").wait_for(timeout=60_000)
+            first.wait_for_timeout(1000)
+            assert token in first.url
+        finally:
+            browser.close()

@@ -581,15 +581,15 @@ def test_compare_overlays_a_branch_and_names_its_parent(app, tmp_path, digits):
 
 def test_a_finished_run_trains_further_or_branches_from_the_train_page(app):
     train(app, 60)
-    app.number_input(key="more-vae").set_value(20)
-    app.button(key="further-vae").click().run()
+    app.number_input(key="go-more:vae").set_value(20)
+    app.button(key="go-further:vae").click().run()
     assert not app.exception and not app.error
     session_runs(app)["vae"].join(timeout=120)
     app.run()
     assert session_runs(app)["vae"].step_count == 80
-    app.number_input(key="more-vae").set_value(20)  # the widget was not drawn while the run trained
-    app.number_input(key="branch-beta-vae").set_value(4.0)
-    app.button(key="branch-vae").click().run()
+    app.number_input(key="go-more:vae").set_value(20)  # the widget was not drawn while the run trained
+    app.number_input(key="go-beta:vae").set_value(4.0)
+    app.button(key="go-branch:vae").click().run()
     branch = session_runs(app)["vae-b80"]
     branch.join(timeout=120)
     app.run()

@@ -129,3 +129,35 @@ def test_a_finished_run_trains_further_and_branches(pool, digits):
     assert b.objective.beta == 4.0 and b.config.lr == 5e-4 and b.meta["parent"]["step"] == b.step - 10
     with pytest.raises(LabError, match="not a finished run"):
         p.extend(A, "nope", 5)
+
+
+def test_a_token_held_by_an_open_session_is_not_taken_by_another(pool):
+    p, open_sessions = pool(), {"tab-1"}
+    alive = open_sessions.__contains__
+    assert p.claim(A, "tab-1", alive)
+    assert not p.claim(A, "tab-2", alive)  # a link shared from the open tab
+    assert p.claim(A, "tab-1", alive)      # the tab itself, again
+    open_sessions.clear()                  # the tab was closed or reloaded
+    assert p.claim(A, "tab-2", alive)
+
+
+def test_cancelling_a_queued_resume_keeps_the_run_resumable(pool, digits):
+    p = pool(limit=1)
+    blocker = p.submit(A, "blocker", small_config(), steps=100_000, data=digits)
+    done = p.submit(A, "done", small_config(), steps=10, data=digits)
+    wait_until(lambda: blocker.state == RunState.RUNNING)
+    blocker.stop()
+    done.join(timeout=120)
+    blocker2 = p.submit(B, "blocker", small_config(), steps=100_000, data=digits)
+    wait_until(lambda: blocker2.state == RunState.RUNNING)
+    p.extend(A, "done", 10, digits)  # queued behind B's run
+    assert done.state == RunState.QUEUED
+    done.stop()
+    assert done.state == RunState.INTERRUPTED and done.step_count == 10  # can be resumed later
+    blocker2.stop()
+
+
+@pytest.mark.parametrize("name", ["x.json", "x.safetensors"])
+def test_a_run_name_never_collides_with_a_runs_files(name, pool, digits):
+    with pytest.raises(LabError, match="a run name is"):
+        pool().submit(A, name, small_config(), steps=5, data=digits)

@@ -1,6 +1,7 @@
 """Runs that survive their process: resumable checkpoints, exact resume, branches, hostile sidecars."""
 import json
 import os
+from dataclasses import replace
 import sys
 
 import pytest
@@ -14,7 +15,7 @@ from core.engine import Trainer
 from core.errors import CheckpointError, ConfigError
 from core.models import ModelConfig
 
-# digits: 1,437 training images, so 12 steps an epoch at batch 128; 25 + 25 steps cross epoch boundaries
+# digits: 1,500 training images, so 12 steps an epoch at batch 128; 25 + 25 steps cross epoch boundaries
 # on both sides of the resume.
 OBJECTIVES = {
     "gaussian": small_config(objective="beta-vae", settings={"beta": 2.0}),
@@ -279,3 +280,54 @@ def test_a_save_killed_between_its_renames_leaves_a_checkpoint_that_loads(rename
     t.save(tmp_path / "run", resumable=True)  # the next save puts everything in order
     assert checkpoint.load(tmp_path / "run").step == 9
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.safetensors"]
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda m: m["config"]["model"].update(hidden=[1e999]), "cannot be read|do not fit"),
+    (lambda m: m.update(history=[{"loss": 1.0}] * 12), "row without a whole-number 'step'"),
+    (lambda m: m.update(history=[{"step": 1}] * 12), "row without a numeric 'loss'"),
+    (lambda m: m.update(live=[{"step": "x"}]), "'live' has a row without a whole-number 'step'"),
+    (lambda m: m.update(target_steps="many"), "'target_steps' should be int"),
+    (lambda m: m["training"].update(live_every="x"), "training state is malformed"),
+])
+def test_more_hostile_sidecars_end_in_one_message(change, message, digits, tmp_path):
+    path = edit_sidecar(tmp_path, digits, change)
+    with pytest.raises(CheckpointError, match=message):
+        Trainer.resume(path, digits)
+
+
+def test_an_integer_too_long_to_parse_is_refused(digits, tmp_path):
+    path = edit_sidecar(tmp_path, digits, lambda m: m.update(step="HUGE"))
+    path.write_text(path.read_text().replace('"HUGE"', "9" * 5000))  # past Python's 4,300-digit limit
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        checkpoint.load(path)
+
+
+def test_two_kills_in_a_row_between_renames_still_leave_a_checkpoint_that_loads(digits, tmp_path, monkeypatch):
+    t = Trainer(small_config(), digits, live_every=0)
+    t.step(3)
+    t.save(tmp_path / "run", resumable=True)
+    real_replace = os.replace
+    for extra in (3, 3):
+        t.step(extra)
+        calls = []
+
+        def die_after_two(src, dst):
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            calls.append(dst)
+            real_replace(src, dst)
+        monkeypatch.setattr(checkpoint.os, "replace", die_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            t.save(tmp_path / "run", resumable=True)
+        monkeypatch.undo()
+        assert checkpoint.load(tmp_path / "run").step == 3  # the pair the sidecar names, each time
+
+
+def test_a_resume_on_other_data_is_refused(digits, tmp_path):
+    t = Trainer(small_config(), digits, live_every=0)
+    t.step(3)
+    t.save(tmp_path / "run", resumable=True)
+    fewer = replace(digits, train_x=digits.train_x[:1000], train_y=digits.train_y[:1000])
+    with pytest.raises(CheckpointError, match="trained on 1,500 images and 1,000 are here"):
+        Trainer.resume(tmp_path / "run", fewer)

@@ -120,7 +120,7 @@ def waiting(name: str, t):
             st.rerun()
         return
     st.warning(t.error or "This run has no training process.", icon=":material/pause_circle:")
-    if st.button("Resume training", icon=":material/play_arrow:", key=f"resume-run-{name}", type="primary",
+    if st.button("Resume training", icon=":material/play_arrow:", key=f"go-resume:{name}", type="primary",
                  help=f"Go on from its last checkpoint (step {t.step_count:,}), exactly as if it had not stopped."):
         try:
             data = load_data(t.config.data) if t.config is not None else None
@@ -133,19 +133,19 @@ def waiting(name: str, t):
 def go_on(name: str, t):
     """A finished run of this session: train it further exactly, or branch it with another β or rate."""
     with st.expander("Go on from here"):
-        more = st.number_input("More steps", 10, 1_000_000, value=1000, step=100, key=f"more-{name}")
+        more = st.number_input("More steps", 10, 1_000_000, value=1000, step=100, key=f"go-more:{name}")
         b, lr = st.columns(2)
-        beta = b.number_input("β", min_value=0.0, value=float(t.beta), format="%g", key=f"branch-beta-{name}")
+        beta = b.number_input("β", min_value=0.0, value=float(t.beta), format="%g", key=f"go-beta:{name}")
         rate = lr.number_input("learning rate", min_value=1e-6, max_value=1.0, value=float(t.lr), format="%g",
-                               key=f"branch-lr-{name}")
+                               key=f"go-lr:{name}")
         further, branch = st.columns(2)
         try:
-            if further.button("Train further", key=f"further-{name}", width="stretch",
+            if further.button("Train further", key=f"go-further:{name}", width="stretch",
                               help="The same run, on from its last step as if it had been asked for more steps "
                                    "at the start (its β and learning rate as they are)."):
                 pool().extend(owner(), name, int(more))
                 st.rerun()
-            if branch.button("Branch", key=f"branch-{name}", width="stretch",
+            if branch.button("Branch", key=f"go-branch:{name}", width="stretch",
                              help="A new run from this step with the β and learning rate above; Compare draws "
                                   "it from the step where it leaves this one."):
                 pool().branch(owner(), name, f"{name}-b{t.step_count}", int(more),
@@ -213,7 +213,7 @@ def run_panel(name: str, t, race: bool):
             return
     elif t.error:
         st.error(t.error)
-    if isinstance(t, PooledRun) and t.state != RunState.QUEUED:  # this session's run, not a shipped one
+    if isinstance(t, PooledRun) and t.state != RunState.QUEUED and t.config is not None:  # not a shipped one
         controls(name, t)
     history, live = list(t.history), list(t.live)
     if not history:
