@@ -16,7 +16,7 @@ from core import data as datasets
 from core.bundle import Bundle
 from core.control import RecordedRun
 from core.errors import LabError
-from core.pool import OWNER, SAVE_EVERY, Pool, PooledRun
+from core.pool import GRACE, OWNER, SAVE_EVERY, Pool, PooledRun
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,14 +58,16 @@ def runs_dir() -> Path:
 
 def pool() -> Pool:
     """This server's training processes: at most $VAELAB_MAX_RUNS at once (default: the cores), each run
-    checkpointed every $VAELAB_SAVE_EVERY (default: core.pool.SAVE_EVERY)."""
-    limit = os.environ.get("VAELAB_MAX_RUNS", "")
-    return _pool(str(runs_dir()), int(limit) if limit.isdigit() else None, os.environ.get("VAELAB_SAVE_EVERY", SAVE_EVERY))
+    checkpointed every $VAELAB_SAVE_EVERY, a session's runs saved and ended when its pages have been gone
+    for $VAELAB_GRACE seconds (defaults: core.pool.SAVE_EVERY, GRACE)."""
+    limit, grace = os.environ.get("VAELAB_MAX_RUNS", ""), os.environ.get("VAELAB_GRACE", "")
+    return _pool(str(runs_dir()), int(limit) if limit.isdigit() else None,
+                 os.environ.get("VAELAB_SAVE_EVERY", SAVE_EVERY), float(grace) if grace.isdigit() else GRACE)
 
 
 @st.cache_resource
-def _pool(folder: str, limit: int | None, save_every: str) -> Pool:
-    return Pool(Path(folder), limit=limit, save_every=save_every)
+def _pool(folder: str, limit: int | None, save_every: str, grace: float) -> Pool:
+    return Pool(Path(folder), limit=limit, save_every=save_every, grace=grace)
 
 
 def owner() -> str:

@@ -1,4 +1,5 @@
 """Shared by the reproduction scripts: train a run to a step budget, and keep a table's finished cells."""
+import contextlib
 import json
 import math
 import os
@@ -93,6 +94,12 @@ class Cells:
         return self.payload["cells"][key]
 
     def put(self, key: str, value: dict):
+        # Cells another process of the same table wrote meanwhile are kept: two can fill one table.
+        if self.path.exists():
+            with contextlib.suppress(ValueError, OSError):
+                now = json.loads(self.path.read_text())
+                if now.get("settings") == self.payload["settings"]:
+                    self.payload["cells"] = {**now.get("cells", {}), **self.payload["cells"]}
         self.payload["cells"][key] = json_safe(value)
         self.payload.update(torch=torch.__version__, threads=torch.get_num_threads(), date=time.strftime("%Y-%m-%d"))
         RESULTS.mkdir(exist_ok=True)

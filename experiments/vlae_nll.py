@@ -10,7 +10,7 @@ authors' code's (2 ReLU hidden layers of 500 each way) with the authors' initial
 a CPU. The score is the negative IW-k bound on the first test images, each model's own posterior
 the proposal. Time per step is the median over training steps. One cell per model, resumable.
 
-    python experiments/vlae_nll.py [--steps 1000] [--k 100] [--test 1000] [--only LABEL]
+    python experiments/vlae_nll.py [--steps 1000] [--k 100] [--test 1000] [--only LABEL,...]
 """
 import argparse
 import json
@@ -47,7 +47,7 @@ def main():
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--test", type=int, default=1000, help="test images scored")
-    parser.add_argument("--only", help="run just this model (a label from the table)")
+    parser.add_argument("--only", help="run just these models (labels from the table, comma-separated)")
     args = parser.parse_args()
     spec = DataSpec("mnist", binarize="dynamic")
     data = datasets.load(spec)
@@ -56,7 +56,7 @@ def main():
     print(f"SA-VAE's refinement step: {alpha}", flush=True)
     for label, objective, settings in MODELS:
         settings = {**settings, "refine_lr": alpha} if objective == "sa-vae" else settings
-        if label in cells or (args.only and label != args.only):
+        if label in cells or (args.only and label not in args.only.split(",")):
             continue
         config = RunConfig(data=spec, model=NETWORK, objective=objective, settings=settings, lr=5e-4)
         t = train(config, data, args.steps, label)

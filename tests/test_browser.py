@@ -186,3 +186,43 @@ def test_a_link_copied_from_an_open_tab_opens_a_session_of_its_own(streamlit_ser
             assert token in first.url
         finally:
             browser.close()
+
+
+def test_closing_the_tab_ends_its_run_after_the_grace_and_keeps_it_resumable(tmp_path):
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from playwright.sync_api import sync_playwright
+    from sessions import descendants, serve
+    from core import checkpoint
+    env = {"VAELAB_RUNS": str(tmp_path / "runs"), "VAELAB_CHECKPOINTS": str(tmp_path / "checkpoints"),
+           "VAELAB_GRACE": "5"}
+    with serve(env, log=tmp_path / "server.log") as (url, server), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(url)
+        page.get_by_text("then press Train").wait_for(timeout=60_000)
+        steps = page.get_by_label("Steps")
+        steps.fill("1000000")
+        steps.press("Enter")
+        settle(page)
+        page.get_by_role("button", name="Train").click()
+        page.get_by_text(re.compile(r"vae.*running")).first.wait_for(timeout=60_000)
+        token = page.url.split("session=")[1].split("&")[0]
+        def trainers():  # multiprocessing's spawned children (not its resource tracker)
+            found = []
+            for pid in descendants(server.pid)[1:]:
+                try:
+                    found += [pid] if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes() else []
+                except OSError:
+                    pass
+            return found
+        assert len(trainers()) == 1
+        context.close()  # the tab is closed: no more heartbeats
+        deadline = time.time() + 60
+        while trainers() and time.time() < deadline:
+            time.sleep(0.5)
+        browser.close()
+        assert not trainers(), "the training process outlived its session's grace"
+        meta = checkpoint.read_sidecar(tmp_path / "runs" / token / "vae.json")
+        assert 0 < meta["step"] < meta["target_steps"] and meta["training"]  # saved, resumable
