@@ -80,6 +80,7 @@ class Cells:
     so a stopped script picks up where it stopped; each cell is written as soon as it is done."""
 
     def __init__(self, name: str, **settings):
+        settings = json.loads(json.dumps(settings))  # as the file holds them: tuples are lists there
         self.path = RESULTS / f"{name}.json"
         old = json.loads(self.path.read_text()) if self.path.exists() else {}
         if old.get("settings", settings) != settings:
