@@ -100,6 +100,18 @@ def hover_shows_an_image(page) -> bool:
     return False
 
 
+def press_train(page, url: str, steps: int) -> str:
+    """Open the Train page, set the steps, press Train; returns the session's token."""
+    page.goto(url)
+    page.get_by_text("then press Train").wait_for(timeout=60_000)
+    field = page.get_by_label("Steps")
+    field.fill(str(steps))
+    field.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Train").click()
+    return page.url.split("session=")[1].split("&")[0]
+
+
 def test_a_run_survives_a_server_restart_and_resumes_to_the_same_weights(page, tmp_path):
     """Start a run from the Train page, kill the server, start it again: the run is listed, and resuming
     it gives the weights of a run that was never interrupted."""
@@ -115,14 +127,7 @@ def test_a_run_survives_a_server_restart_and_resumes_to_the_same_weights(page, t
     env = {"VAELAB_RUNS": str(tmp_path / "runs"), "VAELAB_CHECKPOINTS": str(tmp_path / "checkpoints"),
            "VAELAB_SAVE_EVERY": "100"}
     with serve(env, port=port, log=tmp_path / "server.log") as (url, server):
-        page.goto(url)
-        page.get_by_text("then press Train").wait_for(timeout=60_000)
-        steps = page.get_by_label("Steps")
-        steps.fill("3000")
-        steps.press("Enter")
-        settle(page)
-        page.get_by_role("button", name="Train").click()
-        token = page.url.split("session=")[1].split("&")[0]
+        token = press_train(page, url, 3000)
         sidecar = tmp_path / "runs" / token / "vae.json"
         deadline = time.time() + 120
         while not (sidecar.exists() and checkpoint.read_sidecar(sidecar)["step"] >= 300) and time.time() < deadline:
@@ -200,15 +205,8 @@ def test_closing_the_tab_ends_its_run_after_the_grace_and_keeps_it_resumable(tmp
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         context = browser.new_context()
         page = context.new_page()
-        page.goto(url)
-        page.get_by_text("then press Train").wait_for(timeout=60_000)
-        steps = page.get_by_label("Steps")
-        steps.fill("1000000")
-        steps.press("Enter")
-        settle(page)
-        page.get_by_role("button", name="Train").click()
+        token = press_train(page, url, 1_000_000)
         page.get_by_text(re.compile(r"vae.*running")).first.wait_for(timeout=60_000)
-        token = page.url.split("session=")[1].split("&")[0]
         def trainers():  # multiprocessing's spawned children (not its resource tracker)
             found = []
             for pid in descendants(server.pid)[1:]:

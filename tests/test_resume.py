@@ -254,6 +254,21 @@ def test_a_run_killed_at_random_moments_always_resumes(tmp_path):
     assert counts["resumed"] == 3, counts["failures"]
 
 
+def save_killed_after(trainer, path, renames: int, monkeypatch):
+    """A resumable save that stops dead after `renames` of its renames, as a kill would stop it."""
+    real_replace, calls = os.replace, []
+
+    def replace_then_die(src, dst):
+        if len(calls) == renames:
+            raise KeyboardInterrupt  # the process stops here; nothing after this line of save() runs
+        calls.append(dst)
+        real_replace(src, dst)
+    monkeypatch.setattr(checkpoint.os, "replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save(path, resumable=True)
+    monkeypatch.undo()
+
+
 @pytest.mark.parametrize("renames_done", [0, 1, 2])
 def test_a_save_killed_between_its_renames_leaves_a_checkpoint_that_loads(renames_done, digits, tmp_path, monkeypatch):
     """A kill can land between any two of the renames that put a new pair in place; the sidecar on disk
@@ -263,17 +278,7 @@ def test_a_save_killed_between_its_renames_leaves_a_checkpoint_that_loads(rename
     t.save(tmp_path / "run", resumable=True)
     old = checkpoint.load(tmp_path / "run").ref
     t.step(3)
-    real_replace, calls = os.replace, []
-
-    def replace_then_die(src, dst):
-        if len(calls) == renames_done:
-            raise KeyboardInterrupt  # the process stops here; nothing after this line of save() runs
-        calls.append(dst)
-        real_replace(src, dst)
-    monkeypatch.setattr(checkpoint.os, "replace", replace_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        t.save(tmp_path / "run", resumable=True)
-    monkeypatch.undo()
+    save_killed_after(t, tmp_path / "run", renames_done, monkeypatch)
     loaded = checkpoint.load(tmp_path / "run")
     assert loaded.ref == old and loaded.step == 6
     assert Trainer.resume(tmp_path / "run", digits).step(1)[0]["step"] == 7
@@ -307,20 +312,9 @@ def test_two_kills_in_a_row_between_renames_still_leave_a_checkpoint_that_loads(
     t = Trainer(small_config(), digits, live_every=0)
     t.step(3)
     t.save(tmp_path / "run", resumable=True)
-    real_replace = os.replace
     for extra in (3, 3):
         t.step(extra)
-        calls = []
-
-        def die_after_two(src, dst):
-            if len(calls) == 2:
-                raise KeyboardInterrupt
-            calls.append(dst)
-            real_replace(src, dst)
-        monkeypatch.setattr(checkpoint.os, "replace", die_after_two)
-        with pytest.raises(KeyboardInterrupt):
-            t.save(tmp_path / "run", resumable=True)
-        monkeypatch.undo()
+        save_killed_after(t, tmp_path / "run", 2, monkeypatch)
         assert checkpoint.load(tmp_path / "run").step == 3  # the pair the sidecar names, each time
 
 
