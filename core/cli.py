@@ -1,4 +1,4 @@
-"""Command line: python -m core {train,evaluate,diagnose} ...
+"""Command line: python -m core {train,evaluate,diagnose,sweep} ...
 
 Every mistake a user can make ends in one line on stderr and a non-zero exit, never a traceback.
 """
@@ -21,13 +21,20 @@ from .engine import Diverged, Trainer, describe_device, pick_device
 from .errors import LabError
 from .evaluate import evaluate
 from .report import record, run_all, to_dict
+from . import sweep as sweeps
 from .models import ACTIVATIONS, DECODER_VARIANCES, INITS, LIKELIHOODS, ModelConfig
-from .objectives import OBJECTIVES
+from .objectives import OBJECTIVES, build as build_objective
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse prints usage plus the error; one clear line is enough
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class OptionsParser(Parser):
+    """The same options, read from a sweep spec rather than typed: a mistake is a ConfigError to report."""
+    def error(self, message):
+        raise LabError(message)
 
 
 def positive_int(text):
@@ -69,9 +76,9 @@ def all_knobs() -> dict:
     return knobs
 
 
-def make_parser() -> Parser:
-    parser = Parser(prog="python -m core", description="VAE Lab: train and evaluate variational autoencoders.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+def make_parser(parser_class=Parser) -> Parser:
+    parser = parser_class(prog="python -m core", description="VAE Lab: train and evaluate variational autoencoders.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=parser_class)
 
     t = sub.add_parser("train", help="train a model and save a checkpoint",
                        description="Train a VAE and save a checkpoint (safetensors + JSON).")
@@ -171,6 +178,26 @@ def make_parser() -> Parser:
     d.add_argument("--data-dir", help="folder with the dataset files")
     d.add_argument("--device", default="cpu")
     d.add_argument("--offline", action="store_true", help="never try to download")
+
+    w = sub.add_parser("sweep", help="train a grid of runs from a TOML spec, here or on a Ray cluster",
+                       description="Expand a sweep spec (objectives x knobs x beta x latent size x seeds; see "
+                                   "README, 'Sweeps'), estimate its time from a short pilot, and train every trial "
+                                   "with its diagnostics recorded, into OUT/NAME/results.csv. Run it again to "
+                                   "resume: finished trials are skipped, interrupted ones continue.")
+    w.add_argument("spec", help="the sweep spec, a TOML file")
+    w.add_argument("--out", default="sweeps", help="where the sweep's folder goes (default: %(default)s)")
+    w.add_argument("--workers", type=positive_int, default=None,
+                   help="trials at once (default: one per core here; on Ray, as many as the cluster fits)")
+    w.add_argument("--threads-per-trial", type=positive_int, default=1,
+                   help="torch threads (and Ray CPUs) per trial (default: 1; the same on every backend, so the "
+                        "same trial gives the same numbers)")
+    w.add_argument("--ray", metavar="auto|local|ADDRESS", default=None,
+                   help="run the trials with Ray Tune: 'auto' joins the cluster `ray start` made on this machine "
+                        "(or $RAY_ADDRESS), 'local' starts one here for this sweep, ADDRESS joins that cluster "
+                        "(host:6379, or ray://host:10001)")
+    w.add_argument("--plan", action="store_true", help="list the trials and the time estimate; train nothing")
+    w.add_argument("--no-pilot", action="store_true", help="skip the pilot that estimates the time")
+    w.add_argument("--retry-failed", action="store_true", help="train the trials that failed before again")
     return parser
 
 
@@ -401,12 +428,79 @@ def print_collapse(report: dict):
         print(f"  ! {flag}")
 
 
+def train_options(parser) -> set[str]:
+    """The train command's options by name (knobs without their knob_ prefix)."""
+    train = parser._subparsers._group_actions[0].choices["train"]
+    dests = {a.dest for a in train._actions if a.option_strings}
+    return {d[5:] if d.startswith("knob_") else d for d in dests}
+
+
+def sweep_trials(spec: sweeps.Spec) -> list[sweeps.Trial]:
+    """Every trial's options checked as the train command checks them, and made into its run config."""
+    parser = make_parser(OptionsParser)
+    trials = []
+    for trial in spec.trials:
+        try:
+            args = parser.parse_args(["train", *trial.options])
+            if args.epochs and args.steps:
+                raise LabError("give epochs or steps, not both")
+            config = run_config(args)
+            build_objective(config.objective, config.settings)  # every knob value in its range
+        except LabError as e:
+            raise LabError(f"trial {trial.id}: {e}") from None
+        trials.append(sweeps.Trial(trial.id, trial.axes, trial.options, config.to_dict(), args.steps, args.epochs,
+                                   args.live_every))
+    return trials
+
+
+def sweep_cmd(args) -> int:
+    if args.ray:
+        sweeps.check_ray_address(args.ray)
+    spec = sweeps.read_spec(args.spec, train_options(make_parser()))
+    spec = sweeps.Spec(spec.name, sweep_trials(spec), spec.path)
+    for data_spec in {RunConfig.from_dict(t.config).data for t in spec.trials}:
+        sweeps.dataset(data_spec)  # a missing dataset is one line now, not one per trial later
+    folder = Path(args.out) / spec.name
+    states = [sweeps.status(folder, t)[0] for t in spec.trials]
+    stale = [t for t, s in zip(spec.trials, states) if s == "stale"]
+    if stale:
+        raise LabError(f"{folder}/trials/{stale[0].id} was trained by another command; this spec asks for "
+                       f"`{stale[0].command}`: give the sweep another name or --out")
+    todo = [t for t, s in zip(spec.trials, states) if s not in ("done", "failed") or (s == "failed" and args.retry_failed)]
+    counts = {s: states.count(s) for s in ("done", "failed", "partial")}
+    print(f"sweep {spec.name}: {len(spec.trials)} trials ({counts['done']} done, {counts['failed']} failed, "
+          f"{counts['partial']} to resume, {len(todo)} to run) into {folder}", file=sys.stderr)
+    if args.plan:
+        for trial in spec.trials:
+            print(f"  {trial.id:<40} {trial.command}")
+    if todo and not args.no_pilot:
+        estimate = sweeps.pilot(todo, args.threads_per_trial)
+        per_step = ", ".join(f"{o} {s * 1e3:.1f} ms" for o, s in estimate.step_seconds.items())
+        diagnose = ", ".join(f"{o} {s:.1f} s" for o, s in estimate.diagnose_seconds.items())
+        workers = args.workers or (None if args.ray else sweeps.default_workers(args.threads_per_trial))
+        wall = (f"about {sweeps.duration(estimate.wall(workers))} with {workers} at once" if workers else
+                f"divide by the trials the cluster runs at once")
+        print(f"pilot ({estimate.pilot_seconds:.0f} s): a step takes {per_step}; the diagnostics {diagnose}.\n"
+              f"estimate: {sweeps.duration(estimate.trial_seconds)} of trials in all, {wall}", file=sys.stderr)
+    if args.plan:
+        return 0
+    try:
+        folder, rows = sweeps.run(spec, args.out, args.workers, args.threads_per_trial, args.ray, args.retry_failed)
+    except KeyboardInterrupt:
+        print(f"interrupted; run the same command again to resume ({folder})", file=sys.stderr)
+        return 130
+    failed = [r for r in rows if r["status"] == "failed"]
+    print(f"{len(rows) - len(failed)} trials done, {len(failed)} failed: {folder / 'results.csv'}")
+    return 1 if failed else 0
+
+
 def main(argv=None) -> int:
     warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
     args = make_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return {"train": train, "evaluate": evaluate_cmd, "diagnose": diagnose_cmd}[args.command](args)
+        commands = {"train": train, "evaluate": evaluate_cmd, "diagnose": diagnose_cmd, "sweep": sweep_cmd}
+        return commands[args.command](args)
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

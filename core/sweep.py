@@ -1,0 +1,602 @@
+"""Sweeps: a grid of training runs from one TOML spec, on this machine or on a Ray cluster.
+
+    name = "digits-collapse"
+    [train]                       # any `python -m core train` option, the same for every trial
+    dataset = "digits"
+    hidden = [128]
+    steps = 500
+    [grid]                        # every combination of these (a list, or one value)
+    objective = ["beta-vae", "free-bits"]
+    beta = [1, 4, 8]
+    latent = [2, 8]
+    seed = [0, 1]
+    free_bits = [0.5]             # an objective's knob: it multiplies only the objectives that have it
+    [[exclude]]                   # drop the trials matching every key of a rule
+    objective = "free-bits"
+    beta = 1
+
+Every trial is one `python -m core train` command (its sidecar records it), trained by the engine into
+FOLDER/trials/ID, with its diagnostics recorded into the sidecar as `diagnose --record` does; one row per
+trial lands in FOLDER/results.csv as trials finish. The trial function is the same for both backends: local
+worker processes, or Ray Tune tasks on a cluster. A trial's own checkpoint is the truth about it, so a
+sweep run again skips the finished trials, resumes the interrupted ones from their last checkpoint, and
+trains only the rest.
+
+The spec becomes trials here; turning a trial's options into a run config is the CLI's (core.cli), which
+hands this module finished Trial values.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import os
+import re
+import socket
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from . import data as datasets
+from .config import RunConfig
+from .engine import Diverged, Trainer
+from .errors import ConfigError, LabError
+from .objectives import OBJECTIVES
+from .evaluate import evaluate
+from .report import EVAL_N, from_dict, headline, record, run_all
+
+# Options a spec may not set: the sweep decides where each trial saves and how often, and the backend
+# which device it takes.
+RESERVED = {"out", "name", "resume", "branch", "save_every", "device", "help"}
+SAVE_EVERY = "30s"     # an interrupted trial loses at most this much
+AXIS_ORDER = ("objective", "beta", "latent", "seed")  # how trial names read; other axes follow in spec order
+TIMING = ("seconds", "diagnose_seconds")               # the columns that differ between two runs of a sweep
+METRICS = tuple(headline({}))  # ELBO, IWAE NLL, KL, AU, MI, probe accuracy, reliance gap, verdict
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training run of a sweep: its name, its grid values, and its `train` options."""
+    id: str
+    axes: dict
+    options: tuple[str, ...]           # the train command's arguments, e.g. ("--dataset", "digits", ...)
+    config: dict = field(default_factory=dict)  # RunConfig.to_dict(), filled in by the CLI
+    steps: int | None = None
+    epochs: int | None = None
+    live_every: int = 50
+
+    @property
+    def command(self) -> str:
+        return "python -m core train " + " ".join(self.options)
+
+    def total_steps(self, n_train: int) -> int:
+        batch = min(self.config.get("batch_size", 128), n_train)
+        return self.steps or (self.epochs or 10) * math.ceil(n_train / batch)
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    trials: list[Trial]
+    path: Path | None = None
+
+
+def _flag(value) -> list[str]:
+    """A TOML value as train arguments: a list as 128,64, true as a bare flag, false as nothing."""
+    if isinstance(value, bool):
+        return [] if not value else [""]
+    if isinstance(value, list):
+        return [",".join(str(v) for v in value)]
+    return [str(value)]
+
+
+def _options(settings: dict) -> list[str]:
+    args = []
+    for key, value in settings.items():
+        flag = f"--{key.replace('_', '-')}"
+        args += [flag] + [v for v in _flag(value) if v]
+    return args
+
+
+def _label(key: str, value) -> str:
+    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return re.sub(r"[^A-Za-z0-9.,+-]", "_", f"{key.replace('_', '-')}{text}")
+
+
+def knob_owners() -> dict[str, list[str]]:
+    owners = {}
+    for name, cls in OBJECTIVES.items():
+        for knob in cls.knobs:
+            owners.setdefault(knob, []).append(name)
+    return owners
+
+
+def parse_spec(text: str, name: str, train_options: set[str]) -> Spec:
+    """A spec's text -> its trials (options not yet checked against the train parser; the CLI does that).
+    train_options: the train command's option names (dests). Raises ConfigError with one clear line."""
+    try:
+        spec = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"the spec is not valid TOML: {e}") from None
+    unknown = set(spec) - {"name", "train", "grid", "exclude"}
+    if unknown:
+        raise ConfigError(f"the spec has no section {', '.join(sorted(unknown))} (it has: name, train, grid, exclude)")
+    name = spec.get("name", name)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", name):
+        raise ConfigError(f"the sweep's name must be letters, digits and ._+- (at most 64), not {name!r}")
+    fixed, grid, rules = spec.get("train", {}), spec.get("grid", {}), spec.get("exclude", [])
+    if not isinstance(fixed, dict) or not isinstance(grid, dict) or not isinstance(rules, list):
+        raise ConfigError("[train] and [grid] must be tables and [[exclude]] a list of tables")
+    if not grid:
+        raise ConfigError("the spec's [grid] is empty: give at least one of objective, beta, latent, seed or a knob")
+    owners = knob_owners()
+    for section, keys in (("train", fixed), ("grid", grid)):
+        for key in keys:
+            if key in RESERVED:
+                raise ConfigError(f"[{section}] cannot set {key!r}: the sweep decides it for each trial")
+            if key not in train_options and key not in owners:
+                raise ConfigError(f"[{section}] has {key!r}, which is neither a train option nor any objective's "
+                                  f"knob (see python -m core train --help)")
+    both = set(fixed) & set(grid)
+    if both:
+        raise ConfigError(f"{', '.join(sorted(both))} is set in both [train] and [grid]; keep one")
+    axes = {k: (v if isinstance(v, list) else [v]) for k, v in grid.items()}
+    empty = [k for k, v in axes.items() if not v]
+    if empty:
+        raise ConfigError(f"[grid] {', '.join(empty)} has no values")
+    objectives = axes.get("objective", [fixed.get("objective", "vae")])
+    for objective in objectives:
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {objective!r}; choose from: {', '.join(OBJECTIVES.names())}")
+    knobs = {k for k in owners if k != "beta"}  # beta is every objective's (--beta); the rest are their own
+    for section, keys in (("train", fixed), ("grid", axes)):
+        for key in set(keys) & knobs:
+            if not set(owners[key]) & set(objectives):
+                raise ConfigError(f"[{section}] {key!r} is a knob of {', '.join(owners[key])}, none of which "
+                                  f"the sweep trains")
+    for rule in rules:
+        if not isinstance(rule, dict) or not rule or set(rule) - set(axes):
+            raise ConfigError(f"an [[exclude]] rule must name grid axes ({', '.join(axes)}), not {rule!r}")
+    order = [k for k in AXIS_ORDER if k in axes] + [k for k in axes if k not in AXIS_ORDER]
+
+    def excluded(values: dict) -> bool:
+        return any(all(values.get(k) in (v if isinstance(v, list) else [v]) for k, v in rule.items())
+                   for rule in rules)
+
+    trials, seen = [], set()
+    for objective in objectives:
+        # An objective's knob multiplies only the objectives that have it; beta is every objective's.
+        own = [k for k in order if k != "objective" and (k not in knobs or objective in owners[k])]
+        for combo in itertools.product(*(axes[k] for k in own)):
+            values = {"objective": objective, **dict(zip(own, combo))}
+            if excluded(values):
+                continue
+            trial_id = "-".join([objective] + [_label(k, values[k]) for k in own])
+            if trial_id in seen:
+                continue
+            seen.add(trial_id)
+            settings = {k: v for k, v in fixed.items() if k not in knobs or objective in owners[k]} | values
+            trials.append(Trial(trial_id, values, tuple(_options(settings))))
+    if not trials:
+        raise ConfigError("the [[exclude]] rules leave no trial to run")
+    return Spec(name, trials)
+
+
+def read_spec(path, train_options: set[str]) -> Spec:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read the sweep spec {path}: {e}") from None
+    spec = parse_spec(text, path.stem, train_options)
+    return Spec(spec.name, spec.trials, path)
+
+
+# ------------------------------------------------------------------ one trial
+
+
+@lru_cache(maxsize=4)
+def dataset(spec: datasets.DataSpec) -> datasets.Dataset:
+    return datasets.load(spec, download=False if os.environ.get("VAELAB_OFFLINE") else None)
+
+
+def trial_path(folder, trial: Trial) -> Path:
+    return Path(folder) / "trials" / trial.id
+
+
+def failure_path(folder, trial: Trial) -> Path:
+    return Path(folder) / "trials" / f"{trial.id}.failed.json"
+
+
+def row_of(trial: Trial, meta: dict | None, status: str, message: str = "") -> dict:
+    """The results table's row for a trial: its grid values, status, steps, time and headline figures."""
+    row = {"trial": trial.id, "status": status, **trial.axes}
+    figures = dict.fromkeys(METRICS)
+    if meta is not None:
+        row |= {"step": meta.get("step"), "seconds": round((meta.get("training") or {}).get("seconds")
+                                                            or (meta.get("history") or [{}])[-1].get("seconds", 0), 2)}
+        sweep = meta.get("sweep") or {}
+        row["diagnose_seconds"] = sweep.get("diagnose_seconds")
+        entry = (meta.get("diagnostics") or {}).get("results")
+        if entry:
+            figures = headline(from_dict(entry))
+        evaluation = (meta.get("evaluation") or {}).get("results") or {}
+        figures["ELBO"] = evaluation.get("elbo", figures["ELBO"])
+    return row | figures | {"message": message}
+
+
+def _progress_of(trial: Trial, meta: dict) -> str:
+    """'done', 'partial' (resumable or still to record) or 'stale' (trained by another command)."""
+    if meta.get("command") != trial.command:
+        return "stale"
+    if meta.get("diagnostics") and meta.get("step") == meta.get("target_steps"):
+        return "done"
+    return "partial"
+
+
+def status(folder, trial: Trial) -> tuple[str, dict | None]:
+    """Where a trial stands in its folder: ('new' | 'done' | 'partial' | 'failed' | 'stale', its sidecar)."""
+    fail = failure_path(folder, trial)
+    if fail.exists():
+        try:
+            failed = json.loads(fail.read_text())
+        except (OSError, ValueError):
+            failed = {}
+        if failed.get("command") == trial.command:
+            return "failed", failed
+    meta_path = checkpoint.paths(trial_path(folder, trial))[1]
+    if not meta_path.exists():
+        return "new", None
+    try:
+        meta = checkpoint.read_sidecar(meta_path)
+    except LabError:
+        return "partial", None  # a damaged sidecar: the trial trains again from its start
+    return _progress_of(trial, meta), meta
+
+
+def run_trial(trial: Trial, folder: str, threads: int = 1, save_every: str = SAVE_EVERY) -> dict:
+    """Train one trial to its step count (resuming its checkpoint if one is there), record its diagnostics,
+    and return its results row. A failure (divergence, a setting the model refuses, missing data) is recorded
+    in FOLDER/trials/ID.failed.json and returned as a failed row; it never raises but for an interrupt."""
+    torch.set_num_threads(threads)  # the same threads on every backend: the same numbers
+    path, fail = trial_path(folder, trial), failure_path(folder, trial)
+    state, meta = status(folder, trial)
+    trainer, fields = None, {}
+    if state == "done":
+        return row_of(trial, meta, "done")
+    if state == "stale":
+        raise LabError(f"{checkpoint.paths(path)[1]} was trained by another command ({meta.get('command')}); "
+                       f"give the sweep another name or --out")
+    try:
+        config = RunConfig.from_dict(trial.config)
+        data = dataset(config.data)
+        total = trial.total_steps(len(data.train_x))
+        sweep = {"trial": trial.id, "axes": trial.axes}
+        if meta is not None and meta.get("training") and meta.get("step", 0) < total:
+            trainer = Trainer.resume(path, data)
+        elif meta is not None and meta.get("step") == total:
+            trainer = None  # trained; only its diagnostics are missing
+        else:
+            trainer = Trainer(config, data, live_every=trial.live_every)
+        if trainer is not None:
+            fields = {"command": trial.command, "target_steps": total, "sweep": sweep}
+            trainer.autosave(path, save_every, **fields)
+            try:
+                while trainer.step_count < total:
+                    trainer.step(min(100, total - trainer.step_count))
+            except KeyboardInterrupt:
+                trainer.save(path, resumable=True, **fields)
+                raise
+            trainer.save(path, **fields)
+        bundle = checkpoint.load(path)
+        started = time.perf_counter()
+        record(path, bundle, data)
+        seconds = round(time.perf_counter() - started, 2)
+        checkpoint.annotate(path, sweep=sweep | {"diagnose_seconds": seconds})
+        return row_of(trial, checkpoint.read_sidecar(checkpoint.paths(path)[1]), "done")
+    except (Diverged, LabError) as e:
+        if isinstance(e, Diverged) and trainer is not None:
+            trainer.save(path, **fields)  # the last good weights, for a look at what went wrong
+        fail.parent.mkdir(parents=True, exist_ok=True)
+        fail.write_text(json.dumps({"command": trial.command, "message": str(e)}))
+        return row_of(trial, None, "failed", str(e))
+
+
+# ------------------------------------------------------------------ the results table and progress
+
+
+def write_rows(folder, rows: list[dict]):
+    """FOLDER/results.csv, one row per trial in spec order, replaced atomically."""
+    columns = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = Path(folder) / "results.csv"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(buffer.getvalue())
+    os.replace(tmp, path)
+
+
+def read_rows(folder) -> list[dict]:
+    """results.csv as dicts of strings (empty where a figure is missing)."""
+    path = Path(folder) / "results.csv"
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class Progress:
+    """Trials done, running and failed, on a tqdm bar and in FOLDER/progress.json (which the Sweeps page
+    reads to know a sweep is still running and refresh)."""
+
+    def __init__(self, folder: Path, trials: list[Trial], rows: dict, backend: str, bar: bool = True):
+        from tqdm import tqdm
+
+        self.folder, self.trials, self.rows, self.backend = folder, trials, rows, backend
+        self.running: set[str] = set()
+        done = sum(r["status"] != "pending" for r in rows.values())
+        self.bar = tqdm(total=len(trials), initial=done, unit="trial", disable=not bar, dynamic_ncols=True,
+                        file=sys.stderr)
+        self.started = time.time()
+        self.write()
+
+    def counts(self) -> dict:
+        statuses = [r["status"] for r in self.rows.values()]
+        return {"total": len(self.trials), "done": statuses.count("done"), "failed": statuses.count("failed"),
+                "running": len(self.running)}
+
+    def start(self, trial_id: str):
+        self.running.add(trial_id)
+        self.write()
+
+    def finish(self, trial: Trial, row: dict):
+        self.running.discard(trial.id)
+        self.rows[trial.id] = row
+        self.bar.update(1)
+        if row["status"] == "failed":
+            self.bar.write(f"trial {trial.id} failed: {row['message']}")
+        write_rows(self.folder, [self.rows[t.id] for t in self.trials])
+        self.write()
+
+    def write(self, finished: bool = False):
+        counts = self.counts()
+        self.bar.set_postfix(running=counts["running"], failed=counts["failed"], refresh=False)
+        state = {**counts, "backend": self.backend, "pid": os.getpid(), "started": self.started,
+                 "updated": time.time(), "finished": finished}
+        path = self.folder / "progress.json"
+        tmp = path.with_name(f".progress.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)
+
+    def close(self):
+        self.write(finished=True)
+        self.bar.close()
+
+
+def is_running(folder, stale_after: float = 60.0) -> bool:
+    """Whether a sweep in this folder is running now (its progress file was written recently)."""
+    try:
+        state = json.loads((Path(folder) / "progress.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return not state.get("finished") and time.time() - float(state.get("updated", 0)) < stale_after
+
+
+# ------------------------------------------------------------------ the pilot and the estimate
+
+
+@dataclass
+class Estimate:
+    step_seconds: dict        # objective -> seconds per step, measured
+    diagnose_seconds: dict    # objective -> seconds for the recorded diagnostics, measured
+    trial_seconds: float      # all trials to run, one after another
+    pilot_seconds: float
+
+    def wall(self, workers: int) -> float:
+        return self.trial_seconds / max(1, workers)
+
+
+def pilot(trials: list[Trial], threads: int = 1, steps: int = 10) -> Estimate:
+    """Time `steps` steps and one run of the diagnostics of each objective, on its largest trial, and
+    extrapolate to every trial. The pilot saves nothing."""
+    started = time.perf_counter()
+    torch.set_num_threads(threads)
+    largest = {}
+    for trial in trials:
+        key = trial.axes["objective"]
+        latent = trial.config.get("model", {}).get("latent_dim", 0)
+        if key not in largest or latent > largest[key].config["model"]["latent_dim"]:
+            largest[key] = trial
+    step_seconds, diagnose_seconds = {}, {}
+    for objective, trial in largest.items():
+        config = RunConfig.from_dict(trial.config)
+        trainer = Trainer(config, dataset(config.data), live_every=0)
+        trainer.step(2)  # the first steps allocate
+        t0 = time.perf_counter()
+        trainer.step(steps)
+        step_seconds[objective] = (time.perf_counter() - t0) / steps
+        t0 = time.perf_counter()
+        model = trainer.snapshot()
+        evaluate(model, trainer.data, n=EVAL_N)  # what record() measures
+        run_all(model, trainer.data)
+        diagnose_seconds[objective] = time.perf_counter() - t0
+    total = 0.0
+    for trial in trials:
+        objective = trial.axes["objective"]
+        n_train = len(dataset(RunConfig.from_dict(trial.config).data).train_x)
+        total += trial.total_steps(n_train) * step_seconds[objective] + diagnose_seconds[objective]
+    return Estimate(step_seconds, diagnose_seconds, total, time.perf_counter() - started)
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# ------------------------------------------------------------------ backends
+
+
+def default_workers(threads: int = 1) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // threads)
+
+
+def run_local(folder: Path, todo: list[Trial], progress: Progress, workers: int, threads: int):
+    """The trials in `workers` child processes (spawned: a forked torch can hang), `threads` threads each."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {}
+        for trial in todo:
+            futures[pool.submit(run_trial, trial, str(folder), threads)] = trial
+        pending = set(futures)
+        try:
+            while pending:
+                for fut in list(pending)[:workers]:
+                    progress.running.add(futures[fut].id)  # the pool runs them in submission order
+                done, pending = cf.wait(pending, timeout=10, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    trial = futures[fut]
+                    try:
+                        row = fut.result()
+                    except LabError as e:
+                        row = row_of(trial, None, "failed", str(e))
+                    progress.finish(trial, row)
+                progress.write()  # a heartbeat for the Sweeps page, even while no trial ends
+        except KeyboardInterrupt:
+            pool.shutdown(wait=True, cancel_futures=True)  # the running trials save as they stop
+            raise
+
+
+def check_ray_address(address: str):
+    """One clear line for an address nothing answers at, before Ray waits on it."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"no Ray cluster answers at {address!r} ({e}); start one with `ray start --head` "
+                          f"and give the address it prints, e.g. --ray 127.0.0.1:6379") from None
+
+
+def _tune_trial(config: dict):
+    """Ray Tune's trainable: the same trial function, its row reported as the trial's result."""
+    from ray import tune
+
+    trial = Trial(**config["trial"])
+    tune.report({"row": json.dumps(run_trial(trial, config["folder"], config["threads"]))})
+
+
+def run_ray(folder: Path, todo: list[Trial], progress: Progress, address: str, workers: int | None, threads: int):
+    """The trials as Ray Tune trials: each asks for `threads` CPUs, and a GPU when the cluster has them."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our table is the log
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "0")
+    import ray
+    from ray import tune
+
+    check_ray_address(address)
+    root = Path(__file__).resolve().parent
+    env = {"env_vars": {k: v for k, v in os.environ.items() if k.startswith("VAELAB_")}, "py_modules": [str(root)]}
+    try:
+        if address == "local":
+            ray.init(num_cpus=(workers or default_workers(threads)) * threads, include_dashboard=False,
+                     log_to_driver=False, logging_level="ERROR", runtime_env=env)
+        else:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR", runtime_env=env)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ConfigError(f"cannot connect to Ray at {address!r}: {str(e).splitlines()[0]}") from None
+    by_id = {t.id: t for t in todo}
+
+    class Report(tune.Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            progress.start(trial.config["trial"]["id"])
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            row = json.loads(result["row"])
+            progress.finish(by_id[row["trial"]], row)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            t = by_id[trial.config["trial"]["id"]]
+            progress.finish(t, row_of(t, None, "failed", f"Ray reported an error: {trial.error_file or 'unknown'}"))
+
+        def on_step_end(self, iteration, trials, **info):
+            if time.time() - progress_written[0] > 10:
+                progress.write()
+                progress_written[0] = time.time()
+
+    progress_written = [time.time()]
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        resources = {"cpu": threads, "gpu": 1 if gpus else 0}
+        space = {"trial": tune.grid_search([asdict(t) for t in todo]), "folder": str(folder.resolve()),
+                 "threads": threads}
+        tuner = tune.Tuner(
+            tune.with_resources(_tune_trial, resources),
+            param_space=space,
+            tune_config=tune.TuneConfig(max_concurrent_trials=workers),
+            run_config=tune.RunConfig(name="ray", storage_path=str((folder / "ray").resolve()), verbose=0,
+                                      callbacks=[Report()], log_to_file=True))
+        tuner.fit()
+    finally:
+        ray.shutdown()
+
+
+def run(spec: Spec, out, workers: int | None = None, threads: int = 1, ray: str | None = None,
+        retry_failed: bool = False, bar: bool = True) -> tuple[Path, list[dict]]:
+    """Run a sweep's trials not yet done into OUT/NAME; returns the folder and every trial's row."""
+    folder = Path(out) / spec.name
+    (folder / "trials").mkdir(parents=True, exist_ok=True)
+    if spec.path is not None:
+        (folder / "spec.toml").write_text(spec.path.read_text())
+    rows, todo = {}, []
+    for trial in spec.trials:
+        state, meta = status(folder, trial)
+        if state == "stale":
+            raise ConfigError(f"{folder}/trials/{trial.id} was trained by another command ({meta.get('command')}); "
+                              f"this spec asks for `{trial.command}`: give the sweep another name or --out")
+        if state == "done":
+            rows[trial.id] = row_of(trial, meta, "done")
+        elif state == "failed" and not retry_failed:
+            rows[trial.id] = row_of(trial, None, "failed", meta.get("message", ""))
+        else:
+            failure_path(folder, trial).unlink(missing_ok=True)
+            rows[trial.id] = row_of(trial, None, "pending")
+            todo.append(trial)
+    progress = Progress(folder, spec.trials, rows, "ray" if ray else "local", bar=bar)
+    write_rows(folder, [rows[t.id] for t in spec.trials])
+    try:
+        if todo and ray:
+            run_ray(folder, todo, progress, ray, workers, threads)
+        elif todo:
+            run_local(folder, todo, progress, workers or default_workers(threads), threads)
+    finally:
+        progress.close()
+    return folder, [rows[t.id] for t in spec.trials]
+
+
+def equal_tables(a: list[dict], b: list[dict]) -> bool:
+    """Two results tables agree on every figure (timings aside)."""
+    strip = [[{k: v for k, v in row.items() if k not in TIMING} for row in t] for t in (a, b)]
+    return strip[0] == strip[1]
+
+
