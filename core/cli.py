@@ -9,6 +9,7 @@ import json
 import math
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -445,7 +446,8 @@ def sweep_trials(spec: sweeps.Spec) -> list[sweeps.Trial]:
             if args.epochs and args.steps:
                 raise LabError("give epochs or steps, not both")
             config = run_config(args)
-            build_objective(config.objective, config.settings)  # every knob value in its range
+            # Every knob value checked against its range, and stored typed, as the checkpoint will store it.
+            config = replace(config, settings=build_objective(config.objective, config.settings).settings())
         except LabError as e:
             raise LabError(f"trial {trial.id}: {e}") from None
         trials.append(sweeps.Trial(trial.id, trial.axes, trial.options, config.to_dict(), args.steps, args.epochs,

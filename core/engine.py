@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import signal
 import threading
 import time
 import uuid
@@ -91,6 +92,23 @@ def build_model(config: RunConfig, info: datasets.DataInfo, objective) -> tuple[
     return config, vae
 
 
+@contextlib.contextmanager
+def whole_steps():
+    """Hold a SIGINT back until the step under way is done: one landing inside the optimizer's update
+    would leave weights, optimizer state and step counter out of step with each other. Yields a function
+    saying whether one came. Only the main thread receives signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield lambda: False
+        return
+    caught = []
+    signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        yield lambda: bool(caught)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class Trainer:
     def __init__(self, config: RunConfig, data: datasets.Dataset | None = None, live_every: int = LIVE_EVERY,
                  live_batch: int = LIVE_BATCH):
@@ -134,13 +152,17 @@ class Trainer:
         return math.ceil(len(self.train_x) / self.batch_size)
 
     def step(self, n: int = 1) -> list[dict]:
-        """Run n optimizer steps now; returns their metric rows. Raises Diverged."""
+        """Run n optimizer steps now; returns their metric rows. Raises Diverged. A Ctrl-C raises
+        KeyboardInterrupt between two steps, never inside one, so the run can be saved as it is."""
         rows = []
-        for _ in range(n):
-            with self._lock:
-                if self.diverged:
-                    raise Diverged(self.diverged)
-                rows.append(self._step())
+        with whole_steps() as interrupted:
+            for _ in range(n):
+                with self._lock:
+                    if self.diverged:
+                        raise Diverged(self.diverged)
+                    rows.append(self._step())
+                if interrupted():
+                    raise KeyboardInterrupt
         return rows
 
     def _next_batch(self):

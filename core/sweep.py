@@ -511,10 +511,15 @@ def run_ray(folder: Path, todo: list[Trial], progress: Progress, address: str, w
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our table is the log
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "0")
+    check_ray_address(address)
+    if address != "local" and "RAY_AUTH_MODE" not in os.environ and (
+            os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").exists()):
+        # `ray start` enables token authentication and writes the token there; a driver that joins the
+        # cluster sends it only when told to, before Ray is imported.
+        os.environ["RAY_AUTH_MODE"] = "token"
     import ray
     from ray import tune
 
-    check_ray_address(address)
     root = Path(__file__).resolve().parent
     env = {"env_vars": {k: v for k, v in os.environ.items() if k.startswith("VAELAB_")}, "py_modules": [str(root)]}
     try:
@@ -524,7 +529,8 @@ def run_ray(folder: Path, todo: list[Trial], progress: Progress, address: str, w
         else:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR", runtime_env=env)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        raise ConfigError(f"cannot connect to Ray at {address!r}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"cannot connect to Ray at {address!r}: {str(e).splitlines()[0]} (a cluster with token "
+                          f"authentication needs its token in $RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
     by_id = {t.id: t for t in todo}
 
     class Report(tune.Callback):

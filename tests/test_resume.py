@@ -325,3 +325,26 @@ def test_a_resume_on_other_data_is_refused(digits, tmp_path):
     fewer = replace(digits, train_x=digits.train_x[:1000], train_y=digits.train_y[:1000])
     with pytest.raises(CheckpointError, match="trained on 1,500 images and 1,000 are here"):
         Trainer.resume(tmp_path / "run", fewer)
+
+
+def test_a_ctrl_c_inside_the_optimizers_update_waits_for_the_step_to_finish(digits, tmp_path):
+    """SIGINT landing inside optimizer.step() (here: raised from its post-hook, after the update and
+    before the step counter moves) once left a checkpoint whose optimizer was a step ahead of its
+    weights' step, which no resume accepted. Now it is raised after the step, and the run resumes."""
+    import signal
+
+    trainer = Trainer(small_config(), digits, live_every=0)
+    trainer.optimizer.register_step_post_hook(
+        lambda *_: signal.raise_signal(signal.SIGINT) if trainer.step_count == 6 else None)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.step(20)
+    assert trainer.step_count == 7
+    trainer.save(tmp_path / "cut", resumable=True)
+    resumed = Trainer.resume(tmp_path / "cut", digits)
+    assert resumed.step_count == 7
+    resumed.step(3)
+    reference = Trainer(small_config(), digits, live_every=0)
+    reference.step(10)
+    assert without_seconds(resumed.history[7:]) == without_seconds(reference.history[7:])  # saved rows are rounded
+    assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(),
+                                                 reference.model.state_dict().values()))
