@@ -600,6 +600,55 @@ def run(spec: Spec, out, workers: int | None = None, threads: int = 1, ray: str 
     return folder, [rows[t.id] for t in spec.trials]
 
 
+def number(value) -> float | None:
+    """A table cell as a number (a CSV holds strings), or None where it is empty or not one."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+@dataclass
+class PhaseCells:
+    """One objective's trials on a grid of beta (columns) x latent size (rows), over seeds."""
+    objective: str
+    x: list          # the beta values, ascending
+    y: list          # the latent sizes, ascending
+    mean: list       # [row][column]: the metric's mean over seeds, None where no trial finished
+    sd: list         # the standard deviation over seeds (0 for one seed), None likewise
+    n: list          # how many seeds were averaged
+    trials: list     # [row][column]: the trial ids in that cell
+
+
+def phase_cells(rows: list[dict], metric: str, x: str = "beta", y: str = "latent") -> list[PhaseCells]:
+    """The collapse phase diagram's numbers: for each objective, the metric averaged over the trials
+    (seeds, and any other axis) that share a beta and a latent size. Failed trials count in no mean."""
+    objectives = list(dict.fromkeys(r.get("objective", "") for r in rows))
+    diagrams = []
+    for objective in objectives:
+        own = [r for r in rows if r.get("objective", "") == objective]
+        xs = sorted({number(r.get(x)) for r in own} - {None}) or [None]
+        ys = sorted({number(r.get(y)) for r in own} - {None}) or [None]
+        cells = {(a, b): [] for a in ys for b in xs}
+        for r in own:
+            cells[(number(r.get(y)), number(r.get(x)))].append(r)
+        mean, sd, n, trials = [], [], [], []
+        for a in ys:
+            mean.append([]), sd.append([]), n.append([]), trials.append([])
+            for b in xs:
+                values = [v for v in (number(r.get(metric)) for r in cells[(a, b)] if r.get("status") == "done")
+                          if v is not None]
+                m = sum(values) / len(values) if values else None
+                spread = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+                mean[-1].append(m)
+                sd[-1].append(spread if values else None)
+                n[-1].append(len(values))
+                trials[-1].append([r["trial"] for r in cells[(a, b)]])
+        diagrams.append(PhaseCells(objective, xs, ys, mean, sd, n, trials))
+    return diagrams
+
+
 def equal_tables(a: list[dict], b: list[dict]) -> bool:
     """Two results tables agree on every figure (timings aside)."""
     strip = [[{k: v for k, v in row.items() if k not in TIMING} for row in t] for t in (a, b)]

@@ -30,6 +30,7 @@ def main():
         st.Page("views/explore.py", title="Explore", icon=":material/tune:", url_path="explore"),
         st.Page("views/latent_map.py", title="Latent map", icon=":material/scatter_plot:", url_path="map"),
         st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+        st.Page("views/sweeps.py", title="Sweeps", icon=":material/grid_on:", url_path="sweeps"),
         st.Page("views/gallery.py", title="Gallery", icon=":material/photo_library:", url_path="gallery"),
     ]
     page = st.navigation(pages)

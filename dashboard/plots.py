@@ -184,3 +184,33 @@ def aggregate_vs_prior(aggregates: dict, dim: int) -> go.Figure:
     fig.update_layout(title=f"Aggregate posterior against the prior, z{dim}", xaxis_title=f"z{dim}",
                       yaxis_title="mass per bin", height=320, margin=dict(l=10, r=10, t=40, b=10))
     return fig
+
+
+def phase_diagram(diagrams: list, metric: str, x_name: str = "β", y_name: str = "latent size") -> go.Figure:
+    """The collapse phase diagram: one heatmap per objective (core.sweep.phase_cells) of the metric's mean
+    over seeds, each cell labelled mean ± sd. A cell's trial ids ride along as customdata, so a click on it
+    names the models behind it."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=max(1, len(diagrams)), subplot_titles=[d.objective for d in diagrams],
+                        horizontal_spacing=0.06)
+    values = [v for d in diagrams for row in d.mean for v in row if v is not None]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+
+    def label(m, s, n):
+        if m is None:
+            return "–"
+        return f"{m:.3g}" + (f" ± {s:.2g}" if n > 1 else "")
+
+    for i, d in enumerate(diagrams, start=1):
+        text = [[label(m, s, n) for m, s, n in zip(*cells)] for cells in zip(d.mean, d.sd, d.n)]
+        fig.add_trace(go.Heatmap(
+            z=d.mean, x=[f"{v:g}" for v in d.x], y=[f"{v:g}" for v in d.y], text=text, texttemplate="%{text}",
+            customdata=[[",".join(ids) for ids in row] for row in d.trials], zmin=low, zmax=high,
+            colorscale="Viridis", showscale=i == len(diagrams), colorbar={"title": metric},
+            hovertemplate=f"{d.objective}<br>{x_name} %{{x}}, {y_name} %{{y}}<br>{metric} %{{text}}<extra></extra>"),
+            row=1, col=i)
+        fig.update_xaxes(title_text=x_name, type="category", row=1, col=i)
+        fig.update_yaxes(title_text=y_name if i == 1 else None, type="category", row=1, col=i)
+    fig.update_layout(height=360, margin={"t": 40, "b": 10, "l": 10, "r": 10}, clickmode="event+select")
+    return fig

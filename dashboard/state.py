@@ -126,10 +126,43 @@ def load_checkpoint(path) -> Bundle:
 
 
 def checkpoint_files() -> list[Path]:
-    """Saved checkpoints; the live runs' own files (runs/, even inside checkpoints/) are listed as runs."""
-    live = runs_dir().resolve()
+    """Saved checkpoints; the live runs' own files (runs/, even inside checkpoints/) are listed as runs, and
+    a sweep's trials (dozens of them) on the Sweeps page, which opens any of them here."""
+    skip = [runs_dir().resolve(), *(d.resolve() for d in sweep_dirs())]
     return sorted(p for p in checkpoint_dir().rglob("*.json") if p.with_suffix(".safetensors").exists()
-                  and not p.resolve().is_relative_to(live))
+                  and not any(p.resolve().is_relative_to(d) for d in skip))
+
+
+def sweep_dirs() -> list[Path]:
+    """Where sweeps are found: the shipped ones (checkpoints/sweeps/) and $VAELAB_SWEEPS (default sweeps/,
+    where `python -m core sweep` writes)."""
+    return [checkpoint_dir() / "sweeps", Path(os.environ.get("VAELAB_SWEEPS", ROOT / "sweeps"))]
+
+
+def sweep_folders() -> dict[str, Path]:
+    """{name: folder} of every sweep there (a folder with a results table)."""
+    found = {}
+    for root in sweep_dirs():
+        for folder in sorted(root.glob("*/results.csv")) if root.is_dir() else []:
+            found.setdefault(folder.parent.name, folder.parent)
+    return found
+
+
+SWEEP_LABEL = "sweep: "  # a trial's model label: "sweep: NAME/TRIAL"
+
+
+def trial_label(sweep: str, trial: str) -> str:
+    return f"{SWEEP_LABEL}{sweep}/{trial}"
+
+
+def trial_source(label: str) -> "Source | None":
+    """The Source behind a 'sweep: NAME/TRIAL' label, if that trial's checkpoint is there."""
+    name, _, trial = label[len(SWEEP_LABEL):].partition("/")
+    folder = sweep_folders().get(name)
+    if folder is None or "/" in trial or not trial:
+        return None
+    path = folder / "trials" / f"{trial}.json"
+    return Source(label, path=path) if path.exists() and path.with_suffix(".safetensors").exists() else None
 
 
 def to_image(images, spec: datasets.DataSpec, data: datasets.Dataset | None):
@@ -177,8 +210,11 @@ def shipped(name: str) -> Path | None:
 
 
 def sources() -> list[Source]:
+    """This session's runs, the saved checkpoints, and the sweep trials the link names (?model=, ?compare=)."""
     found = [Source(f"run: {name}", run=t) for name, t in runs().items()]
     found += [Source(f"file: {p.relative_to(checkpoint_dir()).with_suffix('')}", path=p) for p in checkpoint_files()]
+    wanted = [st.query_params.get("model", ""), *st.query_params.get_all("compare")]
+    found += [s for label in dict.fromkeys(wanted) if label.startswith(SWEEP_LABEL) and (s := trial_source(label))]
     return found
 
 

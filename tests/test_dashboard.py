@@ -597,3 +597,50 @@ def test_a_finished_run_trains_further_or_branches_from_the_train_page(app):
     assert branch.step_count == 100 and branch.snapshot().objective.beta == 4.0
     assert branch.snapshot().meta["parent"]["step"] == 80
     assert sum("step 100" in m.value for m in app.markdown) == 1 and sum("step 80" in m.value for m in app.markdown) == 1
+
+
+SHIPPED_SWEEP = ROOT / "checkpoints" / "sweeps" / "digits-collapse"
+
+
+def test_the_phase_diagram_averages_seeds_and_keeps_each_cells_trials():
+    from core import sweep
+    rows = [{"trial": f"t{i}", "status": "done", "objective": o, "beta": b, "latent": z, "seed": s, "AU": au}
+            for i, (o, b, z, s, au) in enumerate([("a", "1", "2", "0", "2"), ("a", "1", "2", "1", "1"),
+                                                  ("a", "4", "2", "0", "0"), ("a", "4", "2", "1", ""),
+                                                  ("b", "1", "8", "0", "7")])]
+    rows.append({"trial": "t9", "status": "failed", "objective": "a", "beta": "1", "latent": "2", "seed": "2", "AU": ""})
+    a, b = sweep.phase_cells(rows, "AU")
+    assert (a.x, a.y, b.x, b.y) == ([1.0, 4.0], [2.0], [1.0], [8.0])
+    assert a.mean == [[1.5, 0.0]] and a.n == [[2, 1]] and a.sd[0][0] == pytest.approx(0.5 ** 0.5)
+    assert a.trials == [[["t0", "t1", "t9"], ["t2", "t3"]]]
+    fig = plots.phase_diagram([a, b], "AU")
+    assert [t.type for t in fig.data] == ["heatmap", "heatmap"]
+    assert list(fig.data[0].text[0]) == ["1.5 ± 0.71", "0"] and fig.data[0].customdata[0][0] == "t0,t1,t9"
+
+
+def test_the_sweeps_page_shows_the_shipped_sweep_and_opens_a_trial(app, monkeypatch):
+    import pandas as pd
+    monkeypatch.setenv("VAELAB_SWEEPS", str(SHIPPED_SWEEP.parent))
+    app.switch_page("views/sweeps.py").run()
+    assert not app.exception and not app.error
+    assert app.selectbox(key="sweep").value == "digits-collapse"
+    table = app.dataframe[0].value
+    assert len(table) == 72 and set(table["status"]) == {"done"}
+    # Two views of one sweep: the heatmap's cells are the table's means over seeds.
+    fig = json.loads(app.get("plotly_chart")[0].proto.spec)
+    heatmaps = [t for t in fig["data"] if t["type"] == "heatmap"]
+    assert len(heatmaps) == 3
+    means = pd.read_csv(SHIPPED_SWEEP / "results.csv").groupby(["objective", "latent", "beta"])["AU"].mean()
+    for trace, objective in zip(heatmaps, ["beta-vae", "free-bits", "kl-annealing"]):
+        for i, latent in enumerate(trace["y"]):
+            for j, beta in enumerate(trace["x"]):
+                assert trace["z"][i][j] == pytest.approx(means[(objective, int(latent), int(float(beta)))])
+    app.selectbox(key="sweep-metric").set_value("MI").run()
+    assert not app.exception
+    # A trial opens on Explore by its link, though the model picker does not list every trial.
+    label = "sweep: digits-collapse/beta-vae-beta8-latent8-seed0"
+    app.query_params["model"] = label
+    app.switch_page("views/explore.py").run()
+    assert not app.exception and not app.error
+    assert app.selectbox(key="source").value == label
+    assert not any(o.startswith("sweep: ") and o != label for o in app.selectbox(key="source").options)

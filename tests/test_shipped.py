@@ -73,3 +73,15 @@ def test_shipped_checkpoint_reproduces_its_recorded_metrics(name, loaded):
     assert 0 <= d["active-units"].count <= ck.config.model.latent_dim
     assert ck.epoch == float(SHIPPED[name].split("--epochs ")[1].split()[0])  # the data it was trained on
     json.dumps(meta, allow_nan=False)  # strict JSON, no NaN anywhere
+
+
+def test_the_shipped_sweep_is_complete_within_its_budget_and_was_made_by_its_spec():
+    from core import cli, sweep
+    folder = HERE / "sweeps" / "digits-collapse"
+    spec = sweep.read_spec(ROOT / "experiments" / "sweeps" / "digits-collapse.toml", cli.train_options(cli.make_parser()))
+    trials = cli.sweep_trials(spec)
+    assert (folder / "spec.toml").read_text() == spec.path.read_text()
+    assert all(sweep.status(folder, t)[0] == "done" for t in trials)  # each trained by its own command
+    rows = sweep.read_rows(folder)
+    assert [r["trial"] for r in rows] == [t.id for t in trials] and {r["status"] for r in rows} == {"done"}
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) <= 8 * MB
