@@ -204,13 +204,21 @@ def phase_diagram(diagrams: list, metric: str, x_name: str = "β", y_name: str =
 
     for i, d in enumerate(diagrams, start=1):
         text = [[label(m, s, n) for m, s, n in zip(*cells)] for cells in zip(d.mean, d.sd, d.n)]
+        xs, ys = [f"{v:g}" for v in d.x], [f"{v:g}" for v in d.y]
         fig.add_trace(go.Heatmap(
-            z=d.mean, x=[f"{v:g}" for v in d.x], y=[f"{v:g}" for v in d.y], text=text, texttemplate="%{text}",
-            customdata=[[",".join(ids) for ids in row] for row in d.trials], zmin=low, zmax=high,
-            colorscale="Viridis", showscale=i == len(diagrams), colorbar={"title": metric},
-            hovertemplate=f"{d.objective}<br>{x_name} %{{x}}, {y_name} %{{y}}<br>{metric} %{{text}}<extra></extra>"),
+            z=d.mean, x=xs, y=ys, text=text, texttemplate="%{text}", textfont={"size": 12}, zmin=low, zmax=high,
+            colorscale="Viridis", showscale=i == len(diagrams), colorbar={"title": metric}, hoverinfo="skip"),
             row=1, col=i)
+        # Heatmap cells cannot be selected in the browser; a near-invisible square marker on each can, and it
+        # carries the cell's trial ids, so a click names the models behind the cell.
+        fig.add_trace(go.Scatter(
+            x=[x for _ in ys for x in xs], y=[y for y in ys for _ in xs], mode="markers", showlegend=False,
+            marker={"symbol": "square", "size": 44, "opacity": 0.01, "color": "white"},
+            customdata=[",".join(ids) for row in d.trials for ids in row], text=[t for row in text for t in row],
+            hovertemplate=f"{d.objective}<br>{x_name} %{{x}}, {y_name} %{{y}}<br>{metric} %{{text}}<br>"
+                          f"click to open its models<extra></extra>"), row=1, col=i)
         fig.update_xaxes(title_text=x_name, type="category", row=1, col=i)
         fig.update_yaxes(title_text=y_name if i == 1 else None, type="category", row=1, col=i)
-    fig.update_layout(height=360, margin={"t": 40, "b": 10, "l": 10, "r": 10}, clickmode="event+select")
+    fig.update_layout(height=360, margin={"t": 40, "b": 10, "l": 10, "r": 10}, clickmode="event+select",
+                      dragmode=False)
     return fig

@@ -224,3 +224,33 @@ def test_closing_the_tab_ends_its_run_after_the_grace_and_keeps_it_resumable(tmp
         assert not trainers(), "the training process outlived its session's grace"
         meta = checkpoint.read_sidecar(tmp_path / "runs" / token / "vae.json")
         assert 0 < meta["step"] < meta["target_steps"] and meta["training"]  # saved, resumable
+
+
+def test_a_click_on_a_phase_diagram_cell_opens_that_model_in_explore(page, tmp_path):
+    import sys
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "bench"))
+    from sessions import serve
+    env = {"VAELAB_CHECKPOINTS": str(tmp_path / "checkpoints"), "VAELAB_RUNS": str(tmp_path / "runs"),
+           "VAELAB_SWEEPS": str(ROOT / "checkpoints" / "sweeps")}
+    with serve(env, log=tmp_path / "server.log") as (url, _):
+        page.goto(url + "/sweeps")
+        page.get_by_text("Click a cell to open its models").wait_for(timeout=60_000)
+        settle(page)
+        page.screenshot(path=shots(tmp_path) / "sweeps.png", full_page=True)
+        # beta-vae's panel: the top-right cell is beta 8, latent size 8
+        box = page.locator(".nsewdrag").first.bounding_box()
+        x, y = box["x"] + box["width"] * 7 / 8, box["y"] + box["height"] / 6
+        page.mouse.move(x, y)
+        page.wait_for_timeout(300)
+        page.mouse.click(x, y)
+        page.get_by_text("beta-vae-beta8-latent8-seed0, beta-vae-beta8-latent8-seed1").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Open in Explore").click()
+        page.get_by_text("Hide inactive dimensions").wait_for(timeout=60_000)
+        settle(page)
+        assert "model=sweep" in page.url and "beta-vae-beta8-latent8-seed0" in page.url
+        page.screenshot(path=shots(tmp_path) / "sweeps-explore.png", full_page=True)
+        picker = page.locator("[data-testid='stSelectbox']").first.inner_html()  # the picked model, as drawn
+        assert "sweep: digits-collapse/beta-vae-beta8-latent8-seed0" in picker
+        assert not page.locator("[data-testid='stException']").count()
+        page.screenshot(path=shots(tmp_path) / "sweeps-explore.png", full_page=True)

@@ -614,8 +614,10 @@ def test_the_phase_diagram_averages_seeds_and_keeps_each_cells_trials():
     assert a.mean == [[1.5, 0.0]] and a.n == [[2, 1]] and a.sd[0][0] == pytest.approx(0.5 ** 0.5)
     assert a.trials == [[["t0", "t1", "t9"], ["t2", "t3"]]]
     fig = plots.phase_diagram([a, b], "AU")
-    assert [t.type for t in fig.data] == ["heatmap", "heatmap"]
-    assert list(fig.data[0].text[0]) == ["1.5 ± 0.71", "0"] and fig.data[0].customdata[0][0] == "t0,t1,t9"
+    assert [t.type for t in fig.data] == ["heatmap", "scatter", "heatmap", "scatter"]
+    assert list(fig.data[0].text[0]) == ["1.5 ± 0.71", "0"]
+    # the clickable markers: one per cell, carrying the cell's trials
+    assert list(zip(fig.data[1].x, fig.data[1].y, fig.data[1].customdata)) == [("1", "2", "t0,t1,t9"), ("4", "2", "t2,t3")]
 
 
 def test_the_sweeps_page_shows_the_shipped_sweep_and_opens_a_trial(app, monkeypatch):
