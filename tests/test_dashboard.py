@@ -639,6 +639,11 @@ def test_the_sweeps_page_shows_the_shipped_sweep_and_opens_a_trial(app, monkeypa
                 assert trace["z"][i][j] == pytest.approx(means[(objective, int(latent), int(float(beta)))])
     app.selectbox(key="sweep-metric").set_value("MI").run()
     assert not app.exception
+    # The lesson that reads this sweep opens it from the Train page.
+    app.switch_page("views/train.py").run()
+    app.sidebar.selectbox(key="lesson").set_value("Where does each objective collapse?").run()
+    app.button(key="lesson-sweep").click().run()
+    assert not app.exception and app.selectbox(key="sweep").value == "digits-collapse"
     # A trial opens on Explore by its link, though the model picker does not list every trial.
     label = "sweep: digits-collapse/beta-vae-beta8-latent8-seed0"
     app.query_params["model"] = label

@@ -33,6 +33,8 @@ def test_the_readme_tables_every_checkpoint_and_the_lessons_use_shipped_ones():
     readme = (HERE / "README.md").read_text()
     assert all(f"| `{n}` |" in readme for n in SHIPPED)
     assert all(name in SHIPPED for lesson in LESSONS.values() for name in lesson["shipped"])
+    assert all((HERE / "sweeps" / lesson["sweep"] / "results.csv").exists() for lesson in LESSONS.values()
+               if "sweep" in lesson)
 
 
 @pytest.fixture(scope="module")

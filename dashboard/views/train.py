@@ -305,6 +305,8 @@ chosen, to_start = setup()
 lesson = st.session_state.get("lesson")
 if lesson in LESSONS:
     st.info(f"**Lesson: {lesson}.** {LESSONS[lesson]['text']}")
+    if LESSONS[lesson].get("sweep") and st.button("Open the sweep on the Sweeps page", key="lesson-sweep"):
+        st.switch_page("views/sweeps.py", query_params={"sweep": LESSONS[lesson]["sweep"]})
 if to_start:
     start(*to_start)
 if not runs():
