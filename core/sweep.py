@@ -559,7 +559,7 @@ def run_ray(folder: Path, todo: list[Trial], progress: Progress, address: str, w
         tuner = tune.Tuner(
             tune.with_resources(_tune_trial, resources),
             param_space=space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=workers),
+            tune_config=tune.TuneConfig(max_concurrent_trials=workers, reuse_actors=True),
             run_config=tune.RunConfig(name="ray", storage_path=str((folder / "ray").resolve()), verbose=0,
                                       callbacks=[Report()], log_to_file=True))
         tuner.fit()
