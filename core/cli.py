@@ -481,7 +481,7 @@ def sweep_cmd(args) -> int:
         diagnose = ", ".join(f"{o} {s:.1f} s" for o, s in estimate.diagnose_seconds.items())
         workers = args.workers or (None if args.ray else sweeps.default_workers(args.threads_per_trial))
         wall = (f"about {sweeps.duration(estimate.wall(workers))} with {workers} at once" if workers else
-                f"divide by the trials the cluster runs at once")
+                "divide by the trials the cluster runs at once")
         print(f"pilot ({estimate.pilot_seconds:.0f} s): a step takes {per_step}; the diagnostics {diagnose}.\n"
               f"estimate: {sweeps.duration(estimate.trial_seconds)} of trials in all, {wall}", file=sys.stderr)
     if args.plan:

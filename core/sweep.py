@@ -463,14 +463,12 @@ def run_local(folder: Path, todo: list[Trial], progress: Progress, workers: int,
 
     context = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = {}
-        for trial in todo:
-            futures[pool.submit(run_trial, trial, str(folder), threads)] = trial
+        futures = {pool.submit(run_trial, trial, str(folder), threads): trial for trial in todo}
         pending = set(futures)
         try:
             while pending:
-                for fut in list(pending)[:workers]:
-                    progress.running.add(futures[fut].id)  # the pool runs them in submission order
+                # The pool takes trials in the order they were submitted: the first `workers` pending are running.
+                progress.running = set(list(t.id for f, t in futures.items() if f in pending)[:workers])
                 done, pending = cf.wait(pending, timeout=10, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     trial = futures[fut]
