@@ -89,20 +89,17 @@ class Spec:
     path: Path | None = None
 
 
-def _flag(value) -> list[str]:
-    """A TOML value as train arguments: a list as 128,64, true as a bare flag, false as nothing."""
-    if isinstance(value, bool):
-        return [] if not value else [""]
-    if isinstance(value, list):
-        return [",".join(str(v) for v in value)]
-    return [str(value)]
-
-
 def _options(settings: dict) -> list[str]:
+    """TOML values as train arguments: a list as 128,64, true as a bare flag, false as no flag at all."""
     args = []
     for key, value in settings.items():
         flag = f"--{key.replace('_', '-')}"
-        args += [flag] + [v for v in _flag(value) if v]
+        if isinstance(value, bool):
+            args += [flag] if value else []
+        elif isinstance(value, list):
+            args += [flag, ",".join(str(v) for v in value)]
+        else:
+            args += [flag, str(value)]
     return args
 
 

@@ -201,3 +201,10 @@ def test_a_spec_that_changed_its_fixed_settings_is_refused_by_name(tmp_path, loc
     result = run_cli("sweep", str(spec_file(tmp_path, steps=30)), "--out", str(out), "--no-pilot")
     assert result.returncode == 1 and "was trained by another command" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_a_false_flag_in_the_grid_is_no_flag_at_all():
+    """`batch_norm = [false, true]` once gave --batch-norm to both trials."""
+    trials = trials_of('[train]\ndataset = "digits"\nsteps = 5\n[grid]\nbatch_norm = [false, true]\n')
+    assert [t.config["model"]["batch_norm"] for t in trials] == [False, True]
+    assert "--batch-norm" not in trials[0].options and "--batch-norm" in trials[1].options
