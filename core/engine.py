@@ -95,18 +95,33 @@ def build_model(config: RunConfig, info: datasets.DataInfo, objective) -> tuple[
 @contextlib.contextmanager
 def whole_steps():
     """Hold a SIGINT back until the step under way is done: one landing inside the optimizer's update
-    would leave weights, optimizer state and step counter out of step with each other. Yields a function
-    saying whether one came. Only the main thread receives signals; elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield lambda: False
+    would leave weights, optimizer state and step counter out of step with each other. Yields deliver(),
+    to call between steps: it hands a held-back signal to the handler that was there (Python's default
+    raises KeyboardInterrupt). Only the main thread receives signals; elsewhere this does nothing."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield lambda: None
         return
     caught = []
-    signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+
+    def hold(*args):
+        caught.append(args)
+
+    def deliver():
+        if caught:
+            args = caught.pop()
+            caught.clear()
+            signal.signal(signal.SIGINT, previous)
+            previous(*args)
+            signal.signal(signal.SIGINT, hold)  # the handler did not stop the run: go on holding
+
+    signal.signal(signal.SIGINT, hold)
     try:
-        yield lambda: bool(caught)
+        yield deliver
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            previous(*caught[-1])
 
 
 class Trainer:
@@ -155,14 +170,13 @@ class Trainer:
         """Run n optimizer steps now; returns their metric rows. Raises Diverged. A Ctrl-C raises
         KeyboardInterrupt between two steps, never inside one, so the run can be saved as it is."""
         rows = []
-        with whole_steps() as interrupted:
+        with whole_steps() as deliver:
             for _ in range(n):
                 with self._lock:
                     if self.diverged:
                         raise Diverged(self.diverged)
                     rows.append(self._step())
-                if interrupted():
-                    raise KeyboardInterrupt
+                deliver()
         return rows
 
     def _next_batch(self):

@@ -651,3 +651,28 @@ def test_the_sweeps_page_shows_the_shipped_sweep_and_opens_a_trial(app, monkeypa
     assert not app.exception and not app.error
     assert app.selectbox(key="source").value == label
     assert not any(o.startswith("sweep: ") and o != label for o in app.selectbox(key="source").options)
+
+
+def test_a_running_sweep_says_so_and_shows_its_pending_trials(app, tmp_path):
+    import csv
+    folder = tmp_path / "sweeps" / "live"
+    folder.mkdir(parents=True)
+    rows = list(csv.DictReader((SHIPPED_SWEEP / "results.csv").open()))[:6]
+    for row in rows[3:]:
+        row.update({k: "" for k in row if k not in ("trial", "objective", "beta", "latent", "seed")}, status="pending")
+    with (folder / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (folder / "progress.json").write_text(json.dumps({"finished": False, "updated": time.time(), "total": 6}))
+    app.switch_page("views/sweeps.py").run()
+    assert not app.exception and not app.error
+    assert app.selectbox(key="sweep").value == "live"
+    caption = " ".join(c.value for c in app.caption)
+    assert "6 trials, 3 done, 0 failed, 3 to go; **running**" in caption
+    fig = json.loads(app.get("plotly_chart")[0].proto.spec)
+    cells = [v for row in fig["data"][0]["z"] for v in row]
+    assert cells[-1] is None and sum(v is not None for v in cells) == 2  # a pending trial is in no mean
+    (folder / "progress.json").write_text(json.dumps({"finished": True, "updated": time.time()}))
+    app.run()
+    assert "running" not in " ".join(c.value for c in app.caption)

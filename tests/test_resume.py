@@ -333,6 +333,7 @@ def test_a_ctrl_c_inside_the_optimizers_update_waits_for_the_step_to_finish(digi
     weights' step, which no resume accepted. Now it is raised after the step, and the run resumes."""
     import signal
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a plain `python -m core train`
     trainer = Trainer(small_config(), digits, live_every=0)
     trainer.optimizer.register_step_post_hook(
         lambda *_: signal.raise_signal(signal.SIGINT) if trainer.step_count == 6 else None)
@@ -348,3 +349,19 @@ def test_a_ctrl_c_inside_the_optimizers_update_waits_for_the_step_to_finish(digi
     assert without_seconds(resumed.history[7:]) == without_seconds(reference.history[7:])  # saved rows are rounded
     assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(),
                                                  reference.model.state_dict().values()))
+
+
+def test_a_signal_handler_of_the_hosts_own_hears_the_ctrl_c_after_the_step(digits):
+    """A host with its own SIGINT handler (a server, a notebook) gets the signal too, between two steps."""
+    import signal
+
+    trainer = Trainer(small_config(), digits, live_every=0)
+    heard = []
+    previous = signal.signal(signal.SIGINT, lambda *_: heard.append(trainer.step_count))
+    try:
+        trainer.optimizer.register_step_post_hook(
+            lambda *_: signal.raise_signal(signal.SIGINT) if trainer.step_count == 6 else None)
+        trainer.step(20)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert heard == [7] and trainer.step_count == 20  # after step 7 was whole; its handler let the run go on
