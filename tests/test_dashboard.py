@@ -675,4 +675,4 @@ def test_a_running_sweep_says_so_and_shows_its_pending_trials(app, tmp_path):
     assert cells[-1] is None and sum(v is not None for v in cells) == 2  # a pending trial is in no mean
     (folder / "progress.json").write_text(json.dumps({"finished": True, "updated": time.time()}))
     app.run()
-    assert "running" not in " ".join(c.value for c in app.caption)
+    assert "**running**" not in " ".join(c.value for c in app.caption)
