@@ -17,7 +17,7 @@ import torch
 from . import checkpoint
 from . import data as datasets
 from .diagnostics import DIAGNOSTICS
-from .config import LIVE_EVERY, OPTIMIZERS, SAVE_EVERY, RunConfig, save_every
+from .config import EPOCHS, LIVE_EVERY, OPTIMIZERS, SAVE_EVERY, RunConfig, save_every
 from .engine import Diverged, Trainer, describe_device, pick_device
 from .errors import LabError
 from .evaluate import evaluate
@@ -130,7 +130,8 @@ def make_parser(parser_class=Parser) -> Parser:
         g.add_argument(f"--{name.replace('_', '-')}", dest=f"knob_{name}", default=None,
                        help=knob.help + extra, **kwargs)
     g = t.add_argument_group("training")
-    g.add_argument("--epochs", type=positive_int, default=None, help="passes over the training set (default: 10)")
+    g.add_argument("--epochs", type=positive_int, default=None,
+                   help=f"passes over the training set (default: {EPOCHS})")
     g.add_argument("--steps", type=positive_int, default=None, help="optimizer steps instead of epochs")
     g.add_argument("--batch-size", type=positive_int, default=128)
     g.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)")
@@ -270,7 +271,7 @@ def continued(args):
             raise LabError(f"--resume continues the run with its own settings; leave out {flags(extra)} "
                            f"(to change them, start a --branch)")
         trainer = Trainer.resume(path, data)
-        target = meta.get("target_steps") or trainer.step_count + 10 * trainer.steps_per_epoch
+        target = meta.get("target_steps") or trainer.step_count + EPOCHS * trainer.steps_per_epoch
         total = args.steps or (args.epochs * trainer.steps_per_epoch if args.epochs else target)
         return trainer, total, path.with_suffix(""), {"command": meta.get("command")}
     given = given_options(args)
@@ -280,7 +281,7 @@ def continued(args):
                        f"(it may change --lr, --beta and the objective's knobs)")
     settings = {k: getattr(args, f"knob_{k}") for k in given & knobs}
     trainer = Trainer.branch(path, data, settings, lr=args.lr if "lr" in given else None, live_every=args.live_every)
-    more = args.steps or (args.epochs or 10) * trainer.steps_per_epoch
+    more = args.steps or (args.epochs or EPOCHS) * trainer.steps_per_epoch
     name = args.name or f"{path.with_suffix('').name}-branch{trainer.step_count}"
     folder = Path(args.out) if "out" in given else path.parent  # beside its parent unless told
     return trainer, trainer.step_count + more, folder / name, {}
@@ -308,7 +309,7 @@ def train(args) -> int:
     else:
         config = run_config(args)
         trainer = Trainer(config, load_data(config.data, args), live_every=args.live_every)
-        total = args.steps or (args.epochs or 10) * trainer.steps_per_epoch
+        total = args.steps or (args.epochs or EPOCHS) * trainer.steps_per_epoch
         name = args.name or f"{config.data.name}-{config.objective}-z{config.model.latent_dim}"
         fields, start, out = {"command": command}, 0, Path(args.out) / name
     config, data = trainer.config, trainer.data
@@ -463,12 +464,9 @@ def sweep_cmd(args) -> int:
     for data_spec in {RunConfig.from_dict(t.config).data for t in spec.trials}:
         sweeps.dataset(data_spec)  # a missing dataset is one line now, not one per trial later
     folder = Path(args.out) / spec.name
-    states = [sweeps.status(folder, t)[0] for t in spec.trials]
-    stale = [t for t, s in zip(spec.trials, states) if s == "stale"]
-    if stale:
-        raise LabError(f"{folder}/trials/{stale[0].id} was trained by another command; this spec asks for "
-                       f"`{stale[0].command}`: give the sweep another name or --out")
-    todo = [t for t, s in zip(spec.trials, states) if s not in ("done", "failed") or (s == "failed" and args.retry_failed)]
+    found = sweeps.survey(folder, spec.trials)  # refuses a trial another command trained, by name
+    states = [state for state, _ in found.values()]
+    todo = sweeps.to_run(spec.trials, found, args.retry_failed)
     counts = {s: states.count(s) for s in ("done", "failed", "partial")}
     print(f"sweep {spec.name}: {len(spec.trials)} trials ({counts['done']} done, {counts['failed']} failed, "
           f"{counts['partial']} to resume, {len(todo)} to run) into {folder}", file=sys.stderr)
@@ -487,7 +485,8 @@ def sweep_cmd(args) -> int:
     if args.plan:
         return 0
     try:
-        folder, rows = sweeps.run(spec, args.out, args.workers, args.threads_per_trial, args.ray, args.retry_failed)
+        folder, rows = sweeps.run(spec, args.out, args.workers, args.threads_per_trial, args.ray, args.retry_failed,
+                                  found=found)
     except KeyboardInterrupt:
         print(f"interrupted; run the same command again to resume ({folder})", file=sys.stderr)
         return 130

@@ -91,10 +91,17 @@ LIVE_EVERY = 50    # steps between live diagnostics on the held-out batch (0: of
 LIVE_BATCH = 500   # held-out images the live diagnostics read
 
 
+EPOCHS = 10  # a run's budget when neither steps nor epochs are given
+
+
+def steps_per_epoch(batch_size: int, n_train: int) -> int:
+    """An epoch is ceil(n_train / batch) steps, the last batch of each pass being the short one."""
+    return math.ceil(n_train / min(batch_size, n_train))
+
+
 def epochs(steps: int, batch_size: int, n_train: int) -> float:
-    """Passes over a training set of n_train images: an epoch is ceil(n_train / batch) steps, the last
-    batch of each pass being the short one, so `train --epochs 5` ends at exactly 5.0."""
-    return steps / math.ceil(n_train / min(batch_size, n_train))
+    """Passes over a training set of n_train images, so `train --epochs 5` ends at exactly 5.0."""
+    return steps / steps_per_epoch(batch_size, n_train)
 
 
 def check_lr(lr) -> float:

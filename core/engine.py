@@ -39,7 +39,8 @@ import torch
 from . import checkpoint
 from . import data as datasets
 from .bundle import Bundle, Ref
-from .config import LIVE_BATCH, LIVE_EVERY, RunConfig, check_lr, epochs, finite_or_none, save_every
+from .config import (LIVE_BATCH, LIVE_EVERY, RunConfig, check_lr, epochs, finite_or_none, save_every,
+                     steps_per_epoch)
 from .diagnostics import LIVE
 from .errors import CheckpointError, ConfigError, LabError
 from .evaluate import eval_split
@@ -164,7 +165,7 @@ class Trainer:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train_x) / self.batch_size)
+        return steps_per_epoch(self.batch_size, len(self.train_x))
 
     def step(self, n: int = 1) -> list[dict]:
         """Run n optimizer steps now; returns their metric rows. Raises Diverged. A Ctrl-C raises

@@ -46,7 +46,7 @@ import torch
 
 from . import checkpoint
 from . import data as datasets
-from .config import RunConfig
+from .config import EPOCHS, RunConfig, steps_per_epoch
 from .engine import Diverged, Trainer
 from .errors import ConfigError, LabError
 from .objectives import OBJECTIVES
@@ -78,8 +78,7 @@ class Trial:
         return "python -m core train " + " ".join(self.options)
 
     def total_steps(self, n_train: int) -> int:
-        batch = min(self.config.get("batch_size", 128), n_train)
-        return self.steps or (self.epochs or 10) * math.ceil(n_train / batch)
+        return self.steps or (self.epochs or EPOCHS) * steps_per_epoch(self.config["batch_size"], n_train)
 
 
 @dataclass(frozen=True)
@@ -266,7 +265,6 @@ def run_trial(trial: Trial, folder: str, threads: int = 1, save_every: str = SAV
     torch.set_num_threads(threads)  # the same threads on every backend: the same numbers
     path, fail = trial_path(folder, trial), failure_path(folder, trial)
     state, meta = status(folder, trial)
-    trainer, fields = None, {}
     if state == "done":
         return row_of(trial, meta, "done")
     if state == "stale":
@@ -299,12 +297,14 @@ def run_trial(trial: Trial, folder: str, threads: int = 1, save_every: str = SAV
         seconds = round(time.perf_counter() - started, 2)
         checkpoint.annotate(path, sweep=sweep | {"diagnose_seconds": seconds})
         return row_of(trial, checkpoint.read_sidecar(checkpoint.paths(path)[1]), "done")
-    except (Diverged, LabError) as e:
-        if isinstance(e, Diverged) and trainer is not None:
-            trainer.save(path, **fields)  # the last good weights, for a look at what went wrong
-        fail.parent.mkdir(parents=True, exist_ok=True)
-        fail.write_text(json.dumps({"command": trial.command, "message": str(e)}))
-        return row_of(trial, None, "failed", str(e))
+    except Diverged as e:
+        trainer.save(path, **fields)  # the last good weights, for a look at what went wrong
+        message = str(e)
+    except LabError as e:
+        message = str(e)
+    fail.parent.mkdir(parents=True, exist_ok=True)
+    fail.write_text(json.dumps({"command": trial.command, "message": message}))
+    return row_of(trial, None, "failed", message)
 
 
 # ------------------------------------------------------------------ the results table and progress
@@ -562,27 +562,43 @@ def run_ray(folder: Path, todo: list[Trial], progress: Progress, address: str, w
         ray.shutdown()
 
 
-def run(spec: Spec, out, workers: int | None = None, threads: int = 1, ray: str | None = None,
-        retry_failed: bool = False, bar: bool = True) -> tuple[Path, list[dict]]:
-    """Run a sweep's trials not yet done into OUT/NAME; returns the folder and every trial's row."""
-    folder = Path(out) / spec.name
-    (folder / "trials").mkdir(parents=True, exist_ok=True)
-    if spec.path is not None:
-        (folder / "spec.toml").write_text(spec.path.read_text())
-    rows, todo = {}, []
-    for trial in spec.trials:
-        state, meta = status(folder, trial)
+def survey(folder, trials: list[Trial]) -> dict[str, tuple[str, dict | None]]:
+    """{trial id: status(folder, trial)} for every trial; refuses, by name, a trial trained by another
+    command (the spec's fixed settings changed since)."""
+    found = {trial.id: status(folder, trial) for trial in trials}
+    for trial in trials:
+        state, meta = found[trial.id]
         if state == "stale":
             raise ConfigError(f"{folder}/trials/{trial.id} was trained by another command ({meta.get('command')}); "
                               f"this spec asks for `{trial.command}`: give the sweep another name or --out")
-        if state == "done":
-            rows[trial.id] = row_of(trial, meta, "done")
-        elif state == "failed" and not retry_failed:
-            rows[trial.id] = row_of(trial, None, "failed", meta.get("message", ""))
-        else:
+    return found
+
+
+def to_run(trials: list[Trial], found: dict, retry_failed: bool = False) -> list[Trial]:
+    """The trials a run trains: all but the done ones and (unless retried) the failed ones."""
+    return [t for t in trials if found[t.id][0] != "done" and (retry_failed or found[t.id][0] != "failed")]
+
+
+def run(spec: Spec, out, workers: int | None = None, threads: int = 1, ray: str | None = None,
+        retry_failed: bool = False, bar: bool = True, found: dict | None = None) -> tuple[Path, list[dict]]:
+    """Run a sweep's trials not yet done into OUT/NAME; returns the folder and every trial's row.
+    found: what survey() found in the folder, if the caller has looked already."""
+    folder = Path(out) / spec.name
+    found = found if found is not None else survey(folder, spec.trials)
+    (folder / "trials").mkdir(parents=True, exist_ok=True)
+    if spec.path is not None:
+        (folder / "spec.toml").write_text(spec.path.read_text())
+    todo = to_run(spec.trials, found, retry_failed)
+    pending, rows = {t.id for t in todo}, {}
+    for trial in spec.trials:
+        state, meta = found[trial.id]
+        if trial.id in pending:
             failure_path(folder, trial).unlink(missing_ok=True)
             rows[trial.id] = row_of(trial, None, "pending")
-            todo.append(trial)
+        elif state == "done":
+            rows[trial.id] = row_of(trial, meta, "done")
+        else:
+            rows[trial.id] = row_of(trial, None, "failed", meta.get("message", ""))
     progress = Progress(folder, spec.trials, rows, "ray" if ray else "local", bar=bar)
     write_rows(folder, [rows[t.id] for t in spec.trials])
     try:

@@ -39,8 +39,8 @@ metric = st.selectbox("Colour by", list(METRICS), key="sweep-metric", help="\n\n
 
 def open_buttons(trials: list[str], where: str):
     """Buttons that open these trials' models on another page (Compare takes them all)."""
+    labels = [trial_label(name, t) for t in trials]
     for button, (page_name, page) in zip(st.columns(len(PAGES)), PAGES.items()):
-        labels = [trial_label(name, t) for t in trials]
         if button.button(f"Open in {page_name}", key=f"open-{where}-{page_name}", width="stretch",
                          help=f"{len(labels)} models" if page_name == "Compare" else labels[0]):
             params = {"compare": labels} if page_name == "Compare" else {"model": labels[0]}
