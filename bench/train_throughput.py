@@ -1,12 +1,20 @@
-"""Training throughput: this engine against the usual tutorial loop, same model size, same run.
+"""Training throughput: the engine against three plain loops, same model, same run, side by side.
 
-Model: MLP 784-400-20-400-784, Bernoulli likelihood, Adam 1e-3, batch 128, full MNIST.
-  engine    core.engine.Trainer: the dataset is one tensor on the device, minibatches are index draws.
-  tutorial  the pytorch/examples VAE loop: torchvision's per-sample MNIST dataset with ToTensor(),
-            a shuffling DataLoader, and the same-sized model written as in that example.
-The two ways alternate, one epoch at a time, and the medians are reported with their ratio.
+Model: MLP 784-400-20-400-784, Bernoulli likelihood, Adam 1e-3, batch 128, the 60,000 MNIST images.
+  tutorial       the pytorch/examples VAE loop: torchvision's per-sample MNIST with ToTensor() (a PIL
+                 image per sample), a shuffling DataLoader, the model written as in that example
+  numpy-loader   the same loop over a Dataset that returns rows of one NumPy array (no PIL)
+  plain          the best plain loop we could write: the dataset as one tensor on the device, a minibatch
+                 an index into it, logits with binary_cross_entropy_with_logits, fused Adam, nothing logged
+  engine         core.engine.Trainer with live diagnostics off: every step's numbers logged, the
+                 divergence check, the gradient norm
+  engine-live    the same with the live diagnostics every 50 steps (the default)
+  engine-compile the engine with --compile default (torch.compile of the step's forward and loss)
+  engine-graphs  the engine with --compile reduce-overhead (the same, replayed as CUDA graphs; GPU only)
+The ways alternate, one epoch each, repeated; medians and ratios to the plain loop are printed.
 
-    python bench/train_throughput.py [--repeats 3] [--device auto]
+    python bench/train_throughput.py [--repeats 3] [--device auto] [--ways tutorial,plain,engine]
+    python bench/train_throughput.py --profile        # where the engine's step spends its time
 """
 import argparse
 import gzip
@@ -18,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,12 +37,16 @@ from core.config import RunConfig  # noqa: E402
 from core.engine import Trainer, describe_device, pick_device  # noqa: E402
 from core.models import ModelConfig  # noqa: E402
 
+BATCH = 128
+MODEL = ModelConfig(hidden=(400,), latent_dim=20, likelihood="bernoulli")
+
 
 class TutorialVAE(nn.Module):
-    """The model of the pytorch/examples VAE, as users copy it."""
+    """The model of the pytorch/examples VAE, as users copy it; `logits` for the plain loop."""
 
-    def __init__(self):
+    def __init__(self, logits=False):
         super().__init__()
+        self.logits = logits
         self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, 20), nn.Linear(400, 20)
         self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 784)
 
@@ -41,30 +54,75 @@ class TutorialVAE(nn.Module):
         h = F.relu(self.fc1(x.view(-1, 784)))
         mu, logvar = self.fc21(h), self.fc22(h)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
+        out = self.fc4(F.relu(self.fc3(z)))
+        return (out if self.logits else torch.sigmoid(out)), mu, logvar
 
 
-def tutorial_epoch(loader, model, optimizer, device) -> float:
-    start = time.perf_counter()
-    for x, _ in loader:
-        x = x.to(device)
-        recon, mu, logvar = model(x)
-        bce = F.binary_cross_entropy(recon, x.view(-1, 784), reduction="sum")
-        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-        optimizer.zero_grad()
-        (bce + kld).backward()
-        optimizer.step()
+def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
-def engine_epoch(trainer) -> float:
-    start = time.perf_counter()
-    trainer.step(trainer.steps_per_epoch)
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+class LoaderLoop:
+    """The tutorial's loop over any DataLoader."""
+
+    def __init__(self, loader, device):
+        self.loader, self.device = loader, device
+        self.model = TutorialVAE().to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+
+    def epoch(self):
+        for x, _ in self.loader:
+            x = x.to(self.device)
+            recon, mu, logvar = self.model(x)
+            bce = F.binary_cross_entropy(recon, x.view(-1, 784), reduction="sum")
+            kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+            self.optimizer.zero_grad()
+            (bce + kld).backward()
+            self.optimizer.step()
+
+
+class PlainLoop:
+    """In-memory tensors, index minibatches, logits, fused Adam where the device has it."""
+
+    def __init__(self, x, device):
+        self.x = x.to(device).flatten(1)
+        self.device = device
+        self.model = TutorialVAE(logits=True).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=True)
+
+    def epoch(self):
+        order = torch.randperm(len(self.x), device=self.device)
+        for i in range(0, len(self.x), BATCH):
+            x = self.x[order[i:i + BATCH]]
+            logits, mu, logvar = self.model(x)
+            bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
+            kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(x)
+            self.optimizer.zero_grad(set_to_none=True)
+            (bce + kld).backward()
+            self.optimizer.step()
+
+
+class EngineLoop:
+    def __init__(self, data, device, live_every=0, compile="off"):
+        self.trainer = Trainer(RunConfig(model=MODEL, batch_size=BATCH, lr=1e-3, device=str(device), compile=compile),
+                               data, live_every=live_every)
+
+    def epoch(self):
+        self.trainer.step(self.trainer.steps_per_epoch)
+
+
+class NumpyRows(torch.utils.data.Dataset):
+    """A dataset as people write it over arrays: one NumPy row per item, collated by the DataLoader."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x.flatten(1).numpy(), y.numpy()
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
 
 
 def torchvision_mnist(tmp: Path, source: str):
@@ -78,42 +136,96 @@ def torchvision_mnist(tmp: Path, source: str):
     return tvd.MNIST(str(tmp), train=True, transform=transforms.ToTensor())
 
 
+def build(way, data, device, tmp):
+    kwargs = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
+    torch.manual_seed(0)
+    if way == "tutorial":
+        loader = torch.utils.data.DataLoader(torchvision_mnist(Path(tmp), data.info.source), batch_size=BATCH,
+                                             shuffle=True, **kwargs)
+        return LoaderLoop(loader, device)
+    if way == "numpy-loader":
+        loader = torch.utils.data.DataLoader(NumpyRows(data.train_x, data.train_y), batch_size=BATCH, shuffle=True,
+                                             **kwargs)
+        return LoaderLoop(loader, device)
+    if way == "plain":
+        return PlainLoop(data.train_x, device)
+    if way == "engine":
+        return EngineLoop(data, device)
+    if way == "engine-live":
+        return EngineLoop(data, device, live_every=50)
+    if way == "engine-compile":
+        return EngineLoop(data, device, compile="default")
+    if way == "engine-graphs":
+        return EngineLoop(data, device, compile="reduce-overhead")
+    raise SystemExit(f"unknown way {way!r}")
+
+
+def timed_epoch(loop, device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    loop.epoch()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def profile(data, device):
+    """Self time per operator of 200 engine steps against 200 plain-loop steps, after a warm-up."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    engine, plain = EngineLoop(data, device), PlainLoop(data.train_x, device)
+    engine.trainer.step(20)
+    for name, run in (("engine", lambda: engine.trainer.step(200)),
+                      ("plain", lambda: [plain_step(plain, i) for i in range(200)])):
+        run()
+        with torch_profile(activities=activities) as prof:
+            run()
+            sync(device)
+        print(f"== {name}: 200 steps")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
+
+
+def plain_step(loop, i):
+    x = loop.x[(i * BATCH) % (len(loop.x) - BATCH):][:BATCH]
+    logits, mu, logvar = loop.model(x)
+    loss = (F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+            - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())) / len(x)
+    loop.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    loop.optimizer.step()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--ways", default="", help="comma-separated; default: all (the compiled ones on a GPU only)")
+    parser.add_argument("--profile", action="store_true", help="print where the engine's step spends its time")
     args = parser.parse_args()
     device = pick_device(args.device)
     data = datasets.load("mnist")
     if len(data.train_x) != 60000:
         sys.exit("needs the full MNIST files (set VAELAB_DATA)")
-    n = len(data.train_x)
-
-    trainer = Trainer(RunConfig(model=ModelConfig(hidden=(400,), latent_dim=20, likelihood="bernoulli"),
-                                batch_size=128, lr=1e-3, device=str(device)), data)
+    print(f"device: {describe_device(device)}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    if args.profile:
+        return profile(data, device)
+    ways = args.ways.split(",") if args.ways else ["tutorial", "numpy-loader", "plain", "engine", "engine-live"] + (
+        ["engine-compile", "engine-graphs"] if device.type == "cuda" else [])
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = torchvision_mnist(Path(tmp), data.info.source)
-        kwargs = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
-        loader = torch.utils.data.DataLoader(dataset, batch_size=128, shuffle=True, **kwargs)
-        torch.manual_seed(0)
-        model = TutorialVAE().to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-        print(f"device: {describe_device(device)}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-        # warm-up (allocator, kernels, page cache), not timed
-        trainer.step(20)
-        for i, _ in zip(range(20), loader):
-            pass
-        engine_s, tutorial_s = [], []
+        loops = {way: build(way, data, device, tmp) for way in ways}
+        for loop in loops.values():  # warm-up (allocator, kernels, compilation, page cache), not timed
+            timed_epoch(loop, device)
+        seconds = {way: [] for way in ways}
         for r in range(args.repeats):
-            engine_s.append(engine_epoch(trainer))
-            tutorial_s.append(tutorial_epoch(loader, model, optimizer, device))
-            print(f"  epoch {r + 1}: engine {engine_s[-1]:.2f} s, tutorial {tutorial_s[-1]:.2f} s", flush=True)
-
-    e, t = statistics.median(engine_s), statistics.median(tutorial_s)
-    print(f"engine:   {n / e:10,.0f} samples/s  ({e:.2f} s per epoch, median of {args.repeats})")
-    print(f"tutorial: {n / t:10,.0f} samples/s  ({t:.2f} s per epoch, median of {args.repeats})")
-    print(f"ratio engine/tutorial: {t / e:.2f}x")
+            for way, loop in loops.items():
+                seconds[way].append(timed_epoch(loop, device))
+            print(f"  repeat {r + 1}: " + ", ".join(f"{w} {s[-1]:.2f} s" for w, s in seconds.items()), flush=True)
+    n = len(data.train_x)
+    base = statistics.median(seconds["plain"]) if "plain" in seconds else None
+    print(f"\n{'way':<16}{'samples/s':>12}{'s/epoch':>9}{'vs plain':>10}   (medians of {args.repeats})")
+    for way, s in seconds.items():
+        m = statistics.median(s)
+        ratio = f"{base / m:.2f}x" if base else "-"
+        print(f"{way:<16}{n / m:12,.0f}{m:9.2f}{ratio:>10}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import torch
 from . import checkpoint
 from . import data as datasets
 from .diagnostics import DIAGNOSTICS
-from .config import EPOCHS, LIVE_EVERY, OPTIMIZERS, SAVE_EVERY, RunConfig, save_every
+from .config import COMPILE_MODES, EPOCHS, LIVE_EVERY, OPTIMIZERS, SAVE_EVERY, RunConfig, save_every
 from .engine import Diverged, Trainer, describe_device, pick_device
 from .errors import LabError
 from .evaluate import evaluate
@@ -139,6 +139,9 @@ def make_parser(parser_class=Parser) -> Parser:
     g.add_argument("--adam-beta2", type=float, default=0.999, help="Adam's second-moment decay (default: 0.999)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    g.add_argument("--compile", default="off", choices=list(COMPILE_MODES),
+                   help="torch.compile the step's forward and loss (default: off); reduce-overhead on a GPU "
+                        "also replays it as CUDA graphs")
     g.add_argument("--live-every", type=int, default=LIVE_EVERY, metavar="N",
                    help="held-out KL, active units and MI every N steps, shown in the bar and saved (0: off)")
     g.add_argument("--out", default="checkpoints", help="output folder (default: checkpoints)")
@@ -225,7 +228,7 @@ def run_config(args) -> RunConfig:
                           decoder_channels=args.decoder_channels, decoder_strides=args.decoder_strides,
                           decoder_variance=args.decoder_variance),
         objective=args.objective, settings=settings, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        device=args.device, optimizer=args.optimizer, betas=(0.9, args.adam_beta2))
+        device=args.device, optimizer=args.optimizer, betas=(0.9, args.adam_beta2), compile=args.compile)
 
 
 # What --resume and --branch accept beside them: a resumed run keeps every setting; a branch changes knobs and rate.

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import signal
 import threading
 import time
@@ -39,7 +40,7 @@ import torch
 from . import checkpoint
 from . import data as datasets
 from .bundle import Bundle, Ref
-from .config import (LIVE_BATCH, LIVE_EVERY, RunConfig, check_lr, epochs, finite_or_none, save_every,
+from .config import (LIVE_BATCH, LIVE_EVERY, SYNC_EVERY, RunConfig, check_lr, epochs, finite_or_none, save_every,
                      steps_per_epoch)
 from .diagnostics import LIVE
 from .errors import CheckpointError, ConfigError, LabError
@@ -93,6 +94,14 @@ def build_model(config: RunConfig, info: datasets.DataInfo, objective) -> tuple[
     return config, vae
 
 
+def compile_loss(objective, mode: str):
+    """The objective's forward through torch.compile. The step number is a dynamic input, so a new
+    step does not compile again."""
+    backend = os.environ.get("VAELAB_COMPILE_BACKEND", "inductor")  # "eager" tests the plumbing fast
+    options = {"mode": mode} if backend == "inductor" and mode != "default" else {}
+    return torch.compile(objective, backend=backend, dynamic=None, **options)
+
+
 @contextlib.contextmanager
 def whole_steps():
     """Hold a SIGINT back until the step under way is done: one landing inside the optimizer's update
@@ -127,7 +136,7 @@ def whole_steps():
 
 class Trainer:
     def __init__(self, config: RunConfig, data: datasets.Dataset | None = None, live_every: int = LIVE_EVERY,
-                 live_batch: int = LIVE_BATCH):
+                 live_batch: int = LIVE_BATCH, sync_every: int | None = None):
         self.device = pick_device(config.device)
         self.run_id = uuid.uuid4().hex  # this run's identity: its snapshots are (run_id, step)
         self.data = data if data is not None else datasets.load(config.data)
@@ -138,6 +147,15 @@ class Trainer:
         self.objective.to(self.device)
         self.params = list(self.model.parameters()) + list(self.objective.parameters())
         self.optimizer = config.make_optimizer(self.params)
+        self._loss = self.objective if config.compile == "off" else compile_loss(self.objective, config.compile)
+        # How many steps' logged numbers are gathered in one host copy. On the CPU that copy is free, so
+        # every step is checked before it is applied; on a GPU a copy per step would stall the queue.
+        self.sync_every = sync_every or (1 if self.device.type == "cpu" else SYNC_EVERY)
+        fused = self.optimizer.defaults.get("fused")
+        self._found_inf = torch.zeros((), device=self.device) if self.sync_every > 1 and fused else None
+        if self._found_inf is not None:
+            self.optimizer.found_inf = self._found_inf
+        self._pending: list[list] = []  # steps taken whose numbers are still on the device
         self.train_x = self.data.train_x.to(self.device)
         self.train_y = self.data.train_y.to(self.device)
         self.binarize = self.data.spec.binarize == "dynamic"
@@ -172,12 +190,18 @@ class Trainer:
         KeyboardInterrupt between two steps, never inside one, so the run can be saved as it is."""
         rows = []
         with whole_steps() as deliver:
-            for _ in range(n):
+            try:
+                for _ in range(n):
+                    with self._lock:
+                        if self.diverged:
+                            raise Diverged(self.diverged)
+                        self._step()
+                        if len(self._pending) >= self.sync_every:
+                            rows += self._gather()
+                    deliver()
+            finally:
                 with self._lock:
-                    if self.diverged:
-                        raise Diverged(self.diverged)
-                    rows.append(self._step())
-                deliver()
+                    rows += self._gather()
         return rows
 
     def _next_batch(self):
@@ -189,39 +213,65 @@ class Trainer:
         x = self.train_x[idx]
         return (torch.bernoulli(x) if self.binarize else x), self.train_y[idx]
 
-    def _step(self) -> dict:
+    def _step(self):
         t0 = time.perf_counter()
         with self._rng():
             x, y = self._next_batch()
-            self.model.train()
-            out = self.objective(self.model, x, y, self.step_count)
+            if not self.model.training:  # only the live rows switch it (a walk over every module)
+                self.model.train()
+            out = self._loss(self.model, x, y, self.step_count)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         scalars = {"loss": out.loss, **{k: v for k, v in out.terms.items() if v.dim() == 0}, "grad_norm": grad_norm}
-        per_dim = out.terms["kl_per_dim"].detach()
-        # One device-to-host copy per step for every number we log.
-        values = torch.cat([torch.stack([v.detach().float() for v in scalars.values()]), per_dim.float()]).tolist()
-        row = dict(zip(scalars, values[:len(scalars)]))
-        bad = [k for k, v in row.items() if not math.isfinite(v)]
-        if bad or not all(map(math.isfinite, values[len(scalars):])):
-            term = ", ".join(bad) if bad else "kl_per_dim"
-            self.diverged = (f"training diverged at step {self.step_count + 1}: {term} became non-finite "
-                          f"({', '.join(f'{k}={row[k]}' for k in bad) or 'a KL dimension'}); the weights are "
-                          f"kept from step {self.step_count}. Try a lower learning rate.")
-            self.optimizer.zero_grad(set_to_none=True)
-            raise Diverged(self.diverged)
+        values = torch.cat([torch.stack([v.detach().float() for v in scalars.values()]),
+                            out.terms["kl_per_dim"].detach().float()])
+        entry = [tuple(scalars), values, self.objective.beta, self.lr, self.step_count + 1, None]
+        self._pending.append(entry)
+        if self._found_inf is None:
+            if not values.isfinite().all():
+                self._gather()  # raises Diverged before the bad step is applied
+        else:
+            # Sticky on the device: once a step is not finite, this and every later update is skipped by
+            # the fused optimizer itself (as under a GradScaler), so no step waits for the host.
+            self._found_inf.logical_or_(~values.isfinite().all())
         self.optimizer.step()
         self.step_count += 1
         self.seconds += time.perf_counter() - t0
-        row.update(step=self.step_count, kl_per_dim=values[len(scalars):], beta=self.objective.beta,
-                   lr=self.lr, seconds=self.seconds)
-        self.history.append(row)
+        entry[5] = self.seconds
         if self.live_every and self.step_count % self.live_every == 0:
+            self._gather()
             self.live.append(self._live_row())
         if self._autosave:
             self._autosave_if_due()
-        return row
+
+    def _gather(self) -> list[dict]:
+        """Bring the logged numbers of the steps taken since the last gather to the host in one copy and
+        append their rows to the history. A step with a non-finite number ends the run there: the
+        weights are those of the step before it (no later update was applied), and Diverged is raised."""
+        if not self._pending:
+            return []
+        pending, self._pending = self._pending, []
+        flat = torch.cat([p[1] for p in pending]).tolist()
+        rows, at = [], 0
+        for names, values, beta, lr, step, seconds in pending:
+            v, at = flat[at:at + len(values)], at + len(values)
+            row = dict(zip(names, v[:len(names)]))
+            bad = [k for k, x in row.items() if not math.isfinite(x)]
+            if bad or not all(map(math.isfinite, v[len(names):])):
+                step -= 1
+                term = ", ".join(bad) if bad else "kl_per_dim"
+                self.diverged = (f"training diverged at step {step + 1}: {term} became non-finite "
+                                 f"({', '.join(f'{k}={row[k]}' for k in bad) or 'a KL dimension'}); the weights "
+                                 f"are kept from step {step}. Try a lower learning rate.")
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step_count = step
+                self.history += rows
+                raise Diverged(self.diverged)
+            row.update(step=step, kl_per_dim=v[len(names):], beta=beta, lr=lr, seconds=seconds)
+            rows.append(row)
+        self.history += rows
+        return rows
 
     @torch.no_grad()
     def _live_row(self) -> dict:
@@ -294,6 +344,7 @@ class Trainer:
         """What a resumed run needs beyond the weights: tensors (the optimizer's, the random stream, the
         batch order) and JSON fields (the optimizer's hyperparameters, counters)."""
         with self._lock:
+            self._gather()
             tensors, groups = weights_io.optimizer_tensors(self.optimizer)
             tensors["train.rng.cpu"] = self._cpu_rng.clone()
             if cuda_devices(self.device):
@@ -385,6 +436,7 @@ class Trainer:
         """The model as it is now: CPU copies of the network (in eval mode) and the objective with its
         trained parameters, safe to decode from while training goes on, identified as (run_id, step)."""
         with self._lock:
+            self._gather()
             return Bundle(copy.deepcopy(self.model).cpu().eval(), copy.deepcopy(self.objective).cpu(),
                           replace(self.config, settings=self.objective.settings()), Ref(self.run_id, self.step_count),
                           self.data.info, len(self.train_x), list(self.history), list(self.live))

@@ -63,6 +63,9 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
     return tensors, state["param_groups"]
 
 
+IMPLEMENTATION = ("fused", "foreach", "capturable", "differentiable")
+
+
 def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, groups: list[dict]):
     """Put the state optimizer_tensors() took back; raises ValueError where it does not fit the parameters."""
     prefix = "train.optimizer."
@@ -79,4 +82,7 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, groups: list
         if any(shape != tuple(params[index].shape) for shape in shapes.values()):
             raise ValueError(f"optimizer state of parameter {index} has shape {shapes}, "
                              f"the parameter {tuple(params[index].shape)}")
+    # How the update is computed (one fused kernel or not) is this machine's choice, not the saved run's.
+    groups = [{**group, **{k: mine[k] for k in IMPLEMENTATION if k in mine}}
+              for group, mine in zip(groups, optimizer.param_groups)] + groups[len(optimizer.param_groups):]
     optimizer.load_state_dict({"state": state, "param_groups": groups})

@@ -145,6 +145,36 @@ def test_nan_in_the_data_stops_the_run_and_keeps_the_last_good_weights(digits):
         t.step(1)
 
 
+def test_numbers_gathered_every_few_steps_are_the_numbers_of_every_step(digits):
+    """On a GPU the logged numbers come to the host every SYNC_EVERY steps, not every step; forced on the
+    CPU, the run is the same run, row for row, and every step's row is there after step(n)."""
+    each, batched = Trainer(small_config(), digits), Trainer(small_config(), digits, sync_every=16)
+    assert batched._found_inf is not None and each._found_inf is None
+    untimed = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert untimed(each.step(37)) == untimed(batched.step(37))
+    assert untimed(each.history) == untimed(batched.history) and len(batched.history) == 37
+    assert same(weights(each.model), weights(batched.model))
+
+
+@pytest.mark.parametrize("sync_every", [1, 16])
+def test_a_bad_step_inside_a_gathered_block_is_not_applied_nor_any_after_it(digits, sync_every):
+    """A non-finite step in the middle of a block the host has not looked at yet: it and every later step
+    of the block are skipped by the fused optimizer on the device, so the run ends as if checked at once."""
+    t = Trainer(small_config(), digits, sync_every=sync_every)
+    t.step(3)
+    t.train_x = t.train_x.clone()
+    fifth = t._order[t._pos + t.batch_size:t._pos + 2 * t.batch_size]  # the images of step 5 alone
+    t.train_x[fifth] = float("nan")
+    reference = Trainer(small_config(), digits)
+    reference.step(4)
+    with pytest.raises(Diverged, match=r"diverged at step 5: .*kept from step 4"):
+        t.step(8)
+    assert t.step_count == 4 and [r["step"] for r in t.history] == [1, 2, 3, 4]
+    assert same(weights(reference.model), weights(t.model))
+    mine, theirs = t.optimizer.state_dict()["state"], reference.optimizer.state_dict()["state"]
+    assert all(same(mine[i], theirs[i]) for i in theirs)
+
+
 def test_divergence_in_a_background_run_is_reported_not_lost(digits):
     t = LocalRun(small_config(), digits)
     t.trainer.train_x = torch.full_like(t.trainer.train_x, float("inf"))
@@ -167,3 +197,19 @@ def test_run_config_refuses_bad_values():
     for kw in ({"lr": float("nan")}, {"lr": -1.0}, {"batch_size": 0}):
         with pytest.raises(ConfigError):
             small_config(**kw)
+
+
+def test_a_compiled_step_is_the_same_step(digits, monkeypatch):
+    """--compile runs the objective's forward through torch.compile. With the eager backend (no code
+    generation, so it runs here in seconds) every number must be the eager step's; the step number is
+    dynamic, so a run compiles once, not every step."""
+    import torch._dynamo
+    monkeypatch.setenv("VAELAB_COMPILE_BACKEND", "eager")
+    torch._dynamo.reset()
+    eager, compiled = Trainer(small_config(), digits), Trainer(small_config(compile="default"), digits)
+    untimed = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert untimed(eager.step(20)) == untimed(compiled.step(20))
+    assert same(weights(eager.model), weights(compiled.model))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] <= 3
+    with pytest.raises(ConfigError, match="compile must be one of"):
+        small_config(compile="fast")
