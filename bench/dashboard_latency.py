@@ -180,7 +180,7 @@ def cpu_seconds() -> dict[str, float]:
         except OSError:
             continue
         kind = ("chromium" if "chromium" in cmd else "server" if "streamlit run" in cmd
-                else "trainer" if "spawn_main" in cmd else None)
+                else "trainer" if "spawn_main" in cmd or "forkserver" in cmd else None)
         if kind:
             out[kind] += (int(fields[11]) + int(fields[12])) / ticks
     return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import queue
 import threading
 import time
@@ -46,10 +47,26 @@ def raise_payload(payload: dict):
     raise cls(payload["message"]) if cls else LabError(f"{payload['type']}: {payload['message']}")
 
 
-def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, autosave=None, branch=None):
+def start_context():
+    """How training processes start: from a fork server that has imported torch and this package once
+    (a new process is then up in about a second rather than four), where the platform has one; else a
+    fresh interpreter (spawn). Never a plain fork of the caller: a forked torch with threads can hang."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(["core.remote"])  # not the caller's __main__ (the dashboard's app)
+    return context
+
+
+def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, autosave=None, branch=None,
+           environ=None):
     """The child: a Trainer stepped in small chunks between commands from the parent; a new run, the one
     saved at resume_from, or a branch (path, settings, lr) of a saved one. autosave: (path, every, sidecar
-    fields) for Trainer.autosave."""
+    fields) for Trainer.autosave. environ: the parent's environment now (the fork server holds the one it
+    started with)."""
+    if environ is not None:
+        os.environ.clear()
+        os.environ.update(environ)
     try:
         if resume_from:
             trainer = Trainer.resume(resume_from)
@@ -138,13 +155,13 @@ class ProcessRun:
         changed knobs, learning rate or None) to start a branch of (Trainer.branch); autosave: (path, every,
         sidecar fields), a periodic resumable checkpoint written by the child (Trainer.autosave)."""
         self.data = data if data is not None else datasets.load(config.data)
-        context = mp.get_context("spawn")
+        context = start_context()
         self._conn, child = context.Pipe()
         resume_from = None if resume_from is None else str(resume_from)
         autosave = None if autosave is None else (str(autosave[0]), *autosave[1:])
         branch = None if branch is None else (str(branch[0]), *branch[1:])
-        self._process = context.Process(target=_serve, args=(config, live_every, child, resume_from, autosave, branch),
-                                        daemon=True, name="vaelab-trainer")
+        self._process = context.Process(target=_serve, daemon=True, name="vaelab-trainer",
+                                        args=(config, live_every, child, resume_from, autosave, branch, dict(os.environ)))
         self._process.start()
         child.close()
         try:

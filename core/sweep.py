@@ -453,14 +453,22 @@ def default_workers(threads: int = 1) -> int:
     return max(1, cores // threads)
 
 
-def run_local(folder: Path, todo: list[Trial], progress: Progress, workers: int, threads: int):
-    """The trials in `workers` child processes (spawned: a forked torch can hang), `threads` threads each."""
-    import concurrent.futures as cf
-    import multiprocessing
+def _local_trial(trial: Trial, folder: str, threads: int, environ: dict) -> dict:
+    """run_trial in a worker, with the driver's environment of now (a fork server keeps the one it began with)."""
+    os.environ.clear()
+    os.environ.update(environ)
+    return run_trial(trial, folder, threads)
 
-    context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = {pool.submit(run_trial, trial, str(folder), threads): trial for trial in todo}
+
+def run_local(folder: Path, todo: list[Trial], progress: Progress, workers: int, threads: int):
+    """The trials in `workers` child processes (started as the training processes are, core.remote.
+    start_context: never a plain fork, which can hang a torch with threads), `threads` threads each."""
+    import concurrent.futures as cf
+
+    from .remote import start_context
+    with cf.ProcessPoolExecutor(workers, mp_context=start_context()) as pool:
+        environ = dict(os.environ)
+        futures = {pool.submit(_local_trial, trial, str(folder), threads, environ): trial for trial in todo}
         pending = set(futures)
         try:
             while pending:

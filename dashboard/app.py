@@ -46,7 +46,8 @@ def main():
     page.run()
 
 
-# Streamlit runs this script as __main__. A training child process (multiprocessing's spawn) imports it too,
-# as __mp_main__, because it is the parent's main module: it must not build the app or take its one thread.
+# Streamlit runs this script as __main__. A training child process started by multiprocessing's spawn (where
+# there is no fork server) imports it too, as __mp_main__, because it is the parent's main module: it must
+# not build the app or take its one thread.
 if __name__ == "__main__":
     main()

