@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
-from sklearn.manifold import TSNE
 
 from .bundle import as_bundle
 from .diagnostics import held_out, sampling
@@ -59,6 +57,72 @@ def decode(network, z, y=None) -> torch.Tensor:
     if y is not None:
         y = torch.as_tensor(y, device=z.device).reshape(-1).expand(len(z))
     return network.mean_image(z, y).cpu()
+
+
+@dataclass
+class DecoderProgram:
+    """An MLP decoder as plain affine layers, for a client to decode codes itself (the Explore sliders
+    decode in the browser while they are dragged). Batch norm (in eval mode) and a fixed label are
+    folded into the weights, so decoding is: h = z; for each layer h = act(W h + b); then the mean's
+    squash and the display transform (pixels = clamp(h * scale + offset, 0, 1))."""
+    layers: list[tuple[np.ndarray, np.ndarray, str]]  # (W (out, in) float32, b (out,), "relu" | "leaky-relu:0.01" | "tanh" | "")
+    squash: str                                       # "sigmoid" or "" (the likelihood's mean of the last layer)
+    shape: tuple[int, int, int]                       # C, H, W of a picture (channel-major)
+    scale: float = 1.0
+    offset: np.ndarray | None = None                  # the dataset's mean image of a mean-normalized model
+
+    def __call__(self, z) -> np.ndarray:
+        """The reference evaluation, in float32 like the client's: codes (B, d) -> pixels (B, C, H, W)."""
+        h = np.asarray(z, dtype=np.float32).reshape(-1, self.layers[0][0].shape[1])
+        for w, b, act in self.layers:
+            h = h @ w.T + b
+            if act == "relu":
+                h = np.maximum(h, 0)
+            elif act.startswith("leaky-relu"):
+                h = np.where(h > 0, h, h * np.float32(act.split(":")[1]))
+            elif act == "tanh":
+                h = np.tanh(h)
+        if self.squash == "sigmoid":
+            h = 1 / (1 + np.exp(-h))
+        h = h * self.scale + (0 if self.offset is None else self.offset)
+        return np.clip(h, 0, 1).reshape(-1, *self.shape).astype(np.float32)
+
+
+@torch.no_grad()
+def decoder_program(network, y=None, data=None) -> DecoderProgram | None:
+    """The network's decoder as a DecoderProgram, or None where it is not a plain MLP (conv decoders,
+    a shared learned variance is fine, it does not touch the mean)."""
+    cfg = network.cfg
+    if cfg.arch != "mlp":
+        return None
+    modules = list(network.decoder[0])
+    layers = []
+    for i, m in enumerate(modules):
+        if isinstance(m, torch.nn.Linear):
+            layers.append([m.weight.double().clone(), m.bias.double().clone(), ""])
+        elif isinstance(m, torch.nn.BatchNorm1d):  # eval mode: an affine map per unit, folded into the Linear
+            gain = m.weight.double() / torch.sqrt(m.running_var.double() + m.eps)
+            w, b, _ = layers[-1]
+            layers[-1][:2] = w * gain[:, None], (b - m.running_mean.double()) * gain + m.bias.double()
+        elif isinstance(m, torch.nn.LeakyReLU):
+            layers[-1][2] = f"leaky-relu:{m.negative_slope}"
+        elif isinstance(m, (torch.nn.ReLU, torch.nn.Tanh)):
+            layers[-1][2] = "relu" if isinstance(m, torch.nn.ReLU) else "tanh"
+        else:
+            return None
+    d = network.latent_dim
+    if cfg.n_classes:  # a fixed label is a constant part of the first layer's input: fold it into the bias
+        w, b, _ = layers[0]
+        layers[0][:2] = w[:, :d], b + w[:, d + int(y if y is not None else 0)]
+    c, h, w_ = cfg.image_shape
+    if layers[-1][0].shape[0] == 2 * c * h * w_:  # a per-pixel std is the second half of the channels
+        layers[-1][:2] = layers[-1][0][:c * h * w_], layers[-1][1][:c * h * w_]
+    squash = "sigmoid" if cfg.likelihood in ("bernoulli", "mse") or cfg.gaussian_mean == "sigmoid" else ""
+    offset, scale = None, 1.0
+    if data is not None and data.mean is not None:
+        offset, scale = data.mean.reshape(-1).numpy().astype(np.float32), float(data.scale)
+    as32 = lambda t: t.float().cpu().numpy()  # noqa: E731
+    return DecoderProgram([(as32(w), as32(b), act) for w, b, act in layers], squash, (c, h, w_), scale, offset)
 
 
 @torch.no_grad()
@@ -139,8 +203,10 @@ def latent_map(model, data, method: str = "pca", n: int = 2000, seed: int = 0, p
     if method == "raw" or means.shape[1] <= 2:
         coords = means[:, :2] if means.shape[1] >= 2 else np.c_[means, np.zeros(len(means))]
     elif method == "pca":
+        from sklearn.decomposition import PCA  # scikit-learn's import takes a second: only when mapping
         coords = PCA(2, random_state=seed).fit_transform(means)
     elif method == "tsne":
+        from sklearn.manifold import TSNE
         coords = TSNE(2, perplexity=min(perplexity, (len(means) - 1) / 3), init="pca", random_state=seed).fit_transform(means)
     else:
         import umap  # imported here: it takes seconds, spent only when asked

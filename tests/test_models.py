@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -99,3 +100,39 @@ def test_bad_model_configs_are_refused(kwargs, message):
 def test_too_many_conv_layers_for_a_small_image():
     with pytest.raises(ConfigError, match="shrink"):
         VAE(ModelConfig(arch="conv", channels=(4, 4, 4, 4), image_shape=(1, 8, 8), likelihood="bernoulli"))
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(likelihood="bernoulli"),
+    dict(likelihood="gaussian"),  # a per-pixel std: the mean is the first half of the outputs
+    dict(likelihood="gaussian", decoder_variance="shared", gaussian_mean="sigmoid"),
+    dict(likelihood="mse", batch_norm=True, activation="leaky-relu", leaky_slope=0.2),
+    dict(likelihood="bernoulli", n_classes=10, decoder_activation="tanh"),
+])
+def test_the_decoder_as_plain_layers_decodes_as_the_network_does(kwargs):
+    """The Explore sliders decode in the browser from core.explore.decoder_program: batch norm and a fixed
+    label folded into plain affine layers must give the network's own mean picture."""
+    from core.explore import decoder_program
+    torch.manual_seed(0)
+    net = VAE(ModelConfig(hidden=(32, 16), latent_dim=5, **kwargs))
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):  # statistics far from the identity, so folding them shows
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.3, 3), m.weight.data.uniform_(0.5, 2)
+            m.bias.data.uniform_(-1, 1)
+    net.eval()
+    program = decoder_program(net, y=3)
+    z = torch.randn(7, 5) * 2
+    y = torch.full((7,), 3) if kwargs.get("n_classes") else None
+    want = net.mean_image(z, y).clamp(0, 1).detach().numpy()
+    assert np.abs(program(z.numpy()) - want).max() < 1e-5
+    assert decoder_program(VAE(ModelConfig(arch="conv", latent_dim=5, likelihood="bernoulli"))) is None
+
+
+def test_the_decoder_program_shows_a_mean_normalized_model_in_pixels(digits):
+    from core import data as datasets
+    from core.explore import decode, decoder_program
+    normalized = datasets.load(datasets.DataSpec("digits", normalize="mean"))
+    net = VAE(ModelConfig(hidden=(16,), latent_dim=3, likelihood="gaussian", image_shape=normalized.info.shape)).eval()
+    z = torch.randn(4, 3)
+    want = normalized.to_image(decode(net, z)).numpy()
+    assert np.abs(decoder_program(net, data=normalized)(z.numpy()) - want).max() < 1e-5

@@ -2,10 +2,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ..errors import ConfigError
 from . import as_bundle, register, sampling
@@ -40,6 +36,11 @@ def probe(model, data, n_train: int = 10000, n_test: int = 10000) -> ProbeResult
     train_z = posterior_means(bundle, data.train_x[:n_train], data.train_y[:n_train])
     test_z = posterior_means(bundle, data.test_x[:n_test], data.test_y[:n_test])
     train_y, test_y = data.train_y[:n_train].numpy(), data.test_y[:n_test].numpy()
+    # scikit-learn takes a second to import: only here, not in every command that imports the diagnostics
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
     logistic = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(train_z, train_y)
     knn = make_pipeline(StandardScaler(), KNeighborsClassifier(5)).fit(train_z, train_y)
     return ProbeResult(logistic.score(test_z, test_y), knn.score(test_z, test_y), len(train_y), len(test_y))
