@@ -8,7 +8,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Tests run on the real datasets in ../shared/data unless told otherwise; never write there.
 os.environ.setdefault("VAELAB_DATA", str(ROOT.parent / "shared" / "data"))
 os.environ.setdefault("VAELAB_OFFLINE", "1")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist the workers share the cores: one torch thread each (in this process only; the
+# training processes the tests start take their own).
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 HAVE_SHARED = (Path(os.environ["VAELAB_DATA"]) / "MNIST" / "raw").exists()
 needs_shared = pytest.mark.skipif(not HAVE_SHARED, reason="needs the datasets in ../shared/data (VAELAB_DATA)")

@@ -81,11 +81,15 @@ def run_cli(*argv):
     ('', "the spec's [grid] is empty"),
     ('objective = []', "[grid] objective has no values"),
 ])
-def test_a_bad_spec_is_one_line_before_anything_trains(tmp_path, grid, says):
+def test_a_bad_spec_is_one_line_before_anything_trains(tmp_path, capsys, grid, says):
+    """The CLI's own main() in this process (the same code as `python -m core`, whose real processes the
+    tests below run): exit status 1, one line on stderr, nothing written."""
+    from core import cli
     spec = spec_file(tmp_path, f'[train]\ndataset = "digits"\nsteps = 5\n[grid]\n{grid}\n')
-    result = run_cli("sweep", str(spec), "--out", str(tmp_path / "out"))
-    assert result.returncode == 1
-    assert result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+    status = cli.main(["sweep", str(spec), "--out", str(tmp_path / "out")])
+    stderr = capsys.readouterr().err
+    assert status == 1
+    assert stderr.count("\n") == 1 and says in stderr, stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -153,10 +157,10 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_table(tmp_path, local
     folder = out / "tiny"
     # One trial at a time, slowed to one step per few ms, so SIGINT lands after the first and inside another.
     slow = SPEC.replace("steps = {steps}", "steps = {steps}\nbatch_size = 1024")
-    reference = run_cli("sweep", str(spec_file(tmp_path, slow, steps=400, name="ref.toml")), "--out",
+    reference = run_cli("sweep", str(spec_file(tmp_path, slow, steps=200, name="ref.toml")), "--out",
                         str(tmp_path / "ref"), "--no-pilot")
     assert reference.returncode == 0, reference.stderr
-    spec = spec_file(tmp_path, slow, steps=400)
+    spec = spec_file(tmp_path, slow, steps=200)
     proc = subprocess.Popen([sys.executable, "-m", "core", "sweep", str(spec), "--out", str(out), "--workers", "1",
                              "--no-pilot"], cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -168,7 +172,7 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_table(tmp_path, local
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "run the same command again to resume" in err
-    trials = trials_of(slow.format(steps=400))
+    trials = trials_of(slow.format(steps=200))
     states = {t.id: sweep.status(folder, t)[0] for t in trials}
     assert 1 <= list(states.values()).count("done") < 4, states
     finished = {t.id: checkpoint.paths(sweep.trial_path(folder, t))[0].stat().st_mtime_ns
