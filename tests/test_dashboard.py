@@ -14,7 +14,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, needs_shared, small_config
-from core import checkpoint
+from core import checkpoint, explore
 from core.engine import Trainer
 from dashboard import plots
 
@@ -78,6 +78,40 @@ def app(tmp_path, monkeypatch):
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     return at
+
+
+def pad(at) -> dict:
+    """The Explore sliders' component as the browser gets it: its data (dims, code, decoder program)."""
+    found = at.get("bidi_component")
+    assert len(found) == 1, "no latent sliders on the page"
+    return json.loads(found[0].proto.json)
+
+
+def release(at, model_id: str, code: list[float], version: int = 0):
+    """What the browser sends when a slider is let go: the pad's state, then the rerun it triggers."""
+    at.session_state[f"pad-{version}@{model_id}"] = {"z": list(code)}
+    return at.run()
+
+
+def browser_decode(data: dict, z) -> np.ndarray:
+    """dashboard/latent_pad.js's decode, in NumPy, from the payload as sent: pixels (C, H, W)."""
+    f32 = np.frombuffer(base64.b64decode(data["weights"]), dtype="<f4")
+    program = data["program"]
+    h = np.asarray(z, dtype=np.float32)
+    for layer in program["layers"]:
+        w = f32[layer["w"]:layer["w"] + layer["out"] * layer["in"]].reshape(layer["out"], layer["in"])
+        h = w @ h + f32[layer["b"]:layer["b"] + layer["out"]]
+        if layer["act"] == "relu":
+            h = np.maximum(h, 0)
+        elif layer["act"] == "tanh":
+            h = np.tanh(h)
+        elif layer["act"].startswith("leaky-relu"):
+            h = np.where(h > 0, h, h * float(layer["act"].split(":")[1]))
+    if program["squash"] == "sigmoid":
+        h = 1 / (1 + np.exp(-h))
+    n = int(np.prod(program["shape"]))
+    offset = 0 if program["offset"] is None else f32[program["offset"]:program["offset"] + n]
+    return np.clip(h * program["scale"] + offset, 0, 1).reshape(program["shape"])
 
 
 def test_train_page_trains_the_offline_default_and_shows_it(app):
@@ -169,21 +203,39 @@ def test_two_browser_sessions_training_at_once_do_not_interfere(tmp_path, monkey
     assert [r["loss"] for r in a.history] == [r["loss"] for r in checkpoint.rounded(alone.history)]
 
 
-def test_explore_slider_changes_the_decoded_image(app):
+def test_explore_sliders_decode_in_the_browser_as_the_server_does(app):
     run = train(app, 150)["vae"]
     app.switch_page("views/explore.py").run()
     assert not app.exception and not app.error
     assert app.selectbox(key="source").value == "run: vae"
-    assert {f"z{i}" for i in range(8)} <= {s.label.split(" ")[0] for s in app.slider}
-    z0 = f"z-0@{run.run_id}"  # per-model widget state is keyed by the model's id
+    data = pad(app)
+    assert [d["label"].split(" ")[0] for d in data["dims"]] == [f"z{i}" for i in range(8)]
+    assert data["code"] == [0.0] * 8 and data["program"] is not None  # an MLP decoder: decoded in the browser
+    network = run.snapshot().network
+    for code in ([0.0] * 8, [2.5, -1.0, 0.3, 0.0, 1.0, -2.0, 0.5, 0.1]):
+        want = explore.decode(network, code)[0].clamp(0, 1).numpy()
+        assert np.abs(browser_decode(data, code) - want).max() < 1e-5
+    # A code let go in the browser reaches the server's picture and the link.
     before = app.session_state["decoded"].clone()
-    app.slider(key=z0).set_value(app.slider(key=z0).max).run()
-    after = app.session_state["decoded"]
-    assert (after - before).abs().max() > 0.01
+    release(app, run.run_id, [3.0] + [0.0] * 7)
+    assert not app.exception and (app.session_state["decoded"] - before).abs().max() > 0.01
+    assert app.query_params["z"].split(",")[0] == "3.00" and pad(app)["code"][0] == 3.0
     app.number_input(key="image").set_value(5)
-    app.button[0].click().run()  # "Encode it": the sliders start from a real image's code
+    app.button[0].click().run()  # "Encode it": a new pad, starting from a real image's code
     assert not app.exception
-    assert app.slider(key=z0).value == pytest.approx(app.session_state[f"start@{run.run_id}"][0], abs=1e-6)
+    assert pad(app)["code"] == pytest.approx(app.session_state[f"start@{run.run_id}"], abs=1e-6)
+    assert pad(app)["key"].startswith(f"pad-1@{run.run_id}")
+
+
+def test_explore_decodes_on_the_server_when_asked_or_when_the_browser_cannot(app):
+    run = train(app, 60)["vae"]
+    app.query_params["decode"] = "server"
+    app.switch_page("views/explore.py").run()
+    data = pad(app)
+    assert data["program"] is None and data["image"].startswith("data:image/png;base64,")
+    first = data["image"]
+    release(app, run.run_id, [3.0] + [0.0] * 7)
+    assert pad(app)["image"] != first  # the picture of the code that came back
 
 
 @pytest.mark.parametrize("objective", ["cvae", "discrete-is", "iaf"])
@@ -208,7 +260,7 @@ def test_explore_shows_a_corrupt_checkpoint_as_an_error_card(app, tmp_path, digi
     assert app.selectbox(key="source").options == ["file: bad", "file: good"]
     assert app.error and "checksum" in app.error[0].value and not app.exception
     app.selectbox(key="source").set_value("file: good").run()
-    assert not app.error and not app.exception and app.slider
+    assert not app.error and not app.exception and pad(app)["dims"]
 
 
 def test_real_streamlit_server_serves_the_app(streamlit_server):
@@ -327,7 +379,7 @@ def test_gallery_opens_a_checkpoint_in_explore(app, tmp_path, digits):
     assert not app.exception and not app.error and app.get("image")
     app.button(key="open-Explore-file: demo").click().run()
     assert not app.exception
-    assert app.selectbox(key="source").value == "file: demo" and app.slider
+    assert app.selectbox(key="source").value == "file: demo" and pad(app)["dims"]
 
 
 def test_a_lesson_sets_the_controls_and_its_link_opens_it(app):
@@ -348,7 +400,7 @@ def test_presentation_mode_and_slider_values_live_in_the_url(app):
     assert app.query_params["present"] == "1"
     run = train(app, 100)["vae"]
     app.switch_page("views/explore.py").run()
-    app.slider(key=f"z-1@{run.run_id}").set_value(0.5).run()
+    release(app, run.run_id, [0.0, 0.5] + [0.0] * 6)
     link = app.query_params["z"]
     assert link.split(",")[1] == "0.50"
     shared = AppTest.from_file(APP, default_timeout=60)
@@ -357,7 +409,7 @@ def test_presentation_mode_and_slider_values_live_in_the_url(app):
         shared.query_params[key] = value
     shared.run()
     shared.switch_page("views/explore.py").run()
-    assert shared.slider(key=f"z-1@{run.run_id}").value == pytest.approx(0.5)
+    assert pad(shared)["code"][1] == pytest.approx(0.5)
 
 
 def test_long_curves_are_thinned_but_keep_the_latest_point():
@@ -480,7 +532,7 @@ def test_a_restarted_run_with_another_latent_size_is_shown_everywhere(app):
     assert not app.exception and not app.error
     app.switch_page("views/explore.py").run()
     assert not app.exception and not app.error
-    assert sorted(s.key for s in app.slider if s.key.startswith("z-")) == [f"z-{i}@{second.run_id}" for i in range(4)]
+    assert len(pad(app)["dims"]) == 4 and pad(app)["key"].startswith(f"pad-0@{second.run_id}")
 
 
 @needs_shared
@@ -492,12 +544,12 @@ def test_encode_it_on_one_model_then_pick_another(app, tmp_path):
     app.number_input(key="image").set_value(3)
     app.button[0].click().run()  # "Encode it"
     code = app.session_state[f"start@{small.ref.id}"]
-    assert app.slider(key=f"z-0@{small.ref.id}").value == pytest.approx(code[0], abs=1e-6)
+    assert pad(app)["code"] == pytest.approx(code, abs=1e-6)
     app.selectbox(key="source").set_value("file: mnist-vae").run()
     assert not app.exception and not app.error
-    sliders = [s for s in app.slider if s.key.startswith("z-")]
-    assert len(sliders) == 16 and all(s.key.endswith(large.ref.id) for s in sliders)
-    assert all(s.value == 0.0 for s in sliders)  # the new model's own start, not the other's code
+    data = pad(app)
+    assert len(data["dims"]) == 16 and data["key"].startswith(f"pad-0@{large.ref.id}")
+    assert data["code"] == [0.0] * 16  # the new model's own start, not the other's code
 
 
 def offline_app(tmp_path, monkeypatch, *names):
@@ -527,7 +579,7 @@ def test_offline_the_gallery_shows_prior_samples_of_a_model_whose_dataset_is_abs
         at.button(key="open-Explore-file: fashion-vae").click().run()
         assert not at.exception and not at.error
         assert any("fashion" in w.value.lower() for w in at.warning)  # which views need the data
-        assert len([s for s in at.slider if s.key.startswith("z-")]) == 16
+        assert len(pad(at)["dims"]) == 16
     finally:
         datasets._load_raw.cache_clear()
 

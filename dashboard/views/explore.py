@@ -4,6 +4,7 @@ import torch
 
 from core import explore
 from dashboard import plots
+from dashboard.latent_pad import latent_pad
 from dashboard.state import default, model_state, pick_model, to_image
 
 
@@ -14,8 +15,8 @@ def ranges_for(ref: tuple, _bundle, _data):
 
 
 def code_widgets(bundle, ranges, hide_inactive: bool, start):
-    """One widget per latent dimension; returns the code. Gaussian: sliders; bits: toggles; categorical: a
-    picker. Their keys carry the model's id, so a value set for one model never lands on another."""
+    """One widget per discrete latent dimension; returns the code. Bits: toggles; categorical: a picker.
+    Their keys carry the model's id, so a value set for one model never lands on another."""
     d, kind = bundle.latent_dim, bundle.network.cfg.latent
     if kind == "categorical":
         pick = st.radio("Category", list(range(d)), horizontal=True, key=model_state(bundle, "category"),
@@ -25,18 +26,11 @@ def code_widgets(bundle, ranges, hide_inactive: bool, start):
     for i in range(d):
         value = start[i] if start else 0.0
         if hide_inactive and not ranges.active[i]:
-            code.append(value if kind == "gaussian" else round(value))
+            code.append(round(value))
             continue
         label = f"z{i}" + ("" if ranges.active[i] else " (inactive)")
         with cols[i % 4]:
-            if kind == "bernoulli":
-                code.append(1.0 if st.toggle(label, value=value > 0.5, key=model_state(bundle, f"bit-{i}")) else 0.0)
-            else:
-                low, high = min(ranges.low[i], value), max(ranges.high[i], value)
-                help = ("Range: the aggregate posterior's mean ± 3 std." if ranges.from_data else
-                        "Range: the prior's ± 3 (the dataset is not here to say where real codes lie).")
-                code.append(st.slider(label, float(low), float(high), float(value), key=model_state(bundle, f"z-{i}"),
-                                      help=help + ("" if ranges.active[i] else " Inactive: E_q[z] barely varies with x.")))
+            code.append(1.0 if st.toggle(label, value=value > 0.5, key=model_state(bundle, f"bit-{i}")) else 0.0)
     return code
 
 
@@ -65,30 +59,42 @@ tab_sliders, tab_traverse, tab_between, tab_prior, tab_recon = st.tabs(
 
 @st.fragment
 def slider_panel():
-    """Only this part reruns when a slider moves: the decoded image answers without redrawing the page."""
-    left, right = st.columns([3, 2])
-    with left:
-        a, b = st.columns(2)
-        hide = a.toggle("Hide inactive dimensions", key=default("hide", False),
-                        help=f"{sum(ranges.active)} of {bundle.latent_dim} dimensions are active.")
-        if data is not None:
-            index = b.number_input("Start from test image #", 0, len(data.test_x) - 1, key=default("image", 0))
-            if b.button("Encode it", help="Set the sliders to this image's posterior mean."):
-                start = explore.encode_mean(bundle, data.test_x[index], data.test_y[index])
-                mine = [model_state(bundle, name) for name in ("category", *(f"{w}-{i}" for w in ("z", "bit")
-                                                                              for i in range(bundle.latent_dim)))]
-                for key in mine:
-                    st.session_state.pop(key, None)  # the widgets take the new code as their value
-                st.session_state[start_key] = start
-        code = code_widgets(bundle, ranges, hide, st.session_state.get(start_key))
+    """Only this part reruns when a code comes back from the sliders. Gaussian latents: one component
+    whose picture follows a drag (dashboard/latent_pad.py); bits and categories: Streamlit's widgets."""
+    a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
+    hide = a.toggle("Hide inactive dimensions", key=default("hide", False),
+                    help=f"{sum(ranges.active)} of {bundle.latent_dim} dimensions are active.")
+    if data is not None:
+        index = b.number_input("Start from test image #", 0, len(data.test_x) - 1, key=default("image", 0))
+        if c.button("Encode it", help="Set the sliders to this image's posterior mean."):
+            start = explore.encode_mean(bundle, data.test_x[index], data.test_y[index])
+            mine = [model_state(bundle, name) for name in ("category", *(f"bit-{i}" for i in range(bundle.latent_dim)))]
+            for key in mine:
+                st.session_state.pop(key, None)  # the widgets take the new code as their value
+            st.session_state[start_key] = start
+            st.session_state[pad_version] = st.session_state.get(pad_version, 0) + 1  # a fresh pad from it
+    start = st.session_state.get(start_key)
+    if network.cfg.latent == "gaussian":
+        pad_key = model_state(bundle, f"pad-{st.session_state.get(pad_version, 0)}")
+        code = latent_pad(bundle, ranges, start or [0.0] * bundle.latent_dim, hide, y, data, decoded, pad_key,
+                          in_browser=st.query_params.get("decode") != "server")
+        image = decoded(code)
+    else:
+        left, right = st.columns([3, 2])
+        with left:
+            code = code_widgets(bundle, ranges, hide, start)
+        image = decoded(code)
+        right.image(plots.image_grid(image, nrow=1, scale=max(1, 256 // image.shape[-1])), caption="decoded",
+                    width="stretch")
     st.query_params["z"] = ",".join(f"{v:.2f}" for v in code)  # a shared link reproduces this code
-    with right:
-        image = to_image(explore.decode(network, code, y), spec, data)
-        st.image(plots.image_grid(image, nrow=1, scale=max(1, 256 // image.shape[-1])), caption="decoded",
-                 width="stretch")
-        st.session_state["decoded"] = image
+    st.session_state["decoded"] = image
 
 
+def decoded(code):
+    return to_image(explore.decode(network, code, y), spec, data)
+
+
+pad_version = model_state(bundle, "pad-version")
 if start_key not in st.session_state and st.query_params.get("z"):
     try:
         shared = [float(v) for v in st.query_params["z"].split(",")]
