@@ -285,6 +285,16 @@ def test_kl_heatmap_is_dimension_by_step():
     assert heat.z[0][1] == 2.0 and heat.z[1][1] == 0.0 and np.isnan(heat.z[2][0])  # a missing value stays a gap
 
 
+def test_the_kl_heatmap_as_a_picture_is_dimension_by_step():
+    live = [{"step": 50, "kl_per_dim": [1.0, 0.5, None]}, {"step": 100, "kl_per_dim": [2.0, 0.0, 0.1]}]
+    image = plots.kl_heatmap_image(live, height=30, width=20)
+    assert image.shape == (30, 20, 3) and image.dtype == np.uint8
+    top, collapsed, missing = image[0, 15], image[15, 15], image[25, 5]  # z0 at step 100; z1 at 100; z2 at 50
+    assert tuple(top) == (253, 231, 37) and tuple(collapsed) == (68, 1, 84)  # Viridis' top and bottom
+    assert tuple(missing) == (128, 128, 128)  # a missing value is grey, not zero
+    assert (image[0, :10] != image[0, 10:]).any(axis=-1).all()  # each step its own column
+
+
 def test_live_metrics_draws_au_mi_and_the_ceiling():
     live = [{"step": s, "au": a, "mi": m, "mi_ceiling": 6.2} for s, a, m in [(50, 3, 1.0), (100, 5, 2.5)]]
     fig = plots.live_metrics(live)
