@@ -147,9 +147,13 @@ def test_train_page_controls_change_a_running_run(app, tmp_path):
     t = wait_for_run(app, "vae")
     try:
         deadline = time.monotonic() + 60
-        while t.step_count < 5 and time.monotonic() < deadline:  # the run trains in a child process
+        while len(t.live) < 2 and time.monotonic() < deadline:  # the run trains in a child process
             time.sleep(0.05)
         app.run()
+        # While it trains, the KL heatmap is a picture (cheap to redraw), of this run's live rows.
+        heat = [i for i in app.get("image") if "KL per dimension" in i.proto.imgs[0].caption]
+        traces = [d.get("type") for c in app.get("plotly_chart") for d in json.loads(c.proto.spec)["data"]]
+        assert len(heat) == 1 and "heatmap" not in traces and "scatter" in traces
         app.button(key="pause-vae").click().run()
         assert t.state == "paused"
         app.number_input(key="beta-vae").set_value(8.0).run()

@@ -232,9 +232,17 @@ def run_panel(name: str, t, race: bool):
     except LabError as e:  # the training process is gone: its state and error say why
         st.caption(f"no pictures: {e}")
         return
-    if live:
+    if live and t.state == RunState.RUNNING:
+        # Redrawn every few seconds while it trains: a picture costs the browser a quarter of a Plotly heatmap
+        # (bench/redraw_cost.py), CPU that the run would otherwise lose. Finished runs get the chart.
+        top = max((v for r in live for v in r["kl_per_dim"] if v is not None), default=0.0)
+        st.image(plots.kl_heatmap_image(live), width="stretch", output_format="PNG",
+                 caption=f"KL per dimension, held-out: rows z0 (top) to z{t.latent_dim - 1}, steps {live[0]['step']:,} to "
+                         f"{live[-1]['step']:,} left to right; dark 0, yellow {top:.2f} nats (hover values once it stops)")
+    elif live:
         st.plotly_chart(plots.kl_heatmap(live, title="KL per dimension, held-out"), width="stretch",
                         key=f"heat-{name}")
+    if live:
         meaning = per_dim_meaning(bundle.config.objective, bundle)
         if meaning != Factorized.per_dim:
             st.caption(f"Per dimension: {meaning}.")
