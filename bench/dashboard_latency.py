@@ -149,11 +149,12 @@ def training(config, data, steps: int, repeats: int):
         at.sidebar.selectbox(key="hidden").set_value("default (512, 256)")
         at.sidebar.slider(key="latent").set_value(20)
         at.sidebar.button[0].click().run()
-        run = at.session_state["runs"]["vae"]
-        while run.state == "running":
+        from dashboard.state import pool
+        run = pool().runs(at.session_state["owner"])["vae"]  # the session's run, in the server's pool
+        while run.state not in ("recorded", "done", "stopped", "failed", "diverged", "interrupted"):
             time.sleep(2.0)
             at.run()  # the whole page, where the browser would rerun only the live fragment
-        app_rates.append(steps * run.batch_size / run.seconds)
+        app_rates.append(steps * run.batch_size / run.history[-1]["seconds"])  # the run's own clock, pauses excluded
         assert run.threads == THREADS, f"the training process ran {run.threads} threads, not {THREADS}"
         run.stop()  # end its process, which would otherwise idle on through the next measurements
         print(f"  repeat {r + 1}: alone {alone_rates[-1]:,.0f} samples/s, Train page in AppTest {app_rates[-1]:,.0f}",
@@ -170,9 +171,9 @@ def training(config, data, steps: int, repeats: int):
                   f"cores used: " + ", ".join(f"{k} {v:.2f}" for k, v in cores.items()), flush=True)
 
 
-def cpu_seconds() -> dict[str, float]:
-    """CPU seconds so far of chromium, the streamlit server and the training child processes (/proc)."""
-    ticks, out = os.sysconf("SC_CLK_TCK"), {"chromium": 0.0, "server": 0.0, "trainer": 0.0}
+def cpu_by_process() -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of each chromium, streamlit server and training process (/proc): pid -> (kind, s)."""
+    ticks, out = os.sysconf("SC_CLK_TCK"), {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -182,8 +183,17 @@ def cpu_seconds() -> dict[str, float]:
         kind = ("chromium" if "chromium" in cmd else "server" if "streamlit run" in cmd
                 else "trainer" if "spawn_main" in cmd or "forkserver" in cmd else None)
         if kind:
-            out[kind] += (int(fields[11]) + int(fields[12])) / ticks
+            out[int(pid)] = (kind, (int(fields[11]) + int(fields[12])) / ticks)
     return out
+
+
+def cores_used(before: dict, seen: dict, wall: float) -> dict[str, float]:
+    """Cores each kind used between two samplings; `seen` holds each process's last reading, so one that
+    ended meanwhile (the training process, once its run is saved) still counts."""
+    out = {"chromium": 0.0, "server": 0.0, "trainer": 0.0}
+    for pid, (kind, secs) in seen.items():
+        out[kind] += secs - before.get(pid, (kind, 0.0))[1]
+    return {k: v / wall for k, v in out.items()}
 
 
 def train_in_browser(steps: int, refresh: int = 2):
@@ -235,7 +245,8 @@ def train_in_browser(steps: int, refresh: int = 2):
             field.press("Enter")
             page.wait_for_timeout(1000)
             page.get_by_role("button", name="Train").click()
-            before, start = cpu_seconds(), time.perf_counter()
+            before, start = cpu_by_process(), time.perf_counter()
+            seen = dict(before)
             if refresh != 2:
                 knob = page.get_by_role("slider", name="Refresh every (seconds)")
                 knob.focus()
@@ -243,12 +254,14 @@ def train_in_browser(steps: int, refresh: int = 2):
                     page.keyboard.press("ArrowRight")
                 if refresh == 1:
                     page.keyboard.press("ArrowLeft")
-            page.get_by_text(re.compile(r"samples/s · done")).wait_for(timeout=900_000)
-            text = page.get_by_text(re.compile(r"samples/s · done")).first.inner_text()
-            after, wall = cpu_seconds(), time.perf_counter() - start
+            finished = page.get_by_text(re.compile(r"samples/s · (done|recorded)"))
+            while not finished.count() and time.perf_counter() - start < 900:
+                seen.update(cpu_by_process())
+                page.wait_for_timeout(500)
+            seen.update(cpu_by_process())
+            text, wall = finished.first.inner_text(), time.perf_counter() - start
             context.close()
-        return (float(re.search(r"([\d,]+) samples/s", text).group(1).replace(",", "")),
-                {k: (after[k] - before[k]) / wall for k in after})
+        return float(re.search(r"([\d,]+) samples/s", text).group(1).replace(",", "")), cores_used(before, seen, wall)
     finally:
         server.terminate()
         server.wait(timeout=10)

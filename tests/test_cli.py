@@ -71,7 +71,20 @@ def test_bad_argument_in_a_real_process_has_no_traceback():
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
-def test_train_then_evaluate_a_real_checkpoint(tmp_path):
+def inline(capsys, *args):
+    """The CLI's main() in this process: the same code as `python -m core`, without a new interpreter's
+    start-up (two seconds each). Returns what a subprocess would: returncode, stdout, stderr."""
+    from types import SimpleNamespace
+    from core.cli import main
+    capsys.readouterr()
+    status = main(list(args))
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=status, stdout=out.out, stderr=out.err)
+
+
+def test_train_then_evaluate_a_real_checkpoint(tmp_path, capsys):
+    """Training and the first evaluation and diagnosis run as real processes; the other commands on the
+    same checkpoint call the CLI's main() here."""
     r = cli("train", "--dataset", "digits", "--hidden", "64", "--latent", "4", "--steps", "60", "--seed", "1",
             "--objective", "beta-vae", "--beta", "2", "--out", str(tmp_path), "--name", "d")
     assert r.returncode == 0, r.stderr
@@ -83,7 +96,7 @@ def test_train_then_evaluate_a_real_checkpoint(tmp_path):
     assert result["step"] == 60 and len(result["kl_per_dim"]) == 4
     assert result["elbo"] == pytest.approx(-(result["recon"] + result["kl"]))
     assert f"{result['elbo']:.2f}" in r.stdout  # train and evaluate agree on the same test set
-    text = cli("evaluate", str(tmp_path / "d"))
+    text = inline(capsys, "evaluate", str(tmp_path / "d"))
     assert "KL per dimension" in text.stdout and "z3" in text.stdout
 
     sidecar = json.loads((tmp_path / "d.json").read_text())
@@ -97,19 +110,19 @@ def test_train_then_evaluate_a_real_checkpoint(tmp_path):
     assert found["iwae"]["k"] == 20 and found["iwae"]["iwae"] >= found["iwae"]["elbo"]
     assert found["kl"]["total"] == pytest.approx(result["kl"], rel=0.05)  # 1,000 of the same test images
     assert len(found["collapse"]["verdicts"]) == 4 and found["probe"]["n_test"] == len(DIGITS_TEST)
-    text = cli("diagnose", str(tmp_path / "d"), "--only", "collapse,active-units")
+    text = inline(capsys, "diagnose", str(tmp_path / "d"), "--only", "collapse,active-units")
     assert text.returncode == 0 and "verdict" in text.stdout and "z3" in text.stdout
     assert text.stdout.index("active-units") < text.stdout.index("collapse")
 
     assert sidecar["command"].startswith("python -m core train --dataset digits")
-    recorded = cli("diagnose", str(tmp_path / "d"), "--record")
+    recorded = inline(capsys, "diagnose", str(tmp_path / "d"), "--record")
     assert recorded.returncode == 0, recorded.stderr
     sidecar = json.loads((tmp_path / "d.json").read_text())
     assert set(sidecar["diagnostics"]["results"]) == set(DIAGNOSTICS.names())
     assert sidecar["diagnostics"]["data"]["dataset"] == "digits"
     assert sidecar["evaluation"]["results"]["elbo"] == pytest.approx(result["elbo"])  # all 297 < 1,000 images
-    assert cli("evaluate", str(tmp_path / "d")).returncode == 0  # the weights and their checksum are untouched
-    refused = cli("diagnose", str(tmp_path / "d"), "--record", "--k", "5")
+    assert inline(capsys, "evaluate", str(tmp_path / "d")).returncode == 0  # the weights and checksum are untouched
+    refused = inline(capsys, "diagnose", str(tmp_path / "d"), "--record", "--k", "5")
     assert refused.returncode == 1 and "--record" in refused.stderr
 
     (tmp_path / "d.safetensors").write_bytes(b"\x00" * 10)
