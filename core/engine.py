@@ -188,7 +188,7 @@ class Trainer:
     def step(self, n: int = 1) -> list[dict]:
         """Run n optimizer steps now; returns their metric rows. Raises Diverged. A Ctrl-C raises
         KeyboardInterrupt between two steps, never inside one, so the run can be saved as it is."""
-        rows = []
+        first = len(self.history)
         with whole_steps() as deliver:
             try:
                 for _ in range(n):
@@ -197,12 +197,12 @@ class Trainer:
                             raise Diverged(self.diverged)
                         self._step()
                         if len(self._pending) >= self.sync_every:
-                            rows += self._gather()
+                            self._gather()
                     deliver()
             finally:
                 with self._lock:
-                    rows += self._gather()
-        return rows
+                    self._gather()
+        return self.history[first:]
 
     def _next_batch(self):
         if self._order is None or self._pos >= len(self._order):
@@ -245,12 +245,12 @@ class Trainer:
         if self._autosave:
             self._autosave_if_due()
 
-    def _gather(self) -> list[dict]:
+    def _gather(self):
         """Bring the logged numbers of the steps taken since the last gather to the host in one copy and
         append their rows to the history. A step with a non-finite number ends the run there: the
         weights are those of the step before it (no later update was applied), and Diverged is raised."""
         if not self._pending:
-            return []
+            return
         pending, self._pending = self._pending, []
         flat = torch.cat([p[1] for p in pending]).tolist()
         rows, at = [], 0
@@ -259,19 +259,17 @@ class Trainer:
             row = dict(zip(names, v[:len(names)]))
             bad = [k for k, x in row.items() if not math.isfinite(x)]
             if bad or not all(map(math.isfinite, v[len(names):])):
-                step -= 1
                 term = ", ".join(bad) if bad else "kl_per_dim"
-                self.diverged = (f"training diverged at step {step + 1}: {term} became non-finite "
+                self.diverged = (f"training diverged at step {step}: {term} became non-finite "
                                  f"({', '.join(f'{k}={row[k]}' for k in bad) or 'a KL dimension'}); the weights "
-                                 f"are kept from step {step}. Try a lower learning rate.")
+                                 f"are kept from step {step - 1}. Try a lower learning rate.")
                 self.optimizer.zero_grad(set_to_none=True)
-                self.step_count = step
+                self.step_count = step - 1
                 self.history += rows
                 raise Diverged(self.diverged)
             row.update(step=step, kl_per_dim=v[len(names):], beta=beta, lr=lr, seconds=seconds)
             rows.append(row)
         self.history += rows
-        return rows
 
     @torch.no_grad()
     def _live_row(self) -> dict:

@@ -98,6 +98,18 @@ function build(parent, data, setStateValue) {
     pad.inputs.push([i, input]);
     input.addEventListener("input", () => { show(); pad.moved(); });
     input.addEventListener("change", () => { clearTimeout(pad.timer); setStateValue("z", pad.code()); });
+    // With step "any" the arrow keys would jump by 1; move by a hundredth of the range instead.
+    input.addEventListener("keydown", (e) => {
+      const dir = { ArrowRight: 1, ArrowUp: 1, ArrowLeft: -1, ArrowDown: -1 }[e.key];
+      if (!dir) return;
+      e.preventDefault();
+      const next = parseFloat(input.value) + dir * (dim.high - dim.low) / 100;
+      input.value = String(Math.min(dim.high, Math.max(dim.low, next)));
+      show();
+      pad.moved();
+      clearTimeout(pad.keys);
+      pad.keys = setTimeout(() => setStateValue("z", pad.code()), 300);  // the server hears the last of a run of keys
+    });
   });
 
   if (data.program) {

@@ -85,6 +85,18 @@ def test_train_then_drag_a_slider_in_a_real_browser(streamlit_server, page, tmp_
     network = checkpoint.load(tmp_path / "runs" / token / "vae").network
     want = (explore.decode(network, code)[0, 0].clamp(0, 1).numpy() * 255).round()
     assert np.abs(pixels.reshape(*want.shape, 4)[..., 0] - want).max() <= 1
+    # The keyboard moves a slider by a hundredth of its range per arrow, and the server hears the last.
+    second = page.locator("input[data-dim='1']")
+    low1, high1 = float(second.get_attribute("min")), float(second.get_attribute("max"))
+    start1 = float(second.input_value())
+    second.focus()
+    before, link = frames(), page.url
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    assert float(second.input_value()) == pytest.approx(start1 + 3 * (high1 - low1) / 100, abs=1e-6)
+    assert frames() > before
+    page.wait_for_function("old => location.href !== old", arg=link, timeout=30_000)
+    settle(page)
     settle(page)
     page.screenshot(path=out / "explore.png", full_page=True)
     assert not page.locator("[data-testid='stException']").count()

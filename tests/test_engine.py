@@ -153,6 +153,8 @@ def test_numbers_gathered_every_few_steps_are_the_numbers_of_every_step(digits):
     untimed = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert untimed(each.step(37)) == untimed(batched.step(37))
     assert untimed(each.history) == untimed(batched.history) and len(batched.history) == 37
+    # step(n) returns every row it took, the live rows' steps too (a live row gathers the numbers first)
+    assert [r["step"] for r in batched.step(20)] == [r["step"] for r in each.step(20)] == list(range(38, 58))
     assert same(weights(each.model), weights(batched.model))
 
 
