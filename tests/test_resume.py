@@ -1,8 +1,9 @@
 """Runs that survive their process: resumable checkpoints, exact resume, branches, hostile sidecars."""
 import json
 import os
-from dataclasses import replace
 import sys
+import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -77,6 +78,7 @@ def test_autosave_writes_a_resumable_checkpoint_on_schedule(digits, tmp_path):
     assert meta["step"] == 14 and meta["training"]["step"] == 14 and meta["command"] == "test"
     assert Trainer.resume(tmp_path / "auto", digits).step_count == 14
     t.autosave(tmp_path / "timed", "0.001s")
+    time.sleep(0.01)  # a step of this small model can take less than the millisecond: let the time pass first
     t.step(1)
     assert json.loads((tmp_path / "timed.json").read_text())["step"] == 21
 
