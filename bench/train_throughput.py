@@ -90,16 +90,18 @@ class PlainLoop:
         self.model = TutorialVAE(logits=True).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=True)
 
+    def step(self, x):
+        logits, mu, logvar = self.model(x)
+        bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
+        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        (bce + kld).backward()
+        self.optimizer.step()
+
     def epoch(self):
         order = torch.randperm(len(self.x), device=self.device)
         for i in range(0, len(self.x), BATCH):
-            x = self.x[order[i:i + BATCH]]
-            logits, mu, logvar = self.model(x)
-            bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
-            kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(x)
-            self.optimizer.zero_grad(set_to_none=True)
-            (bce + kld).backward()
-            self.optimizer.step()
+            self.step(self.x[order[i:i + BATCH]])
 
 
 class EngineLoop:
@@ -174,23 +176,13 @@ def profile(data, device):
     engine, plain = EngineLoop(data, device), PlainLoop(data.train_x, device)
     engine.trainer.step(20)
     for name, run in (("engine", lambda: engine.trainer.step(200)),
-                      ("plain", lambda: [plain_step(plain, i) for i in range(200)])):
+                      ("plain", lambda: [plain.step(plain.x[BATCH * i:BATCH * (i + 1)]) for i in range(200)])):
         run()
         with torch_profile(activities=activities) as prof:
             run()
             sync(device)
         print(f"== {name}: 200 steps")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
-
-
-def plain_step(loop, i):
-    x = loop.x[(i * BATCH) % (len(loop.x) - BATCH):][:BATCH]
-    logits, mu, logvar = loop.model(x)
-    loss = (F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-            - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())) / len(x)
-    loop.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    loop.optimizer.step()
 
 
 def main():

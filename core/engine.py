@@ -155,7 +155,7 @@ class Trainer:
         self._found_inf = torch.zeros((), device=self.device) if self.sync_every > 1 and fused else None
         if self._found_inf is not None:
             self.optimizer.found_inf = self._found_inf
-        self._pending: list[list] = []  # steps taken whose numbers are still on the device
+        self._pending: list[tuple] = []  # (names, values, beta, lr, step, seconds) still on the device
         self.train_x = self.data.train_x.to(self.device)
         self.train_y = self.data.train_y.to(self.device)
         self.binarize = self.data.spec.binarize == "dynamic"
@@ -226,10 +226,10 @@ class Trainer:
         scalars = {"loss": out.loss, **{k: v for k, v in out.terms.items() if v.dim() == 0}, "grad_norm": grad_norm}
         values = torch.cat([torch.stack([v.detach().float() for v in scalars.values()]),
                             out.terms["kl_per_dim"].detach().float()])
-        entry = [tuple(scalars), values, self.objective.beta, self.lr, self.step_count + 1, None]
-        self._pending.append(entry)
+        names, beta, lr = tuple(scalars), self.objective.beta, self.lr
         if self._found_inf is None:
             if not values.isfinite().all():
+                self._pending.append((names, values, beta, lr, self.step_count + 1, None))
                 self._gather()  # raises Diverged before the bad step is applied
         else:
             # Sticky on the device: once a step is not finite, this and every later update is skipped by
@@ -238,7 +238,7 @@ class Trainer:
         self.optimizer.step()
         self.step_count += 1
         self.seconds += time.perf_counter() - t0
-        entry[5] = self.seconds
+        self._pending.append((names, values, beta, lr, self.step_count, self.seconds))
         if self.live_every and self.step_count % self.live_every == 0:
             self._gather()
             self.live.append(self._live_row())

@@ -90,14 +90,13 @@ class DecoderProgram:
 
 @torch.no_grad()
 def decoder_program(network, y=None, data=None) -> DecoderProgram | None:
-    """The network's decoder as a DecoderProgram, or None where it is not a plain MLP (conv decoders,
-    a shared learned variance is fine, it does not touch the mean)."""
+    """The network's decoder as a DecoderProgram, or None where it is not a plain MLP (a conv decoder).
+    A learned variance, per pixel or shared, does not touch the mean and is left out."""
     cfg = network.cfg
     if cfg.arch != "mlp":
         return None
-    modules = list(network.decoder[0])
     layers = []
-    for i, m in enumerate(modules):
+    for m in network.decoder[0]:
         if isinstance(m, torch.nn.Linear):
             layers.append([m.weight.double().clone(), m.bias.double().clone(), ""])
         elif isinstance(m, torch.nn.BatchNorm1d):  # eval mode: an affine map per unit, folded into the Linear

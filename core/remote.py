@@ -58,6 +58,13 @@ def start_context():
     return context
 
 
+def adopt_environment(environ: dict):
+    """In a process from the fork server: take the parent's environment of now (the server keeps the one
+    it started with, and a setting changed since, $VAELAB_DATA say, must reach the child)."""
+    os.environ.clear()
+    os.environ.update(environ)
+
+
 def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, autosave=None, branch=None,
            environ=None):
     """The child: a Trainer stepped in small chunks between commands from the parent; a new run, the one
@@ -65,8 +72,7 @@ def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, au
     fields) for Trainer.autosave. environ: the parent's environment now (the fork server holds the one it
     started with)."""
     if environ is not None:
-        os.environ.clear()
-        os.environ.update(environ)
+        adopt_environment(environ)
     try:
         if resume_from:
             trainer = Trainer.resume(resume_from)

@@ -48,6 +48,7 @@ from . import checkpoint
 from . import data as datasets
 from .config import EPOCHS, RunConfig, steps_per_epoch
 from .engine import Diverged, Trainer
+from .remote import adopt_environment, start_context
 from .errors import ConfigError, LabError
 from .objectives import OBJECTIVES
 from .evaluate import evaluate
@@ -454,9 +455,8 @@ def default_workers(threads: int = 1) -> int:
 
 
 def _local_trial(trial: Trial, folder: str, threads: int, environ: dict) -> dict:
-    """run_trial in a worker, with the driver's environment of now (a fork server keeps the one it began with)."""
-    os.environ.clear()
-    os.environ.update(environ)
+    """run_trial in a worker, with the driver's environment of now (core.remote.adopt_environment)."""
+    adopt_environment(environ)
     return run_trial(trial, folder, threads)
 
 
@@ -465,7 +465,6 @@ def run_local(folder: Path, todo: list[Trial], progress: Progress, workers: int,
     start_context: never a plain fork, which can hang a torch with threads), `threads` threads each."""
     import concurrent.futures as cf
 
-    from .remote import start_context
     with cf.ProcessPoolExecutor(workers, mp_context=start_context()) as pool:
         environ = dict(os.environ)
         futures = {pool.submit(_local_trial, trial, str(folder), threads, environ): trial for trial in todo}

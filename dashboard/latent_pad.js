@@ -5,10 +5,8 @@
 // the server either way (state "z"), so the page, the link and the other tabs agree with the sliders.
 
 function floats(weights) {
-  // The weights arrive as bytes (little-endian float32); copy them to an aligned buffer of their own.
-  const bytes = typeof weights === "string" ? Uint8Array.from(atob(weights), (ch) => ch.charCodeAt(0))
-    : weights instanceof ArrayBuffer ? new Uint8Array(weights) : new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength);
-  return new Float32Array(bytes.slice().buffer);
+  // The weights arrive as base64 of little-endian float32s (the component's data is JSON).
+  return new Float32Array(Uint8Array.from(atob(weights), (ch) => ch.charCodeAt(0)).buffer);
 }
 
 function layersOf(program, f32) {

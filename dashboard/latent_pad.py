@@ -58,11 +58,12 @@ def _payload(ref: tuple, label: int | None, with_data: bool, _network, _data) ->
 
 
 def latent_pad(bundle, ranges, start: list[float], hide_inactive: bool, y, data, decode_image,
-               key: str, in_browser: bool = True) -> list[float]:
+               key: str, in_browser: bool = True):
     """Sliders for a Gaussian latent with the decoded picture beside them; returns the code on the
-    server (the start, until the first release). data: the model's dataset or None (a mean-normalized
-    model needs it to show pixels). decode_image(code) -> a (1, C, H, W) picture in [0, 1], used where
-    the browser cannot decode (or in_browser is False)."""
+    server (the start, until the first release) and the server's picture of it. data: the model's
+    dataset or None (a mean-normalized model needs it to show pixels). decode_image(code) -> a
+    (1, C, H, W) picture in [0, 1], decoded once per rerun; it is also what the browser shows where it
+    cannot decode itself (or in_browser is False)."""
     d = bundle.latent_dim
     dims = []
     for i in range(d):
@@ -78,9 +79,10 @@ def latent_pad(bundle, ranges, start: list[float], hide_inactive: bool, y, data,
     payload = _payload(bundle.ref.key, y, data is not None, bundle.network, data) if in_browser else None
     # The browser builds the sliders again (from the code now) only when this key changes.
     data = {"key": f"{key}/{'hide' if hide_inactive else 'all'}", "dims": dims, "code": code, "throttle_ms": THROTTLE_MS}
+    image = decode_image(code)
     if payload is not None:
         data["program"], data["weights"] = payload  # base64: the component's data must be JSON
     else:
-        data["program"], data["image"] = None, plots.png_data_uris(decode_image(code), scale=1)[0]
+        data["program"], data["image"] = None, plots.png_data_uris(image, scale=1)[0]
     _PAD(key=key, data=data, default={"z": list(start)}, on_z_change=lambda: None)
-    return code
+    return code, image

@@ -94,24 +94,15 @@ def release(at, model_id: str, code: list[float], version: int = 0):
 
 
 def browser_decode(data: dict, z) -> np.ndarray:
-    """dashboard/latent_pad.js's decode, in NumPy, from the payload as sent: pixels (C, H, W)."""
+    """The decoder the page sent, read back from its payload (the offsets into the base64 float32 buffer)
+    into a core.explore.DecoderProgram and run: pixels (C, H, W)."""
     f32 = np.frombuffer(base64.b64decode(data["weights"]), dtype="<f4")
     program = data["program"]
-    h = np.asarray(z, dtype=np.float32)
-    for layer in program["layers"]:
-        w = f32[layer["w"]:layer["w"] + layer["out"] * layer["in"]].reshape(layer["out"], layer["in"])
-        h = w @ h + f32[layer["b"]:layer["b"] + layer["out"]]
-        if layer["act"] == "relu":
-            h = np.maximum(h, 0)
-        elif layer["act"] == "tanh":
-            h = np.tanh(h)
-        elif layer["act"].startswith("leaky-relu"):
-            h = np.where(h > 0, h, h * float(layer["act"].split(":")[1]))
-    if program["squash"] == "sigmoid":
-        h = 1 / (1 + np.exp(-h))
+    layers = [(f32[l["w"]:l["w"] + l["out"] * l["in"]].reshape(l["out"], l["in"]), f32[l["b"]:l["b"] + l["out"]],
+               l["act"]) for l in program["layers"]]  # noqa: E741
     n = int(np.prod(program["shape"]))
-    offset = 0 if program["offset"] is None else f32[program["offset"]:program["offset"] + n]
-    return np.clip(h * program["scale"] + offset, 0, 1).reshape(program["shape"])
+    offset = None if program["offset"] is None else f32[program["offset"]:program["offset"] + n]
+    return explore.DecoderProgram(layers, program["squash"], tuple(program["shape"]), program["scale"], offset)(z)[0]
 
 
 def test_train_page_trains_the_offline_default_and_shows_it(app):

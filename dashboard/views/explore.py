@@ -76,9 +76,8 @@ def slider_panel():
     start = st.session_state.get(start_key)
     if network.cfg.latent == "gaussian":
         pad_key = model_state(bundle, f"pad-{st.session_state.get(pad_version, 0)}")
-        code = latent_pad(bundle, ranges, start or [0.0] * bundle.latent_dim, hide, y, data, decoded, pad_key,
-                          in_browser=st.query_params.get("decode") != "server")
-        image = decoded(code)
+        code, image = latent_pad(bundle, ranges, start or [0.0] * bundle.latent_dim, hide, y, data, decoded,
+                                 pad_key, in_browser=st.query_params.get("decode") != "server")
     else:
         left, right = st.columns([3, 2])
         with left:
