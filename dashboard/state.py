@@ -3,7 +3,6 @@ model picker. Runs belong to a session token kept in the URL (?session=...), so 
 one, and a reload or a restarted server finds its runs again (core.pool keeps them in runs/)."""
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import uuid
@@ -250,13 +249,10 @@ def model_state(bundle: Bundle, name: str) -> str:
 
 @st.cache_resource
 def warm_up() -> threading.Thread:
-    """Once per server process: compile UMAP's kernels in a background thread at the lowest CPU
-    priority, so the first map takes seconds rather than a minute and training keeps its cores."""
-    def work():
-        with contextlib.suppress(OSError, AttributeError):  # Linux lets a thread lower its own priority
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        explore.warm_up_umap()
-
-    thread = threading.Thread(target=work, daemon=True, name="vaelab-umap-warm-up")
+    """Once per server process: compile UMAP's kernels in a background thread, so the first map takes
+    seconds rather than a minute. At the server's own priority: numba compiles under one lock, so a map
+    asked for meanwhile waits for this thread, and a lowered priority starves it when training keeps the
+    cores busy (bench/umap_warm_up.py: 239 s at nice 19 against 46 s)."""
+    thread = threading.Thread(target=explore.warm_up_umap, daemon=True, name="vaelab-umap-warm-up")
     thread.start()
     return thread
