@@ -214,9 +214,14 @@ def latent_map(model, data, method: str = "pca", n: int = 2000, seed: int = 0, p
                      recon.cpu().tolist(), method)
 
 
-def warm_up_umap():
-    """Compile umap-learn's numba kernels (about 40 s on a 2-core CPU, once per process) on random points,
-    enough of them (4,200) to take the nearest-neighbour-descent path that real maps take."""
+UMAP_EXACT_BELOW = 4096  # umap-learn finds neighbours exactly below this many points, by NN-descent from it
+
+
+def warm_up_umap(approximate: bool = True):
+    """Compile umap-learn's numba kernels on random points, once per process: the exact-neighbour path
+    (a few seconds) and, when `approximate`, the nearest-neighbour-descent path that maps of
+    UMAP_EXACT_BELOW or more points take (about 25 s more on a 2-core CPU)."""
     import umap
-    points = np.random.default_rng(0).standard_normal((4200, 8)).astype(np.float32)
-    umap.UMAP(n_epochs=10, random_state=0).fit_transform(points)
+    rng = np.random.default_rng(0)
+    for size in (500, UMAP_EXACT_BELOW + 100) if approximate else (500,):
+        umap.UMAP(n_epochs=10, random_state=0).fit_transform(rng.standard_normal((size, 8)).astype(np.float32))

@@ -248,11 +248,13 @@ def model_state(bundle: Bundle, name: str) -> str:
 
 
 @st.cache_resource
-def warm_up() -> threading.Thread:
-    """Once per server process: compile UMAP's kernels in a background thread, so the first map takes
-    seconds rather than a minute. At the server's own priority: numba compiles under one lock, so a map
+def warm_up(approximate: bool) -> threading.Thread:
+    """Once per server process and UMAP path: compile UMAP's kernels in a background thread, so the first
+    map takes seconds rather than a minute; `approximate` when this dataset's maps can be large enough
+    for nearest-neighbour descent. At the server's own priority: numba compiles under one lock, so a map
     asked for meanwhile waits for this thread, and a lowered priority starves it when training keeps the
     cores busy (bench/umap_warm_up.py: 239 s at nice 19 against 46 s)."""
-    thread = threading.Thread(target=explore.warm_up_umap, daemon=True, name="vaelab-umap-warm-up")
+    thread = threading.Thread(target=explore.warm_up_umap, args=(approximate,), daemon=True,
+                              name="vaelab-umap-warm-up")
     thread.start()
     return thread

@@ -34,7 +34,7 @@ if data is None:
     st.warning(f"The map places test images, and this model's dataset ({bundle.config.data.name}) is not here. "
                f"The Explore page's sliders and prior samples work without it.\n\n{missing}")
     st.stop()
-warming = warm_up()
+warming = warm_up(len(data.test_x) >= explore.UMAP_EXACT_BELOW)
 
 a, b, c, d = st.columns(4)
 methods = ["pca", "tsne", "umap"] + (["raw"] if bundle.latent_dim == 2 else [])
