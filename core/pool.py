@@ -357,6 +357,7 @@ class Pool:
                 elif now - self._seen.get(run.owner, now) > self.grace:
                     self._interrupt(run, f"its page was closed for more than {self.grace:.0f} s")
         self._schedule()
+        self._share_cores()
 
     def _schedule(self):
         """Give free processes to the first runs in the queue."""
@@ -390,6 +391,19 @@ class Pool:
                     process.stop()
                 run.inner, run.starting = None, False
                 run.failure = f"could not start: {e if isinstance(e, LabError) else f'{type(e).__name__}: {e}'}"
+
+    def _share_cores(self):
+        """Split the cores between the live runs: each process's torch threads would otherwise busy-wait
+        for cores the others hold (bench/concurrent_runs.py: two runs of two threads on two cores train
+        8x slower than two runs of one thread)."""
+        with self._lock:
+            live = [r.inner for runs in self._runs.values() for r in runs.values()
+                    if isinstance(r.inner, ProcessRun) and not r.inner.state.finished]
+        for process in live:
+            share = max(1, process.cores // len(live))
+            if process.threads != share:
+                with contextlib.suppress(LabError):  # ended meanwhile: the next round counts without it
+                    process.set_threads(share)
 
     def _release(self, run: PooledRun):
         """A finished (or stopped) run: save it, end its process, keep it as a recorded run."""

@@ -33,7 +33,7 @@ from .errors import CheckpointError, ConfigError, DataError, LabError
 from .objectives.base import BETA
 
 REPORT_EVERY = 0.2  # seconds between the child's progress messages
-CONTROLS = ("start", "pause", "resume", "stop", "beta", "lr")
+CONTROLS = ("start", "pause", "resume", "stop", "beta", "lr", "threads")
 ERRORS = {cls.__name__: cls for cls in (LabError, ConfigError, DataError, CheckpointError, Diverged, RunError)}
 
 
@@ -97,7 +97,8 @@ def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, au
         """Send the rows and live diagnostics not sent yet, and the state."""
         conn.send(("progress", {"rows": trainer.history[sent["rows"]:], "live": trainer.live[sent["live"]:],
                                 "state": control.state.value, "error": control.error, "step": trainer.step_count,
-                                "seconds": trainer.seconds, "beta": trainer.objective.beta, "lr": trainer.lr}))
+                                "seconds": trainer.seconds, "beta": trainer.objective.beta, "lr": trainer.lr,
+                                "threads": torch.get_num_threads()}))
         sent.update(rows=len(trainer.history), live=len(trainer.live), state=control.state)
 
     def obey(command, arg):
@@ -113,6 +114,8 @@ def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, au
             trainer.set_beta(arg)
         elif command == "lr":
             trainer.set_lr(arg)
+        elif command == "threads":
+            torch.set_num_threads(arg)
 
     while True:
         try:
@@ -121,7 +124,8 @@ def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, au
                 if command in CONTROLS:
                     try:
                         obey(command, arg)
-                        reply = ("ack", {"state": control.state.value, "beta": trainer.objective.beta, "lr": trainer.lr})
+                        reply = ("ack", {"state": control.state.value, "beta": trainer.objective.beta, "lr": trainer.lr,
+                                         "threads": torch.get_num_threads()})
                     except LabError as e:
                         reply = ("error", error_payload(e))
                     report()  # everything up to now arrives before the confirmation
@@ -182,7 +186,7 @@ class ProcessRun:
         self.device = torch.device(hello["device"])
         self.run_id = hello["run_id"]
         self.batch_size, self.n_train = hello["batch_size"], hello["n_train"]
-        self.threads = hello["threads"]  # torch threads training in the child
+        self.cores = self.threads = hello["threads"]  # torch threads in the child: all it found, and now
         self.history, self.live = [], []
         self.state, self.error, self.step_count, self.seconds = RunState.READY, None, hello["step"], hello["seconds"]
         self.beta, self.lr = hello["beta"], hello["lr"]
@@ -212,6 +216,7 @@ class ProcessRun:
             self.live.extend(message["live"])
             self.step_count, self.seconds, self.error = message["step"], message["seconds"], message["error"]
             self.beta, self.lr, self.state = message["beta"], message["lr"], RunState(message["state"])
+            self.threads = message["threads"]
             if self.state.finished:
                 self._finished.set()
 
@@ -242,7 +247,7 @@ class ProcessRun:
     def _control(self, command, arg=None):
         """Send a control and wait for the child to confirm it, so the state reads true on return."""
         ack = self._ask(command, arg)
-        self.state, self.beta, self.lr = RunState(ack["state"]), ack["beta"], ack["lr"]
+        self.state, self.beta, self.lr, self.threads = RunState(ack["state"]), ack["beta"], ack["lr"], ack["threads"]
 
     def start(self, steps: int | None = None):
         self._finished.clear()
@@ -274,6 +279,10 @@ class ProcessRun:
 
     def set_lr(self, lr: float):
         self._control("lr", check_lr(lr))
+
+    def set_threads(self, threads: int):
+        """How many torch threads the child trains with from its next step (runs sharing the cores)."""
+        self._control("threads", max(1, int(threads)))
 
     def snapshot(self) -> Bundle:
         """The child's model as it is now: weights (with the objective's: a flow's layers), config, the

@@ -161,3 +161,22 @@ def test_cancelling_a_queued_resume_keeps_the_run_resumable(pool, digits):
 def test_a_run_name_never_collides_with_a_runs_files(name, pool, digits):
     with pytest.raises(LabError, match="a run name is"):
         pool().submit(A, name, small_config(), steps=5, data=digits)
+
+
+def test_live_runs_split_the_cores_and_a_lone_run_gets_them_back(pool, digits):
+    """A training process takes all of torch's threads; two of them on the same cores busy-wait for each
+    other's (bench/concurrent_runs.py), so the pool splits the cores between its live runs."""
+    p = pool(limit=2)
+    first = p.submit(A, "first", small_config(), steps=100_000, data=digits)
+    wait_until(lambda: first.state == RunState.RUNNING)
+    cores = first.inner.cores  # what torch found in the child
+    if cores < 2:
+        pytest.skip("one core: nothing to split")
+    assert first.threads == cores
+    second = p.submit(A, "second", small_config(), steps=100_000, data=digits)
+    wait_until(lambda: second.state == RunState.RUNNING and first.threads == second.threads == cores // 2)
+    steps = first.step_count
+    wait_until(lambda: first.step_count > steps + 20)  # and both train on
+    second.stop()
+    wait_until(lambda: first.threads == cores)
+    first.stop()
