@@ -177,8 +177,11 @@ class PooledRun:
 
 
 class Pool:
-    def __init__(self, folder: Path, limit: int | None = None, save_every: str = SAVE_EVERY, grace: float = GRACE):
-        self.folder, self.save_every, self.grace = Path(folder), save_every, grace
+    def __init__(self, folder: Path, limit: int | None = None, save_every: str = SAVE_EVERY, grace: float = GRACE,
+                 cores: int | None = None):
+        """cores: the torch threads to split between the live runs (default: as many as torch finds in a
+        training process, one per core)."""
+        self.folder, self.save_every, self.grace, self.cores = Path(folder), save_every, grace, cores
         self.limit = max(1, limit or os.cpu_count() or 1)
         self._runs: dict[str, dict[str, PooledRun]] = {}
         self._queue: list[PooledRun] = []
@@ -400,7 +403,7 @@ class Pool:
             live = [r.inner for runs in self._runs.values() for r in runs.values()
                     if isinstance(r.inner, ProcessRun) and not r.inner.state.finished]
         for process in live:
-            share = max(1, process.cores // len(live))
+            share = max(1, (self.cores or process.cores) // len(live))
             if process.threads != share:
                 with contextlib.suppress(LabError):  # ended meanwhile: the next round counts without it
                     process.set_threads(share)

@@ -8,8 +8,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # Tests run on the real datasets in ../shared/data unless told otherwise; never write there.
 os.environ.setdefault("VAELAB_DATA", str(ROOT.parent / "shared" / "data"))
 os.environ.setdefault("VAELAB_OFFLINE", "1")
-# Under pytest-xdist the workers share the cores: one torch thread each (in this process only; the
-# training processes the tests start take their own).
+# Under pytest-xdist the workers share the cores: one torch thread each, here and in the servers and
+# training processes the tests start (threads spinning for cores another worker holds slow both).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 HAVE_SHARED = (Path(os.environ["VAELAB_DATA"]) / "MNIST" / "raw").exists()
