@@ -230,7 +230,7 @@ class RecordedRun:
     """A finished run read from a checkpoint (a model value with its history): shown like any other run,
     with nothing to control."""
 
-    state, error, seconds, threads = RunState.RECORDED, None, 0.0, None
+    state, error, threads = RunState.RECORDED, None, None
 
     def __init__(self, bundle, data=None, data_error: str | None = None):
         """data: its dataset, where it is here (pictures of test images need it); data_error: why not."""
@@ -243,6 +243,8 @@ class RecordedRun:
     # The rate it last trained at (the history logs a rate changed mid-run), else the one it started with.
     lr = property(lambda self: (self.history[-1].get("lr") if self.history else None) or self.bundle.config.lr)
     latent_dim = property(lambda self: self.bundle.latent_dim)
+    # Its training clock when it was saved (pauses excluded): the rate it trained at stays on its page.
+    seconds = property(lambda self: (self.history[-1].get("seconds") or 0.0) if self.history else 0.0)
 
     @property
     def epoch(self) -> float | None:

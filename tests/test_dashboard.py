@@ -116,7 +116,9 @@ def test_train_page_trains_the_offline_default_and_shows_it(app):
     t = runs["vae"]
     assert t.state == "recorded" and t.step_count == 200 and [r["step"] for r in t.live] == [50, 100, 150, 200]
     assert not app.exception
-    assert any("step 200" in m.value for m in app.markdown)
+    line = next(m.value for m in app.markdown if "step 200" in m.value)
+    rate = 200 * t.batch_size / t.history[-1]["seconds"]  # its training clock, as saved
+    assert f"{rate:,.0f} samples/s · recorded" in line  # a finished run keeps the rate it trained at
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["active units"] == f"{t.live[-1]['au']} / 8"
     assert float(metrics["MI (nats)"]) == pytest.approx(t.live[-1]["mi"], abs=0.01)
