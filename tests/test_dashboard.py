@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
@@ -18,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import ROOT, needs_shared, small_config
 from core import checkpoint, explore
 from core.engine import Trainer
-from dashboard import plots
+from dashboard import plots, state
 
 APP = str(ROOT / "dashboard" / "app.py")
 
@@ -347,10 +346,12 @@ def test_latent_map_page_computes_once_per_setting(app):
     assert not app.exception and not app.error
     assert app.selectbox(key="method").value == "pca"
     # The UMAP warm-up compiles under numba's lock, which the first map waits on: a lowered priority
-    # would starve it (and the map) while training keeps the cores busy.
-    warming = next(t for t in threading.enumerate() if t.name == "vaelab-umap-warm-up")
-    if warming.is_alive():
-        assert os.getpriority(os.PRIO_PROCESS, warming.native_id) == os.getpriority(os.PRIO_PROCESS, 0)
+    # would starve it (and the map) while training keeps the cores busy. A fresh one, read while it
+    # imports umap-learn (the page's may be done already).
+    state.warm_up.clear()
+    warming = state.warm_up(False)
+    assert os.getpriority(os.PRIO_PROCESS, warming.native_id) == os.getpriority(os.PRIO_PROCESS, 0)
+    warming.join(timeout=300)
     assert app.selectbox(key="colour").value == "label"
     for method in ("tsne", "umap"):
         # the first UMAP in a fresh environment compiles umap-learn's numba kernels: a minute or two
