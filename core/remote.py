@@ -97,8 +97,7 @@ def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, au
         """Send the rows and live diagnostics not sent yet, and the state."""
         conn.send(("progress", {"rows": trainer.history[sent["rows"]:], "live": trainer.live[sent["live"]:],
                                 "state": control.state.value, "error": control.error, "step": trainer.step_count,
-                                "seconds": trainer.seconds, "beta": trainer.objective.beta, "lr": trainer.lr,
-                                "threads": torch.get_num_threads()}))
+                                "seconds": trainer.seconds, "beta": trainer.objective.beta, "lr": trainer.lr}))
         sent.update(rows=len(trainer.history), live=len(trainer.live), state=control.state)
 
     def obey(command, arg):
@@ -216,7 +215,6 @@ class ProcessRun:
             self.live.extend(message["live"])
             self.step_count, self.seconds, self.error = message["step"], message["seconds"], message["error"]
             self.beta, self.lr, self.state = message["beta"], message["lr"], RunState(message["state"])
-            self.threads = message["threads"]
             if self.state.finished:
                 self._finished.set()
 
