@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, files
 from . import data as datasets
 from .diagnostics import DIAGNOSTICS
 from .config import COMPILE_MODES, EPOCHS, LIVE_EVERY, OPTIMIZERS, SAVE_EVERY, RunConfig, save_every
@@ -84,7 +84,13 @@ def make_parser(parser_class=Parser) -> Parser:
     t = sub.add_parser("train", help="train a model and save a checkpoint",
                        description="Train a VAE and save a checkpoint (safetensors + JSON).")
     g = t.add_argument_group("data")
-    g.add_argument("--dataset", default="mnist", choices=datasets.DATASETS.names(), help="default: %(default)s")
+    g.add_argument("--dataset", default="mnist", type=dataset_name, metavar="NAME|PATH",
+                   help=f"one of {', '.join(datasets.DATASETS.names())}, or your own images: a folder (one "
+                        f"sub-folder per class, or none) or an .npz with x and optional y (default: %(default)s)")
+    g.add_argument("--image-size", type=int, default=0, metavar="PIXELS",
+                   help="your own images: resize each to PIXELS x PIXELS (default: as they are, all one size)")
+    g.add_argument("--color", default="auto", choices=list(files.COLORS),
+                   help="your own images: grey or RGB (default: auto, RGB when any image has colour)")
     g.add_argument("--data-dir", help="folder with the dataset files (default: $VAELAB_DATA, then ~/.cache/torchvision)")
     g.add_argument("--binarize", default="none", choices=list(datasets.BINARIZATIONS),
                    help="dynamic: a fresh Bernoulli draw of every pixel in every minibatch; invert-nonzero: "
@@ -206,6 +212,19 @@ def make_parser(parser_class=Parser) -> Parser:
     return parser
 
 
+def dataset_name(text):
+    """A built-in dataset's name, or a path to the user's files, made absolute so a checkpoint finds them again."""
+    if text in datasets.DATASETS:
+        return text
+    if files.is_path(text):
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise argparse.ArgumentTypeError(f"{text}: no such folder or file")
+        return str(path.resolve())
+    raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; choose from: {', '.join(datasets.DATASETS.names())}, "
+                                     f"or give a folder of images or an .npz file")
+
+
 def diagnostic_names(text):
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in DIAGNOSTICS]
@@ -219,7 +238,7 @@ def diagnostic_names(text):
 def run_config(args) -> RunConfig:
     settings = {k[5:]: v for k, v in vars(args).items() if k.startswith("knob_") and v is not None}
     return RunConfig(
-        data=datasets.DataSpec(args.dataset, args.binarize, args.normalize, args.data_dir),
+        data=datasets.DataSpec(args.dataset, args.binarize, args.normalize, args.data_dir, args.image_size, args.color),
         model=ModelConfig(arch=args.arch, hidden=args.hidden, channels=args.channels, activation=args.activation,
                           latent_dim=args.latent, likelihood=args.likelihood, obs_std=args.obs_std,
                           gaussian_mean=args.gaussian_mean, init=args.init, latent_clip=args.latent_clip,
@@ -258,7 +277,7 @@ def find_checkpoint(text: str, out: str) -> Path:
 
 def load_data(spec, args):
     if args.data_dir:
-        spec = datasets.DataSpec(spec.name, spec.binarize, spec.normalize, args.data_dir)
+        spec = replace(spec, data_dir=args.data_dir)
     return datasets.load(spec, download=False if args.offline else None)
 
 
@@ -313,7 +332,7 @@ def train(args) -> int:
         config = run_config(args)
         trainer = Trainer(config, load_data(config.data, args), live_every=args.live_every)
         total = args.steps or (args.epochs or EPOCHS) * trainer.steps_per_epoch
-        name = args.name or f"{config.data.name}-{config.objective}-z{config.model.latent_dim}"
+        name = args.name or f"{config.data.short_name}-{config.objective}-z{config.model.latent_dim}"
         fields, start, out = {"command": command}, 0, Path(args.out) / name
     config, data = trainer.config, trainer.data
     fields["target_steps"] = total

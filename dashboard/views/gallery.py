@@ -34,14 +34,14 @@ for row in range(0, len(files), 3):
             try:
                 bundle = load_checkpoint(path)
                 st.image(thumbnail(bundle.ref.key, str(path)), width="stretch")
-                st.caption(f"{bundle.config.objective} on {bundle.config.data.name} · z={bundle.latent_dim} · "
+                st.caption(f"{bundle.config.objective} on {bundle.config.data.short_name} · z={bundle.latent_dim} · "
                            f"step {bundle.step:,}")
             except LabError as e:
                 st.error(str(e))
                 continue
             missing = try_data(bundle.config.data)[1]
             if missing:
-                st.caption(f"Its dataset ({bundle.config.data.name}) is not here: prior samples and sliders work; "
+                st.caption(f"Its dataset ({bundle.config.data.short_name}) is not here: prior samples and sliders work; "
                            "the latent map, reconstructions and diagnostics need it.", help=missing)
             for button, (name, page) in zip(st.columns(len(PAGES)), PAGES.items()):
                 if button.button(name, key=f"open-{name}-{label}", width="stretch"):

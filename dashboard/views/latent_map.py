@@ -31,7 +31,7 @@ st.caption("Each point is one test image, placed by its posterior mean E_q[z|x] 
            "image; click points (shift-click for more) or drag a box to see many at once.")
 source, bundle, data, missing = pick_model()
 if data is None:
-    st.warning(f"The map places test images, and this model's dataset ({bundle.config.data.name}) is not here. "
+    st.warning(f"The map places test images, and this model's dataset ({bundle.config.data.short_name}) is not here. "
                f"The Explore page's sliders and prior samples work without it.\n\n{missing}")
     st.stop()
 warming = warm_up(len(data.test_x) >= explore.UMAP_EXACT_BELOW)
@@ -91,7 +91,7 @@ else:
                 st.warning(f"Cannot open {label}: {e}")
                 continue
             if other.config.data.name != data.info.name:
-                st.info(f"{label} was trained on {other.config.data.name}, not {data.info.name}: it cannot place "
+                st.info(f"{label} was trained on {other.config.data.short_name}, not {data.spec.short_name}: it cannot place "
                         f"the same images.")
                 continue
             with st.spinner(f"Mapping {label} ...", show_time=True):

@@ -171,7 +171,7 @@ def controls(name: str, t):
         for col, (label, icon, action, disabled, help) in zip(st.columns(4), buttons):
             if col.button(label, icon=icon, key=f"{action}-{name}", disabled=disabled, width="stretch", help=help):
                 if action == "save":
-                    path = t.save(checkpoint_dir() / "runs" / f"{t.config.data.name}-{name}-z{t.latent_dim}")
+                    path = t.save(checkpoint_dir() / "runs" / f"{t.config.data.short_name}-{name}-z{t.latent_dim}")
                     st.toast(f"saved {path}")
                 else:
                     getattr(t, action)()
@@ -278,7 +278,7 @@ def live_view():
         return
     first = next(iter(current.values()))
     device = describe_device(pick_device(first.config.device), first.threads) if first.config else "?"
-    st.caption(f"{first.config.data.name if first.config else '?'} · {device} · "
+    st.caption(f"{first.config.data.short_name if first.config else '?'} · {device} · "
                f"updates every {st.session_state['refresh']} seconds · checkpointed in runs/ as they train")
     if first.data is not None and first.data.info.note:
         st.warning(first.data.info.note)
