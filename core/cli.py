@@ -25,6 +25,7 @@ from .report import record, run_all, to_dict
 from . import sweep as sweeps
 from .models import ACTIVATIONS, DECODER_VARIANCES, INITS, LIKELIHOODS, ModelConfig
 from .objectives import OBJECTIVES, build as build_objective
+from .protocol import user_bundle
 
 
 class Parser(argparse.ArgumentParser):
@@ -167,17 +168,18 @@ def make_parser(parser_class=Parser) -> Parser:
 
     e = sub.add_parser("evaluate", help="test ELBO, reconstruction and KL of a checkpoint",
                        description="Evaluate a checkpoint on its dataset's test split.")
-    e.add_argument("checkpoint", help="path to NAME.json, NAME.safetensors or NAME")
+    e.add_argument("checkpoint", nargs="?", help="path to NAME.json, NAME.safetensors or NAME (or --model)")
     e.add_argument("--json", action="store_true", help="print machine-readable JSON")
     e.add_argument("--data-dir", help="folder with the dataset files")
     e.add_argument("--device", default="cpu")
     e.add_argument("--offline", action="store_true", help="never try to download")
+    user_model_options(e)
 
     d = sub.add_parser("diagnose", help="every collapse diagnostic of a checkpoint",
                        description="Run the collapse diagnostics on a checkpoint's test split: KL, active units, "
                                    "mutual information, IWAE_k, probe, decoder reliance, aggregate posterior, "
                                    "gradient variance, code usage and the per-dimension collapse report.")
-    d.add_argument("checkpoint", help="path to NAME.json, NAME.safetensors or NAME")
+    d.add_argument("checkpoint", nargs="?", help="path to NAME.json, NAME.safetensors or NAME (or --model)")
     d.add_argument("--json", action="store_true", help="print machine-readable JSON")
     d.add_argument("--only", type=diagnostic_names, default=None, metavar="NAMES",
                    help=f"comma-separated subset of: {', '.join(DIAGNOSTICS.names())}")
@@ -189,6 +191,7 @@ def make_parser(parser_class=Parser) -> Parser:
     d.add_argument("--data-dir", help="folder with the dataset files")
     d.add_argument("--device", default="cpu")
     d.add_argument("--offline", action="store_true", help="never try to download")
+    user_model_options(d)
 
     w = sub.add_parser("sweep", help="train a grid of runs from a TOML spec, here or on a Ray cluster",
                        description="Expand a sweep spec (objectives x knobs x beta x latent size x seeds; see "
@@ -210,6 +213,20 @@ def make_parser(parser_class=Parser) -> Parser:
     w.add_argument("--no-pilot", action="store_true", help="skip the pilot that estimates the time")
     w.add_argument("--retry-failed", action="store_true", help="train the trials that failed before again")
     return parser
+
+
+def user_model_options(parser):
+    g = parser.add_argument_group("your own model (instead of a checkpoint; see core/protocol.py)")
+    g.add_argument("--model", metavar="MODULE:FACTORY",
+                   help="a PyTorch module of yours that follows the protocol: factory() builds it "
+                        "(module.path:factory, or path/to/file.py:factory)")
+    g.add_argument("--weights", metavar="FILE.safetensors", help="its weights (a safetensors file; never a pickle)")
+    g.add_argument("--dataset", type=dataset_name, metavar="NAME|PATH", help="the data to measure it on")
+    g.add_argument("--binarize", default="none", choices=list(datasets.BINARIZATIONS))
+    g.add_argument("--image-size", type=int, default=0, metavar="PIXELS")
+    g.add_argument("--color", default="auto", choices=list(files.COLORS))
+    g.add_argument("--objective", default="vae", choices=OBJECTIVES.names(),
+                   help="the loss it was trained with, for the gradient diagnostics (default: vae, the ELBO)")
 
 
 def dataset_name(text):
@@ -370,6 +387,22 @@ def train(args) -> int:
 
 
 def load_checkpoint_and_data(args):
+    """(the model value, its data spec, the data) of a checkpoint, or of --model with --weights on --dataset."""
+    if args.model:
+        if args.checkpoint:
+            raise LabError("give a checkpoint or --model, not both")
+        if not args.dataset:
+            raise LabError("--model needs --dataset: the data to measure it on")
+        spec = datasets.DataSpec(args.dataset, args.binarize, "none", args.data_dir, args.image_size, args.color)
+        data = load_data(spec, args)
+        bundle = user_bundle(args.model, args.weights, data, args.objective, pick_device(args.device))
+        args.checkpoint = args.model  # the name printed beside the results
+        return bundle, data.spec, data
+    if not args.checkpoint:
+        raise LabError("give a checkpoint (NAME, NAME.json) or --model module:factory")
+    given = [f for f in ("weights", "dataset") if getattr(args, f)]
+    if given:
+        raise LabError(f"{flags(given)} go with --model; a checkpoint knows its own weights and data")
     ckpt = checkpoint.load(args.checkpoint, device=pick_device(args.device))
     data = load_data(ckpt.config.data, args)
     return ckpt, data.spec, data
@@ -393,6 +426,8 @@ def evaluate_cmd(args) -> int:
 
 
 def diagnose_cmd(args) -> int:
+    if args.record and args.model:
+        raise LabError("--record writes into a checkpoint's sidecar; a --model has none (use --json)")
     ckpt, spec, data = load_checkpoint_and_data(args)
     if args.record:
         if args.only or args.k or args.device != "cpu":

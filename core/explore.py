@@ -93,8 +93,8 @@ def decoder_program(network, y=None, data=None) -> DecoderProgram | None:
     """The network's decoder as a DecoderProgram, or None where it is not a plain MLP (a conv decoder).
     A learned variance, per pixel or shared, does not touch the mean and is left out."""
     cfg = network.cfg
-    if cfg.arch != "mlp":
-        return None
+    if cfg.arch != "mlp" or not isinstance(getattr(network, "decoder", None), torch.nn.Sequential):
+        return None  # a conv decoder, or a user's own module
     layers = []
     for m in network.decoder[0]:
         if isinstance(m, torch.nn.Linear):

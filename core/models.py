@@ -242,6 +242,13 @@ class VAE(nn.Module):
             return torch.cat([x.flatten(1), onehot], 1)
         return torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
 
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The inference side's parameters (the gradient diagnostics split the gradient by side)."""
+        return [*self.encoder_body.parameters(), *self.encoder_head.parameters()]
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.decoder.parameters())
+
     def encode_features(self, x, y=None) -> torch.Tensor:
         """The last hidden layer of the encoder, h(x)."""
         return self.encoder_body(self.with_label(x, y))

@@ -27,7 +27,7 @@ def gradient_sources(model, data, n: int = 256, seed: int = 0) -> GradientSource
     bundle = as_bundle(model)
     network, objective = bundle.network, bundle.objective
     x, y = held_out(bundle, data, n, seed)
-    params = [*network.encoder_body.parameters(), *network.encoder_head.parameters(), *objective.parameters()]
+    params = [*network.encoder_parameters(), *objective.parameters()]
     with sampling(x.device, seed):
         out = objective(network, x, y, bundle.step)
     weight = out.terms.get("kl_weight", objective.beta)  # an annealed objective's weight at this step

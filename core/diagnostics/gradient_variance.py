@@ -45,9 +45,7 @@ def gradient_variance(model, data, n: int = 100, repeats: int = 100, seed: int =
     bundle = as_bundle(model)
     model, objective, step = bundle.network, bundle.objective, bundle.step
     x, y = held_out(bundle, data, n, seed)
-    groups = {"encoder": [*model.encoder_body.parameters(), *model.encoder_head.parameters(),
-                          *objective.parameters()],
-              "decoder": list(model.decoder.parameters())}
+    groups = {"encoder": [*model.encoder_parameters(), *objective.parameters()], "decoder": model.decoder_parameters()}
     # Running sums of g and g^2 in float64: R full gradients of a large model would not fit in memory.
     sums = {g: torch.zeros(2, sum(p.numel() for p in ps), dtype=torch.float64, device=x.device)
             for g, ps in groups.items()}
