@@ -1,4 +1,4 @@
-"""Command line: python -m core {train,evaluate,diagnose,sweep} ...
+"""Command line: python -m core {train,evaluate,diagnose,export,sweep} ...
 
 Every mistake a user can make ends in one line on stderr and a non-zero exit, never a traceback.
 """
@@ -26,6 +26,7 @@ from . import sweep as sweeps
 from .models import ACTIVATIONS, DECODER_VARIANCES, INITS, LIKELIHOODS, ModelConfig
 from .objectives import OBJECTIVES, build as build_objective
 from .protocol import user_bundle
+from .track import Tracker, export
 
 
 class Parser(argparse.ArgumentParser):
@@ -164,6 +165,7 @@ def make_parser(parser_class=Parser) -> Parser:
     g.add_argument("--branch", metavar="CHECKPOINT",
                    help="start a new run from the step saved there, with --beta, --lr or the objective's knobs "
                         "changed, for --steps/--epochs more; the sidecar records its parent")
+    tracker_options(t.add_argument_group("where else the run goes"))
     t.set_defaults(train_parser=t)
 
     e = sub.add_parser("evaluate", help="test ELBO, reconstruction and KL of a checkpoint",
@@ -193,6 +195,16 @@ def make_parser(parser_class=Parser) -> Parser:
     d.add_argument("--offline", action="store_true", help="never try to download")
     user_model_options(d)
 
+    x = sub.add_parser("export", help="a checkpoint to TensorBoard or MLflow, or as a script that trains it again",
+                       description="Write a checkpoint's run where you already work: its curves, live diagnostics "
+                                   "and pictures to TensorBoard or MLflow, and/or the command and a Python script "
+                                   "that repeat the run (same seed, the same numbers on the CPU).")
+    x.add_argument("checkpoint", help="path to NAME.json, NAME.safetensors or NAME")
+    tracker_options(x)
+    x.add_argument("--script", metavar="FILE.py", help="write a Python script that trains this run again")
+    x.add_argument("--data-dir", help="folder with the dataset files")
+    x.add_argument("--offline", action="store_true", help="never try to download")
+
     w = sub.add_parser("sweep", help="train a grid of runs from a TOML spec, here or on a Ray cluster",
                        description="Expand a sweep spec (objectives x knobs x beta x latent size x seeds; see "
                                    "README, 'Sweeps'), estimate its time from a short pilot, and train every trial "
@@ -213,6 +225,15 @@ def make_parser(parser_class=Parser) -> Parser:
     w.add_argument("--no-pilot", action="store_true", help="skip the pilot that estimates the time")
     w.add_argument("--retry-failed", action="store_true", help="train the trials that failed before again")
     return parser
+
+
+def tracker_options(g):
+    g.add_argument("--tensorboard", metavar="DIR",
+                   help="also write the run to TensorBoard event files in DIR/NAME: curves, held-out KL per "
+                        "dimension and its heatmap, AU, MI, reconstructions, samples (tensorboard --logdir DIR)")
+    g.add_argument("--mlflow", metavar="DIR",
+                   help="also log the same to an MLflow tracking folder (mlflow ui --backend-store-uri "
+                        "sqlite:///DIR/mlflow.db)")
 
 
 def user_model_options(parser):
@@ -268,7 +289,7 @@ def run_config(args) -> RunConfig:
 
 
 # What --resume and --branch accept beside them: a resumed run keeps every setting; a branch changes knobs and rate.
-RESUME_OPTIONS = {"steps", "epochs", "save_every", "out", "data_dir", "offline", "resume"}
+RESUME_OPTIONS = {"steps", "epochs", "save_every", "out", "data_dir", "offline", "resume", "tensorboard", "mlflow"}
 BRANCH_OPTIONS = RESUME_OPTIONS - {"resume"} | {"branch", "lr", "name", "live_every"}
 
 
@@ -359,12 +380,15 @@ def train(args) -> int:
           f"on {describe_device(trainer.device, torch.get_num_threads())}: steps {start:,} to {total:,}"
           + (f", saving to {out} every {args.save_every}" if resumable else ""), file=sys.stderr)
     failure = None
+    tracker = Tracker(out.name, config.to_dict(), args.tensorboard, args.mlflow) if args.tensorboard or args.mlflow else None
     bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
     try:
         while trainer.step_count < total:
             n = min(50, total - trainer.step_count)
             seconds = trainer.seconds
             row = trainer.step(n)[-1]
+            if tracker:
+                tracker.log(trainer.history, trainer.live)
             rate = n * trainer.batch_size / max(trainer.seconds - seconds, 1e-9)
             bar.update(n)
             live = {"AU": trainer.live[-1]["au"], "MI": f"{trainer.live[-1]['mi']:.2f}"} if trainer.live else {}
@@ -376,10 +400,14 @@ def train(args) -> int:
     finally:
         bar.close()
     path = trainer.save(out, resumable=resumable, **fields)
+    saved = checkpoint.load(path, device=trainer.device)  # the model as saved
+    if tracker:
+        tracker.log(trainer.history, trainer.live)
+        tracker.finish(saved, data)
     if failure:
         print(f"error: {failure}\nsaved the last good weights (step {trainer.step_count}) to {path}", file=sys.stderr)
         return 1
-    result = evaluate(checkpoint.load(path, device=trainer.device), data)  # the model as saved
+    result = evaluate(saved, data)
     print(f"test ELBO {result.elbo:.2f} nats (recon {result.recon:.2f}, KL {result.kl:.2f}) "
           f"after {trainer.step_count:,} steps in {trainer.seconds:.0f} s")
     print(f"saved {path}")
@@ -487,6 +515,23 @@ def print_collapse(report: dict):
         print(f"  ! {flag}")
 
 
+def export_cmd(args) -> int:
+    if not (args.tensorboard or args.mlflow or args.script):
+        raise LabError("say where to: --tensorboard DIR, --mlflow DIR and/or --script FILE.py")
+    path = find_checkpoint(args.checkpoint, ".")
+    bundle = checkpoint.load(path)
+    if args.script:
+        from .recipe import script
+        Path(args.script).write_text(script(bundle, path.stem))
+        print(f"wrote {args.script}: python {args.script} trains it again", file=sys.stderr)
+    if args.tensorboard or args.mlflow:
+        export(bundle, load_data(bundle.config.data, args), path.stem, args.tensorboard, args.mlflow)
+        for kind, where in (("TensorBoard", args.tensorboard), ("MLflow", args.mlflow)):
+            if where:
+                print(f"wrote {path.stem} to {kind} in {where}", file=sys.stderr)
+    return 0
+
+
 def train_options(parser) -> set[str]:
     """The train command's options by name (knobs without their knob_ prefix)."""
     train = parser._subparsers._group_actions[0].choices["train"]
@@ -557,7 +602,8 @@ def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        commands = {"train": train, "evaluate": evaluate_cmd, "diagnose": diagnose_cmd, "sweep": sweep_cmd}
+        commands = {"train": train, "evaluate": evaluate_cmd, "diagnose": diagnose_cmd, "sweep": sweep_cmd,
+                    "export": export_cmd}
         return commands[args.command](args)
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -15,7 +15,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, needs_shared, small_config
-from core import checkpoint, explore
+from core import checkpoint, explore, pictures
 from core.engine import Trainer
 from dashboard import plots, state
 
@@ -285,7 +285,7 @@ def test_kl_heatmap_is_dimension_by_step():
 
 def test_the_kl_heatmap_as_a_picture_is_dimension_by_step():
     live = [{"step": 50, "kl_per_dim": [1.0, 0.5, None]}, {"step": 100, "kl_per_dim": [2.0, 0.0, 0.1]}]
-    image = plots.kl_heatmap_image(live, height=30, width=20)
+    image = pictures.kl_heatmap_image(live, height=30, width=20)
     assert image.shape == (30, 20, 3) and image.dtype == np.uint8
     top, collapsed, missing = image[0, 15], image[15, 15], image[25, 5]  # z0 at step 100; z1 at 100; z2 at 50
     assert tuple(top) == (253, 231, 37) and tuple(collapsed) == (68, 1, 84)  # Viridis' top and bottom

@@ -4,7 +4,7 @@ from dataclasses import replace
 import streamlit as st
 import torch
 
-from core import data as datasets
+from core import data as datasets, pictures
 from core.config import PRESETS, RunConfig
 from core.control import RunState
 from core.engine import describe_device, pick_device
@@ -236,7 +236,7 @@ def run_panel(name: str, t, race: bool):
         # Redrawn every few seconds while it trains: a picture costs the browser a quarter of a Plotly heatmap
         # (bench/redraw_cost.py), CPU that the run would otherwise lose. Finished runs get the chart.
         top = max((v for r in live for v in r["kl_per_dim"] if v is not None), default=0.0)
-        st.image(plots.kl_heatmap_image(live), width="stretch", output_format="PNG",
+        st.image(pictures.kl_heatmap_image(live), width="stretch", output_format="PNG",
                  caption=f"KL per dimension, held-out: rows z0 (top) to z{t.latent_dim - 1}, steps {live[0]['step']:,} to "
                          f"{live[-1]['step']:,} left to right; dark 0, yellow {top:.2f} nats (hover values once it stops)")
     elif live:
