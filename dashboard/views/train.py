@@ -4,7 +4,9 @@ from dataclasses import replace
 import streamlit as st
 import torch
 
-from core import data as datasets, pictures
+from pathlib import Path
+
+from core import data as datasets, files, pictures, recipe, track
 from core.config import PRESETS, RunConfig
 from core.control import RunState
 from core.engine import describe_device, pick_device
@@ -14,7 +16,8 @@ from core.pool import PooledRun
 from core.posterior import Factorized
 from dashboard import plots
 from dashboard.lessons import LESSONS, widget_values
-from dashboard.state import checkpoint_dir, default, load_data, owner, pool, recorded_run, runs, shipped, to_image
+from dashboard.state import (checkpoint_dir, default, load_data, owner, pool, recorded_run, runs, shipped, to_image,
+                             try_data)
 
 DASHBOARD = PRESETS["dashboard"]  # the smaller network a laptop trains live while people watch
 HIDDEN = {f"small {DASHBOARD.hidden}": DASHBOARD.hidden, f"default {PRESETS['default'].hidden}": PRESETS["default"].hidden,
@@ -30,9 +33,46 @@ def knob_widget(name, knob, key):
                            key=default(key, float(knob.default)), format="%g")
 
 
+OWN = "your own images ..."
+
+
 def binarize_by_dataset():
-    """Dynamic binarization suits the Bernoulli datasets, not Frey Faces' grey levels."""
-    st.session_state["binarize"] = st.session_state.get("dataset") != "frey"
+    """Dynamic binarization suits the Bernoulli datasets, not Frey Faces' grey levels (nor, by default, yours)."""
+    st.session_state["binarize"] = st.session_state.get("dataset") not in ("frey", OWN)
+
+
+def own_images() -> tuple[str | None, int, str]:
+    """The sidebar's "your own images": a path on the server or an upload (unpacked into the data cache),
+    the size and colour to make them. Returns (path or None, size, colour) and says what it found."""
+    path = st.text_input("Folder or .npz on this server", key=default("own-path", ""),
+                         placeholder="/data/my-images", help="A folder with one sub-folder per class (or none), "
+                         "or an .npz with an array x (N images) and optionally y (labels).")
+    upload = st.file_uploader("... or upload a .zip or .npz", type=["zip", "npz"], key="own-upload",
+                              help=f"At most {files.UPLOAD_LIMIT // 2**20} MiB; unpacked into {files.cache_dir()}.")
+    size = st.number_input("Image size (pixels, 0: as they are)", 0, 256, step=4, key=default("own-size", 28),
+                           help="Every image is resized to this many pixels square; with 0 they must be one size.")
+    color = st.selectbox("Colour", files.COLORS, key=default("own-color", "auto"),
+                         help="auto: RGB when any image has colour, else grey.")
+    try:
+        if upload is not None:
+            path = str(uploaded(upload.name, upload.getvalue()))
+        if not path:
+            return None, int(size), color
+        found, problem = try_data(datasets.DataSpec(str(Path(path).expanduser()), size=int(size), color=color))
+    except LabError as e:
+        found, problem = None, str(e)
+    if problem:
+        st.error(problem)
+        return None, int(size), color
+    info = found.info
+    st.caption(f"{len(found.train_x) + len(found.test_x):,} images of {'x'.join(map(str, info.shape))} "
+               f"({len(found.test_x):,} held out), {info.n_classes or 'no'} classes; {info.likelihood} likelihood")
+    return info.name, int(size), color
+
+
+@st.cache_data(show_spinner="Unpacking the upload ...", max_entries=8)
+def uploaded(name: str, content: bytes) -> Path:
+    return files.unpack_upload(name, content)
 
 
 def apply_lesson():
@@ -54,10 +94,14 @@ def setup():
         st.selectbox("Lesson", ["none", *LESSONS], key=default("lesson", "none"), on_change=apply_lesson,
                      help="Set every control for a classic demonstration in one click.")
         st.header("Set up")
-        names = datasets.DATASETS.names()
+        names = datasets.DATASETS.names() + [OWN]
         dataset = st.selectbox("Dataset", names, key=default("dataset", "digits"), on_change=binarize_by_dataset,
                                help="digits ships with scikit-learn and works offline. MNIST without its files "
-                                    "and without a network falls back to a 5,000-digit subset, and says so.")
+                                    "and without a network falls back to a 5,000-digit subset, and says so. "
+                                    f"{OWN}: a folder or .npz on this server, or an upload.")
+        size, color = 0, "auto"
+        if dataset == OWN:
+            dataset, size, color = own_images()
         binarize = st.toggle("Dynamic binarization", key=default("binarize", True),
                              help="A fresh Bernoulli draw of every pixel in every minibatch (Bernoulli decoders).")
         arch = st.radio("Network", ["mlp", "conv"], horizontal=True, key=default("arch", "mlp"))
@@ -82,7 +126,10 @@ def setup():
                           width="stretch", disabled=not objectives)
     if not start:
         return objectives, None
-    spec = datasets.DataSpec(dataset, "dynamic" if binarize else "none")
+    if not dataset:
+        st.error("Give a folder or .npz on the server, or upload a .zip or .npz, before training on your own images.")
+        return objectives, None
+    spec = datasets.DataSpec(dataset, "dynamic" if binarize else "none", size=size, color=color)
     model = replace(DASHBOARD, arch=arch, hidden=HIDDEN[hidden], latent_dim=latent)
     configs = {name: RunConfig(data=spec, model=model, objective=name, settings=settings.get(name, {}),
                                batch_size=int(batch), lr=float(lr), seed=int(seed), device=device)
@@ -257,6 +304,37 @@ def run_panel(name: str, t, race: bool):
         st.caption(f"No reconstructions: {getattr(t, 'data_error', None) or 'its dataset is not here'}")
     st.image(plots.image_grid(to_image(bundle.network.sample(16, generator=gen), spec, data)), width="stretch",
              caption="samples from the prior")
+    export(f"{spec.short_name}-{name}-z{t.latent_dim}", bundle, data)
+
+
+def export(name: str, bundle, data):
+    """The run as code (the command and a script that train it again) and to TensorBoard or MLflow."""
+    with st.popover("Export", icon=":material/ios_share:", width="stretch",
+                    help="This run as a command and a script a student can keep, or into TensorBoard or MLflow."):
+        st.markdown(f"**{name}** at step {bundle.step:,}: trains it again, same seed, same numbers on the CPU.")
+        st.code(recipe.command(bundle), language="bash", wrap_lines=True)
+        st.download_button("Download the script", recipe.script(bundle, name), file_name=f"{name}.py",
+                           mime="text/x-python", icon=":material/download:", key=f"script-{name}-{bundle.step}")
+        folder = st.text_input("Folder", key=default(f"track-dir-{name}", str(checkpoint_dir() / "tracking")),
+                               help="TensorBoard's files go to FOLDER/tensorboard/NAME, MLflow's store to FOLDER/mlflow.")
+        tb, ml = st.columns(2)
+        pressed = {"tensorboard": tb.button("To TensorBoard", key=f"tb-{name}"),
+                   "mlflow": ml.button("To MLflow", key=f"ml-{name}")}
+        to = next((kind for kind, yes in pressed.items() if yes), None)
+        if to:
+            if data is None:
+                st.error("Its dataset is not here, and the pictures need it.")
+                return
+            where = Path(folder).expanduser() / to
+            try:
+                with st.spinner(f"Writing {name} to {to} ..."):
+                    track.export(bundle, data, name, **{to: str(where)})
+            except (LabError, OSError) as e:
+                st.error(f"Could not write to {where}: {e}")
+                return
+            view = (f"tensorboard --logdir {where}" if to == "tensorboard" else
+                    f"mlflow ui --backend-store-uri sqlite:///{where / 'mlflow.db'}")
+            st.success(f"Wrote it to {where}. See it with `{view}`.")
 
 
 def panels(current: dict):

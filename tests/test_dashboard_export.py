@@ -1,0 +1,48 @@
+"""The Train page with your own images, and its Export: the command, the script, TensorBoard and MLflow."""
+from conftest import ROOT  # noqa: F401 - puts the tests folder's helpers on the path
+from test_dashboard import app, session_runs, train  # noqa: F401 - the page fixture and its helpers
+from test_user_data import shapes
+
+from dashboard.views.train import OWN
+
+
+def test_the_train_page_trains_on_a_folder_of_your_images(app, tmp_path):  # noqa: F811
+    folder = shapes(tmp_path / "my pictures", n=10)
+    app.sidebar.selectbox(key="dataset").set_value(OWN).run()
+    assert not app.sidebar.toggle(key="binarize").value  # your pixels are taken as they are, by default
+    app.sidebar.number_input(key="own-size").set_value(0)
+    app.sidebar.text_input(key="own-path").set_value(str(folder)).run()
+    assert not app.exception and not app.error
+    assert any("20 images of 1x12x12 (2 held out), 2 classes; bernoulli likelihood" in c.value for c in app.sidebar.caption)
+    t = train(app, 60)["vae"]
+    assert t.config.data.name == str(folder.resolve()) and t.data.info.shape == (1, 12, 12)
+    assert t.state == "recorded" and t.step_count == 60
+    command = next(c.value for c in app.get("code") if "python -m core train" in c.value)
+    assert "--dataset '" + str(folder.resolve()) + "'" in command and "--steps 60" in command
+
+
+def test_a_bad_path_is_one_message_and_starts_nothing(app, tmp_path):  # noqa: F811
+    app.sidebar.selectbox(key="dataset").set_value(OWN).run()
+    app.sidebar.text_input(key="own-path").set_value(str(tmp_path / "nowhere")).run()
+    assert not app.exception and "no such folder or file" in app.sidebar.error[0].value
+    app.sidebar.button[0].click().run()
+    assert not app.exception and not session_runs(app)
+
+
+def test_export_writes_a_run_to_tensorboard_and_mlflow(app, tmp_path):  # noqa: F811
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    t = train(app, 100)["vae"]
+    app.text_input(key="track-dir-digits-vae-z8").set_value(str(tmp_path / "tracking")).run()
+    app.button(key="tb-digits-vae-z8").click().run()
+    assert not app.exception and not app.error
+    events = EventAccumulator(str(tmp_path / "tracking" / "tensorboard" / "digits-vae-z8"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")][-1] == 100
+    assert [e.value for e in events.Scalars("heldout/au")] == [r["au"] for r in t.live]
+    app.button(key="ml-digits-vae-z8").click().run()
+    assert not app.exception and "mlflow ui --backend-store-uri" in app.success[-1].value
+    client = MlflowClient(f"sqlite:///{tmp_path / 'tracking' / 'mlflow' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 100
