@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Tests run on the real datasets in ../shared/data unless told otherwise; never write there.
@@ -36,6 +37,41 @@ def small_config(**kw):
     from core.models import ModelConfig
     model = kw.pop("model", ModelConfig(hidden=(64,), latent_dim=4))
     return RunConfig(data=kw.pop("data", DataSpec("digits")), model=model, device="cpu", **kw)
+
+
+# ---------------------------------------------------------------- the dashboard in AppTest
+
+APP = str(ROOT / "dashboard" / "app.py")
+
+
+def session_runs(at) -> dict:
+    """The runs of an AppTest's browser session: the server's pool, by the session's token."""
+    from dashboard.state import pool
+    return pool().runs(at.session_state["owner"])
+
+
+def train(at, steps, objectives=None):
+    """Set the Train page's sidebar, press Train, wait for every run to finish, and re-render."""
+    if objectives:
+        at.sidebar.multiselect(key="objectives").set_value(objectives).run()
+    at.sidebar.number_input(key="steps").set_value(steps)
+    at.sidebar.button[0].click().run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    runs = session_runs(at)
+    for t in runs.values():
+        t.join(timeout=120)
+    at.run()
+    return runs
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAELAB_CHECKPOINTS", str(tmp_path))  # never list or write the shipped checkpoints
+    monkeypatch.setenv("VAELAB_RUNS", str(tmp_path.with_name(tmp_path.name + "-live")))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    return at
+
 
 
 @pytest.fixture

@@ -14,12 +14,11 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, needs_shared, small_config
+from conftest import APP, ROOT, needs_shared, session_runs, small_config, train
 from core import checkpoint, explore, pictures
 from core.engine import Trainer
 from dashboard import plots, state
 
-APP = str(ROOT / "dashboard" / "app.py")
 
 
 def wait_for_run(at, name, timeout=60.0):
@@ -50,35 +49,6 @@ def test_image_grid_is_uint8_picture():
     grid = plots.image_grid(torch.ones(6, 1, 8, 8) * 0.5, nrow=3)
     assert grid.dtype == np.uint8 and grid.shape == (2 * 9 + 1, 3 * 9 + 1, 3)
     assert grid[1, 1, 0] == 128  # a pixel of the first image, not padding
-
-
-def session_runs(at) -> dict:
-    """The runs of an AppTest's browser session: the server's pool, by the session's token."""
-    from dashboard.state import pool
-    return pool().runs(at.session_state["owner"])
-
-
-def train(at, steps, objectives=None):
-    """Set the Train page's sidebar, press Train, wait for every run to finish, and re-render."""
-    if objectives:
-        at.sidebar.multiselect(key="objectives").set_value(objectives).run()
-    at.sidebar.number_input(key="steps").set_value(steps)
-    at.sidebar.button[0].click().run()
-    assert not at.exception and not at.error, (at.exception, at.error)
-    runs = session_runs(at)
-    for t in runs.values():
-        t.join(timeout=120)
-    at.run()
-    return runs
-
-
-@pytest.fixture
-def app(tmp_path, monkeypatch):
-    monkeypatch.setenv("VAELAB_CHECKPOINTS", str(tmp_path))  # never list or write the shipped checkpoints
-    monkeypatch.setenv("VAELAB_RUNS", str(tmp_path.with_name(tmp_path.name + "-live")))
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    assert not at.exception
-    return at
 
 
 def pad(at) -> dict:

@@ -1,12 +1,11 @@
 """The Train page with your own images, and its Export: the command, the script, TensorBoard and MLflow."""
-from conftest import ROOT  # noqa: F401 - puts the tests folder's helpers on the path
-from test_dashboard import app, session_runs, train  # noqa: F401 - the page fixture and its helpers
+from conftest import session_runs, train
 from test_user_data import shapes
 
 from dashboard.views.train import OWN
 
 
-def test_the_train_page_trains_on_a_folder_of_your_images(app, tmp_path):  # noqa: F811
+def test_the_train_page_trains_on_a_folder_of_your_images(app, tmp_path):
     folder = shapes(tmp_path / "my pictures", n=10)
     app.sidebar.selectbox(key="dataset").set_value(OWN).run()
     assert not app.sidebar.toggle(key="binarize").value  # your pixels are taken as they are, by default
@@ -21,7 +20,7 @@ def test_the_train_page_trains_on_a_folder_of_your_images(app, tmp_path):  # noq
     assert "--dataset '" + str(folder.resolve()) + "'" in command and "--steps 60" in command
 
 
-def test_a_bad_path_is_one_message_and_starts_nothing(app, tmp_path):  # noqa: F811
+def test_a_bad_path_is_one_message_and_starts_nothing(app, tmp_path):
     app.sidebar.selectbox(key="dataset").set_value(OWN).run()
     app.sidebar.text_input(key="own-path").set_value(str(tmp_path / "nowhere")).run()
     assert not app.exception and "no such folder or file" in app.sidebar.error[0].value
@@ -29,7 +28,7 @@ def test_a_bad_path_is_one_message_and_starts_nothing(app, tmp_path):  # noqa: F
     assert not app.exception and not session_runs(app)
 
 
-def test_export_writes_a_run_to_tensorboard_and_mlflow(app, tmp_path):  # noqa: F811
+def test_export_writes_a_run_to_tensorboard_and_mlflow(app, tmp_path):
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
