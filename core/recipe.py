@@ -11,6 +11,7 @@ from dataclasses import fields
 from .config import LIVE_EVERY, RunConfig
 from .data import DataSpec
 from .models import ModelConfig
+from .objectives import OBJECTIVES
 
 # Filled in from the data and the objective when the model is built (core.engine.build_model): never flags.
 DERIVED = {"image_shape", "n_classes", "latent"}
@@ -77,7 +78,9 @@ def command(bundle) -> str:
     words = ["python", "-m", "core", "train", "--dataset", config.data.name, *data, *model]
     if config.objective != "vae":
         words += ["--objective", config.objective]
-    words += [f for name, value in settings.items() for f in flag(name, value)]
+    knobs = OBJECTIVES.get(config.objective).knobs
+    defaults = {name: knob.default for name, knob in knobs.items()} | {"beta": knobs["beta"].default if "beta" in knobs else 1.0}
+    words += [f for name, value in settings.items() if value != defaults.get(name) for f in flag(name, value)]
     run_default = RunConfig()
     for name in ("batch_size", "seed", "optimizer", "device", "compile"):
         if getattr(config, name) != getattr(run_default, name):

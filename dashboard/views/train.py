@@ -315,7 +315,8 @@ def export(name: str, bundle, data):
         st.code(recipe.command(bundle), language="bash", wrap_lines=True)
         st.download_button("Download the script", recipe.script(bundle, name), file_name=f"{name}.py",
                            mime="text/x-python", icon=":material/download:", key=f"script-{name}-{bundle.step}")
-        folder = st.text_input("Folder", key=default(f"track-dir-{name}", str(checkpoint_dir() / "tracking")),
+        # value=, not a session-state default: a default set inside the live view's fragment reached the browser empty
+        folder = st.text_input("Folder", value=str(checkpoint_dir() / "tracking"), key=f"track-dir-{name}",
                                help="TensorBoard's files go to FOLDER/tensorboard/NAME, MLflow's store to FOLDER/mlflow.")
         tb, ml = st.columns(2)
         pressed = {"tensorboard": tb.button("To TensorBoard", key=f"tb-{name}"),
