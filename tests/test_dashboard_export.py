@@ -1,8 +1,14 @@
 """The Train page with your own images, and its Export: the command, the script, TensorBoard and MLflow."""
-from conftest import session_runs, train
-from test_user_data import shapes
+import os
+import subprocess
+import sys
 
+import torch
+
+from conftest import ROOT, session_runs, train
+from core import checkpoint, recipe, weights
 from dashboard.views.train import OWN
+from test_user_data import shapes
 
 
 def test_the_train_page_trains_on_a_folder_of_your_images(app, tmp_path):
@@ -45,3 +51,21 @@ def test_export_writes_a_run_to_tensorboard_and_mlflow(app, tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'tracking' / 'mlflow' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 100
+
+
+def test_the_script_exported_from_the_page_trains_the_pages_run_again(app, tmp_path):
+    """A run trained on the page (in a child process, with the threads the pool gave it) becomes a script
+    that, with as many torch threads, logs the same losses and ends at the same weights."""
+    t = train(app, 80)["vae"]
+    (tmp_path / "again.py").write_text(recipe.script(t.snapshot(), "again"))
+    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(t.threads)}
+    done = subprocess.run([sys.executable, "again.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    page = checkpoint.read_sidecar(checkpoint.paths(t.path)[1])
+    again = checkpoint.read_sidecar(tmp_path / "checkpoints" / "again-again.json")
+    assert [r["loss"] for r in again["history"]] == [r["loss"] for r in page["history"]]
+    # the page's checkpoint also holds the optimizer's state, so compare the model's tensors, not the files
+    mine, theirs = (weights.state_tensors(b.network, b.objective) for b in
+                    (checkpoint.load(t.path), checkpoint.load(tmp_path / "checkpoints" / "again-again")))
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
