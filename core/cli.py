@@ -374,6 +374,7 @@ def train(args) -> int:
         fields, start, out = {"command": command}, 0, Path(args.out) / name
     config, data = trainer.config, trainer.data
     fields["target_steps"] = total
+    fields["threads"] = torch.get_num_threads()  # a CPU run's numbers depend on it: an exported script repeats it
     trainer.autosave(out, args.save_every, **fields)
     what = "resuming" if args.resume else "branching" if args.branch else "training"
     print(f"{what} {config.objective} on {data.info.name} ({len(data.train_x):,} images) "

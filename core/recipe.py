@@ -138,10 +138,13 @@ def script(bundle, name: str = "") -> str:
                  "    n = min([100, STEPS - trainer.step_count] + [s - 1 - trainer.step_count for s in CHANGES\n"
                  "                                                    if s - 1 > trainer.step_count])\n"
                  if schedule else "    n = min(100, STEPS - trainer.step_count)\n")
+    threads = bundle.meta.get("threads")
+    pin = (f"torch.set_num_threads({threads})  # as the original run: another count sums in another order, "
+           f"and the numbers part after a few steps\n" if isinstance(threads, int) and threads > 0 else "")
     return f'''"""Train {name} again: {config.objective} on {config.data.short_name}, {bundle.step:,} steps from seed {config.seed}.
 
-The same seed and settings as the original run, so on the CPU it logs the same numbers. Run it from
-the VAE Lab folder:
+The same seed and settings as the original run, so on the CPU, with as many torch threads as it had, it
+logs the same numbers. Run it from the VAE Lab folder:
 
     python {name}.py
 
@@ -149,12 +152,12 @@ The same run from the command line:
 
     {command(bundle)}
 """
-from core.config import RunConfig
+{"import torch" + chr(10) + chr(10) if pin else ""}from core.config import RunConfig
 from core.data import DataSpec
 from core.engine import Trainer
 from core.models import ModelConfig
 
-config = RunConfig(
+{pin}config = RunConfig(
 {chr(10).join(args)}
 )
 STEPS = {bundle.step}

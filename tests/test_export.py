@@ -95,3 +95,12 @@ def test_the_exported_command_trains_the_same_weights(tmp_path):
     again = checkpoint.read_sidecar(tmp_path / "again.json")
     assert again["weights_sha256"] == original["weights_sha256"]
     assert [r["loss"] for r in again["history"]] == [r["loss"] for r in original["history"]]
+
+
+def test_a_cli_runs_script_pins_the_torch_threads_it_trained_with(tracked):
+    """A CPU run's numbers depend on the thread count (1 against 2 threads part at step 8 on MNIST), so the
+    script repeats the count the run recorded."""
+    folder, meta = tracked
+    assert meta["threads"] >= 1
+    text = recipe.script(checkpoint.load(folder / "run"), "run")
+    assert f"torch.set_num_threads({meta['threads']})" in text and text.startswith('"""Train run again')
