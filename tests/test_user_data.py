@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT
+from test_cli import inline
 from core import data, files
 from core.errors import DataError
 
@@ -163,16 +164,15 @@ def test_an_upload_that_escapes_its_folder_or_is_too_large_is_refused_and_writes
         files.unpack_upload("x.exe", b"MZ")
 
 
-def test_the_cli_trains_on_a_folder_and_names_the_checkpoint_after_it(tmp_path):
+def test_the_cli_trains_on_a_folder_and_names_the_checkpoint_after_it(tmp_path, capsys):
     folder = shapes(tmp_path / "my-shapes", n=6)
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "core", *a], cwd=ROOT, env=env,  # noqa: E731
-                                    capture_output=True, text=True, timeout=120)
-    done = run("train", "--dataset", str(folder), "--steps", "5", "--hidden", "16", "--latent", "2",
-               "--out", str(tmp_path / "out"), "--save-every", "0")
+    done = subprocess.run([sys.executable, "-m", "core", "train", "--dataset", str(folder), "--steps", "5", "--hidden",
+                           "16", "--latent", "2", "--out", str(tmp_path / "out"), "--save-every", "0"],
+                          cwd=ROOT, env=os.environ | {"OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "my-shapes-vae-z2.json").exists()
-    missing = run("train", "--dataset", str(tmp_path / "nope"), "--steps", "5")
-    assert missing.returncode == 2 and missing.stderr.strip().endswith("nope: no such folder or file")
-    bad = run("train", "--dataset", str(folder), "--steps", "5", "--image-size", "-3")
+    with pytest.raises(SystemExit) as exit_:  # argparse's own exit, in this process
+        inline(capsys, "train", "--dataset", str(tmp_path / "nope"), "--steps", "5")
+    assert exit_.value.code == 2 and capsys.readouterr().err.strip().endswith("nope: no such folder or file")
+    bad = inline(capsys, "train", "--dataset", str(folder), "--steps", "5", "--image-size", "-3")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "image size" in bad.stderr

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from torch.distributions import kl_divergence
 
 from conftest import ROOT
+from test_cli import inline
 from core import data as datasets
 from core.diagnostics import held_out
 from core.errors import LabError
@@ -59,19 +60,19 @@ def test_every_diagnostic_runs_on_the_example_and_reads_its_own_posterior(traine
     assert bundle.ref.id == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
 
 
-def test_python_m_core_diagnose_takes_the_model_and_its_weights(trained, tmp_path):
+def test_python_m_core_diagnose_takes_the_model_and_its_weights(trained, capsys):
     _, path = trained
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "core", *a], cwd=ROOT, env=env,  # noqa: E731
-                                    capture_output=True, text=True, timeout=300)
-    done = run("diagnose", "--model", EXAMPLE, "--weights", str(path), "--dataset", "digits", "--binarize",
-               "dynamic", "--only", "kl,active-units,collapse", "--json")
+    done = subprocess.run([sys.executable, "-m", "core", "diagnose", "--model", EXAMPLE, "--weights", str(path),
+                           "--dataset", "digits", "--binarize", "dynamic", "--only", "kl,active-units,collapse",
+                           "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["checkpoint"] == EXAMPLE and set(out["diagnostics"]) == {"kl", "active-units", "collapse"}
     assert len(out["diagnostics"]["collapse"]["verdicts"]) == 4
-    evaluated = run("evaluate", "--model", EXAMPLE, "--weights", str(path), "--dataset", "digits", "--binarize",
-                    "dynamic", "--json")
+    # the rest in this process: the same main() as `python -m core`
+    evaluated = inline(capsys, "evaluate", "--model", EXAMPLE, "--weights", str(path), "--dataset", "digits",
+                       "--binarize", "dynamic", "--json")
     assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["elbo"] < 0
     for args, says in [(["diagnose", "--model", EXAMPLE], "--model needs --dataset"),
                        (["diagnose", "--model", "nowhere:make", "--dataset", "digits"], "importing nowhere failed"),
@@ -79,8 +80,9 @@ def test_python_m_core_diagnose_takes_the_model_and_its_weights(trained, tmp_pat
                         "a --model has none"),
                        (["evaluate", "--model", EXAMPLE, "--dataset", "digits"], "(binary pixels: --binarize dynamic)"),
                        (["diagnose", "--model", EXAMPLE, "--dataset", "digits", "--objective", "iaf"],
-                        "has its own posterior")]:
-        failed = run(*args)
+                        "has its own posterior"),
+                       (["diagnose", "checkpoints/mnist-vae", "--dataset", "digits"], "go with --model")]:
+        failed = inline(capsys, *args)
         assert failed.returncode == 1 and says in failed.stderr and failed.stderr.count("\n") == 1, failed.stderr
 
 
