@@ -272,7 +272,7 @@ def load(path, device: str | torch.device = "cpu") -> Bundle:
         network, objective = weights_io.build_from(config, tensors)
         data = meta.get("data", {})
         info = data.get("info") or None
-        info = DataInfo(**{**info, "shape": tuple(info["shape"])}) if info else None
+        info = DataInfo(**{**info, "shape": tuple(info["shape"]), "classes": tuple(info.get("classes", ()))}) if info else None
         step = int(meta.get("step", 0))
     except (LabError, KeyError, TypeError, ValueError, RuntimeError, ArithmeticError) as e:
         raise CheckpointError(f"{meta_path}: the weights do not fit the model the sidecar describes ({e})") from None

@@ -58,6 +58,7 @@ class DataInfo:
     likelihood: str              # the decoder likelihood that suits the data: "bernoulli" or "gaussian"
     source: str = ""             # where the files were read from
     note: str = ""               # a warning the user must see, e.g. "this is a 5,000-image subset"
+    classes: tuple[str, ...] = ()  # the classes' names where the files give them (a folder's sub-folders)
 
 
 @dataclass
@@ -138,15 +139,15 @@ def _load_files(path: str, mtime: int, size: int, color: str) -> Dataset:
     p = Path(path)
     if p.is_dir():
         x, y, classes = files.read_folder(p, size, color, progress=True)
-        n_classes = len(classes)
+        n_classes, classes = len(classes), tuple(classes)
     elif p.suffix == ".npz":
         x, y = files.read_npz(p, size, color)
-        n_classes = int(y.max()) + 1 if y is not None and len(y) else 0
+        n_classes, classes = (int(y.max()) + 1 if y is not None and len(y) else 0), ()
     else:
         raise DataError(f"{p}: give a folder of images or an .npz file, not a {p.suffix or 'file without extension'}")
     train, test = files.split(len(x), path)
     y = torch.full((len(x),), -1, dtype=torch.long) if y is None else _labels(y)
-    info = DataInfo(path, tuple(x.shape[1:]), n_classes, files.likelihood_for(x[train]), source=path)
+    info = DataInfo(path, tuple(x.shape[1:]), n_classes, files.likelihood_for(x[train]), source=path, classes=classes)
     return Dataset(info, x[train], y[train], x[test], y[test])
 
 

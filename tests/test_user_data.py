@@ -40,6 +40,7 @@ def test_an_image_folder_trains_and_every_diagnostic_runs_on_it(tmp_path):
     folder = shapes(tmp_path / "shapes")
     ds = data.load(data.DataSpec(str(folder)))
     assert ds.info.shape == (1, 12, 12) and ds.info.n_classes == 2 and ds.info.likelihood == "bernoulli"
+    assert ds.info.classes == ("circle", "square")
     assert len(ds.train_x) == 36 and len(ds.test_x) == 4
     assert ds.train_x.min() == 0 and ds.train_x.max() == 1
     # the labels are the sub-folders, sorted: every circle is class 0
@@ -48,7 +49,10 @@ def test_an_image_folder_trains_and_every_diagnostic_runs_on_it(tmp_path):
     trainer = Trainer(small_config(data=ds.spec, batch_size=8), ds, live_every=5)
     rows = trainer.step(10)
     assert len(rows) == 10 and all(np.isfinite(r["loss"]) for r in rows)
-    results = run_all(trainer.snapshot(), ds, options={"iwae": {"k": 8}, "gradient-variance": {"repeats": 3}})
+    from core import checkpoint
+    saved = checkpoint.load(trainer.save(tmp_path / "run"))
+    assert saved.data_info == ds.info and saved.config.data.name == str(folder)  # names and all, back from the file
+    results = run_all(saved, ds, options={"iwae": {"k": 8}, "gradient-variance": {"repeats": 3}})
     ran = {name for name, r in results.items() if not isinstance(r, Skipped)}
     assert {"kl", "active-units", "mutual-information", "iwae", "probe", "collapse"} <= ran
 

@@ -68,8 +68,11 @@ beside = st.multiselect("Side by side with", [label for label in by_label if lab
 
 
 def chart_of(m, title="", height=560, legend=True):
-    values = {"label": m.labels, "kl": m.kl, "recon": m.recon}[COLOURS[colour]]
-    details = {"test image": m.index, "label": m.labels, "KL (nats)": np.round(m.kl, 2),
+    labels = np.asarray(m.labels)
+    if data.info.classes and len(labels) and 0 <= labels.min() and labels.max() < len(data.info.classes):
+        labels = np.asarray(data.info.classes)[labels]  # your folder's class names, not their indices
+    values = {"label": labels, "kl": m.kl, "recon": m.recon}[COLOURS[colour]]
+    details = {"test image": m.index, "label": labels, "KL (nats)": np.round(m.kl, 2),
                "recon error (nats)": np.round(m.recon, 1)}
     images = cached_thumbnails(data.spec, tuple(m.index), data)
     return plots.latent_scatter(m.coords, values, colour, details, images, categorical=colour == "label",
