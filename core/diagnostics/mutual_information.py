@@ -9,7 +9,8 @@ from . import as_bundle, held_out, register, sampling
 @dataclass
 class MutualInformationResult:
     mi: float                 # I_q(x; z), nats
-    ceiling: float            # log(batch size): the estimator cannot exceed it
+    ceiling: float            # log(batch size): the estimator's expectation cannot exceed it (the mixture is at
+                              # least q(z|x_i) / B); one estimate on a small batch can, its log q(z) being one draw
     kl: float                 # E_x KL(q(z|x) || p(z))
     aggregate_kl: float       # KL(q(z) || p(z)) = kl - mi, by the decomposition below
     at_ceiling: bool          # within 5% of the ceiling: read it as "at least this", not a measure

@@ -271,7 +271,8 @@ def run_panel(name: str, t, race: bool):
     m1.metric("−ELBO (train batch)", f"{history[-1]['loss']:.1f}")
     m2.metric("active units", f"{last.get('au', '–')} / {t.latent_dim}")
     m3.metric("MI (nats)", f"{last['mi']:.2f}" if last.get("mi") is not None else "–",
-              help=f"Its estimator cannot exceed log(batch) = {last.get('mi_ceiling', 0):.2f} nats.")
+              help=f"On average its estimator cannot exceed log(batch) = {last.get('mi_ceiling', 0):.2f} nats; one "
+                   f"estimate on a small held-out batch can, by chance.")
     if not race:
         st.plotly_chart(plots.loss_curves(history), width="stretch", key=f"loss-{name}")
     try:
