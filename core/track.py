@@ -36,7 +36,7 @@ def scalars(history: list[dict], live: list[dict]):
     """(tag, value, step) of every number in the rows, in step order per tag; None (a NaN once) is left out."""
     for row in history:
         for key, value in row.items():
-            if key not in ("step", "seconds", "kl_per_dim") and isinstance(value, (int, float)) and value is not None:
+            if key not in ("step", "seconds", "kl_per_dim") and isinstance(value, (int, float)):
                 yield f"train/{key}", float(value), int(row["step"])
     for row in live:
         for key, value in row.items():
