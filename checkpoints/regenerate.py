@@ -4,17 +4,21 @@
     python checkpoints/regenerate.py mnist-vae ...   # some of them
     python checkpoints/regenerate.py --table         # only rewrite the table in checkpoints/README.md
     python checkpoints/regenerate.py --record [...]  # measure again, weights untouched
+    python checkpoints/regenerate.py --snapshots [...]  # train again for the kept steps, diagnostics kept
 
 Each checkpoint is `python -m core train ARGS --name NAME`, then `python -m core diagnose NAME --record`,
 which stores every diagnostic and the ELBO of the first 1,000 test images in the sidecar. The table in
 checkpoints/README.md is written from the sidecars. Every run is seeded, so a rerun on the same machine
 and library versions gives the same weights: a rebuild says whether the weights' SHA-256 came out as before.
 `--record` only re-runs the diagnose step (and notes the training set's size), for when the diagnostics
-change and the weights do not.
+change and the weights do not. `--snapshots` trains each again with its snapshot budget and, when the last
+weights come out bit for bit as they were, puts the new file (the same weights, plus the kept steps) in
+place of the old one, its recorded diagnostics carried over: the snapshots change nothing they measured.
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -53,6 +57,17 @@ SHIPPED = {
     "fashion-mu-vae": f"{FASHION} --objective mu-vae --clip 3",
     "frey-vae-z2": "--dataset frey --hidden 128 --latent 2 --gaussian-mean sigmoid --epochs 100 --objective vae",
 }
+# Megabytes of earlier steps' weights each keeps (core.snapshots): the lesson "Watch a dimension collapse"
+# scrubs mnist-kl-annealing-beta8 through its collapse, the first screen opens on mnist-vae; the others keep
+# a few steps (0, 200, 500, 1,600 of a 2,345-step run) for the step slider, at 0.83 MB a step.
+SNAPSHOT_MB = {"mnist-kl-annealing-beta8": 16, "mnist-vae": 8}
+SNAPSHOT_MB_OTHERS = 4
+
+
+def arguments(name: str) -> str:
+    return f"{SHIPPED[name]} --snapshot-budget {SNAPSHOT_MB.get(name, SNAPSHOT_MB_OTHERS)}"
+
+
 TABLE_START, TABLE_END = "<!-- table: written by regenerate.py -->", "<!-- end of table -->"
 
 
@@ -69,7 +84,7 @@ def weights_sha(name: str) -> str | None:
 def build(name: str) -> float:
     """Train and record one checkpoint; returns the seconds it took."""
     start, before = time.perf_counter(), weights_sha(name)
-    cli("train", *SHIPPED[name].split(), "--offline", "--out", "checkpoints", "--name", name)
+    cli("train", *arguments(name).split(), "--offline", "--out", "checkpoints", "--name", name)
     cli("diagnose", f"checkpoints/{name}", "--record", "--offline")
     if before:
         same = weights_sha(name) == before
@@ -89,13 +104,36 @@ def record(name: str) -> float:
     return time.perf_counter() - start
 
 
+def with_snapshots(name: str) -> float:
+    """Train one checkpoint again with its kept steps; replace it only if its last weights are the same."""
+    import torch
+    from core import checkpoint
+    start, scratch = time.perf_counter(), HERE / ".regenerate"
+    cli("train", *arguments(name).split(), "--offline", "--out", str(scratch), "--name", name)
+    old_meta, old = checkpoint.read(HERE / name)
+    new_meta, new = checkpoint.read(scratch / name)
+    mine = [k for k in old if k.startswith(("model.", "objective."))]
+    if sorted(mine) != sorted(k for k in new if k.startswith(("model.", "objective."))) or \
+            not all(torch.equal(old[k], new[k]) for k in mine):
+        print(f"{name}: the weights changed; left as it was (rebuild it whole without --snapshots)")
+        return time.perf_counter() - start
+    for ext in (".safetensors", ".json"):
+        shutil.move(scratch / f"{name}{ext}", HERE / f"{name}{ext}")
+    command = f"python -m core train {arguments(name)} --offline --out checkpoints --name {name}"
+    checkpoint.annotate(HERE / name, command=command,
+                        **{k: old_meta[k] for k in ("evaluation", "diagnostics") if k in old_meta})
+    kept = checkpoint.read_sidecar(HERE / f"{name}.json")["snapshots"]["steps"]
+    print(f"{name}: weights reproduced bit for bit; keeps steps {kept}")
+    return time.perf_counter() - start
+
+
 def row(name: str) -> str:
     meta = json.loads((HERE / f"{name}.json").read_text())
     d = meta["diagnostics"]["results"]
     size = sum((HERE / f"{name}{ext}").stat().st_size for ext in (".safetensors", ".json")) / 2**20
     epochs = SHIPPED[name].split("--epochs ")[1].split()[0]
     mi = d["mutual-information"].get("mi")
-    return (f"| `{name}` | `{SHIPPED[name]}` | {meta['data']['info']['name']} | {epochs} | "
+    return (f"| `{name}` | `{arguments(name)}` | {meta['data']['info']['name']} | {epochs} | "
             f"{d['iwae']['elbo']:.1f} | {-d['iwae']['iwae']:.1f} | {d['active-units']['count']} / "
             f"{meta['config']['model']['latent_dim']} | {'–' if mi is None else f'{mi:.2f}'} | {size:.2f} |")
 
@@ -118,6 +156,8 @@ def main():
     parser.add_argument("names", nargs="*", help=f"which to build (default: all {len(SHIPPED)})")
     parser.add_argument("--table", action="store_true", help="only rewrite the README's table")
     parser.add_argument("--record", action="store_true", help="only measure the diagnostics again, weights untouched")
+    parser.add_argument("--snapshots", action="store_true",
+                        help="train again for the kept steps; replace only where the weights reproduce")
     args = parser.parse_args()
     unknown = sorted(set(args.names) - set(SHIPPED))
     if unknown:
@@ -130,7 +170,7 @@ def main():
                 sys.exit(f"error: {name}: {info.note}; point $VAELAB_DATA at the full dataset")
         seconds = {}
         for name in args.names or SHIPPED:
-            seconds[name] = record(name) if args.record else build(name)
+            seconds[name] = record(name) if args.record else with_snapshots(name) if args.snapshots else build(name)
             print(f"{name}: {seconds[name]:.0f} s", flush=True)
         print(f"{'recorded' if args.record else 'built'} {len(seconds)} checkpoints in {sum(seconds.values()) / 60:.1f} min on "
               f"{os.cpu_count()} CPU cores")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import weights
+from . import snapshots, weights
 from .config import RunConfig, epochs
 from .data import DataInfo
 from .models import VAE
@@ -49,6 +49,12 @@ class Bundle:
     @property
     def step(self) -> int:
         return self.ref.version
+
+    @property
+    def steps(self) -> list[int]:
+        """The steps of its run whose weights a checkpoint kept (core.snapshots), the latest included;
+        [its own step] for a model with no file behind it."""
+        return sorted({*snapshots.steps(self.meta), self.step}) if self.meta else [self.step]
 
     @property
     def epoch(self) -> float | None:

@@ -15,6 +15,10 @@ A resumable checkpoint also holds the run's training state (core.weights: the op
 the random stream, "train.*", in the same safetensors file; the rest as the sidecar's "training"), so a
 run resumed from it takes exactly the steps the uninterrupted run would have taken.
 
+A checkpoint also keeps the run's weights at earlier steps (core.snapshots: dense early, sparse later,
+within a disk budget), as "snapshot.STEP.*" tensors in the same file and a "snapshots" field in the
+sidecar; `load(path, step=S)` gives the model at step S, `load_steps(path)` every kept step at one read.
+
 A sidecar is read as untrusted input: its size, nesting depth, every string's length and the types of
 the fields we read are checked before anything is built from it.
 """
@@ -31,7 +35,7 @@ from pathlib import Path
 import safetensors
 import torch
 
-from . import __version__, weights as weights_io
+from . import __version__, snapshots as snapshots_io, weights as weights_io
 from .bundle import Bundle, Ref
 from .config import RunConfig
 from .data import DataInfo
@@ -45,7 +49,7 @@ MAX_STRING = 100_000             # characters in any one string (the command lin
 # The top-level fields that are read, and their types; other fields are kept as they are.
 FIELDS = {"config": dict, "data": dict, "run_id": str, "step": int, "history": list, "live": list,
           "weights_sha256": str, "command": str, "training": dict, "parent": dict, "diagnostics": dict,
-          "target_steps": int}
+          "target_steps": int, "snapshots": dict}
 
 
 def paths(path) -> tuple[Path, Path]:
@@ -56,14 +60,19 @@ def paths(path) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
-def save(path, bundle: Bundle, training: tuple[dict, dict] | None = None, **extra) -> Path:
+def save(path, bundle: Bundle, training: tuple[dict, dict] | None = None,
+         snapshots: tuple[dict, dict] | None = None, **extra) -> Path:
     """Write a model value: its weights, config, data, history and live rows, and any extra sidecar fields
     (say, the command that trained it). training: a run's (tensors, fields) to resume from
-    (core.engine.Trainer.training_state). Returns the sidecar path."""
+    (core.engine.Trainer.training_state); snapshots: its earlier steps' ({step: tensors}, fields)
+    (core.engine.Trainer.snapshot_state). Returns the sidecar path."""
     tensors = weights_io.state_tensors(bundle.network, bundle.objective)
     if training is not None:
         tensors |= training[0]
         extra = {"training": training[1]} | extra
+    if snapshots is not None:
+        tensors |= snapshots_io.pack(snapshots[0])
+        extra = {"snapshots": snapshots[1]} | extra
     bad = weights_io.non_finite(tensors)
     if bad:
         raise CheckpointError(f"refusing to save {path}: non-finite values in {', '.join(bad[:3])}")
@@ -252,6 +261,9 @@ def shape_problem(meta: dict) -> str | None:
             return f"field {name!r} should be {kind.__name__}, not {type(value).__name__}"
     if meta.get("step", 0) < 0:
         return f"field 'step' is {meta['step']}"
+    kept = (meta.get("snapshots") or {}).get("steps", [])
+    if not isinstance(kept, list) or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s for s in kept):
+        return "field 'snapshots.steps' should be a list of steps (whole numbers >= 0)"
     for name in ("history", "live"):
         rows = meta.get(name) or []
         if not all(isinstance(row, dict) for row in rows):
@@ -263,18 +275,46 @@ def shape_problem(meta: dict) -> str | None:
     return None
 
 
-def load(path, device: str | torch.device = "cpu") -> Bundle:
-    """Read a checkpoint; any problem is a CheckpointError that names the file and the problem."""
+def load(path, device: str | torch.device = "cpu", step: int | None = None) -> Bundle:
+    """Read a checkpoint (at one of its kept steps, else its latest); any problem is a CheckpointError that
+    names the file and the problem."""
     meta, tensors = read(path)
+    latest = int(meta.get("step", 0))
+    if step is not None and step not in snapshots_io.steps(meta):
+        raise CheckpointError(f"{paths(path)[1]}: no weights kept at step {step:,}; it keeps steps "
+                              f"{', '.join(f'{s:,}' for s in snapshots_io.steps(meta))}")
+    if step is None or step == latest:
+        return _bundle(path, meta, tensors, latest, device)
+    return _bundle(path, meta, snapshots_io.unpack(tensors).get(step, {}), step, device)
+
+
+def load_steps(path, device: str | torch.device = "cpu") -> list[Bundle]:
+    """The model at every kept step, oldest first, from one read of the file."""
+    meta, tensors = read(path)
+    kept, latest = snapshots_io.unpack(tensors), int(meta.get("step", 0))
+    return [_bundle(path, meta, tensors if s == latest else kept.get(s, {}), s, device) for s in snapshots_io.steps(meta)]
+
+
+def _bundle(path, meta: dict, tensors: dict, step: int, device) -> Bundle:
+    """The model value at `step`, built from that step's tensors. An earlier step's bundle has the history
+    and live rows up to it, and none of the numbers measured on the latest weights (its diagnostics,
+    evaluation and training state belong to another version)."""
     meta_path = paths(path)[1]
+    latest = int(meta.get("step", 0))
     try:
         config = RunConfig.from_dict(meta["config"])
+        if not tensors:
+            raise ValueError(f"the file holds no tensors for step {step}")
         network, objective = weights_io.build_from(config, tensors)
         data = meta.get("data", {})
         info = data.get("info") or None
         info = DataInfo(**{**info, "shape": tuple(info["shape"]), "classes": tuple(info.get("classes", ()))}) if info else None
-        step = int(meta.get("step", 0))
     except (LabError, KeyError, TypeError, ValueError, RuntimeError, ArithmeticError) as e:
         raise CheckpointError(f"{meta_path}: the weights do not fit the model the sidecar describes ({e})") from None
+    history, live = meta.get("history", []), meta.get("live", [])
+    if step != latest:
+        history = [row for row in history if row["step"] <= step]
+        live = [row for row in live if row["step"] <= step]
+        meta = {k: v for k, v in meta.items() if k not in ("diagnostics", "evaluation", "training")}
     return Bundle(network.to(device).eval(), objective.to(device), config, Ref(meta["weights_sha256"], step), info,
-                  data.get("n_train"), meta.get("history", []), meta.get("live", []), meta)
+                  data.get("n_train"), history, live, meta)

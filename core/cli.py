@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, files
+from . import checkpoint, files, snapshots, timeline
 from . import data as datasets
 from .diagnostics import DIAGNOSTICS
 from .config import COMPILE_MODES, EPOCHS, LIVE_EVERY, OPTIMIZERS, SAVE_EVERY, RunConfig, save_every
@@ -50,14 +50,18 @@ def positive_int(text):
     return value
 
 
-def positive_float(text):
+def positive_float(text, zero: bool = False):
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if zero else '>'} 0, got {text}")
     return value
+
+
+def non_negative_float(text):
+    return positive_float(text, zero=True)
 
 
 def widths(text):
@@ -154,6 +158,10 @@ def make_parser(parser_class=Parser) -> Parser:
                    help="held-out KL, active units and MI every N steps, shown in the bar and saved (0: off)")
     g.add_argument("--out", default="checkpoints", help="output folder (default: checkpoints)")
     g.add_argument("--name", default=None, help="checkpoint name (default: DATASET-OBJECTIVE-zLATENT)")
+    g.add_argument("--snapshot-budget", type=non_negative_float, default=snapshots.BUDGET_MB, metavar="MB",
+                   help="keep the weights of steps 0, 10, 20, 50, 100, 200, 500 and every 100 after, thinned to "
+                        "fit MB megabytes, in the checkpoint: every view can go back to them (0: keep none; "
+                        "default: %(default)s)")
     g = t.add_argument_group("surviving a stop")
     g.add_argument("--save-every", default=SAVE_EVERY, metavar="N|TIME",
                    help="write a resumable checkpoint (weights, optimizer state, random stream) to OUT/NAME every "
@@ -172,6 +180,7 @@ def make_parser(parser_class=Parser) -> Parser:
                        description="Evaluate a checkpoint on its dataset's test split.")
     e.add_argument("checkpoint", nargs="?", help="path to NAME.json, NAME.safetensors or NAME (or --model)")
     e.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    e.add_argument("--step", type=int, default=None, help="the weights kept at this step of the run (default: its last)")
     e.add_argument("--data-dir", help="folder with the dataset files")
     e.add_argument("--device", default="cpu")
     e.add_argument("--offline", action="store_true", help="never try to download")
@@ -183,6 +192,7 @@ def make_parser(parser_class=Parser) -> Parser:
                                    "gradient variance, code usage and the per-dimension collapse report.")
     d.add_argument("checkpoint", nargs="?", help="path to NAME.json, NAME.safetensors or NAME (or --model)")
     d.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    d.add_argument("--step", type=int, default=None, help="the weights kept at this step of the run (default: its last)")
     d.add_argument("--only", type=diagnostic_names, default=None, metavar="NAMES",
                    help=f"comma-separated subset of: {', '.join(DIAGNOSTICS.names())}")
     d.add_argument("--k", type=positive_int, default=None,
@@ -204,6 +214,22 @@ def make_parser(parser_class=Parser) -> Parser:
     x.add_argument("--script", metavar="FILE.py", help="write a Python script that trains this run again")
     x.add_argument("--data-dir", help="folder with the dataset files")
     x.add_argument("--offline", action="store_true", help="never try to download")
+
+    a = sub.add_parser("animate", help="an animation of a view over a run's kept steps, or a picture of one step",
+                       description="Draw one view of a checkpoint at every step whose weights it kept (the latent "
+                                   "map aligned from step to step, prior samples, reconstructions, or the KL heatmap "
+                                   "with the step marked) and write it as a GIF or MP4, or one step as a PNG.")
+    a.add_argument("checkpoint", help="path to NAME.json, NAME.safetensors or NAME")
+    a.add_argument("--view", default="map", choices=list(timeline.VIEWS), help="what to draw (default: %(default)s)")
+    a.add_argument("--out", default=None, metavar="FILE",
+                   help="FILE.gif or FILE.mp4 (with --step: FILE.png) (default: NAME-VIEW.gif, or NAME-VIEW-STEP.png)")
+    a.add_argument("--step", type=int, default=None, help="draw only this kept step, as a PNG")
+    a.add_argument("--method", default="pca", choices=["pca", "tsne", "umap", "raw"], help="map view: how to flatten the codes")
+    a.add_argument("--images", type=positive_int, default=1000, help="map view: test images placed (default: %(default)s)")
+    a.add_argument("--no-align", action="store_true", help="map view: each step's map as the method draws it, unaligned")
+    a.add_argument("--fps", type=positive_float, default=2.0, help="frames per second (default: %(default)s)")
+    a.add_argument("--data-dir", help="folder with the dataset files")
+    a.add_argument("--offline", action="store_true", help="never try to download")
 
     w = sub.add_parser("sweep", help="train a grid of runs from a TOML spec, here or on a Ray cluster",
                        description="Expand a sweep spec (objectives x knobs x beta x latent size x seeds; see "
@@ -289,7 +315,8 @@ def run_config(args) -> RunConfig:
 
 
 # What --resume and --branch accept beside them: a resumed run keeps every setting; a branch changes knobs and rate.
-RESUME_OPTIONS = {"steps", "epochs", "save_every", "out", "data_dir", "offline", "resume", "tensorboard", "mlflow"}
+RESUME_OPTIONS = {"steps", "epochs", "save_every", "out", "data_dir", "offline", "resume", "tensorboard", "mlflow",
+                  "snapshot_budget"}
 BRANCH_OPTIONS = RESUME_OPTIONS - {"resume"} | {"branch", "lr", "name", "live_every"}
 
 
@@ -368,11 +395,14 @@ def train(args) -> int:
             return 0
     else:
         config = run_config(args)
-        trainer = Trainer(config, load_data(config.data, args), live_every=args.live_every)
+        trainer = Trainer(config, load_data(config.data, args), live_every=args.live_every,
+                          snapshot_mb=args.snapshot_budget)
         total = args.steps or (args.epochs or EPOCHS) * trainer.steps_per_epoch
         name = args.name or f"{config.data.short_name}-{config.objective}-z{config.model.latent_dim}"
         fields, start, out = {"command": command}, 0, Path(args.out) / name
     config, data = trainer.config, trainer.data
+    if "snapshot_budget" in given_options(args):  # a resumed run keeps its own budget unless told
+        trainer.snapshot_mb = args.snapshot_budget
     fields["target_steps"] = total
     fields["threads"] = torch.get_num_threads()  # a CPU run's numbers depend on it: an exported script repeats it
     trainer.autosave(out, args.save_every, **fields)
@@ -432,7 +462,7 @@ def load_checkpoint_and_data(args):
     given = [f for f in ("weights", "dataset") if getattr(args, f)]
     if given:
         raise LabError(f"{flags(given)} go with --model; a checkpoint knows its own weights and data")
-    ckpt = checkpoint.load(args.checkpoint, device=pick_device(args.device))
+    ckpt = checkpoint.load(args.checkpoint, device=pick_device(args.device), step=args.step)
     data = load_data(ckpt.config.data, args)
     return ckpt, data.spec, data
 
@@ -455,6 +485,8 @@ def evaluate_cmd(args) -> int:
 
 
 def diagnose_cmd(args) -> int:
+    if args.record and args.step is not None:
+        raise LabError("--record stores the diagnostics of a checkpoint's own (last) weights; leave out --step")
     if args.record and args.model:
         raise LabError("--record writes into a checkpoint's sidecar; a --model has none (use --json)")
     ckpt, spec, data = load_checkpoint_and_data(args)
@@ -598,13 +630,44 @@ def sweep_cmd(args) -> int:
     return 1 if failed else 0
 
 
+def animate_cmd(args) -> int:
+    from tqdm import tqdm
+
+    path = checkpoint.paths(args.checkpoint)[1]
+    if args.step is not None:
+        bundles = [checkpoint.load(path, step=args.step)]
+    else:
+        bundles = checkpoint.load_steps(path)
+    name = path.with_suffix("").name
+    out = Path(args.out or (f"{name}-{args.view}-{args.step}.png" if args.step is not None else f"{name}-{args.view}.gif"))
+    if args.step is not None and out.suffix.lower() != ".png":
+        raise LabError(f"--step draws one picture: give --out {out.with_suffix('.png').name}")
+    if args.step is None and out.suffix.lower() not in timeline.FORMATS:
+        raise LabError(f"{out.name}: an animation is written as {' or '.join(timeline.FORMATS)} (one step, with --step: .png)")
+    data = None
+    if args.view in ("map", "reconstructions") or bundles[0].config.data.normalize != "none":
+        data = load_data(bundles[0].config.data, args)
+    maps = None
+    if args.view == "map":
+        if args.method == "raw" and bundles[0].latent_dim != 2:
+            raise LabError(f"--method raw draws a 2-D code, and this model's has {bundles[0].latent_dim} dimensions")
+        with tqdm(total=len(bundles), unit="step", desc=f"{args.method} maps") as bar:
+            maps = timeline.maps_over_time(bundles, data, args.method, args.images, align=not args.no_align,
+                                           progress=lambda done, total: bar.update(1))
+    pictures = timeline.frames(args.view, bundles, data, maps=maps, title=name)
+    timeline.write(out, pictures, fps=args.fps)
+    steps = ", ".join(f"{b.step:,}" for b in bundles)
+    print(f"wrote {out}: {len(pictures)} frame{'s' if len(pictures) != 1 else ''} of {args.view} (steps {steps})")
+    return 0
+
+
 def main(argv=None) -> int:
     warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
     args = make_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         commands = {"train": train, "evaluate": evaluate_cmd, "diagnose": diagnose_cmd, "sweep": sweep_cmd,
-                    "export": export_cmd}
+                    "export": export_cmd, "animate": animate_cmd}
         return commands[args.command](args)
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -20,7 +20,9 @@ step() raises it again.
 
 A run survives its process: `save(path, resumable=True)` also writes the optimizer's state, the random
 stream and the batch order, `autosave(path, every)` does so periodically, and `Trainer.resume(path)`
-continues exactly where the run was (on the CPU, bit for bit). `Trainer.branch(path, ...)` starts a new
+continues exactly where the run was (on the CPU, bit for bit). Along the way the trainer keeps its weights
+at the steps core.snapshots picks (dense early, sparse later, within `snapshot_mb`), and a saved
+checkpoint carries them, so any view can go back to step 600 of the run. `Trainer.branch(path, ...)` starts a new
 run from a saved step of another, with other knob values or learning rate, and records its parent.
 """
 from __future__ import annotations
@@ -37,7 +39,7 @@ from dataclasses import replace
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, snapshots
 from . import data as datasets
 from .bundle import Bundle, Ref
 from .config import (LIVE_BATCH, LIVE_EVERY, SYNC_EVERY, RunConfig, check_lr, epochs, finite_or_none, save_every,
@@ -136,7 +138,8 @@ def whole_steps():
 
 class Trainer:
     def __init__(self, config: RunConfig, data: datasets.Dataset | None = None, live_every: int = LIVE_EVERY,
-                 live_batch: int = LIVE_BATCH, sync_every: int | None = None):
+                 live_batch: int = LIVE_BATCH, sync_every: int | None = None,
+                 snapshot_mb: float = snapshots.BUDGET_MB):
         self.device = pick_device(config.device)
         self.run_id = uuid.uuid4().hex  # this run's identity: its snapshots are (run_id, step)
         self.data = data if data is not None else datasets.load(config.data)
@@ -174,6 +177,9 @@ class Trainer:
         self._lock = threading.RLock()
         self.parent: dict | None = None  # for a branch: the run, step and weights it started from
         self._autosave = None            # (path, ("steps" | "seconds", every), time of the last save)
+        self.snapshot_mb, self.snapshot_every = float(snapshot_mb), snapshots.EVERY
+        self.snapshots: dict[int, dict] = {}  # step -> CPU copies of the weights then (core.snapshots)
+        self._keep_snapshot()
 
     # ------------------------------------------------------------ stepping
 
@@ -239,6 +245,8 @@ class Trainer:
         self.step_count += 1
         self.seconds += time.perf_counter() - t0
         self._pending.append((names, values, beta, lr, self.step_count, self.seconds))
+        if self.snapshot_mb and snapshots.due(self.step_count, self.snapshot_every):
+            self._keep_snapshot()
         if self.live_every and self.step_count % self.live_every == 0:
             self._gather()
             self.live.append(self._live_row())
@@ -265,6 +273,7 @@ class Trainer:
                                  f"are kept from step {step - 1}. Try a lower learning rate.")
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step_count = step - 1
+                self.snapshots = {s: t for s, t in self.snapshots.items() if s <= self.step_count}
                 self.history += rows
                 raise Diverged(self.diverged)
             row.update(step=step, kl_per_dim=v[len(names):], beta=beta, lr=lr, seconds=seconds)
@@ -299,6 +308,24 @@ class Trainer:
             if cuda:
                 self._cuda_rng = torch.cuda.get_rng_state(cuda[0])
 
+    def _keep_snapshot(self):
+        """Keep the weights as they are now, and thin the kept steps to the budget (core.snapshots)."""
+        if not self.snapshot_mb:
+            return
+        self.snapshots[self.step_count] = weights_io.state_tensors(self.model, self.objective)
+        size = sum(t.numel() * t.element_size() for t in self.snapshots[self.step_count].values())
+        kept, self.snapshot_every = snapshots.thin(list(self.snapshots), self.snapshot_every,
+                                                   snapshots.limit(self.snapshot_mb, size))
+        self.snapshots = {s: self.snapshots[s] for s in kept}
+
+    def snapshot_state(self) -> tuple[dict, dict]:
+        """The kept steps for a checkpoint: ({step: tensors} without the current step, whose weights are the
+        checkpoint's own) and the sidecar's fields (the steps, the grid, the budget)."""
+        with self._lock:
+            earlier = {s: t for s, t in self.snapshots.items() if s != self.step_count}
+            return earlier, {"steps": sorted(self.snapshots), "every": self.snapshot_every,
+                             "budget_mb": self.snapshot_mb}
+
     # ------------------------------------------------------------ changes mid-run
 
     def set_beta(self, beta: float):
@@ -321,7 +348,8 @@ class Trainer:
         with self._lock:
             training = self.training_state() if resumable else None
             parent = {"parent": self.parent} if self.parent else {}
-            return checkpoint.save(path, self.snapshot(), training=training, **parent, **extra)
+            return checkpoint.save(path, self.snapshot(), training=training, snapshots=self.snapshot_state(),
+                                   **parent, **extra)
 
     # ------------------------------------------------------------ surviving the process
 
@@ -429,6 +457,18 @@ class Trainer:
         self.step_count = step
         self.history = list(history)
         self.live = [row for row in meta.get("live", []) if row.get("step", 0) <= step]
+        self._restore_snapshots(meta, tensors)
+
+    def _restore_snapshots(self, meta: dict, tensors: dict):
+        """The saved run's kept steps (its own step's weights are the file's), and its grid and budget."""
+        fields = meta.get("snapshots") or {}
+        kept = snapshots.unpack(tensors)
+        if self.step_count in fields.get("steps", []):
+            kept[self.step_count] = weights_io.state_tensors(self.model, self.objective)
+        self.snapshots = {s: kept[s] for s in sorted(kept) if s <= self.step_count}
+        every, budget = fields.get("every", snapshots.EVERY), fields.get("budget_mb", self.snapshot_mb)
+        if isinstance(every, int) and every > 0 and isinstance(budget, (int, float)) and budget >= 0:
+            self.snapshot_every, self.snapshot_mb = every, float(budget)
 
     def snapshot(self) -> Bundle:
         """The model as it is now: CPU copies of the network (in eval mode) and the objective with its

@@ -182,9 +182,11 @@ class LatentMap:
 
 @torch.no_grad()
 def latent_map(model, data, method: str = "pca", n: int = 2000, seed: int = 0, perplexity: float = 30.0,
-               neighbors: int = 15) -> LatentMap:
+               neighbors: int = 15, init: np.ndarray | None = None) -> LatentMap:
     """A 2-D map of the posterior means (the model's own posterior) of n test images (a seeded random
-    subset): PCA, t-SNE (scikit-learn) or UMAP (umap-learn), or the raw first two coordinates."""
+    subset): PCA, t-SNE (scikit-learn) or UMAP (umap-learn), or the raw first two coordinates. init: a
+    starting layout of the same points for t-SNE and UMAP (core.timeline starts each step's map from the
+    step before's)."""
     if method not in METHODS:
         raise ConfigError(f"unknown map method {method!r}; choose from: {', '.join(METHODS)}")
     total = len(data.test_x)
@@ -206,10 +208,12 @@ def latent_map(model, data, method: str = "pca", n: int = 2000, seed: int = 0, p
         coords = PCA(2, random_state=seed).fit_transform(means)
     elif method == "tsne":
         from sklearn.manifold import TSNE
-        coords = TSNE(2, perplexity=min(perplexity, (len(means) - 1) / 3), init="pca", random_state=seed).fit_transform(means)
+        start = "pca" if init is None else 1e-4 * init / max(float(np.std(init[:, 0])), 1e-12)  # t-SNE's own scale for a start
+        coords = TSNE(2, perplexity=min(perplexity, (len(means) - 1) / 3), init=start, random_state=seed).fit_transform(means)
     else:
         import umap  # imported here: it takes seconds, spent only when asked
-        coords = umap.UMAP(n_neighbors=min(neighbors, len(means) - 1), random_state=seed).fit_transform(means)
+        coords = umap.UMAP(n_neighbors=min(neighbors, len(means) - 1), random_state=seed,
+                           init="spectral" if init is None else init).fit_transform(means)
     return LatentMap(np.asarray(coords, dtype=float).tolist(), index.tolist(), y.cpu().tolist(), kl.cpu().tolist(),
                      recon.cpu().tolist(), method)
 

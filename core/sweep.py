@@ -281,7 +281,7 @@ def run_trial(trial: Trial, folder: str, threads: int = 1, save_every: str = SAV
         elif meta is not None and meta.get("step") == total:
             trainer = None  # trained; only its diagnostics are missing
         else:
-            trainer = Trainer(config, data, live_every=trial.live_every)
+            trainer = Trainer(config, data, live_every=trial.live_every, snapshot_mb=0)  # a grid's trials keep only their end
         if trainer is not None:
             fields = {"command": trial.command, "target_steps": total, "sweep": sweep}
             trainer.autosave(path, save_every, **fields)
@@ -420,7 +420,7 @@ def pilot(trials: list[Trial], threads: int = 1, steps: int = 10) -> Estimate:
     step_seconds, diagnose_seconds = {}, {}
     for objective, trial in largest.items():
         config = RunConfig.from_dict(trial.config)
-        trainer = Trainer(config, dataset(config.data), live_every=0)
+        trainer = Trainer(config, dataset(config.data), live_every=0, snapshot_mb=0)
         trainer.step(2)  # the first steps allocate
         t0 = time.perf_counter()
         trainer.step(steps)
