@@ -1,7 +1,8 @@
 """Lessons: one click sets the Train page's controls for a classic demonstration. Each sets widget
 values by their keys; the text says what to look for. "shipped" names the checkpoints (checkpoints/NAME)
 the Train page shows at once, as recorded runs, before anything is trained live; "sweep" names a shipped
-sweep (checkpoints/sweeps/NAME) the lesson reads on the Sweeps page."""
+sweep (checkpoints/sweeps/NAME) the lesson reads on the Sweeps page; "map" a shipped checkpoint whose run
+the lesson plays on the Latent map page."""
 
 LESSONS = {
     "Induce collapse: β=8": {
@@ -50,6 +51,19 @@ LESSONS = {
         "objectives": ["discrete-is", "reinforce-loo", "gumbel-softmax"], "knobs": {},
         "dataset": "mnist", "latent": 16, "steps": 1500,
         "shipped": ["mnist-bernoulli", "mnist-reinforce-loo", "mnist-gumbel-softmax"],
+    },
+    "Watch a dimension collapse": {
+        "text": "KL annealing at β=8 raises β from 0 to 8 over the first 1,000 steps, so early on the encoder uses "
+                "every dimension, and then the KL takes them back one by one. Drag the **Step** slider above the "
+                "run: the red line moves along the curves and the heatmap, and the pictures are the model at that "
+                "step. At step 200 all 16 rows of the heatmap are lit; z0, z4, z11, z14 and z15 fade through the "
+                "middle of the run, and active units fall from 16 at step 1,400 to 11 by step 2,000, while the "
+                "reconstructions lose detail. Then open the run on the Latent map and press **Play** under "
+                "*Over the run*: the same test images, step by step, as the clusters that those dimensions "
+                "separated draw together.",
+        "objectives": ["kl-annealing"], "knobs": {"kl-annealing": {"beta": 8.0, "schedule": "linear", "anneal_steps": 1000}},
+        "dataset": "mnist", "latent": 16, "steps": 2000, "shipped": ["mnist-kl-annealing-beta8"],
+        "map": "mnist-kl-annealing-beta8",
     },
     "IWAE tightens the bound": {
         "text": "A VAE and an IWAE with k=5 importance samples. Then open Compare: for both, IWAE NLL is below "

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from core.pictures import image_grid
+from core.timeline import map_limits
 
 LOSS_TERMS = ("loss", "recon", "kl")
 
@@ -31,8 +32,16 @@ def smoothed(history: list[dict], term: str, smooth: int, points: int = 400):
     return [steps[i] for i in keep], values[keep]
 
 
-def loss_curves(history: list[dict], terms=LOSS_TERMS, smooth: int = 20) -> go.Figure:
-    """One line per term against the step, as a running mean over `smooth` steps."""
+def mark(fig: go.Figure, step: int | None) -> go.Figure:
+    """A solid line at the step the page shows (the step slider's), on any chart with steps across."""
+    if step is not None:
+        fig.add_vline(x=step, line_color="#d62728", line_width=2, annotation_text=f"step {step:,}",
+                      annotation_position="top right", annotation_font_color="#d62728")
+    return fig
+
+
+def loss_curves(history: list[dict], terms=LOSS_TERMS, smooth: int = 20, marker: int | None = None) -> go.Figure:
+    """One line per term against the step, as a running mean over `smooth` steps; marker: a step to mark."""
     fig = go.Figure()
     for term in terms:
         steps, values = smoothed(history, term, smooth)
@@ -40,7 +49,7 @@ def loss_curves(history: list[dict], terms=LOSS_TERMS, smooth: int = 20) -> go.F
             fig.add_scatter(x=steps, y=values, mode="lines", name=term)
     fig.update_layout(xaxis_title="step", yaxis_title="nats per image", height=320,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12))
-    return fig
+    return mark(fig, marker)
 
 
 def kl_per_dim_bars(kl_per_dim: list[float], threshold: float = 0.01, title: str = "KL per dimension") -> go.Figure:
@@ -52,7 +61,7 @@ def kl_per_dim_bars(kl_per_dim: list[float], threshold: float = 0.01, title: str
 
 
 def race_curves(histories: dict[str, list[dict]], term: str = "loss", smooth: int = 20,
-                branched: dict[str, int] | None = None) -> go.Figure:
+                branched: dict[str, int] | None = None, marker: int | None = None) -> go.Figure:
     """One term (running mean) of several runs against the step, one line per run. branched: a branch's
     name and the step it left its parent at; its line starts there (before it, it is the parent's) and a
     dotted mark shows where."""
@@ -70,10 +79,10 @@ def race_curves(histories: dict[str, list[dict]], term: str = "loss", smooth: in
                       annotation_position="top left")
     fig.update_layout(xaxis_title="step", yaxis_title=f"{term} (nats per image)", height=300,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.15))
-    return fig
+    return mark(fig, marker)
 
 
-def kl_heatmap(live: list[dict], title: str = "KL per dimension over training") -> go.Figure:
+def kl_heatmap(live: list[dict], title: str = "KL per dimension over training", marker: int | None = None) -> go.Figure:
     """Dimension x step heatmap of the held-out KL per dimension: a dimension that collapses turns dark."""
     steps = [r["step"] for r in live]
     values = np.array([[v if v is not None else np.nan for v in r["kl_per_dim"]] for r in live], dtype=float).T
@@ -82,10 +91,10 @@ def kl_heatmap(live: list[dict], title: str = "KL per dimension over training") 
                                hovertemplate="step %{x}<br>%{y}: %{z:.3f} nats<extra></extra>"))
     fig.update_layout(title=title, xaxis_title="step", height=320, margin=dict(l=10, r=10, t=40, b=10),
                       yaxis=dict(autorange="reversed"))
-    return fig
+    return mark(fig, marker)
 
 
-def live_metrics(live: list[dict]) -> go.Figure:
+def live_metrics(live: list[dict], marker: int | None = None) -> go.Figure:
     """Active units and mutual information (with its log-batch ceiling) on held-out images, by step."""
     steps = [r["step"] for r in live]
     fig = go.Figure()
@@ -98,7 +107,7 @@ def live_metrics(live: list[dict]) -> go.Figure:
                       yaxis=dict(title="active units", rangemode="tozero"),
                       yaxis2=dict(title="MI (nats)", overlaying="y", side="right", rangemode="tozero"),
                       legend=dict(orientation="h", y=1.2))
-    return fig
+    return mark(fig, marker)
 
 
 def png_data_uris(images: torch.Tensor, scale: int | None = None) -> list[str]:
@@ -214,4 +223,34 @@ def phase_diagram(diagrams: list, metric: str, x_name: str = "β", y_name: str =
         fig.update_yaxes(title_text=y_name if i == 1 else None, type="category", row=1, col=i)
     fig.update_layout(height=360, margin={"t": 40, "b": 10, "l": 10, "r": 10}, clickmode="event+select",
                       dragmode=False)
+    return fig
+
+
+def map_animation(maps: list, steps: list[int], labels, classes=(), height: int = 600) -> go.Figure:
+    """The latent maps of a run's kept steps (core.timeline, aligned) as one Plotly figure with a frame per
+    step, a Play / Pause pair and a step slider of its own: the browser animates it with no server round trip.
+    The axes are fixed over all frames, so what moves is the points, not the frame."""
+    labels = np.asarray(labels)
+    names = np.asarray([classes[v] if 0 <= v < len(classes) else str(v) for v in labels]) if len(labels) else labels
+    groups = list(dict.fromkeys(names.tolist()))  # one trace per class, the same order in every frame
+
+    def traces(m):
+        xy = np.asarray(m.coords)
+        return [go.Scattergl(x=xy[names == g, 0], y=xy[names == g, 1], mode="markers", name=g,
+                             marker=dict(size=4, opacity=0.75)) for g in groups]
+
+    x0, x1, y0, y1 = map_limits(maps)
+    fig = go.Figure(data=traces(maps[0]), frames=[go.Frame(data=traces(m), name=str(s)) for m, s in zip(maps, steps)])
+    play = dict(label="Play", method="animate", args=[None, dict(frame=dict(duration=700, redraw=True),
+                                                                  transition=dict(duration=300), fromcurrent=True)])
+    pause = dict(label="Pause", method="animate", args=[[None], dict(frame=dict(duration=0, redraw=False),
+                                                                      mode="immediate")])
+    slider = dict(active=0, currentvalue=dict(prefix="step "), pad=dict(t=40),
+                  steps=[dict(label=f"{s:,}", method="animate",
+                              args=[[str(s)], dict(mode="immediate", frame=dict(duration=0, redraw=True))]) for s in steps])
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), legend=dict(itemsizing="constant"),
+                      xaxis=dict(range=[x0, x1], showticklabels=False), yaxis=dict(range=[y0, y1], showticklabels=False),
+                      updatemenus=[dict(type="buttons", direction="left", x=0, y=-0.05, xanchor="left", yanchor="top",
+                                        buttons=[play, pause], showactive=False)],
+                      sliders=[slider | dict(x=0.15, len=0.85, y=-0.02)])
     return fig

@@ -3,6 +3,7 @@ model picker. Runs belong to a session token kept in the URL (?session=...), so 
 one, and a reload or a restarted server finds its runs again (core.pool keeps them in runs/)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import checkpoint, explore, report
+from core import checkpoint, explore, report, snapshots
 from core import data as datasets
 from core.bundle import Bundle
 from core.control import RecordedRun
@@ -112,16 +113,22 @@ def try_data(spec: datasets.DataSpec) -> tuple[datasets.Dataset | None, str | No
         return None, str(e)
 
 
-@st.cache_resource(show_spinner="Loading the checkpoint ...", max_entries=32)
-def _load_checkpoint(path: str, mtime: float) -> Bundle:
-    return checkpoint.load(path)
+@st.cache_resource(show_spinner="Loading the run's kept steps ...", max_entries=8)
+def _load_steps(path: str, mtime: float) -> list[Bundle]:
+    return checkpoint.load_steps(path)
 
 
-def load_checkpoint(path) -> Bundle:
-    """A checkpoint, read once per version of the file (a re-saved file is read again)."""
+@st.cache_resource(show_spinner="Loading the checkpoint ...", max_entries=64)
+def _load_checkpoint(path: str, mtime: float, step: int | None) -> Bundle:
+    return checkpoint.load(path, step=step)
+
+
+def load_checkpoint(path, step: int | None = None) -> Bundle:
+    """A checkpoint (at one of its kept steps; None: its last), read once per version of the file (a
+    re-saved file is read again)."""
     weights, meta = checkpoint.paths(path)
     mtime = max(p.stat().st_mtime for p in (weights, meta) if p.exists()) if meta.exists() else 0.0
-    return _load_checkpoint(str(meta), mtime)
+    return _load_checkpoint(str(meta), mtime, step)
 
 
 def checkpoint_files() -> list[Path]:
@@ -180,13 +187,34 @@ class Source:
     def __init__(self, label: str, run: PooledRun | None = None, path: Path | None = None):
         self.label, self.run, self.path = label, run, path
 
-    def open(self) -> tuple[Bundle, datasets.Dataset | None, str | None]:
-        """(the model, its dataset or None, why the dataset is missing); raises LabError with a message
-        fit for the page when the model itself cannot be opened."""
+    def open(self, step: int | None = None) -> tuple[Bundle, datasets.Dataset | None, str | None]:
+        """(the model at `step`, one of steps(); None: its latest), its dataset or None, why the dataset
+        is missing; raises LabError with a message fit for the page when the model cannot be opened."""
         if self.run is not None:
-            return self.run.snapshot(), self.run.data, None
-        bundle = load_checkpoint(self.path)
+            if step is None or step >= self.run.step_count:
+                return self.run.snapshot(), self.run.data, None
+            return load_checkpoint(self.run.path, step), self.run.data, None  # its kept steps, as last saved
+        bundle = load_checkpoint(self.path, step)
         return (bundle, *try_data(bundle.config.data))
+
+    def bundles(self) -> list[Bundle]:
+        """The model at every step of steps(), oldest first (a file's from one read)."""
+        if self.run is None:
+            weights, meta = checkpoint.paths(self.path)
+            return _load_steps(str(meta), max(weights.stat().st_mtime, meta.stat().st_mtime))
+        return [self.open(step)[0] for step in self.steps()]
+
+    def steps(self) -> list[int]:
+        """The steps whose weights can be shown: the kept ones and the latest. A run's kept steps are those
+        of its last periodic checkpoint (every few seconds, in runs/), and its latest is the one training now."""
+        if self.run is None:
+            return load_checkpoint(self.path).steps
+        kept = []
+        with contextlib.suppress(LabError, OSError):
+            if checkpoint.paths(self.run.path)[1].exists():
+                kept = [s for s in snapshots.steps(checkpoint.read_sidecar(checkpoint.paths(self.run.path)[1]))
+                        if s < self.run.step_count]
+        return sorted({*kept, self.run.step_count})
 
     def history(self) -> list[dict]:
         return list(self.run.history) if self.run is not None else load_checkpoint(self.path).history
@@ -199,7 +227,9 @@ class Source:
 def recorded_run(path: Path) -> RecordedRun:
     """A shipped or saved checkpoint as a finished run (core.control.RecordedRun), with its dataset if here."""
     bundle = load_checkpoint(path)
-    return RecordedRun(bundle, *try_data(bundle.config.data))
+    run = RecordedRun(bundle, *try_data(bundle.config.data))
+    run.path = path  # where its kept steps are read from
+    return run
 
 
 def shipped(name: str) -> Path | None:
@@ -217,9 +247,46 @@ def sources() -> list[Source]:
     return found
 
 
+STEP = "step"  # the step slider's value, the same on every page and in the URL (?step=600)
+WANTED = "wanted-step"  # this session's step ("latest": follow the run), shared by every page's slider
+
+
+def wanted_step() -> int | None:
+    """The step this session (or, on its first visit, the link) asks for; None: the latest."""
+    text = str(st.session_state.get(WANTED) or st.query_params.get(STEP) or "")
+    return int(text) if text.isdigit() else None
+
+
+def _slid(key: str, latest: int):
+    st.session_state[WANTED] = "latest" if st.session_state[key] == latest else str(st.session_state[key])
+
+
+def pick_step(steps: list[int], key: str = "step-slider", label: str = "Step") -> int | None:
+    """The step slider: one position for every page, kept in the URL so a link opens "this run at step
+    600". A step this run did not keep goes to the nearest it did. Returns the step, or None for the
+    latest (which follows a run while it trains)."""
+    if len(steps) < 2:
+        st.query_params.pop(STEP, None)
+        return None
+    wanted = wanted_step()
+    # Set before the widget on every run: each page's slider is its own widget, and the session's step
+    # (moved on any page, or the link's) is the one to show.
+    st.session_state[key] = steps[-1] if wanted is None else snapshots.nearest(steps, wanted)
+    step = st.select_slider(label, steps, key=key, format_func=lambda s: f"{s:,}", on_change=_slid,
+                            args=(key, steps[-1]),
+                            help=f"The {len(steps)} steps of this run whose weights were kept (dense early, sparse "
+                                 "later). Every view below shows the model as it was then; the link keeps it (?step=).")
+    if step == steps[-1]:
+        st.query_params.pop(STEP, None)
+        return None
+    st.query_params[STEP] = str(step)
+    return step
+
+
 def pick_model(key: str = "source"):
-    """A model picker; returns (source, bundle, data, why the data is missing), or says why not and stops
-    the page. data is None when the model's dataset is not here: decoder-only views still work."""
+    """A model picker and the step slider; returns (source, bundle at that step, data, why the data is
+    missing), or says why not and stops the page. data is None when the model's dataset is not here:
+    decoder-only views still work."""
     options = sources()
     if not options:
         st.info("No model yet. Train one on the **Train** page, or save a checkpoint into `checkpoints/`.")
@@ -234,7 +301,7 @@ def pick_model(key: str = "source"):
     st.query_params["model"] = label
     source = options[labels.index(label)]
     try:
-        bundle, data, missing = source.open()
+        bundle, data, missing = source.open(pick_step(source.steps()))
     except LabError as e:
         st.error(f"Cannot open {label}: {e}")
         st.stop()

@@ -4,12 +4,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core import snapshots
 from core.errors import LabError
 from core.posterior import Factorized
 
 from core.report import COMPARE, Skipped, data_identity, headline, run_all
 from dashboard import plots
-from dashboard.state import sources
+from dashboard.state import pick_step, sources
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -45,16 +46,26 @@ runs_here = [x for x in labels if x.startswith("run: ")]
 default = [x for x in st.query_params.get_all("compare") if x in labels] or runs_here or trio or labels[:3]
 chosen = st.multiselect("Models", labels, default=default, key="compare")
 st.query_params["compare"] = chosen
-reports, histories, failed, measured_now, branched = {}, {}, [], [], {}
+reports, histories, failed, measured_now, branched, shown_at = {}, {}, [], [], {}, {}
 sidecars = {str(s.path.resolve()): s.label for s in options if s.path is not None}
+kept = {}
+for label in chosen:
+    try:
+        kept[label] = options[labels.index(label)].steps()
+    except LabError:
+        kept[label] = []  # said below, when it is opened
+step = pick_step(sorted({s for steps in kept.values() for s in steps}), key="compare-step")
 for label in chosen:
     source = options[labels.index(label)]
     try:
-        bundle, data, missing = source.open()
+        at = None if step is None or not kept[label] else snapshots.nearest(kept[label], step)
+        bundle, data, missing = source.open(None if at == (kept[label] or [None])[-1] else at)
+        shown_at[label] = bundle.step
         if data is None:
             failed.append(f"{label}: the diagnostics need its test images, and {missing}")
             continue
-        reports[label] = source.recorded(data)  # shipped checkpoints carry theirs: no waiting
+        # shipped checkpoints carry their last step's diagnostics: no waiting; an earlier step is measured here
+        reports[label] = source.recorded(data) if bundle.step == kept[label][-1] else None
         if reports[label] is None:
             identity = tuple(sorted(data_identity(data).items()))
             reports[label] = cached_report(bundle.ref.key, identity, label, bundle, data)
@@ -75,9 +86,14 @@ if not reports:
 
 table = pd.DataFrame({label: headline(r) for label, r in reports.items()}).T
 table.insert(0, "measured", ["now" if label in measured_now else "when saved" for label in table.index])
+table.insert(0, "step", [shown_at[label] for label in table.index])
+if step is not None and any(shown_at[label] != step for label in reports):
+    st.caption("Each model is shown at its kept step nearest the slider's: "
+               + ", ".join(f"{label} at {shown_at[label]:,}" for label in reports) + ".")
 table["KL"] = [f"{kl:.2f}" + ("" if exact in (True, None) else " (est.)") if kl is not None else None
                for kl, exact in zip(table["KL"], table.pop("KL exact"))]
 st.dataframe(table, width="stretch", column_config={
+    "step": st.column_config.NumberColumn(format="%d", help="the step of the run whose weights are measured"),
     "measured": st.column_config.TextColumn(help="when saved: read from the checkpoint's sidecar; now: measured "
                                                  "on this page (a run, or a checkpoint without recorded diagnostics)"),
     "ELBO": st.column_config.NumberColumn(format="%.2f", help="nats per image, the objective's posterior"),
@@ -107,5 +123,5 @@ if aggregates:
     dims = min(len(a.q_mass) for a in aggregates.values())
     dim = right.selectbox("Dimension", list(range(dims)), key="agg-dim", format_func=lambda d: f"z{d}")
     right.plotly_chart(plots.aggregate_vs_prior(aggregates, dim), width="stretch")
-st.plotly_chart(plots.race_curves(histories, branched=branched), width="stretch")
+st.plotly_chart(plots.race_curves(histories, branched=branched, marker=step), width="stretch")
 st.caption("Charts export as PNG from the camera icon in their toolbar.")

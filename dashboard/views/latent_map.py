@@ -2,7 +2,7 @@
 import numpy as np
 import streamlit as st
 
-from core import explore
+from core import explore, timeline
 from core.errors import LabError
 from dashboard import plots
 from dashboard.state import default, pick_model, sources, warm_up
@@ -21,6 +21,27 @@ def cached_map(ref: tuple, spec, method: str, n: int, perplexity: float, neighbo
     """One map per model version (its ref: id and step), dataset, method and parameters: the second view
     is instant."""
     return explore.latent_map(_bundle, _data, method, n, perplexity=perplexity, neighbors=neighbors)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_timeline(refs: tuple, spec, method: str, n: int, perplexity: float, neighbors: int, _bundles, _data):
+    """The maps of every kept step of one run (core.timeline: the same images, each step's map turned onto
+    the one before), once per run version and settings."""
+    bar = st.progress(0.0, text=f"Mapping step 1 of {len(_bundles)} ...")
+    maps = timeline.maps_over_time(_bundles, _data, method, n, perplexity=perplexity, neighbors=neighbors,
+                                   progress=lambda done, total: bar.progress(done / total, text=f"Mapped {done} of {total} steps ..."))
+    bar.empty()
+    return maps
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def animation_file(refs: tuple, spec, method: str, n: int, perplexity: float, neighbors: int, suffix: str, _maps,
+                   _bundles, _data, _title: str) -> bytes:
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as folder:
+        path = timeline.write(Path(folder) / f"map{suffix}", timeline.frames("map", _bundles, _data, maps=_maps, title=_title))
+        return path.read_bytes()
 
 
 st.title("Latent map")
@@ -58,8 +79,19 @@ elif method == "umap":
 message = f"Computing the {method.upper()} map of {n:,} codes ..."
 if method == "umap" and warming.is_alive():
     message += " The first UMAP of this server also compiles its kernels, about a minute."
-with st.spinner(message, show_time=True):
-    m = cached_map(bundle.ref.key, data.spec, method, n, perplexity, neighbors, bundle, data)
+steps = source.steps()
+run_bundles = source.bundles() if len(steps) > 1 else [bundle]
+refs = tuple(b.ref.key for b in run_bundles)
+settings = (data.spec, method, n, perplexity, neighbors)
+over_time = f"timeline-{refs}-{settings}"  # this run's maps of every step are made (t-SNE and UMAP: on request)
+if len(steps) > 1 and (method in ("pca", "raw") or st.session_state.get(over_time)):
+    maps = cached_timeline(refs, *settings, run_bundles, data)
+    m = maps[[b.step for b in run_bundles].index(bundle.step)] if bundle.step in [b.step for b in run_bundles] else None
+else:
+    maps, m = None, None
+if m is None:
+    with st.spinner(message, show_time=True):
+        m = cached_map(bundle.ref.key, data.spec, method, n, perplexity, neighbors, bundle, data)
 
 by_label = {s.label: s for s in sources()}
 beside = st.multiselect("Side by side with", [label for label in by_label if label != source.label], max_selections=3,
@@ -107,3 +139,28 @@ if chosen:
     st.image(plots.image_grid(data.to_image(picked), nrow=12, scale=2), caption=f"{len(chosen)} selected images")
 else:
     st.caption("Click or box-select points on the map to see their images here.")
+
+st.subheader("Over the run")
+if len(steps) < 2:
+    st.caption("This model kept only its last weights. Runs trained now keep earlier steps too (dense early, sparse "
+               "later), and this section plays them.")
+    st.stop()
+st.caption(f"The map at each of the {len(steps)} kept steps, of the same {n:,} test images. Each step's map is turned "
+           "(rotated or mirrored, never stretched) onto the one before, and t-SNE and UMAP start from the step before's "
+           "layout, so what moves is the codes, not the picture. Play it, or drag its slider; the step slider at the top "
+           "shows the same aligned maps.")
+if maps is None:
+    if st.button(f"Map all {len(steps)} steps with {method.upper()}", icon=":material/movie:",
+                 help="t-SNE and UMAP take seconds per step; PCA maps every step at once."):
+        st.session_state[over_time] = True
+        st.rerun()
+    st.stop()
+labels = [data.info.classes[v] if 0 <= v < len(data.info.classes) else v for v in maps[0].labels]
+st.plotly_chart(plots.map_animation(maps, [b.step for b in run_bundles], labels), width="stretch", key="map-over-time")
+title = f"{source.label.split(': ', 1)[-1]} · {method.upper()}"
+gif, mp4 = st.columns(2)
+for column, suffix in ((gif, ".gif"), (mp4, ".mp4")):
+    column.download_button(f"Download as {suffix[1:].upper()}", key=f"download{suffix}", width="stretch",
+                           data=lambda suffix=suffix: animation_file(refs, *settings, suffix, maps, run_bundles, data, title),
+                           file_name=f"{title.split(' · ')[0].replace('/', '-')}-map{suffix}", icon=":material/download:",
+                           help="One frame per kept step, with its step written on it: for a slide.")

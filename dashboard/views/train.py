@@ -6,7 +6,7 @@ import torch
 
 from pathlib import Path
 
-from core import data as datasets, files, pictures, recipe, track
+from core import data as datasets, files, pictures, recipe, snapshots, track
 from core.config import PRESETS, RunConfig
 from core.control import RunState
 from core.engine import describe_device, pick_device
@@ -16,8 +16,8 @@ from core.pool import PooledRun
 from core.posterior import Factorized
 from dashboard import plots
 from dashboard.lessons import LESSONS, widget_values
-from dashboard.state import (checkpoint_dir, default, load_data, owner, pool, recorded_run, runs, shipped, to_image,
-                             try_data)
+from dashboard.state import (Source, checkpoint_dir, default, load_checkpoint, load_data, owner, pick_step, pool,
+                             recorded_run, runs, shipped, to_image, try_data)
 
 DASHBOARD = PRESETS["dashboard"]  # the smaller network a laptop trains live while people watch
 HIDDEN = {f"small {DASHBOARD.hidden}": DASHBOARD.hidden, f"default {PRESETS['default'].hidden}": PRESETS["default"].hidden,
@@ -248,9 +248,22 @@ def per_dim_meaning(objective: str, _bundle) -> str:
     return bundle.posterior(torch.zeros(1, *bundle.network.cfg.image_shape), y).per_dim
 
 
-def run_panel(name: str, t, race: bool):
-    """One run: its state and controls, metrics, charts and pictures. t follows the run protocol of
-    core.control: a ProcessRun, or a RecordedRun read from a checkpoint (no controls)."""
+def kept_steps(t) -> list[int]:
+    """The steps of a run whose weights can be shown (its kept snapshots and its latest)."""
+    return Source("", run=t).steps() if isinstance(t, PooledRun) else t.bundle.steps
+
+
+def at_step(t, step: int | None):
+    """The run's model at one of its kept steps (None or its latest: as it is now)."""
+    if step is None or step >= t.step_count:
+        return t.snapshot()
+    return load_checkpoint(t.path, snapshots.nearest(kept_steps(t), step))
+
+
+def run_panel(name: str, t, race: bool, step: int | None = None):
+    """One run: its state and controls, metrics, charts and pictures, at `step` (one of its kept steps;
+    None: the latest). t follows the run protocol of core.control: a ProcessRun, or a RecordedRun read
+    from a checkpoint (no controls)."""
     rate = f" · {t.step_count * t.batch_size / t.seconds:,.0f} samples/s" if t.seconds else ""
     epoch = f" · epoch {t.epoch:.1f}" if t.epoch is not None else ""
     st.markdown(f"**{name}** · step {t.step_count:,}{epoch}{rate} · {t.state}")
@@ -266,20 +279,24 @@ def run_panel(name: str, t, race: bool):
     if not history:
         st.caption("waiting for the first steps ...")
         return
-    last = live[-1] if live else {}
+    try:
+        bundle = at_step(t, step)
+    except LabError as e:  # the training process is gone: its state and error say why
+        st.caption(f"no pictures: {e}")
+        return
+    marker = bundle.step if step is not None else None
+    shown = [r for r in live if r["step"] <= bundle.step]
+    last = shown[-1] if shown else {}
     m1, m2, m3 = st.columns(3)
-    m1.metric("−ELBO (train batch)", f"{history[-1]['loss']:.1f}")
+    at = f" at step {bundle.step:,}" if marker is not None else ""
+    row = history[-1] if marker is None else history[bundle.step - 1] if bundle.step else None  # step s's row
+    m1.metric(f"−ELBO (train batch{at})", f"{row['loss']:.1f}" if row else "–")
     m2.metric("active units", f"{last.get('au', '–')} / {t.latent_dim}")
     m3.metric("MI (nats)", f"{last['mi']:.2f}" if last.get("mi") is not None else "–",
               help=f"On average its estimator cannot exceed log(batch) = {last.get('mi_ceiling', 0):.2f} nats; one "
                    f"estimate on a small held-out batch can, by chance.")
     if not race:
-        st.plotly_chart(plots.loss_curves(history), width="stretch", key=f"loss-{name}")
-    try:
-        bundle = t.snapshot()
-    except LabError as e:  # the training process is gone: its state and error say why
-        st.caption(f"no pictures: {e}")
-        return
+        st.plotly_chart(plots.loss_curves(history, marker=marker), width="stretch", key=f"loss-{name}")
     if live and t.state == RunState.RUNNING:
         # Redrawn every few seconds while it trains: a picture costs the browser a quarter of a Plotly heatmap
         # (bench/redraw_cost.py), CPU that the run would otherwise lose. Finished runs get the chart.
@@ -288,24 +305,24 @@ def run_panel(name: str, t, race: bool):
                  caption=f"KL per dimension, held-out: rows z0 (top) to z{t.latent_dim - 1}, steps {live[0]['step']:,} to "
                          f"{live[-1]['step']:,} left to right; dark 0, yellow {top:.2f} nats (hover values once it stops)")
     elif live:
-        st.plotly_chart(plots.kl_heatmap(live, title="KL per dimension, held-out"), width="stretch",
+        st.plotly_chart(plots.kl_heatmap(live, title="KL per dimension, held-out", marker=marker), width="stretch",
                         key=f"heat-{name}")
     if live:
         meaning = per_dim_meaning(bundle.config.objective, bundle)
         if meaning != Factorized.per_dim:
             st.caption(f"Per dimension: {meaning}.")
-        st.plotly_chart(plots.live_metrics(live), width="stretch", key=f"live-{name}")
+        st.plotly_chart(plots.live_metrics(live, marker=marker), width="stretch", key=f"live-{name}")
     gen = torch.Generator().manual_seed(0)
     data, spec = t.data, bundle.config.data
     if data is not None:
         x, y = data.test_x[:8], data.test_y[:8]
         st.image(plots.image_grid(data.to_image(torch.cat([x, bundle.reconstruct(x, y)]))), width="stretch",
-                 caption="test images and their reconstructions")
+                 caption=f"test images and their reconstructions{at}")
     else:
         st.caption(f"No reconstructions: {getattr(t, 'data_error', None) or 'its dataset is not here'}")
     st.image(plots.image_grid(to_image(bundle.network.sample(16, generator=gen), spec, data)), width="stretch",
-             caption="samples from the prior")
-    export(f"{spec.short_name}-{name}-z{t.latent_dim}", bundle, data)
+             caption=f"samples from the prior{at}")
+    export(f"{spec.short_name}-{name}-z{t.latent_dim}", bundle if marker is None else t.snapshot(), data)
 
 
 def export(name: str, bundle, data):
@@ -340,16 +357,20 @@ def export(name: str, bundle, data):
 
 
 def panels(current: dict):
-    """Runs side by side, three to a row, under their overlaid loss curves when there are several."""
+    """Runs side by side, three to a row, under their overlaid loss curves when there are several. Once no
+    run trains, one step slider takes every panel back to a kept step."""
     race = len(current) > 1
+    step = None
+    if not any(t.state in (RunState.RUNNING, RunState.PAUSED, RunState.QUEUED) for t in current.values()):
+        step = pick_step(sorted({s for t in current.values() for s in kept_steps(t)}), key="train-step")
     if race:
-        st.plotly_chart(plots.race_curves({n: list(t.history) for n, t in current.items()}), width="stretch",
-                        key="race")
+        st.plotly_chart(plots.race_curves({n: list(t.history) for n, t in current.items()}, marker=step),
+                        width="stretch", key="race")
     for row in range(0, len(current), 3):
         items = list(current.items())[row:row + 3]
         for col, (name, t) in zip(st.columns(min(3, len(current))), items):
             with col:
-                run_panel(name, t, race)
+                run_panel(name, t, race, step)
 
 
 def live_view():
@@ -395,6 +416,9 @@ if lesson in LESSONS:
     st.info(f"**Lesson: {lesson}.** {LESSONS[lesson]['text']}")
     if LESSONS[lesson].get("sweep") and st.button("Open the sweep on the Sweeps page", key="lesson-sweep"):
         st.switch_page("views/sweeps.py", query_params={"sweep": LESSONS[lesson]["sweep"]})
+    if LESSONS[lesson].get("map") and st.button("Play the run on the Latent map", key="lesson-map",
+                                                icon=":material/play_circle:"):
+        st.switch_page("views/latent_map.py", query_params={"model": f"file: {LESSONS[lesson]['map']}"})
 if to_start:
     start(*to_start)
 if not runs():
