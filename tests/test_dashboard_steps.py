@@ -1,0 +1,92 @@
+"""The step slider: every page shows the model at the kept step it names, the step travels in the URL and
+from page to page, and the figures mark it."""
+import numpy as np
+import pytest
+import torch
+
+from core import checkpoint, explore, timeline
+from core.engine import Trainer
+from dashboard import plots
+from tests.conftest import needs_shared, small_config
+from tests.test_dashboard import ship
+
+
+@pytest.fixture
+def kept(tmp_path, digits):
+    """A digits run in the app's checkpoint folder, its weights kept at steps 0, 10, 20, 50, 100 and 120."""
+    t = Trainer(small_config(), digits)
+    t.step(120)
+    return t.save(tmp_path / "kept")
+
+
+def test_explore_decodes_with_the_weights_of_the_step_the_link_names(app, kept):
+    app.query_params["model"] = "file: kept"
+    app.query_params["step"] = "50"
+    app.switch_page("views/explore.py").run()
+    assert not app.exception and not app.error
+    slider = app.select_slider(key="step-slider")
+    assert slider.value == 50 and slider.options == ["0", "10", "20", "50", "100", "120"]
+    code = [float(v) for v in app.query_params["z"].split(",")]
+    at_50, last = checkpoint.load(kept, step=50), checkpoint.load(kept)
+    shown = app.session_state["decoded"]
+    assert torch.equal(shown, explore.decode(at_50.network, code).clamp(0, 1))
+    assert not torch.equal(shown, explore.decode(last.network, code).clamp(0, 1))  # so the step mattered
+
+    slider.set_value(100).run()  # the URL follows the slider, and the latest step leaves it
+    assert app.query_params["step"] == "100" and torch.equal(
+        app.session_state["decoded"], explore.decode(checkpoint.load(kept, step=100).network, code).clamp(0, 1))
+    app.select_slider(key="step-slider").set_value(120).run()
+    assert "step" not in app.query_params
+
+
+def test_the_step_goes_from_page_to_page_and_an_unkept_one_to_the_nearest(app, kept):
+    app.query_params["model"] = "file: kept"
+    app.query_params["step"] = "55"  # not kept: the nearest, 50
+    app.switch_page("views/latent_map.py").run()
+    assert not app.exception and not app.error
+    assert app.select_slider(key="step-slider").value == 50 and app.query_params["step"] == "50"
+    app.select_slider(key="step-slider").set_value(20).run()
+    app.switch_page("views/explore.py").run()
+    assert app.select_slider(key="step-slider").value == 20
+    app.switch_page("views/compare.py").run()
+    app.multiselect(key="compare").set_value(["file: kept"]).run()
+    assert not app.exception and not app.error
+    table = app.dataframe[0].value
+    assert table.loc["file: kept", "step"] == 20 and table.loc["file: kept", "measured"] == "now"
+
+
+def test_the_latent_map_plays_the_run_aligned(app, kept, digits):
+    app.query_params["model"] = "file: kept"
+    app.switch_page("views/latent_map.py").run()
+    assert not app.exception and not app.error
+    assert [b.label for b in app.get("download_button")] == ["Download as GIF", "Download as MP4"]
+    figure = plots.map_animation(timeline.maps_over_time(checkpoint.load_steps(kept), digits, n=200),
+                                 [0, 10, 20, 50, 100, 120], list(range(200)))
+    assert [f.name for f in figure.frames] == ["0", "10", "20", "50", "100", "120"]
+    assert [b.label for b in figure.layout.updatemenus[0].buttons] == ["Play", "Pause"]
+    assert figure.layout.xaxis.range is not None  # fixed axes: the points move, not the frame
+
+
+def test_every_curve_marks_the_step():
+    history = [{"step": s, "loss": 100.0 / s, "recon": 90.0, "kl": 10.0} for s in range(1, 301)]
+    live = [{"step": s, "kl_per_dim": [1.0, 0.5], "au": 2, "mi": 1.0, "mi_ceiling": 6.2} for s in (50, 100, 150)]
+    figures = [plots.loss_curves(history, marker=100), plots.kl_heatmap(live, marker=100),
+               plots.live_metrics(live, marker=100), plots.race_curves({"a": history}, marker=100)]
+    for figure in figures:
+        assert [(s.x0, s.x1) for s in figure.layout.shapes] == [(100, 100)]
+        assert figure.layout.annotations[-1].text == "step 100"
+    assert not plots.loss_curves(history).layout.shapes
+
+
+@needs_shared
+def test_the_lesson_scrubs_its_shipped_run(app, tmp_path):
+    ship(tmp_path, "mnist-kl-annealing-beta8")
+    app.sidebar.selectbox(key="lesson").set_value("Watch a dimension collapse").run()
+    assert not app.exception and not app.error
+    slider = app.select_slider(key="train-step")
+    assert len(slider.options) == 18 and slider.value == 2345
+    assert app.metric[1].value == "11 / 16"  # collapsed by the end
+    slider.set_value(600).run()
+    assert not app.exception
+    assert app.metric[0].label == "−ELBO (train batch at step 600)" and app.metric[1].value == "16 / 16"
+    assert np.isclose(float(app.metric[0].value), checkpoint.load(tmp_path / "mnist-kl-annealing-beta8").history[599]["loss"], atol=0.05)
