@@ -82,7 +82,8 @@ def frames(view: str, bundles, data=None, maps=None, title: str = "", n: int = 3
         pictures_ = [pictures.image_grid(data.to_image(torch.cat([x, b.reconstruct(x, y)])), scale=scale)
                      for b in bundles]
     else:
-        live = max((b.live for b in bundles), key=len)  # the whole run's rows; each frame marks its step
+        # the whole run's rows (an earlier step's sidecar still has them all); each frame marks its step
+        live = max((b.meta.get("live") or b.live for b in bundles), key=len)
         if not live:
             raise ConfigError("the heatmap view needs the run's live rows, and it has none (trained with --live-every 0)")
         pictures_ = [heatmap_at(live, b.step) for b in bundles]
@@ -100,13 +101,14 @@ def _scale(shape, width: int = 480) -> int:
 
 
 def heatmap_at(live: list[dict], step: int, height: int = 240, width: int = 640) -> np.ndarray:
-    """The run's KL heatmap with a white line at `step` and the steps after it dimmed."""
+    """The run's KL heatmap with a white line at `step` and the steps after it faded towards white (not
+    darkened: dark means a dimension the code does not use)."""
     picture = pictures.kl_heatmap_image(live, height, width).astype(float)
     first, last = live[0]["step"], live[-1]["step"]
     at = int(round((step - first) / max(last - first, 1) * (width - 1))) if step >= first else -1
-    picture[:, max(at + 1, 0):] *= 0.35
+    picture[:, max(at + 1, 0):] = 0.3 * picture[:, max(at + 1, 0):] + 0.7 * 255
     if at >= 0:
-        picture[:, max(at - 1, 0):at + 2] = 255
+        picture[:, max(at - 1, 0):at + 2] = (214, 39, 40)  # the pages' step marker red
     return picture.round().astype(np.uint8)
 
 

@@ -8,6 +8,7 @@ import io
 import altair as alt
 import numpy as np
 import pandas as pd
+import plotly.express as px
 import plotly.graph_objects as go
 import torch
 from PIL import Image
@@ -231,13 +232,17 @@ def map_animation(maps: list, steps: list[int], labels, classes=(), height: int 
     step, a Play / Pause pair and a step slider of its own: the browser animates it with no server round trip.
     The axes are fixed over all frames, so what moves is the points, not the frame."""
     labels = np.asarray(labels)
-    names = np.asarray([classes[v] if 0 <= v < len(classes) else str(v) for v in labels]) if len(labels) else labels
-    groups = list(dict.fromkeys(names.tolist()))  # one trace per class, the same order in every frame
+    palette = px.colors.qualitative.D3  # category10, as the single-step map and the exported frames colour them
+    groups = sorted(set(labels.tolist()))
+
+    def name(v):
+        return str(classes[v]) if 0 <= v < len(classes) else str(v)
 
     def traces(m):
         xy = np.asarray(m.coords)
-        return [go.Scattergl(x=xy[names == g, 0], y=xy[names == g, 1], mode="markers", name=g,
-                             marker=dict(size=4, opacity=0.75)) for g in groups]
+        return [go.Scattergl(x=xy[labels == g, 0], y=xy[labels == g, 1], mode="markers", name=name(g),
+                             marker=dict(size=4, opacity=0.75, color=palette[i % len(palette)]))
+                for i, g in enumerate(groups)]
 
     x0, x1, y0, y1 = map_limits(maps)
     fig = go.Figure(data=traces(maps[0]), frames=[go.Frame(data=traces(m), name=str(s)) for m, s in zip(maps, steps)])

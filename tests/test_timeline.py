@@ -118,11 +118,11 @@ def test_an_animation_has_one_frame_per_kept_step_and_opens_with_imageio(bundles
         assert len(mp4) == len(bundles)
 
 
-def test_the_heatmap_frame_marks_its_step_and_dims_what_came_after(bundles):
+def test_the_heatmap_frame_marks_its_step_and_fades_what_came_after(bundles):
     live = bundles[-1].live
     early, late = timeline.heatmap_at(live, live[0]["step"]), timeline.heatmap_at(live, live[-1]["step"])
-    assert (early[:, 0] == 255).all() and (late[:, -1] == 255).all()
-    assert early[:, 10:].mean() < late[:, 10:-3].mean()
+    assert (early[:, 0] == (214, 39, 40)).all() and (late[:, -1] == (214, 39, 40)).all()
+    assert early[:, 10:].mean() > late[:, 10:-3].mean() + 50  # faded towards white, not darkened
 
 
 def test_animate_on_the_command_line(run, tmp_path, capsys):

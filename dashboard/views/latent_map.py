@@ -155,8 +155,8 @@ if maps is None:
         st.session_state[over_time] = True
         st.rerun()
     st.stop()
-labels = [data.info.classes[v] if 0 <= v < len(data.info.classes) else v for v in maps[0].labels]
-st.plotly_chart(plots.map_animation(maps, [b.step for b in run_bundles], labels), width="stretch", key="map-over-time")
+st.plotly_chart(plots.map_animation(maps, [b.step for b in run_bundles], maps[0].labels, data.info.classes),
+                width="stretch", key="map-over-time")
 title = f"{source.label.split(': ', 1)[-1]} · {method.upper()}"
 gif, mp4 = st.columns(2)
 for column, suffix in ((gif, ".gif"), (mp4, ".mp4")):
