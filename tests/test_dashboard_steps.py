@@ -7,7 +7,7 @@ import torch
 from core import checkpoint, explore, timeline
 from core.engine import Trainer
 from dashboard import plots
-from tests.conftest import needs_shared, small_config
+from tests.conftest import needs_shared, session_runs, small_config, train
 from tests.test_dashboard import ship
 
 
@@ -90,3 +90,19 @@ def test_the_lesson_scrubs_its_shipped_run(app, tmp_path):
     assert not app.exception
     assert app.metric[0].label == "−ELBO (train batch at step 600)" and app.metric[1].value == "16 / 16"
     assert np.isclose(float(app.metric[0].value), checkpoint.load(tmp_path / "mnist-kl-annealing-beta8").history[599]["loss"], atol=0.05)
+
+
+def test_a_finished_run_of_the_train_page_goes_back_to_its_kept_steps(app):
+    """A run trained on the page keeps its steps in its checkpoint under runs/; once it is done, the step
+    slider shows its reconstructions at one of them, and Explore opens that step from the same file."""
+    train(app, 150)
+    slider = app.select_slider(key="train-step")
+    assert slider.options == ["0", "10", "20", "50", "100", "150"] and slider.value == 150
+    slider.set_value(20).run()
+    assert not app.exception and not app.error
+    captions = [i.proto.imgs[0].caption for i in app.get("image")]
+    assert "test images and their reconstructions at step 20" in captions, captions
+    run = next(iter(session_runs(app).values()))
+    assert checkpoint.load(run.path, step=20).step == 20
+    app.switch_page("views/explore.py").run()
+    assert not app.exception and app.select_slider(key="step-slider").value == 20
