@@ -56,11 +56,11 @@ LESSONS = {
         "text": "KL annealing at β=8 raises β from 0 to 8 over the first 1,000 steps, so early on the encoder uses "
                 "every dimension, and then the KL takes them back one by one. Drag the **Step** slider above the "
                 "run: the red line moves along the curves and the heatmap, and the pictures are the model at that "
-                "step. At step 200 all 16 rows of the heatmap are lit; z0, z4, z11, z14 and z15 fade through the "
-                "middle of the run, and active units fall from 16 at step 1,400 to 11 by step 2,000, while the "
-                "reconstructions lose detail. Then open the run on the Latent map and press **Play** under "
-                "*Over the run*: the same test images, step by step, as the clusters that those dimensions "
-                "separated draw together.",
+                "step. At step 600 every one of the 16 dimensions is active. At step 1,400 active units still say 16, "
+                "yet Compare's verdict (open it at that step) already calls z0, z4, z14 and z15 unused by the "
+                "decoder; by step 2,000 those four and z11 have collapsed onto the prior and active units read 11. "
+                "Then open the run on the Latent map and press **Play** under *Over the run*: the same test images, "
+                "step by step, as the map shrinks and the classes those dimensions kept apart draw together.",
         "objectives": ["kl-annealing"], "knobs": {"kl-annealing": {"beta": 8.0, "schedule": "linear", "anneal_steps": 1000}},
         "dataset": "mnist", "latent": 16, "steps": 2000, "shipped": ["mnist-kl-annealing-beta8"],
         "map": "mnist-kl-annealing-beta8",
