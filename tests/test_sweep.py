@@ -104,13 +104,19 @@ def test_an_unreachable_ray_address_is_one_line(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def local_table(tmp_path_factory):
-    """The sweep with the local backend, uninterrupted: the reference every other run must equal."""
+def local_sweep(tmp_path_factory):
+    """The sweep with the local backend, uninterrupted (its --out folder): the reference every other run
+    must equal."""
     tmp = tmp_path_factory.mktemp("local")
     result = run_cli("sweep", str(spec_file(tmp)), "--out", str(tmp / "out"), "--workers", "2")
     assert result.returncode == 0, result.stderr
     assert "pilot" in result.stderr and "estimate:" in result.stderr
-    return sweep.read_rows(tmp / "out" / "tiny")
+    return tmp / "out"
+
+
+@pytest.fixture(scope="module")
+def local_table(local_sweep):
+    return sweep.read_rows(local_sweep / "tiny")
 
 
 def test_the_local_backend_trains_records_and_tables_every_trial(local_table):
@@ -199,9 +205,9 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert "1 done, 1 failed" in again.stderr and "0 to run" in again.stderr
 
 
-def test_a_spec_that_changed_its_fixed_settings_is_refused_by_name(tmp_path, local_table):
+def test_a_spec_that_changed_its_fixed_settings_is_refused_by_name(tmp_path, local_sweep):
     out = tmp_path / "out"
-    assert run_cli("sweep", str(spec_file(tmp_path, steps=20)), "--out", str(out), "--no-pilot").returncode == 0
+    shutil.copytree(local_sweep, out)  # trained with steps = 40
     result = run_cli("sweep", str(spec_file(tmp_path, steps=30)), "--out", str(out), "--no-pilot")
     assert result.returncode == 1 and "was trained by another command" in result.stderr
     assert result.stderr.count("\n") == 1

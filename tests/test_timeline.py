@@ -93,7 +93,7 @@ def bundles(run):
 def test_aligned_maps_move_less_from_step_to_step_than_unaligned_ones(bundles, digits, method):
     """The same test images at every step; aligned, they move less between frames (relative to the map's
     spread) than the maps the method draws on its own, and never as far as the map is wide."""
-    n = 300 if method == "tsne" else 1000
+    n = 200 if method == "tsne" else 1000
     aligned = timeline.maps_over_time(bundles, digits, method, n)
     alone = timeline.maps_over_time(bundles, digits, method, n, align=False)
     assert all(m.index == aligned[0].index for m in aligned + alone)
