@@ -126,7 +126,7 @@ def test_train_then_evaluate_a_real_checkpoint(tmp_path, capsys):
     assert refused.returncode == 1 and "--record" in refused.stderr
 
     (tmp_path / "d.safetensors").write_bytes(b"\x00" * 10)
-    bad = cli("evaluate", str(tmp_path / "d"))
+    bad = inline(capsys, "evaluate", str(tmp_path / "d"))
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
     assert "d.safetensors" in bad.stderr and "checksum" in bad.stderr
 
