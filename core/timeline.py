@@ -156,6 +156,13 @@ def captioned(picture: np.ndarray, text: str, height: int = 28) -> np.ndarray:
     return np.asarray(canvas)
 
 
+def encode(frames_: list[np.ndarray], suffix: str, fps: float = 2.0) -> bytes:
+    """The file write() would make, as bytes (a page's download)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        return write(Path(folder) / f"frames{suffix}", frames_, fps).read_bytes()
+
+
 def write(path, frames_: list[np.ndarray], fps: float = 2.0) -> Path:
     """An animation (.gif, or .mp4 through ffmpeg) of the frames, or, for .png, the first frame alone."""
     path = Path(path)

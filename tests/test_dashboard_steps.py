@@ -102,6 +102,13 @@ def test_a_finished_run_of_the_train_page_goes_back_to_its_kept_steps(app):
     assert not app.exception and not app.error
     captions = [i.proto.imgs[0].caption for i in app.get("image")]
     assert "test images and their reconstructions at step 20" in captions, captions
+    name = app.selectbox[0].key.removeprefix("slide-view-")  # for slides: any view, the run or this step
+    assert app.selectbox(key=f"slide-view-{name}").options == ["samples", "reconstructions", "heatmap"]
+    assert app.radio(key=f"slide-kind-{name}").options == ["GIF of all 6 kept steps", "MP4 of all 6 kept steps",
+                                                           "PNG of step 20"]
+    app.radio(key=f"slide-kind-{name}").set_value("PNG of step 20").run()
+    download = next(d for d in app.get("download_button") if d.proto.label == "Download")
+    assert not app.exception and download.proto.id.endswith(f"slide-{name}")
     run = next(iter(session_runs(app).values()))
     assert checkpoint.load(run.path, step=20).step == 20
     app.switch_page("views/explore.py").run()

@@ -116,6 +116,9 @@ def test_an_animation_has_one_frame_per_kept_step_and_opens_with_imageio(bundles
     if view == "samples":
         mp4 = iio.imread(timeline.write(tmp_path / "a.mp4", frames), index=None, plugin="FFMPEG")
         assert len(mp4) == len(bundles)
+        # the pages' downloads: the same files as bytes
+        assert timeline.encode(frames, ".gif") == (tmp_path / "a.gif").read_bytes()
+        assert np.array_equal(iio.imread(timeline.encode(frames[2:3], ".png")), frames[2])
 
 
 def test_the_heatmap_frame_marks_its_step_and_fades_what_came_after(bundles):

@@ -37,11 +37,7 @@ def cached_timeline(refs: tuple, spec, method: str, n: int, perplexity: float, n
 @st.cache_data(show_spinner=False, max_entries=8)
 def animation_file(refs: tuple, spec, method: str, n: int, perplexity: float, neighbors: int, suffix: str, _maps,
                    _bundles, _data, _title: str) -> bytes:
-    import tempfile
-    from pathlib import Path
-    with tempfile.TemporaryDirectory() as folder:
-        path = timeline.write(Path(folder) / f"map{suffix}", timeline.frames("map", _bundles, _data, maps=_maps, title=_title))
-        return path.read_bytes()
+    return timeline.encode(timeline.frames("map", _bundles, _data, maps=_maps, title=_title), suffix)
 
 
 st.title("Latent map")

@@ -6,7 +6,7 @@ import torch
 
 from pathlib import Path
 
-from core import data as datasets, files, pictures, recipe, snapshots, track
+from core import data as datasets, files, pictures, recipe, snapshots, timeline, track
 from core.config import PRESETS, RunConfig
 from core.control import RunState
 from core.engine import describe_device, pick_device
@@ -322,7 +322,43 @@ def run_panel(name: str, t, race: bool, step: int | None = None):
         st.caption(f"No reconstructions: {getattr(t, 'data_error', None) or 'its dataset is not here'}")
     st.image(plots.image_grid(to_image(bundle.network.sample(16, generator=gen), spec, data)), width="stretch",
              caption=f"samples from the prior{at}")
-    export(f"{spec.short_name}-{name}-z{t.latent_dim}", bundle if marker is None else t.snapshot(), data)
+    title = f"{spec.short_name}-{name}-z{t.latent_dim}"
+    if marker is None:
+        export(title, bundle, data)
+        return
+    left, right = st.columns(2)
+    with left:
+        export(title, t.snapshot(), data)
+    with right:
+        slides(name, t, bundle.step, data, bool(live))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def slide_file(refs: tuple, view: str, suffix: str, title: str, _bundles, _data) -> bytes:
+    """One view at the given versions of a run, as a GIF or MP4 (or the first as a PNG), once per version."""
+    return timeline.encode(timeline.frames(view, _bundles, _data, title=title), suffix)
+
+
+def slides(name: str, t, step: int, data, has_live: bool):
+    """A view of the run over its kept steps as an animation, or at the shown step as a picture: for a slide
+    (the same frames as `python -m core animate`)."""
+    views = ["samples"] + (["reconstructions"] if data is not None else []) + (["heatmap"] if has_live else [])
+    steps = kept_steps(t)
+    with st.popover("For slides", icon=":material/slideshow:", width="stretch",
+                    help="A view over the run's kept steps as a GIF or MP4, or at this step as a PNG, each frame "
+                         "captioned with its step."):
+        view = st.selectbox("View", views, key=f"slide-view-{name}")
+        kinds = {f"GIF of all {len(steps)} kept steps": ".gif", f"MP4 of all {len(steps)} kept steps": ".mp4",
+                 f"PNG of step {step:,}": ".png"}
+        suffix = kinds[st.radio("As", list(kinds), key=f"slide-kind-{name}")]
+        shown = [step] if suffix == ".png" else steps
+
+        def made() -> bytes:  # only when pressed: an MP4 of 18 steps takes seconds
+            bundles = [at_step(t, s) for s in shown]
+            return slide_file(tuple(b.ref.key for b in bundles), view, suffix, name, bundles, data)
+        at = f"step{step}" if suffix == ".png" else "run"
+        st.download_button("Download", data=made, file_name=f"{name}-{view}-{at}{suffix}", icon=":material/download:",
+                           key=f"slide-{name}", width="stretch")
 
 
 def export(name: str, bundle, data):
