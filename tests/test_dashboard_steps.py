@@ -106,9 +106,13 @@ def test_a_finished_run_of_the_train_page_goes_back_to_its_kept_steps(app):
     assert app.selectbox(key=f"slide-view-{name}").options == ["samples", "reconstructions", "heatmap"]
     assert app.radio(key=f"slide-kind-{name}").options == ["GIF of all 6 kept steps", "MP4 of all 6 kept steps",
                                                            "PNG of step 20"]
-    app.radio(key=f"slide-kind-{name}").set_value("PNG of step 20").run()
+    app.radio(key=f"slide-kind-{name}").set_value(".png").run()
     download = next(d for d in app.get("download_button") if d.proto.label == "Download")
     assert not app.exception and download.proto.id.endswith(f"slide-{name}")
+    app.select_slider(key="train-step").set_value(50).run()  # the choice stays as the step moves
+    assert app.radio(key=f"slide-kind-{name}").value == ".png"
+    assert app.radio(key=f"slide-kind-{name}").options[-1] == "PNG of step 50"
+    app.select_slider(key="train-step").set_value(20).run()
     run = next(iter(session_runs(app).values()))
     assert checkpoint.load(run.path, step=20).step == 20
     app.switch_page("views/explore.py").run()

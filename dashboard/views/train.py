@@ -253,11 +253,12 @@ def kept_steps(t) -> list[int]:
     return Source("", run=t).steps() if isinstance(t, PooledRun) else t.bundle.steps
 
 
-def at_step(t, step: int | None):
-    """The run's model at one of its kept steps (None or its latest: as it is now)."""
+def at_step(t, step: int | None, steps: list[int] | None = None):
+    """The run's model at one of its kept steps (None or its latest: as it is now); `steps`: kept_steps(t),
+    when the caller has read them already."""
     if step is None or step >= t.step_count:
         return t.snapshot()
-    return load_checkpoint(t.path, snapshots.nearest(kept_steps(t), step))
+    return load_checkpoint(t.path, snapshots.nearest(steps or kept_steps(t), step))
 
 
 def run_panel(name: str, t, race: bool, step: int | None = None):
@@ -330,7 +331,7 @@ def run_panel(name: str, t, race: bool, step: int | None = None):
     with left:
         export(title, t.snapshot(), data)
     with right:
-        slides(name, t, bundle.step, data, bool(live))
+        slides(name, t, bundle.step)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -339,22 +340,23 @@ def slide_file(refs: tuple, view: str, suffix: str, title: str, _bundles, _data)
     return timeline.encode(timeline.frames(view, _bundles, _data, title=title), suffix)
 
 
-def slides(name: str, t, step: int, data, has_live: bool):
+def slides(name: str, t, step: int):
     """A view of the run over its kept steps as an animation, or at the shown step as a picture: for a slide
     (the same frames as `python -m core animate`)."""
-    views = ["samples"] + (["reconstructions"] if data is not None else []) + (["heatmap"] if has_live else [])
+    data = t.data
+    views = ["samples"] + (["reconstructions"] if data is not None else []) + (["heatmap"] if t.live else [])
     steps = kept_steps(t)
     with st.popover("For slides", icon=":material/slideshow:", width="stretch",
                     help="A view over the run's kept steps as a GIF or MP4, or at this step as a PNG, each frame "
                          "captioned with its step."):
         view = st.selectbox("View", views, key=f"slide-view-{name}")
-        kinds = {f"GIF of all {len(steps)} kept steps": ".gif", f"MP4 of all {len(steps)} kept steps": ".mp4",
-                 f"PNG of step {step:,}": ".png"}
-        suffix = kinds[st.radio("As", list(kinds), key=f"slide-kind-{name}")]
+        kinds = {".gif": f"GIF of all {len(steps)} kept steps", ".mp4": f"MP4 of all {len(steps)} kept steps",
+                 ".png": f"PNG of step {step:,}"}
+        suffix = st.radio("As", list(kinds), format_func=kinds.get, key=f"slide-kind-{name}")  # kept as the step moves
         shown = [step] if suffix == ".png" else steps
 
         def made() -> bytes:  # only when pressed: an MP4 of 18 steps takes seconds
-            bundles = [at_step(t, s) for s in shown]
+            bundles = [at_step(t, s, steps) for s in shown]
             return slide_file(tuple(b.ref.key for b in bundles), view, suffix, name, bundles, data)
         at = f"step{step}" if suffix == ".png" else "run"
         st.download_button("Download", data=made, file_name=f"{name}-{view}-{at}{suffix}", icon=":material/download:",
