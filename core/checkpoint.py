@@ -35,7 +35,7 @@ from pathlib import Path
 import safetensors
 import torch
 
-from . import __version__, snapshots as snapshots_io, weights as weights_io
+from . import __version__, limits, safefs, snapshots as snapshots_io, weights as weights_io
 from .bundle import Bundle, Ref
 from .config import RunConfig
 from .data import DataInfo
@@ -43,7 +43,8 @@ from .errors import CheckpointError, LabError
 
 FORMAT = "vaelab-checkpoint"
 FORMAT_VERSION = 1
-MAX_SIDECAR_BYTES = 256 * 2**20  # a 100,000-step run's history at 5 digits is a few tens of MiB
+MAX_SIDECAR_BYTES = limits.maximum("sidecar_bytes")
+MAX_WEIGHTS_BYTES = limits.maximum("weights_bytes")
 MAX_DEPTH = 16                   # our sidecars nest 5 deep
 MAX_STRING = 100_000             # characters in any one string (the command line is the longest)
 # The top-level fields that are read, and their types; other fields are kept as they are.
@@ -126,10 +127,10 @@ def _settle(weights: Path, meta: Path):
     if not previous.exists():
         return
     try:
-        wanted = json.loads(meta.read_bytes()).get("weights_sha256")
-    except (OSError, ValueError, RecursionError, AttributeError):
+        wanted = json.loads(safefs.read_regular(meta, MAX_SIDECAR_BYTES)).get("weights_sha256")
+    except (LabError, ValueError, RecursionError, AttributeError):
         wanted = None
-    if weights.exists() and weights_io.sha256(weights.read_bytes()) == wanted:
+    if weights.exists() and weights_io.sha256(_read(weights)) == wanted:
         previous.unlink()
     else:
         os.replace(previous, weights)
@@ -144,7 +145,7 @@ def annotate(path, **fields) -> Path:
     weights and their checksum are untouched. Returns the sidecar path."""
     load(path)  # refuse to annotate a broken checkpoint
     meta_path = paths(path)[1]
-    meta = json.loads(meta_path.read_bytes()) | fields
+    meta = json.loads(_read(meta_path, MAX_SIDECAR_BYTES)) | fields
     _write_atomic(meta_path, _dump(meta))
     return meta_path
 
@@ -189,13 +190,10 @@ def read(path) -> tuple[dict, dict[str, torch.Tensor]]:
     """The checked sidecar and every tensor of a checkpoint (weights, and training state if it has one)."""
     weights, meta_path = paths(path)
     meta = read_sidecar(meta_path)
-    try:
-        blob = weights.read_bytes() if weights.exists() or not _previous(weights).exists() else b""
-    except OSError as e:
-        raise CheckpointError(f"{weights}: cannot read the weights ({e.strerror or e})") from None
+    blob = _read(weights) if weights.exists() or not _previous(weights).exists() else b""
     sha = weights_io.sha256(blob)
     if sha != meta.get("weights_sha256") and _previous(weights).exists():  # a save was cut short
-        blob = _previous(weights).read_bytes()
+        blob = _read(_previous(weights))
         sha = weights_io.sha256(blob)
     if sha != meta.get("weights_sha256"):
         raise CheckpointError(f"{weights}: does not match the checksum in {meta_path.name}; "
@@ -209,16 +207,21 @@ def read(path) -> tuple[dict, dict[str, torch.Tensor]]:
     return meta, tensors
 
 
+def _read(path: Path, limit: int = MAX_WEIGHTS_BYTES) -> bytes:
+    """A checkpoint file's bytes: a regular file only (a FIFO or a link to /dev/zero is refused before it is
+    read), its size checked first."""
+    try:
+        return safefs.read_regular(path, limit)
+    except LabError as e:
+        raise CheckpointError(str(e)) from None
+
+
 def read_sidecar(meta_path: Path) -> dict:
     """A sidecar parsed and checked: any problem is one CheckpointError naming the file."""
+    if not meta_path.exists():
+        raise CheckpointError(f"{meta_path}: no such checkpoint sidecar")
     try:
-        size = meta_path.stat().st_size
-        if size > MAX_SIDECAR_BYTES:
-            raise CheckpointError(f"{meta_path}: {size / 2**20:.0f} MiB, larger than any sidecar "
-                                  f"({MAX_SIDECAR_BYTES // 2**20} MiB at most); refusing to read it")
-        meta = json.loads(meta_path.read_bytes())
-    except FileNotFoundError:
-        raise CheckpointError(f"{meta_path}: no such checkpoint sidecar") from None
+        meta = json.loads(_read(meta_path, MAX_SIDECAR_BYTES))
     except RecursionError:
         raise CheckpointError(f"{meta_path}: nested deeper than any sidecar ({MAX_DEPTH} levels at most)") from None
     except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError, an integer of 5,000 digits

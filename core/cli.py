@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import warnings
 from dataclasses import replace
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, files, snapshots, timeline
+from . import checkpoint, files, limits, snapshots, timeline
 from . import data as datasets
 from .diagnostics import DIAGNOSTICS
 from .config import COMPILE_MODES, EPOCHS, LIVE_EVERY, OPTIMIZERS, SAVE_EVERY, RunConfig, save_every
@@ -250,6 +251,8 @@ def make_parser(parser_class=Parser) -> Parser:
     w.add_argument("--plan", action="store_true", help="list the trials and the time estimate; train nothing")
     w.add_argument("--no-pilot", action="store_true", help="skip the pilot that estimates the time")
     w.add_argument("--retry-failed", action="store_true", help="train the trials that failed before again")
+    w.add_argument("--max-trials", type=positive_int, default=limits.maximum("trials"),
+                   help="refuse a spec whose grid makes more trials than this (default: %(default)s)")
     return parser
 
 
@@ -287,6 +290,14 @@ def dataset_name(text):
         return str(path.resolve())
     raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; choose from: {', '.join(datasets.DATASETS.names())}, "
                                      f"or give a folder of images or an .npz file")
+
+
+def plain_name(text: str) -> str:
+    """--name is a file name inside --out: no folder part, no '..', nothing hidden, at most 100 characters."""
+    if not re.fullmatch(r"[A-Za-z0-9_+=,@-][A-Za-z0-9_.+=,@-]{0,99}", text or "") or text.endswith(".json"):
+        raise LabError(f"--name {text!r}: give a plain file name (letters, digits and ._+=,@-, at most 100, "
+                       f"no folder part); --out says where it goes")
+    return text
 
 
 def diagnostic_names(text):
@@ -369,7 +380,7 @@ def continued(args):
     settings = {k: getattr(args, f"knob_{k}") for k in given & knobs}
     trainer = Trainer.branch(path, data, settings, lr=args.lr if "lr" in given else None, live_every=args.live_every)
     more = args.steps or (args.epochs or EPOCHS) * trainer.steps_per_epoch
-    name = args.name or f"{path.with_suffix('').name}-branch{trainer.step_count}"
+    name = plain_name(args.name) if args.name else f"{path.with_suffix('').name}-branch{trainer.step_count}"
     folder = Path(args.out) if "out" in given else path.parent  # beside its parent unless told
     return trainer, trainer.step_count + more, folder / name, {}
 
@@ -398,11 +409,12 @@ def train(args) -> int:
         trainer = Trainer(config, load_data(config.data, args), live_every=args.live_every,
                           snapshot_mb=args.snapshot_budget)
         total = args.steps or (args.epochs or EPOCHS) * trainer.steps_per_epoch
-        name = args.name or f"{config.data.short_name}-{config.objective}-z{config.model.latent_dim}"
+        name = plain_name(args.name) if args.name else f"{config.data.short_name}-{config.objective}-z{config.model.latent_dim}"
         fields, start, out = {"command": command}, 0, Path(args.out) / name
     config, data = trainer.config, trainer.data
     if "snapshot_budget" in given_options(args):  # a resumed run keeps its own budget unless told
         trainer.snapshot_mb = args.snapshot_budget
+    limits.check("steps", total, "the steps to train")
     fields["target_steps"] = total
     fields["threads"] = torch.get_num_threads()  # a CPU run's numbers depend on it: an exported script repeats it
     trainer.autosave(out, args.save_every, **fields)
@@ -594,7 +606,7 @@ def sweep_trials(spec: sweeps.Spec) -> list[sweeps.Trial]:
 def sweep_cmd(args) -> int:
     if args.ray:
         sweeps.check_ray_address(args.ray)
-    spec = sweeps.read_spec(args.spec, train_options(make_parser()))
+    spec = sweeps.read_spec(args.spec, train_options(make_parser()), args.max_trials)
     spec = sweeps.Spec(spec.name, sweep_trials(spec), spec.path)
     for data_spec in {RunConfig.from_dict(t.config).data for t in spec.trials}:
         sweeps.dataset(data_spec)  # a missing dataset is one line now, not one per trial later

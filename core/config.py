@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from . import limits
 from .data import DataSpec
 from .errors import ConfigError
 from .models import ModelConfig
@@ -38,6 +39,8 @@ class RunConfig:
     def __post_init__(self):
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch size must be a whole number >= 1, not {self.batch_size}")
+        limits.check("batch", self.batch_size, "batch size")
+        limits.check("seed", self.seed, "the seed")
         check_lr(self.lr)
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import files
+from . import files, limits, safefs
 from .errors import DataError
 from .registry import Registry
 
@@ -80,8 +80,11 @@ class Dataset:
         return x.clamp(0, 1)
 
 
-def load(spec: DataSpec | str = "mnist", download: bool | None = None) -> Dataset:
-    """Load a named dataset and apply the spec's normalization. Raises DataError with advice."""
+def load(spec: DataSpec | str = "mnist", download: bool | None = None, budget: safefs.Budget | None = None,
+         label: str | None = None) -> Dataset:
+    """Load a named dataset and apply the spec's normalization. Raises DataError with advice. Your own files
+    are read within `budget` (time, entries, whether the asker is still there) and named `label` in messages
+    (what the user typed or uploaded, rather than where the server keeps it)."""
     spec = DataSpec(spec) if isinstance(spec, str) else spec
     if spec.binarize not in BINARIZATIONS:
         raise DataError(f"binarize must be one of {', '.join(BINARIZATIONS)}, not {spec.binarize!r}")
@@ -91,8 +94,9 @@ def load(spec: DataSpec | str = "mnist", download: bool | None = None) -> Datase
         raise DataError("binarization and mean normalization exclude each other")
     if spec.color not in files.COLORS:
         raise DataError(f"color must be one of {', '.join(files.COLORS)}, not {spec.color!r}")
-    if not isinstance(spec.size, int) or not 0 <= spec.size <= 1024:
-        raise DataError(f"image size must be a whole number of pixels from 1 to 1024 (0: as they are), not {spec.size!r}")
+    side = limits.maximum("image_side")
+    if not isinstance(spec.size, int) or isinstance(spec.size, bool) or not 0 <= spec.size <= side:
+        raise DataError(f"image size must be a whole number of pixels from 1 to {side} (0: as they are), not {spec.size!r}")
     if download is None:
         download = os.environ.get("VAELAB_OFFLINE", "") not in ("1", "true", "yes")
     if spec.name in DATASETS:
@@ -101,9 +105,11 @@ def load(spec: DataSpec | str = "mnist", download: bool | None = None) -> Datase
         raw = _load_raw(DATASETS.get(spec.name), spec.data_dir or os.environ.get("VAELAB_DATA"), download)
     elif files.is_path(spec.name):
         path = Path(spec.name).expanduser()
-        if not path.exists():
-            raise DataError(f"{path}: no such folder or file")
-        raw = _load_files(str(path.resolve()), path.stat().st_mtime_ns, spec.size, spec.color)
+        label = label or str(path)
+        if not path.exists() or safefs.is_system(path.resolve()):
+            raise DataError(f"{label}: no such folder or file")
+        raw = _load_files(str(path.resolve()), path.stat().st_mtime_ns, spec.size, spec.color,
+                          budget or safefs.Budget(label=label), label)
     else:
         raise DataError(f"unknown dataset {spec.name!r}; choose from: {', '.join(DATASETS.names())}, "
                         f"or give a folder of images or an .npz file")
@@ -133,19 +139,30 @@ def _load_raw(loader, data_dir: str | None, download: bool) -> Dataset:
     return loader(roots, download)
 
 
-@functools.lru_cache(maxsize=4)
-def _load_files(path: str, mtime: int, size: int, color: str) -> Dataset:
+_FILES: dict[tuple, Dataset] = {}  # the last few of the user's datasets read, by (path, mtime, size, colour)
+
+
+def _load_files(path: str, mtime: int, size: int, color: str, budget: safefs.Budget, label: str) -> Dataset:
     """A folder of images or an .npz, split with a fixed seed; mtime keys the cache, so changed files reload."""
-    p = Path(path)
+    key = (path, mtime, size, color)
+    if key not in _FILES:
+        _FILES[key] = _read_files(Path(path), size, color, budget, label)
+        while len(_FILES) > 4:
+            _FILES.pop(next(iter(_FILES)))
+    return _FILES[key]
+
+
+def _read_files(p: Path, size: int, color: str, budget: safefs.Budget, label: str) -> Dataset:
+    path = str(p)
     if p.is_dir():
-        x, y, classes = files.read_folder(p, size, color, progress=True)
+        x, y, classes = files.read_folder(p, size, color, progress=True, budget=budget, label=label)
         n_classes, classes = len(classes), tuple(classes)
     elif p.suffix == ".npz":
-        x, y = files.read_npz(p, size, color)
+        x, y = files.read_npz(p, size, color, label)
         n_classes, classes = (int(y.max()) + 1 if y is not None and len(y) else 0), ()
     else:
-        raise DataError(f"{p}: give a folder of images or an .npz file, not a {p.suffix or 'file without extension'}")
-    train, test = files.split(len(x), path)
+        raise DataError(f"{label}: give a folder of images or an .npz file, not a {p.suffix or 'file without extension'}")
+    train, test = files.split(len(x), label)
     y = torch.full((len(x),), -1, dtype=torch.long) if y is None else _labels(y)
     info = DataInfo(path, tuple(x.shape[1:]), n_classes, files.likelihood_for(x[train]), source=path, classes=classes)
     return Dataset(info, x[train], y[train], x[test], y[test])

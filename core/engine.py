@@ -39,7 +39,7 @@ from dataclasses import replace
 
 import torch
 
-from . import checkpoint, snapshots
+from . import checkpoint, limits, snapshots
 from . import data as datasets
 from .bundle import Bundle, Ref
 from .config import (LIVE_BATCH, LIVE_EVERY, SYNC_EVERY, RunConfig, check_lr, epochs, finite_or_none, save_every,
@@ -91,9 +91,22 @@ def build_model(config: RunConfig, info: datasets.DataInfo, objective) -> tuple[
     likelihood = info.likelihood if config.model.likelihood == "auto" else config.model.likelihood
     model = objective.configure_model(replace(config.model, image_shape=info.shape, likelihood=likelihood), info)
     config = replace(config, model=model)
+    check_size(config)
     vae = VAE(config.model)
     objective.attach(vae)
     return config, vae
+
+
+def check_size(config: RunConfig) -> int:
+    """The run's weights counted on the meta device (no memory, no random draws) and its step's memory
+    estimated (core.limits), before any tensor is allocated; returns the weight count."""
+    with torch.device("meta"):
+        network = VAE(config.model)
+        objective = build_objective(config.objective, config.settings, network)
+    count = sum(p.numel() for p in (*network.parameters(), *objective.parameters()))
+    limits.check("parameters", count, "the number of weights")
+    limits.check_memory(config.model, config.settings, config.batch_size, count)
+    return count
 
 
 def compile_loss(objective, mode: str):

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -24,6 +26,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from . import limits, safefs
 from .errors import DataError
 
 COLORS = ("auto", "grey", "rgb")
@@ -31,7 +34,7 @@ TEST_FRACTION = 0.1            # held-out share of the images, chosen with SPLIT
 SPLIT_SEED = 0
 UPLOAD_LIMIT = 200 * 2**20     # bytes of an uploaded file (Streamlit's own default upload limit)
 UNPACKED_LIMIT = 1 * 2**30     # bytes an archive may unpack to: a zip bomb stops here, not at a full disk
-MAX_FILES = 200_000            # members of an archive, or images of a folder
+MAX_FILES = limits.maximum("images")  # members of an archive, or images of a folder
 BINARY_SHARE = 0.5             # grey images with at least this share of pixels at exactly 0 or 1 are "binary"
 
 
@@ -64,38 +67,85 @@ def split(n: int, where: str = "a dataset") -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------- reading
 
-def read_npz(path: Path, size: int, color: str):
-    """(images N x C x H x W float32 in [0, 1], labels or None) from an .npz with "x" and optional "y"."""
+def npz_headers(path: Path, label: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """{array name: (shape, dtype)} of an .npz, read from each member's .npy header: nothing is decompressed,
+    so a 500 KB file of zeros that would unpack to gigabytes is measured before a byte of it is."""
+    with safefs.open_regular(path, UPLOAD_LIMIT * 8, label) as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise DataError(f"{label}: not an .npz (a zip of .npy arrays, as numpy.savez writes)")
+        f.seek(0)
+        try:
+            with zipfile.ZipFile(f) as z:
+                found = {}
+                for member in z.infolist()[:64]:
+                    if not member.filename.endswith(".npy"):
+                        continue
+                    with z.open(member) as npy:
+                        version = np.lib.format.read_magic(npy)
+                        read = {(1, 0): np.lib.format.read_array_header_1_0,
+                                (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                        if read is None:
+                            raise ValueError(f"unknown .npy version {version}")
+                        shape, _, dtype = read(npy)
+                    found[member.filename[:-4]] = (tuple(shape), dtype)
+                return found
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            raise DataError(f"{label}: not a readable .npz ({e})") from None
+
+
+def read_npz(path: Path, size: int, color: str, label: str | None = None):
+    """(images N x C x H x W float32 in [0, 1], labels or None) from an .npz with "x" and optional "y".
+    The arrays' shapes are checked against the pixel budget from their headers before any is read."""
+    label = label or str(path)
+    headers = npz_headers(path, label)
+    if "x" not in headers:
+        raise DataError(f"{label}: an .npz dataset needs an array named 'x' (it has: {', '.join(headers) or 'none'})")
+    shape, dtype = headers["x"]
+    if dtype.hasobject or "y" in headers and headers["y"][1].hasobject:
+        raise DataError(f"{label}: holds Python objects, which are never unpickled here; store numbers")
+    if len(shape) not in (3, 4):
+        raise DataError(f"{label}: 'x' must be N x H x W, N x H x W x C or N x C x H x W with C 1, 3 or 4; it is {shape}")
+    stored, out = math.prod(shape), shape[0] * (size * size * 3 if size else math.prod(shape[1:]))
+    check_values(max(stored, out), label, f"{shape[0]:,} images of {'x'.join(map(str, shape[1:]))}")
+    if "y" in headers and math.prod(headers["y"][0]) > limits.maximum("values"):
+        raise DataError(f"{label}: 'y' holds {math.prod(headers['y'][0]):,} values")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if "x" not in z:
-                raise DataError(f"{path}: an .npz dataset needs an array named 'x' (it has: {', '.join(z.files) or 'none'})")
+        with safefs.open_regular(path, UPLOAD_LIMIT * 8, label) as f, np.load(f, allow_pickle=False) as z:
             x, y = z["x"], (z["y"] if "y" in z else None)
-    except DataError:
-        raise
-    except Exception as e:  # zipfile.BadZipFile, ValueError (a pickled object array), OSError
-        raise DataError(f"{path}: cannot be read as an .npz ({e})") from None
+    except Exception as e:  # zipfile.BadZipFile, ValueError, OSError: the file changed or lies about itself
+        raise DataError(f"{label}: cannot be read as an .npz ({e})") from None
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
         x = x.transpose(0, 3, 1, 2)  # N H W C -> N C H W
     if x.ndim != 4 or x.shape[1] not in (1, 3, 4):
-        raise DataError(f"{path}: 'x' must be N x H x W, N x H x W x C or N x C x H x W with C 1, 3 or 4; "
+        raise DataError(f"{label}: 'x' must be N x H x W, N x H x W x C or N x C x H x W with C 1, 3 or 4; "
                         f"it is {x.shape}")
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / 255
+    elif x.dtype == np.uint16:
+        x = x.astype(np.float32) / 65535  # 16-bit images: scaled, not clipped
     elif np.issubdtype(x.dtype, np.floating) or x.dtype == bool:
         x = x.astype(np.float32)
         if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-            raise DataError(f"{path}: float images must be finite and in [0, 1] (found {np.nanmin(x):.3g} .. "
+            raise DataError(f"{label}: float images must be finite and in [0, 1] (found {np.nanmin(x):.3g} .. "
                             f"{np.nanmax(x):.3g}); store bytes 0..255 or scale them")
     else:
-        raise DataError(f"{path}: 'x' must hold bytes (uint8) or floats in [0, 1], not {x.dtype}")
+        raise DataError(f"{label}: 'x' must hold bytes (uint8), 16-bit values (uint16) or floats in [0, 1], not {x.dtype}")
     if y is not None:
         if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
-            raise DataError(f"{path}: 'y' must be {len(x)} integer labels >= 0 (it is {y.dtype} {y.shape})")
+            raise DataError(f"{label}: 'y' must be {len(x)} integer labels >= 0 (it is {y.dtype} {y.shape})")
     import torch
-    return _shape(torch.from_numpy(x), size, color, str(path)), y
+    return _shape(torch.from_numpy(x), size, color, label), y
+
+
+def check_values(n: int, label: str, what: str):
+    """Refuse a dataset whose pixels (count x channels x height x width, as float32) pass the budget."""
+    budget = limits.maximum("values")
+    if n > budget:
+        raise DataError(f"{label}: {what} make {n:,} pixel values, more than the {budget:,} "
+                        f"({budget * 4 / 2**30:.1f} GiB as float32) a dataset of your own may have; "
+                        f"use fewer images or a smaller image size")
 
 
 def _shape(x, size: int, color: str, where: str):
@@ -114,75 +164,118 @@ def _shape(x, size: int, color: str, where: str):
     return x.contiguous()
 
 
-def image_files(folder: Path) -> tuple[list[tuple[Path, int]], list[str]]:
+def image_files(folder: Path, budget: safefs.Budget | None = None,
+                label: str | None = None) -> tuple[list[tuple[Path, int]], list[str]]:
     """[(file, class index)] and the class names: ImageFolder's layout when the folder has sub-folders of
-    images, else every image in the folder itself with label -1."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, has_file_allowed_extension, make_dataset
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such folder")
-    subfolders = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
-    if subfolders:
-        classes, index = find_classes(str(folder))
-        try:
-            samples = make_dataset(str(folder), index, extensions=IMG_EXTENSIONS, allow_empty=True)
-        except (FileNotFoundError, OSError) as e:
-            raise DataError(f"{folder}: {e}") from None
-        found = [(Path(p), c) for p, c in samples if not Path(p).name.startswith(".")]
-        # A class folder with no image is kept as a class, so the labels keep their meaning; none at all is an error below.
-    else:
-        classes = []
-        found = sorted((p, -1) for p in folder.iterdir()
-                       if p.is_file() and not p.name.startswith(".") and has_file_allowed_extension(p.name, IMG_EXTENSIONS))
+    images, else every image in the folder itself with label -1. Walked within the budget: regular files
+    only, linked folders not entered, the count checked as it goes."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
+    label = label or str(folder)
+    budget = budget or safefs.Budget(label=label)
+    if not folder.is_dir() or safefs.is_system(folder.resolve()):
+        raise DataError(f"{label}: no such folder")
+    subfolders = safefs.subfolders(folder, budget)
+    classes = [d.name for d in subfolders]
+    found = []
+    for index, d in enumerate(subfolders) if subfolders else [(-1, folder)]:
+        for p in safefs.walk(d, budget, depth=8 if subfolders else 0):
+            if has_file_allowed_extension(p.name, IMG_EXTENSIONS):
+                found.append((p, index))
+                if len(found) > MAX_FILES:
+                    raise DataError(f"{label}: more than {MAX_FILES:,} images; use an .npz")
+    # A class folder with no image is kept as a class, so the labels keep their meaning; none at all is an error.
     if not found:
-        raise DataError(f"{folder}: no images found (looked for {', '.join(IMG_EXTENSIONS)}"
+        raise DataError(f"{label}: no images found (looked for {', '.join(IMG_EXTENSIONS)}"
                         + (" in its sub-folders" if subfolders else "") + ")")
-    if len(found) > MAX_FILES:
-        raise DataError(f"{folder}: {len(found):,} images is more than {MAX_FILES:,}; use an .npz")
     return found, classes
 
 
-def read_folder(folder: Path, size: int, color: str, progress: bool = False):
-    """(images N x C x H x W float32 in [0, 1], labels or None, class names) from a folder of images."""
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def read_folder(folder: Path, size: int, color: str, progress: bool = False,
+                budget: safefs.Budget | None = None, label: str | None = None):
+    """(images N x C x H x W float32 in [0, 1], labels or None, class names) from a folder of images. The
+    decoded pixels (count x size^2 x channels) are checked against the budget before they are allocated,
+    and each image's size is read from its header before it is decoded."""
     import torch
     from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms.functional import pil_to_tensor
     from tqdm import tqdm
 
-    found, classes = image_files(folder)
+    label = label or str(folder)
+    budget = budget or safefs.Budget(label=label)
+    found, classes = image_files(folder, budget, label)
     mode = {"grey": "L", "rgb": "RGB"}.get(color)  # None: auto, each image as it is, all RGB if any has colour
-    images, first_size = [], None
-    for path, _ in tqdm(found, desc=f"reading {folder.name}", unit="image", disable=not progress, leave=False):
+    channels = 1 if mode == "L" else 3
+    if size:
+        check_values(len(found) * channels * size * size, label, f"{len(found):,} images at {size}x{size}")
+    x, first = None, None
+    for i, (path, _) in enumerate(tqdm(found, desc=f"reading {folder.name}", unit="image", disable=not progress,
+                                       leave=False)):
+        budget.tick(0)
+        shown = f"{label}/{path.relative_to(folder)}"
         try:
-            with Image.open(path) as im:
+            with safefs.open_regular(path, UPLOAD_LIMIT, shown) as f, Image.open(f) as im:
+                if im.width * im.height > limits.maximum("image_pixels"):
+                    raise DataError(f"{shown}: {im.width}x{im.height} pixels is more than the "
+                                    f"{limits.maximum('image_pixels'):,} one image may have")
                 im.load()
-                im = im.convert(mode or ("L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"))
+                pixels = _pixels(im, mode, size)
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-            raise DataError(f"{path}: not a readable image ({e})") from None
-        if size:
-            im = im.resize((size, size), Image.Resampling.BILINEAR)
-        elif first_size is None:
-            first_size = (im.size, path)
-        elif im.size != first_size[0]:
-            raise DataError(f"{path} is {im.size[0]}x{im.size[1]} but {first_size[1]} is "
-                            f"{first_size[0][0]}x{first_size[0][1]}; give an image size to resize them all")
-        images.append(pil_to_tensor(im))
-    if mode is None and any(t.shape[0] == 3 for t in images):
-        images = [t.expand(3, -1, -1) for t in images]  # some colour images: all RGB
-    x = torch.stack(images).float() / 255
+            raise DataError(f"{shown}: not a readable image ({e})") from None
+        side = pixels.shape[-2:]
+        if first is None:
+            first = (side, shown)
+            check_values(len(found) * channels * side[0] * side[1], label,
+                         f"{len(found):,} images of {side[1]}x{side[0]}")
+            x = torch.empty(len(found), pixels.shape[0], *side)  # float32 once, filled in place
+        elif side != first[0]:
+            raise DataError(f"{shown} is {side[1]}x{side[0]} but {first[1]} is "
+                            f"{first[0][1]}x{first[0][0]}; give an image size to resize them all")
+        if pixels.shape[0] > x.shape[1]:
+            x = x.expand(-1, 3, -1, -1).clone()  # the first colour image: every image RGB (the budget allowed 3)
+        x[i] = torch.from_numpy(pixels)  # a grey image fills every channel
     labels = np.array([c for _, c in found]) if classes else None
     return x, labels, classes
 
 
+def _pixels(im, mode: str | None, size: int) -> np.ndarray:
+    """One image as a C x H x W float32 array in [0, 1], in the asked-for mode (None: grey stays grey) and
+    size. 16-bit images keep their 16 bits (scaled by 65,535), rather than being clipped to 8."""
+    from PIL import Image
+    if im.mode in SIXTEEN_BIT or im.mode == "F":
+        scale = 65535.0 if im.mode in SIXTEEN_BIT else 1.0
+        grey = Image.fromarray(np.asarray(im, dtype=np.float32) / scale, mode="F")
+        if size:
+            grey = grey.resize((size, size), Image.Resampling.BILINEAR)
+        a = np.clip(np.asarray(grey, dtype=np.float32), 0, 1)[None]
+        return np.repeat(a, 3, 0) if mode == "RGB" else a
+    im = im.convert(mode or ("L" if im.mode in ("1", "L", "LA") else "RGB"))
+    if size:
+        im = im.resize((size, size), Image.Resampling.BILINEAR)
+    a = np.asarray(im, dtype=np.float32) / 255
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
 # ---------------------------------------------------------------- uploads
 
-def unpack_upload(name: str, content: bytes) -> Path:
-    """Store an uploaded .npz or .zip in the data cache, unpacking a zip there; returns the path to load.
-    The same bytes give the same path, so a second upload of one file costs nothing. Nothing is written
-    outside the cache: a member whose path leaves its folder (absolute, '..', a link) refuses the archive."""
+def uploads_dir(owner: str = "") -> Path:
+    """Where one session's uploads are unpacked (cache/uploads/OWNER); without an owner, the root of them all."""
+    root = cache_dir() / "uploads"
+    if owner and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", owner):
+        raise DataError(f"not a session name: {owner!r}")
+    return root / owner if owner else root
+
+
+def unpack_upload(name: str, content: bytes, owner: str = "local") -> Path:
+    """Store an uploaded .npz or .zip in its session's folder of the data cache, unpacking a zip there;
+    returns the path to load. The same bytes give the same path, so a second upload of one file costs
+    nothing. Nothing is written outside that folder: a member whose path leaves it (absolute, '..', a
+    link) refuses the archive."""
     if len(content) > UPLOAD_LIMIT:
         raise DataError(f"{name}: {len(content) / 2**20:.0f} MiB is more than the {UPLOAD_LIMIT // 2**20} MiB an upload may be")
     digest = hashlib.sha256(content).hexdigest()[:16]
-    root = cache_dir() / "uploads"
+    root = uploads_dir(owner)
     root.mkdir(parents=True, exist_ok=True)
     suffix = PurePosixPath(name).suffix.lower()
     if suffix == ".npz":

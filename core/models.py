@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Independent, Normal, OneHotCategorical
 
+from . import limits
 from .errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky-relu": nn.LeakyReLU, "tanh": nn.Tanh}
@@ -61,6 +62,17 @@ class ModelConfig:
         for name in ("hidden", "channels", "image_shape", "strides", "decoder_channels", "decoder_strides"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         n_conv = len(self.channels)
+        # The table of limits first: a sidecar or a flag asking for a billion units is refused before
+        # anything is built from it.
+        limits.check("latent", self.latent_dim, "latent size")
+        limits.check("layers", len(self.hidden), "the number of hidden layers")
+        limits.check("layers", len(self.decoder_channels), "the number of decoder conv layers")
+        for width in self.hidden + self.channels + self.decoder_channels:
+            limits.check("width", width, "a layer width")
+        limits.check("kernel", self.kernel, "kernel size")
+        for stride in self.strides + self.decoder_strides:
+            limits.check("stride", stride, "a stride")
+        limits.check("width", self.n_classes, "the number of classes")
         check = [
             (self.arch in ("mlp", "conv"), f"arch must be 'mlp' or 'conv', not {self.arch!r}"),
             (self.latent_dim >= 1, f"latent size must be at least 1, not {self.latent_dim}"),

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical
 
+from . import limits, safefs
 from .errors import CheckpointError, ConfigError, LabError
 from .models import ModelConfig
 
@@ -177,8 +178,10 @@ def load_user_model(text: str, weights: str | None, x: torch.Tensor, device="cpu
         if path.suffix != ".safetensors":
             raise CheckpointError(f"{path}: weights must be a .safetensors file (a pickle is never loaded)")
         try:
-            blob = path.read_bytes()
+            blob = safefs.read_regular(path, limits.maximum("weights_bytes"))
             tensors = load_tensors(blob)
+        except LabError as e:
+            raise CheckpointError(str(e)) from None
         except (OSError, SafetensorError) as e:
             raise CheckpointError(f"{path}: cannot be read as safetensors ({e})") from None
         bad = weights_io.non_finite(tensors)

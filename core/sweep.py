@@ -28,6 +28,7 @@ hands this module finished Trial values.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import itertools
 import json
@@ -44,7 +45,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, limits, safefs
 from . import data as datasets
 from .config import EPOCHS, RunConfig, steps_per_epoch
 from .engine import Diverged, Trainer
@@ -108,6 +109,14 @@ def _label(key: str, value) -> str:
     return re.sub(r"[^A-Za-z0-9.,+-]", "_", f"{key.replace('_', '-')}{text}")
 
 
+def short_id(trial_id: str) -> str:
+    """A trial's name as a file name: itself when short, else its start and a hash of the whole."""
+    most = limits.maximum("trial_id")
+    if len(trial_id) <= most:
+        return trial_id
+    return f"{trial_id[:most - 13]}-{hashlib.sha256(trial_id.encode()).hexdigest()[:12]}"
+
+
 def knob_owners() -> dict[str, list[str]]:
     owners = {}
     for name, cls in OBJECTIVES.items():
@@ -116,9 +125,10 @@ def knob_owners() -> dict[str, list[str]]:
     return owners
 
 
-def parse_spec(text: str, name: str, train_options: set[str]) -> Spec:
+def parse_spec(text: str, name: str, train_options: set[str], max_trials: int | None = None) -> Spec:
     """A spec's text -> its trials (options not yet checked against the train parser; the CLI does that).
-    train_options: the train command's option names (dests). Raises ConfigError with one clear line."""
+    train_options: the train command's option names (dests). The trials are counted from the axes before
+    any is built, against max_trials (default: core.limits). Raises ConfigError with one clear line."""
     try:
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -168,6 +178,12 @@ def parse_spec(text: str, name: str, train_options: set[str]) -> Spec:
         return any(all(values.get(k) in (v if isinstance(v, list) else [v]) for k, v in rule.items())
                    for rule in rules)
 
+    cap = max_trials or limits.maximum("trials")
+    count = sum(math.prod(len(axes[k]) for k in order if k != "objective" and (k not in knobs or o in owners[k]))
+                for o in objectives)
+    if count > cap:
+        raise ConfigError(f"the spec's grid makes {count:,} trials, more than {cap:,}; make it smaller "
+                          f"(or raise the cap with --max-trials)")
     trials, seen = [], set()
     for objective in objectives:
         # An objective's knob multiplies only the objectives that have it; beta is every objective's.
@@ -176,7 +192,7 @@ def parse_spec(text: str, name: str, train_options: set[str]) -> Spec:
             values = {"objective": objective, **dict(zip(own, combo))}
             if excluded(values):
                 continue
-            trial_id = "-".join([objective] + [_label(k, values[k]) for k in own])
+            trial_id = short_id("-".join([objective] + [_label(k, values[k]) for k in own]))
             if trial_id in seen:
                 continue
             seen.add(trial_id)
@@ -187,13 +203,13 @@ def parse_spec(text: str, name: str, train_options: set[str]) -> Spec:
     return Spec(name, trials)
 
 
-def read_spec(path, train_options: set[str]) -> Spec:
+def read_spec(path, train_options: set[str], max_trials: int | None = None) -> Spec:
     path = Path(path)
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
+        text = safefs.read_regular(path, 2**20).decode()
+    except UnicodeDecodeError as e:
         raise ConfigError(f"cannot read the sweep spec {path}: {e}") from None
-    spec = parse_spec(text, path.stem, train_options)
+    spec = parse_spec(text, path.stem, train_options, max_trials)
     return Spec(spec.name, spec.trials, path)
 
 

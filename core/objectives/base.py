@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
+from .. import limits
 from ..errors import ConfigError
 from ..posterior import Factorized, Flow, Posterior, as_event, kl_per_dim
 from ..registry import Registry
@@ -23,6 +24,12 @@ class Knob:
     min: float | None = None
     max: float | None = None
     choices: tuple[str, ...] = ()
+    limit: str = ""  # a size from core.limits' table (samples, flow steps, ...): its maximum is this knob's max
+
+    @property
+    def upper(self) -> float | None:
+        """The largest value allowed: max, or the limit's maximum."""
+        return limits.maximum(self.limit) if self.limit else self.max
 
     def check(self, name: str, value):
         if self.choices:
@@ -41,8 +48,9 @@ class Knob:
             raise ConfigError(f"{name} must be a finite number, not {value}")
         if self.min is not None and value < self.min:
             raise ConfigError(f"{name} must be at least {self.min}, not {value}")
-        if self.max is not None and value > self.max:
-            raise ConfigError(f"{name} must be at most {self.max}, not {value}")
+        if self.upper is not None and value > self.upper:
+            what = f" ({limits.LIMITS[self.limit].what})" if self.limit else ""
+            raise ConfigError(f"{name} must be at most {self.upper:,}{what}, not {value:,}")
         return value
 
 

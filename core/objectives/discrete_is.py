@@ -52,7 +52,7 @@ class DiscreteImportanceSampling(DiscreteObjective):
              "sampling (ICLR 2019 submission; EUSIPCO 2019), eqs. 14-17, 20, 26")
     equation = (r"\nabla \approx \frac{1}{M}\sum_{m=1}^{M} \nabla\Big[\ln p(x|z_m)\,"
                 r"\frac{q(z_m|x)}{q_I(z_m)}\Big],\quad z_m \sim q_I")
-    knobs = {"latent_type": LATENT, "samples": Knob(10, "M: samples of z per image per step", min=1),
+    knobs = {"latent_type": LATENT, "samples": Knob(10, "M: samples of z per image per step", min=1, limit="samples"),
              "proposal_temperature": Knob(1.0, "q_I's logits are q's (detached) over this; 1 is the paper's q_I = q, "
                                           "larger is flatter, toward uniform", min=0.01)}
 

@@ -21,7 +21,7 @@ class GumbelSoftmax(DiscreteObjective):
         "temperature": Knob(1.0, "tau: lower is closer to discrete but noisier (Jang et al. anneal 1 to 0.5)", min=1e-3),
         "estimator": Knob("relaxed", "decode the relaxed sample, or the hard one with straight-through gradients",
                           choices=("relaxed", "straight-through")),
-        "samples": Knob(1, "M: relaxed samples of z per image per step, averaged", min=1),
+        "samples": Knob(1, "M: relaxed samples of z per image per step, averaged", min=1, limit="samples"),
     }
 
     def forward(self, model, x, y=None, step=0):

@@ -24,7 +24,7 @@ class HouseholderFlow(FlowObjective):
     equation = (r"z_t = \Big(I - 2\frac{v_t v_t^\top}{\|v_t\|^2}\Big) z_{t-1},\quad "
                 r"\mathcal{L} = \mathbb{E}_{q_0}[\log p(x|z_T) + \log p(z_T) - \log q_0(z_0|x)]")
     knobs = {"flow_steps": Knob(4, "T: number of Householder reflections (the VLAE paper compares 1, 2, 4, 8)",
-                                min=1)}
+                                min=1, limit="flow_steps")}
 
     def attach(self, model):
         d = model.latent_dim

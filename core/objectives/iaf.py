@@ -65,8 +65,9 @@ class InverseAutoregressiveFlow(FlowObjective):
     equation = (r"z_t = \sigma_t \odot z_{t-1} + (1-\sigma_t)\odot m_t,\quad "
                 r"\log\Big|\det\frac{dz_T}{dz_0}\Big| = \sum_t\sum_i \log\sigma_{t,i}")
     knobs = {
-        "flow_steps": Knob(2, "T: number of IAF steps", min=1),
-        "flow_hidden": Knob(0, "hidden units of each autoregressive net; 0 means 4 x latent size", min=0),
+        "flow_steps": Knob(2, "T: number of IAF steps", min=1, limit="flow_steps"),
+        "flow_hidden": Knob(0, "hidden units of each autoregressive net; 0 means 4 x latent size", min=0,
+                            limit="width"),
     }
 
     def attach(self, model):

@@ -19,7 +19,7 @@ class IWAE(Objective):
     paper = "Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders, ICLR 2016, eq. 8"
     equation = (r"\mathcal{L}_k(x) = \mathbb{E}_{z_{1..k}\sim q(z|x)}\Big[\log \frac{1}{k}\sum_{i=1}^{k}"
                 r"\frac{p(x, z_i)}{q(z_i|x)}\Big]")
-    knobs = {"k": Knob(5, "importance samples per image; 1 is the ELBO (the seed uses 5 and 50)", min=1)}
+    knobs = {"k": Knob(5, "importance samples per image; 1 is the ELBO (the seed uses 5 and 50)", min=1, limit="k")}
 
     def forward(self, model, x, y=None, step=0):
         q = model.encode(x, y)

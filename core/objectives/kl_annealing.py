@@ -29,9 +29,9 @@ class KLAnnealing(Objective):
     equation = r"\mathcal{L}_t(x) = \mathbb{E}_{q(z|x)}[\log p(x|z)] - \beta\, w(t)\,\mathrm{KL}(q(z|x)\,\|\,p(z))"
     knobs = {
         "schedule": Knob("cyclical", "linear warm-up, or cyclical (Fu et al. 2019)", choices=("linear", "cyclical")),
-        "anneal_steps": Knob(5000, "steps of the linear warm-up, or of one cycle", min=1),
+        "anneal_steps": Knob(5000, "steps of the linear warm-up, or of one cycle", min=1, limit="steps"),
         "ratio": Knob(0.5, "cyclical: fraction of each cycle spent increasing the weight", min=1e-6, max=1.0),
-        "cycles": Knob(4, "cyclical: number of cycles before the weight stays at 1 (M)", min=1),
+        "cycles": Knob(4, "cyclical: number of cycles before the weight stays at 1 (M)", min=1, limit="cycles"),
         "beta": BETA,
     }
 

@@ -14,7 +14,7 @@ class ReinforceLeaveOneOut(DiscreteObjective):
     paper = "Mnih & Rezende, Variational Inference for Monte Carlo Objectives, ICML 2016, eq. 9 (leave-one-out baseline)"
     equation = (r"\nabla_E \approx \frac{1}{M}\sum_m \Big(\ln p(x|z_m) - \frac{1}{M-1}\sum_{j\ne m}\ln p(x|z_j)\Big)"
                 r"\nabla_E \ln q(z_m|x)")
-    knobs = {"latent_type": LATENT, "samples": Knob(10, "M: samples of z per image per step (at least 2)", min=2)}
+    knobs = {"latent_type": LATENT, "samples": Knob(10, "M: samples of z per image per step (at least 2)", min=2, limit="samples")}
 
     def forward(self, model, x, y=None, step=0):
         q, log_px, log_q = self.score_samples(model, x, y)

@@ -19,7 +19,7 @@ class SemiAmortizedVAE(Objective):
     equation = (r"\lambda_t = \lambda_{t-1} + \alpha\,\nabla_{\lambda}\,\mathrm{ELBO}(x;\lambda_{t-1}),"
                 r"\quad \lambda_0 = \mathrm{enc}(x),\quad \max\ \mathrm{ELBO}(x;\lambda_T)")
     knobs = {
-        "refine_steps": Knob(4, "T: SGD refinements of each image's (mu, log sigma^2)", min=1),
+        "refine_steps": Knob(4, "T: SGD refinements of each image's (mu, log sigma^2)", min=1, limit="inner_steps"),
         "refine_lr": Knob(0.0005, "alpha: step size of each refinement (the seed's 0.0005)", min=0.0),
         "refine_clip": Knob(5.0, "per-image gradient norm above which a refinement step is scaled down", min=1e-6),
     }

@@ -54,7 +54,7 @@ class VariationalLaplaceAutoencoder(Objective):
     equation = (r"\mu_{t+1} = \mu_t + \alpha_t\,(W_t^\top\Lambda W_t + I)^{-1}\,\nabla_z \log p(x, z)\big|_{\mu_t},"
                 r"\quad q(z|x) = \mathcal{N}\big(\mu_T,\ (W_T^\top\Lambda W_T + I)^{-1}\big)")
     knobs = {
-        "mode_steps": Knob(4, "T: updates toward the posterior mode", min=0),
+        "mode_steps": Knob(4, "T: updates toward the posterior mode", min=0, limit="inner_steps"),
         "damping": Knob("harmonic", "harmonic: alpha_t = 0.5 / (t + 1) as in the paper; none: alpha_t = 1",
                         choices=("harmonic", "none")),
         "update": Knob("newton", "newton (the paper's), or Polak-Ribiere conjugate gradient",

@@ -1,0 +1,119 @@
+"""One table of limits: every size a user can type, upload or write into a checkpoint has a maximum here,
+and a run's memory is estimated from its config before any of it is allocated.
+
+A class shares one server, so one student's `--latent 1000000000` or a 500 KB .npz that unpacks to 7 GB
+must be one line of refusal, not the server's memory. The CLI flags, the dashboard's widgets, the URL
+values, sweep specs and checkpoint sidecars all check against these numbers; nothing else defines a
+maximum. The memory budget alone can be moved by the operator ($VAELAB_MAX_MEMORY_MB).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Limit:
+    maximum: int
+    what: str
+
+
+LIMITS = {
+    # the network
+    "latent": Limit(4096, "latent dimensions"),
+    "width": Limit(16384, "units of a hidden layer or channels of a conv layer"),
+    "layers": Limit(16, "hidden layers of an MLP, or layers of a decoder's convolutions"),
+    "kernel": Limit(15, "a convolution's kernel size"),
+    "stride": Limit(8, "a convolution's stride"),
+    "parameters": Limit(200_000_000, "weights of one network and its objective"),
+    # the objectives' knobs (core/objectives: Knob(max=...))
+    "k": Limit(5000, "importance samples per image in training"),
+    "samples": Limit(1000, "samples of z per image per step"),
+    "flow_steps": Limit(64, "steps of a normalizing flow"),
+    "inner_steps": Limit(100, "inner updates per image per step (SA-VAE, VLAE)"),
+    "cycles": Limit(10_000, "annealing cycles"),
+    # training
+    "batch": Limit(65_536, "images per minibatch"),
+    "steps": Limit(100_000_000, "optimizer steps of one run"),
+    "seed": Limit(2**63 - 1, "a random seed"),
+    # your own images
+    "image_side": Limit(256, "pixels a side an image is resized to"),
+    "image_pixels": Limit(4096 * 4096, "pixels of one image file, read from its header before decoding"),
+    "images": Limit(200_000, "images of a folder, members of an archive"),
+    "values": Limit(2**27, "pixel values of a dataset of your own (count x channels x height x width); "
+                           "512 MiB as float32"),
+    "walk": Limit(400_000, "entries looked at while walking a folder"),
+    "walk_seconds": Limit(60, "seconds to read a folder or file of your own"),
+    # checkpoints
+    "weights_bytes": Limit(4 * 2**30, "bytes of a weights file (the largest network allowed, its optimizer "
+                                      "state and kept steps)"),
+    "sidecar_bytes": Limit(256 * 2**20, "bytes of a checkpoint's JSON sidecar (a 100,000-step history is tens of MiB)"),
+    # sweeps
+    "trials": Limit(1000, "trials of one sweep (python -m core sweep --max-trials raises it)"),
+    "trial_id": Limit(80, "characters of a trial's name (a longer one is shortened with a hash)"),
+}
+
+
+def maximum(name: str) -> int:
+    return LIMITS[name].maximum
+
+
+def check(name: str, value, label: str | None = None) -> int:
+    """value if it is a whole number within [0, its limit]; else one ConfigError naming the limit."""
+    limit = LIMITS[name]
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit.maximum:
+        raise ConfigError(f"{label or name} must be a whole number up to {limit.maximum:,} "
+                          f"({limit.what}), not {value!r}")
+    return value
+
+
+def memory_budget() -> int:
+    """Bytes one run may take: $VAELAB_MAX_MEMORY_MB (default 4,096 MiB). A class of thirty on one
+    server wants it lower; a researcher alone on a GPU, higher."""
+    text = os.environ.get("VAELAB_MAX_MEMORY_MB", "")
+    return (int(text) if text.isdigit() and int(text) > 0 else 4096) * 2**20
+
+
+def clamp(value: float, low: float, high: float) -> float:
+    """A number read from a URL, within a widget's range (NaN goes to low)."""
+    return low if not math.isfinite(value) and value != math.inf else min(max(value, low), high)
+
+
+def activations(model) -> int:
+    """Values one image's forward pass keeps for the backward pass, roughly: every layer's output
+    (encoder and decoder), the image and its reconstruction."""
+    c, h, w = model.image_shape
+    pixels = c * h * w
+    if model.arch == "conv":
+        side, layers = max(h, w), 0
+        for width, stride in zip(model.channels, model.encoder_strides):
+            side = max(1, side // stride)
+            layers += width * side * side
+        hidden = 2 * layers
+    else:
+        hidden = 2 * sum(model.hidden)
+    return hidden + 4 * model.latent_dim + 3 * pixels
+
+
+def samples_per_image(settings: dict) -> int:
+    """How many codes an objective draws per image per step (IWAE's k, the discrete estimators' M)."""
+    return max(int(settings.get("k", 1) or 1), int(settings.get("samples", 1) or 1))
+
+
+def run_bytes(model, settings: dict, batch_size: int, parameters: int) -> int:
+    """Memory of one training step: weights, gradients and Adam's two moments (4 copies), and the
+    activations of batch x samples forward passes (3 copies: outputs, saved tensors, gradients)."""
+    return 4 * (4 * parameters + 3 * batch_size * samples_per_image(settings) * activations(model))
+
+
+def check_memory(model, settings: dict, batch_size: int, parameters: int):
+    need, budget = run_bytes(model, settings, batch_size, parameters), memory_budget()
+    if need > budget:
+        k = samples_per_image(settings)
+        raise ConfigError(f"this run would take about {need / 2**30:.1f} GiB ({parameters:,} weights, batch "
+                          f"{batch_size:,}{f' x {k:,} samples' if k > 1 else ''}), more than the "
+                          f"{budget / 2**30:.1f} GiB a run may take here; make the network, batch or samples "
+                          f"smaller (the operator sets VAELAB_MAX_MEMORY_MB)")
