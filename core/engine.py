@@ -85,12 +85,25 @@ def describe_device(device: torch.device, threads: int | None = None) -> str:
     return f"{device.type}, {threads} thread{'s' if threads != 1 else ''}"
 
 
-def build_model(config: RunConfig, info: datasets.DataInfo, objective) -> tuple[RunConfig, VAE]:
-    """The model the config asks for, shaped for the data and adjusted by the objective; returns the
-    config with those filled in (likelihood 'auto' takes the dataset's)."""
+def shaped(config: RunConfig, info: datasets.DataInfo, objective) -> RunConfig:
+    """The config with the model shaped for the data and adjusted by the objective (likelihood 'auto'
+    takes the dataset's)."""
     likelihood = info.likelihood if config.model.likelihood == "auto" else config.model.likelihood
     model = objective.configure_model(replace(config.model, image_shape=info.shape, likelihood=likelihood), info)
-    config = replace(config, model=model)
+    return replace(config, model=model)
+
+
+def check_run(config: RunConfig, info: datasets.DataInfo):
+    """Everything about a run that can be refused before a process starts for it: its device, its
+    objective's settings, its size on this data. Raises ConfigError with one line."""
+    pick_device(config.device)
+    check_size(shaped(config, info, build_objective(config.objective, config.settings)))
+
+
+def build_model(config: RunConfig, info: datasets.DataInfo, objective) -> tuple[RunConfig, VAE]:
+    """The model the config asks for, shaped for the data and adjusted by the objective; returns the
+    config with those filled in."""
+    config = shaped(config, info, objective)
     check_size(config)
     vae = VAE(config.model)
     objective.attach(vae)

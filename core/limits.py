@@ -52,6 +52,7 @@ LIMITS = {
                                       "state and kept steps)"),
     "sidecar_bytes": Limit(256 * 2**20, "bytes of a checkpoint's JSON sidecar (a 100,000-step history is tens of MiB)"),
     # sweeps
+    "grid": Limit(100_000, "combinations of a sweep's grid, counted before its [[exclude]] rules"),
     "trials": Limit(1000, "trials of one sweep (python -m core sweep --max-trials raises it)"),
     "trial_id": Limit(80, "characters of a trial's name (a longer one is shortened with a hash)"),
 }

@@ -178,12 +178,12 @@ def parse_spec(text: str, name: str, train_options: set[str], max_trials: int | 
         return any(all(values.get(k) in (v if isinstance(v, list) else [v]) for k, v in rule.items())
                    for rule in rules)
 
-    cap = max_trials or limits.maximum("trials")
+    # Counted from the axes before a trial is built: a grid of 1000 x 1000 x 1000 is one line, not MemoryError.
+    cap, most = max_trials or limits.maximum("trials"), max(limits.maximum("grid"), max_trials or 0)
     count = sum(math.prod(len(axes[k]) for k in order if k != "objective" and (k not in knobs or o in owners[k]))
                 for o in objectives)
-    if count > cap:
-        raise ConfigError(f"the spec's grid makes {count:,} trials, more than {cap:,}; make it smaller "
-                          f"(or raise the cap with --max-trials)")
+    if count > most:
+        raise ConfigError(f"the spec's grid has {count:,} combinations, more than {most:,}; make it smaller")
     trials, seen = [], set()
     for objective in objectives:
         # An objective's knob multiplies only the objectives that have it; beta is every objective's.
@@ -198,6 +198,9 @@ def parse_spec(text: str, name: str, train_options: set[str], max_trials: int | 
             seen.add(trial_id)
             settings = {k: v for k, v in fixed.items() if k not in knobs or objective in owners[k]} | values
             trials.append(Trial(trial_id, values, tuple(_options(settings))))
+            if len(trials) > cap:
+                raise ConfigError(f"the spec makes more than {cap:,} trials; make it smaller (or raise the cap "
+                                  f"with --max-trials)")
     if not trials:
         raise ConfigError("the [[exclude]] rules leave no trial to run")
     return Spec(name, trials)

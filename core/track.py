@@ -156,3 +156,17 @@ def export(bundle, data, name: str, tensorboard: str | None = None, mlflow: str 
     tracker.log(bundle.history, bundle.live)
     tracker.finish(bundle, data)
     return tracker
+
+
+def archive(bundle, data, name: str, kind: str) -> bytes:
+    """The same record as export(), written into a scratch folder and returned as a .zip: what a shared
+    server offers as a download rather than writing into a folder of the user's choosing."""
+    import shutil
+    import tempfile
+    if kind not in ("tensorboard", "mlflow"):
+        raise ValueError(f"kind must be tensorboard or mlflow, not {kind!r}")
+    with tempfile.TemporaryDirectory(prefix="vaelab-export-") as scratch:
+        folder = Path(scratch) / kind
+        export(bundle, data, name, **{kind: str(folder)})
+        return Path(shutil.make_archive(str(Path(scratch) / name), "zip", scratch, kind)).read_bytes()
+

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import checkpoint, explore, report, snapshots
+from core import checkpoint, explore, files, report, safefs, snapshots
 from core import data as datasets
 from core.bundle import Bundle
 from core.control import RecordedRun
@@ -100,9 +100,19 @@ def runs() -> dict[str, PooledRun]:
     return pool().runs(owner())
 
 
-@st.cache_resource(show_spinner="Loading the dataset ...")
-def load_data(spec: datasets.DataSpec) -> datasets.Dataset:
-    return datasets.load(spec)
+@st.cache_resource(show_spinner="Loading the dataset ...", max_entries=16)
+def _load_data(spec: datasets.DataSpec, _alive=None, _label=None) -> datasets.Dataset:
+    return datasets.load(spec, budget=files.Budget(alive=_alive, label=_label or "the dataset") if _alive else None,
+                         label=_label)
+
+
+def load_data(spec: datasets.DataSpec, label: str | None = None) -> datasets.Dataset:
+    """A dataset, read once per server. Your own files are read only from where this session may read
+    (allowed_path), within the time and size budgets, and the read stops if this page is closed; messages
+    name them by `label` (what the user typed or uploaded), never by where the server keeps them."""
+    if files.is_path(spec.name) and spec.name not in datasets.DATASETS and allowed_path(spec.name) is None:
+        raise LabError(f"{label or Path(spec.name).name}: not found, or not in a folder this server lets you read")
+    return _load_data(spec, session_alive(), label)
 
 
 def try_data(spec: datasets.DataSpec) -> tuple[datasets.Dataset | None, str | None]:
@@ -111,6 +121,31 @@ def try_data(spec: datasets.DataSpec) -> tuple[datasets.Dataset | None, str | No
         return load_data(spec), None
     except LabError as e:
         return None, str(e)
+
+
+def session_alive():
+    """A test of whether this page is still open, for work that should stop when it is closed."""
+    session, alive = holder()
+    return lambda: alive(session) if session != "none" else True
+
+
+def data_roots() -> list[Path]:
+    """The folders the operator lets users read datasets from ($VAELAB_DATA_ROOTS; none: the server-path
+    field is off). Nobody's uploads are ever among them."""
+    return safefs.roots_from_env()
+
+
+def uploads() -> Path:
+    """This session's own uploads folder in the data cache."""
+    return files.uploads_dir(owner())
+
+
+def allowed_path(text: str) -> Path | None:
+    """A dataset path this session may read: inside an operator's root (outside every session's uploads),
+    or inside its own uploads. None when it is not there or not allowed: the two read the same."""
+    mine = uploads()
+    return (safefs.within(text, data_roots(), excluded=[files.uploads_dir().resolve()])
+            or (safefs.within(text, [mine.resolve()]) if mine.is_dir() else None))
 
 
 @st.cache_resource(show_spinner="Loading the run's kept steps ...", max_entries=8)
@@ -131,12 +166,40 @@ def load_checkpoint(path, step: int | None = None) -> Bundle:
     return _load_checkpoint(str(meta), mtime, step)
 
 
+SAVED = "runs"  # checkpoints/runs/SESSION/: where Save writes, one folder per session
+
+
+def saved_dir() -> Path:
+    """Where this session's Save writes: checkpoints/runs/SESSION (no other session lists or overwrites it)."""
+    return checkpoint_dir() / SAVED / owner()
+
+
 def checkpoint_files() -> list[Path]:
-    """Saved checkpoints; the live runs' own files (runs/, even inside checkpoints/) are listed as runs, and
-    a sweep's trials (dozens of them) on the Sweeps page, which opens any of them here."""
-    skip = [runs_dir().resolve(), *(d.resolve() for d in sweep_dirs())]
-    return sorted(p for p in checkpoint_dir().rglob("*.json") if p.with_suffix(".safetensors").exists()
-                  and not any(p.resolve().is_relative_to(d) for d in skip))
+    """Saved checkpoints: the shipped ones and this session's saved runs, not other sessions'. The live runs'
+    own files (runs/, even inside checkpoints/) are listed as runs, and a sweep's trials (dozens of them) on
+    the Sweeps page, which opens any of them here."""
+    skip = [runs_dir().resolve(), *(d.resolve() for d in sweep_dirs()), (checkpoint_dir() / SAVED).resolve()]
+    found = [p for p in _walk_checkpoints(checkpoint_dir()) if not any(p.resolve().is_relative_to(d) for d in skip)]
+    if saved_dir().is_dir():
+        found += _walk_checkpoints(saved_dir())
+    return sorted(found)
+
+
+def file_label(path: Path) -> str:
+    """'file: mnist-vae' for a shipped checkpoint, 'file: saved/NAME' for one this session saved."""
+    mine = saved_dir()
+    if path.parent == mine or mine in path.parents:
+        return f"file: saved/{path.relative_to(mine).with_suffix('')}"
+    return f"file: {path.relative_to(checkpoint_dir()).with_suffix('')}"
+
+
+def _walk_checkpoints(folder: Path) -> list[Path]:
+    budget = files.Budget(seconds=10, label="the checkpoints folder")
+    try:
+        return [p for p in safefs.walk(folder, budget, depth=4)
+                if p.suffix == ".json" and p.with_suffix(".safetensors").exists()]
+    except LabError:
+        return []
 
 
 def sweep_dirs() -> list[Path]:
@@ -241,7 +304,7 @@ def shipped(name: str) -> Path | None:
 def sources() -> list[Source]:
     """This session's runs, the saved checkpoints, and the sweep trials the link names (?model=, ?compare=)."""
     found = [Source(f"run: {name}", run=t) for name, t in runs().items()]
-    found += [Source(f"file: {p.relative_to(checkpoint_dir()).with_suffix('')}", path=p) for p in checkpoint_files()]
+    found += [Source(file_label(p), path=p) for p in checkpoint_files()]
     wanted = [st.query_params.get("model", ""), *st.query_params.get_all("compare")]
     found += [s for label in dict.fromkeys(wanted) if label.startswith(SWEEP_LABEL) and (s := trial_source(label))]
     return found
@@ -293,8 +356,8 @@ def pick_model(key: str = "source"):
         st.stop()
     labels = [s.label for s in options]
     wanted = st.query_params.get("model")
-    if wanted not in labels and not runs():
-        wanted = FIRST_MODEL  # the shipped MNIST VAE, when it is there
+    if wanted not in labels and not any(run.step_count for run in runs().values()):
+        wanted = FIRST_MODEL  # the shipped MNIST VAE, when it is there (and no run of this session has weights)
     index = labels.index(wanted) if wanted in labels else 0
     label = st.selectbox("Model", labels, index=index, key=key,
                          help="A run of this session (its latest weights, even while it trains) or a saved checkpoint.")

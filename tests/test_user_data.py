@@ -60,7 +60,7 @@ def test_an_image_folder_trains_and_every_diagnostic_runs_on_it(tmp_path):
 def test_the_split_is_fixed_and_the_same_path_loads_the_same_images(tmp_path):
     folder = shapes(tmp_path / "s")
     a = data.load(data.DataSpec(str(folder)))
-    data._load_files.cache_clear()
+    data._FILES.clear()
     b = data.load(data.DataSpec(str(folder)))
     assert a is not b and torch.equal(a.test_x, b.test_x) and torch.equal(a.train_y, b.train_y)
 
@@ -87,10 +87,10 @@ def test_an_npz_in_any_layout_with_labels(tmp_path):
 
 @pytest.mark.parametrize("make, says", [
     (lambda d: (d / "empty").mkdir(), "no images found"),
-    (lambda d: (d / "x.npz").write_bytes(b"not a zip"), "cannot be read as an .npz"),
+    (lambda d: (d / "x.npz").write_bytes(b"not a zip"), "not an .npz"),
     (lambda d: np.savez(d / "x.npz", images=np.zeros((3, 4, 4))), "needs an array named 'x'"),
     (lambda d: np.savez(d / "x.npz", x=np.full((3, 4, 4), 2.0)), "in [0, 1]"),
-    (lambda d: np.savez(d / "x.npz", x=np.array([None] * 3, dtype=object)), "cannot be read as an .npz"),
+    (lambda d: np.savez(d / "x.npz", x=np.array([None] * 3, dtype=object)), "holds Python objects"),
     (lambda d: np.savez(d / "x.npz", x=np.zeros((3, 4, 4), np.uint8), y=np.array([0, 1])), "'y' must be 3 integer"),
     (lambda d: np.savez(d / "x.npz", x=np.zeros((1, 4, 4), np.uint8)), "at least 2 images"),
 ])
@@ -134,7 +134,7 @@ def test_an_uploaded_zip_unpacks_into_the_cache_and_loads(tmp_path, monkeypatch)
     monkeypatch.setenv("VAELAB_CACHE", str(tmp_path / "cache"))
     content = zipped({f"pics/{c}/{i}.png": png(255 * (c == "b")) for c in "ab" for i in range(3)})
     path = files.unpack_upload("pics.zip", content)
-    assert path == tmp_path / "cache" / "uploads" / path.parent.name / "pics" and path.is_dir()
+    assert path == tmp_path / "cache" / "uploads" / "local" / path.parent.name / "pics" and path.is_dir()
     assert files.unpack_upload("again.zip", content) == path  # the same bytes, the same place
     ds = data.load(data.DataSpec(str(path)))
     assert ds.info.n_classes == 2 and len(ds.train_x) + len(ds.test_x) == 6
@@ -154,7 +154,7 @@ def test_an_upload_that_escapes_its_folder_or_is_too_large_is_refused_and_writes
         with pytest.raises(DataError, match=says):
             files.unpack_upload("evil.zip", zipped(bad))
     assert not list(tmp_path.rglob("escaped.png")) and not (tmp_path.parent / "escaped.png").exists()
-    assert list((cache / "uploads").iterdir()) == []  # nothing half-unpacked left behind
+    assert list((cache / "uploads" / "local").iterdir()) == []  # nothing half-unpacked left behind
     monkeypatch.setattr(files, "UPLOAD_LIMIT", 1000)
     with pytest.raises(DataError, match="more than the 0 MiB an upload may be"):
         files.unpack_upload("big.npz", b"0" * 1001)

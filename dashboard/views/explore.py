@@ -2,7 +2,7 @@
 import streamlit as st
 import torch
 
-from core import explore
+from core import explore, limits
 from dashboard import plots
 from dashboard.latent_pad import latent_pad
 from dashboard.state import default, model_state, pick_model, to_image
@@ -96,9 +96,9 @@ def decoded(code):
 pad_version = model_state(bundle, "pad-version")
 if start_key not in st.session_state and st.query_params.get("z"):
     try:
-        shared = [float(v) for v in st.query_params["z"].split(",")]
-        if len(shared) == bundle.latent_dim:
-            st.session_state[start_key] = shared
+        shared = [float(v) for v in st.query_params["z"].split(",", limits.maximum("latent"))]
+        if len(shared) == bundle.latent_dim:  # each value within its slider's range (?z=1e308 is not a code)
+            st.session_state[start_key] = [limits.clamp(v, lo, hi) for v, lo, hi in zip(shared, ranges.low, ranges.high)]
     except ValueError:
         st.warning("The link's slider values are not numbers; starting from zero.")
 

@@ -4,7 +4,7 @@ import streamlit as st
 from core import explore
 from core.errors import LabError
 from dashboard import plots
-from dashboard.state import checkpoint_dir, checkpoint_files, load_checkpoint, to_image, try_data
+from dashboard.state import checkpoint_files, file_label, load_checkpoint, to_image, try_data
 
 PAGES = {"Explore": "views/explore.py", "Latent map": "views/latent_map.py", "Compare": "views/compare.py"}
 
@@ -19,7 +19,7 @@ def thumbnail(ref: tuple, path: str):
 
 
 st.title("Gallery")
-st.caption(f"Checkpoints in `{checkpoint_dir()}`: the shipped models and the runs you saved from the Train page. "
+st.caption("The shipped models and the runs you saved from the Train page. "
            "The thumbnails are samples from each model's prior.")
 files = checkpoint_files()
 if not files:
@@ -28,7 +28,7 @@ if not files:
     st.stop()
 for row in range(0, len(files), 3):
     for col, path in zip(st.columns(3), files[row:row + 3]):
-        label = f"file: {path.relative_to(checkpoint_dir()).with_suffix('')}"
+        label = file_label(path)
         with col.container(border=True):
             st.markdown(f"**{label[6:]}**")
             try:

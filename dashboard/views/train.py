@@ -6,18 +6,18 @@ import torch
 
 from pathlib import Path
 
-from core import data as datasets, files, pictures, recipe, snapshots, timeline, track
+from core import data as datasets, files, limits, pictures, recipe, snapshots, timeline, track
 from core.config import PRESETS, RunConfig
 from core.control import RunState
-from core.engine import describe_device, pick_device
+from core.engine import check_run, describe_device, pick_device
 from core.errors import LabError
 from core.objectives import OBJECTIVES
 from core.pool import PooledRun
 from core.posterior import Factorized
 from dashboard import plots
 from dashboard.lessons import LESSONS, widget_values
-from dashboard.state import (Source, checkpoint_dir, default, load_checkpoint, load_data, owner, pick_step, pool,
-                             recorded_run, runs, shipped, to_image, try_data)
+from dashboard.state import (Source, allowed_path, data_roots, default, load_checkpoint, load_data, owner, pick_step,
+                             pool, recorded_run, runs, saved_dir, shipped, to_image, try_data)
 
 DASHBOARD = PRESETS["dashboard"]  # the smaller network a laptop trains live while people watch
 HIDDEN = {f"small {DASHBOARD.hidden}": DASHBOARD.hidden, f"default {PRESETS['default'].hidden}": PRESETS["default"].hidden,
@@ -28,8 +28,10 @@ def knob_widget(name, knob, key):
     if knob.choices:
         return st.selectbox(name, knob.choices, help=knob.help, key=default(key, knob.default))
     if isinstance(knob.default, int):
-        return st.number_input(name, min_value=int(knob.min or 0), step=1, help=knob.help, key=default(key, knob.default))
-    return st.number_input(name, min_value=knob.min, max_value=knob.max, help=knob.help,
+        upper = None if knob.upper is None else int(knob.upper)
+        return st.number_input(name, min_value=int(knob.min or 0), max_value=upper, step=1, help=knob.help,
+                               key=default(key, knob.default))
+    return st.number_input(name, min_value=knob.min, max_value=knob.upper, help=knob.help,
                            key=default(key, float(knob.default)), format="%g")
 
 
@@ -42,27 +44,38 @@ def binarize_by_dataset():
 
 
 def own_images() -> tuple[str | None, int, str]:
-    """The sidebar's "your own images": a path on the server or an upload (unpacked into the data cache),
-    the size and colour to make them. Returns (path or None, size, colour) and says what it found."""
-    path = st.text_input("Folder or .npz on this server", key=default("own-path", ""),
-                         placeholder="/data/my-images", help="A folder with one sub-folder per class (or none), "
-                         "or an .npz with an array x (N images) and optionally y (labels).")
-    upload = st.file_uploader("... or upload a .zip or .npz", type=["zip", "npz"], key="own-upload",
-                              help=f"At most {files.UPLOAD_LIMIT // 2**20} MiB; unpacked into {files.cache_dir()}.")
-    size = st.number_input("Image size (pixels, 0: as they are)", 0, 256, step=4, key=default("own-size", 28),
+    """The sidebar's "your own images": a path in a folder the operator allows (VAELAB_DATA_ROOTS) or an
+    upload (unpacked into this session's own folder), the size and colour to make them. Returns (path or
+    None, size, colour) and says what it found. Messages name what the user typed or uploaded, never where
+    the server keeps it."""
+    roots = data_roots()
+    path = ""
+    if roots:
+        path = st.text_input("Folder or .npz on this server", key=default("own-path", ""), max_chars=1000,
+                             placeholder="my-images", help="A folder with one sub-folder per class (or none), or an "
+                             "npz with an array x (N images) and optionally y (labels), inside the folders this "
+                             f"server shares: {', '.join(r.name + '/' for r in roots)}")
+    upload = st.file_uploader("Upload a .zip or .npz" if not roots else "... or upload a .zip or .npz",
+                              type=["zip", "npz"], key="own-upload",
+                              help=f"At most {files.UPLOAD_LIMIT // 2**20} MiB; only this session can read it.")
+    size = st.number_input("Image size (pixels, 0: as they are)", 0, limits.maximum("image_side"), step=4,
+                           key=default("own-size", 28),
                            help="Every image is resized to this many pixels square; with 0 they must be one size.")
     color = st.selectbox("Colour", files.COLORS, key=default("own-color", "auto"),
                          help="auto: RGB when any image has colour, else grey.")
+    label, real = (upload.name if upload is not None else path), None
     try:
         if upload is not None:
-            path = str(uploaded(upload.name, upload.getvalue()))
-        if not path:
+            real = uploaded(upload.name, upload.getvalue(), owner())
+        elif path:
+            real = allowed_path(path)
+            if real is None:
+                raise LabError(f"{path}: not found, or not in a folder this server lets you read")
+        else:
             return None, int(size), color
-        found, problem = try_data(datasets.DataSpec(str(Path(path).expanduser()), size=int(size), color=color))
+        found = load_data(datasets.DataSpec(str(real), size=int(size), color=color), label=label)
     except LabError as e:
-        found, problem = None, str(e)
-    if problem:
-        st.error(problem)
+        st.error(str(e).replace(str(real), label) if real else str(e))
         return None, int(size), color
     info = found.info
     st.caption(f"{len(found.train_x) + len(found.test_x):,} images of {'x'.join(map(str, info.shape))} "
@@ -71,8 +84,8 @@ def own_images() -> tuple[str | None, int, str]:
 
 
 @st.cache_data(show_spinner="Unpacking the upload ...", max_entries=8)
-def uploaded(name: str, content: bytes) -> Path:
-    return files.unpack_upload(name, content)
+def uploaded(name: str, content: bytes, session: str) -> Path:
+    return files.unpack_upload(name, content, session)
 
 
 def apply_lesson():
@@ -140,10 +153,16 @@ def setup():
 def start(configs: dict, steps: int):
     """Replace this session's runs with new ones. Each trains in a child process (page reruns cannot slow
     it) when the server's pool has one free, checkpointing into runs/ as it goes."""
+    try:
+        data = load_data(next(iter(configs.values())).data)
+        for config in configs.values():
+            check_run(config, data.info)  # a bad device or a run too big: one line, and the old runs stay
+    except LabError as e:
+        st.error(str(e))
+        return
     for old in runs().values():
         pool().discard(old)
     try:
-        data = load_data(next(iter(configs.values())).data)
         for name, config in configs.items():
             pool().submit(owner(), name, config, steps, data)
     except LabError as e:
@@ -210,16 +229,17 @@ def controls(name: str, t):
                ("Resume", ":material/play_arrow:", "resume", t.state != RunState.PAUSED, "Resume"),
                ("Stop", ":material/stop:", "stop", t.state not in live, "Stop for good"),
                ("Save", ":material/save:", "save", not t.step_count,
-                "Write a checkpoint to checkpoints/runs/; the Explore page lists it. (Every run is also "
-                "checkpointed in runs/ as it trains, so it survives a restart.)")]
+                "Write a checkpoint the other pages list as file: saved/...; only this session sees it. "
+                "(Every run is also checkpointed as it trains, so it survives a restart.)")]
     if t.state not in live:  # nothing left to pause or stop: a finished, stopped or interrupted run
         buttons = buttons[-1:]
     try:
         for col, (label, icon, action, disabled, help) in zip(st.columns(4), buttons):
             if col.button(label, icon=icon, key=f"{action}-{name}", disabled=disabled, width="stretch", help=help):
                 if action == "save":
-                    path = t.save(checkpoint_dir() / "runs" / f"{t.config.data.short_name}-{name}-z{t.latent_dim}")
-                    st.toast(f"saved {path}")
+                    title = f"{t.config.data.short_name}-{name}-z{t.latent_dim}"
+                    t.save(saved_dir() / title)
+                    st.toast(f"saved as file: saved/{title}; the other pages list it (only for you)")
                 else:
                     getattr(t, action)()
         if t.state == RunState.RECORDED:
@@ -371,27 +391,22 @@ def export(name: str, bundle, data):
         st.code(recipe.command(bundle), language="bash", wrap_lines=True)
         st.download_button("Download the script", recipe.script(bundle, name), file_name=f"{name}.py",
                            mime="text/x-python", icon=":material/download:", key=f"script-{name}-{bundle.step}")
-        # value=, not a session-state default: a default set inside the live view's fragment reached the browser empty
-        folder = st.text_input("Folder", value=str(checkpoint_dir() / "tracking"), key=f"track-dir-{name}",
-                               help="TensorBoard's files go to FOLDER/tensorboard/NAME, MLflow's store to FOLDER/mlflow.")
-        tb, ml = st.columns(2)
-        pressed = {"tensorboard": tb.button("To TensorBoard", key=f"tb-{name}"),
-                   "mlflow": ml.button("To MLflow", key=f"ml-{name}")}
-        to = next((kind for kind, yes in pressed.items() if yes), None)
-        if to:
-            if data is None:
-                st.error("Its dataset is not here, and the pictures need it.")
-                return
-            where = Path(folder).expanduser() / to
-            try:
-                with st.spinner(f"Writing {name} to {to} ..."):
-                    track.export(bundle, data, name, **{to: str(where)})
-            except (LabError, OSError) as e:
-                st.error(f"Could not write to {where}: {e}")
-                return
-            view = (f"tensorboard --logdir {where}" if to == "tensorboard" else
-                    f"mlflow ui --backend-store-uri sqlite:///{where / 'mlflow.db'}")
-            st.success(f"Wrote it to {where}. See it with `{view}`.")
+        if data is None:
+            st.caption("TensorBoard and MLflow files need its dataset (for the pictures), and it is not here.")
+            return
+        # Downloads, not a folder on the server: a shared server writes nothing where a user points it.
+        views = {"tensorboard": ("TensorBoard", "unzip it, then `tensorboard --logdir tensorboard`"),
+                 "mlflow": ("MLflow", "unzip it, then `mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db`")}
+        for column, (kind, (title, how)) in zip(st.columns(2), views.items()):
+            column.download_button(f"{title} (.zip)", data=lambda kind=kind: tracking_zip(bundle.ref.key, kind, name,
+                                                                                          bundle, data),
+                                   file_name=f"{name}-{kind}.zip", mime="application/zip", icon=":material/download:",
+                                   key=f"{kind}-{name}-{bundle.step}", width="stretch", help=f"The run for {title}: {how}.")
+
+
+@st.cache_data(show_spinner="Writing the run's files ...", max_entries=4)
+def tracking_zip(ref: tuple, kind: str, name: str, _bundle, _data) -> bytes:
+    return track.archive(_bundle, _data, name, kind)
 
 
 def panels(current: dict):
@@ -416,7 +431,10 @@ def live_view():
     if not current:
         return
     first = next(iter(current.values()))
-    device = describe_device(pick_device(first.config.device), first.threads) if first.config else "?"
+    try:
+        device = describe_device(pick_device(first.config.device), first.threads) if first.config else "?"
+    except LabError:
+        device = first.config.device
     st.caption(f"{first.config.data.short_name if first.config else '?'} · {device} · "
                f"updates every {st.session_state['refresh']} seconds · checkpointed in runs/ as they train")
     if first.data is not None and first.data.info.note:
