@@ -1,6 +1,10 @@
 """VAE Lab: train VAEs live, explore their latent space, diagnose posterior collapse.
 Run with `./lab` (or `streamlit run dashboard/app.py` from the project root)."""
+import hashlib
+import hmac
+import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -17,11 +21,32 @@ def heartbeat():
     pool().touch(owner())
 
 
+def signed_in() -> bool:
+    """With $VAELAB_PASSWORD set, a browser session sees nothing (not even its own token) until it gives the
+    password: a server on a class's network, not the whole network's."""
+    password = os.environ.get("VAELAB_PASSWORD", "")
+    if not password or st.session_state.get("signed-in"):
+        return True
+    st.title("VAE Lab")
+    typed = st.text_input("Password", type="password", max_chars=256, key="password",
+                          help="The person who runs this server set one; ask them.")
+    if typed and hmac.compare_digest(hashlib.sha256(typed.encode()).digest(), hashlib.sha256(password.encode()).digest()):
+        st.session_state["signed-in"] = True
+        st.session_state.pop("password", None)
+        st.rerun()
+    if typed:
+        time.sleep(1)  # one guess a second per session
+        st.error("That is not this server's password.")
+    return False
+
+
 def main():
     # Training runs in child processes with their own threads. The pages only decode a few images, and one
     # thread does that without waking (and spinning) a pool that would compete with training for the cores.
     torch.set_num_threads(1)
     st.set_page_config(page_title="VAE Lab", layout="wide")
+    if not signed_in():
+        return
     keep_widget_values()
     owner()  # this session's token, in the URL, before any page reads its runs
     st.fragment(run_every=HEARTBEAT)(heartbeat)()

@@ -102,7 +102,7 @@ def runs() -> dict[str, PooledRun]:
 
 @st.cache_resource(show_spinner="Loading the dataset ...", max_entries=16)
 def _load_data(spec: datasets.DataSpec, _alive=None, _label=None) -> datasets.Dataset:
-    return datasets.load(spec, budget=files.Budget(alive=_alive, label=_label or "the dataset") if _alive else None,
+    return datasets.load(spec, budget=safefs.Budget(alive=_alive, label=_label or "the dataset") if _alive else None,
                          label=_label)
 
 
@@ -113,6 +113,9 @@ def load_data(spec: datasets.DataSpec, label: str | None = None) -> datasets.Dat
     if files.is_path(spec.name) and spec.name not in datasets.DATASETS and allowed_path(spec.name) is None:
         raise LabError(f"{label or Path(spec.name).name}: not found, or not in a folder this server lets you read")
     return _load_data(spec, session_alive(), label)
+
+
+load_data.clear = _load_data.clear  # forget every dataset read (after the files changed)
 
 
 def try_data(spec: datasets.DataSpec) -> tuple[datasets.Dataset | None, str | None]:
@@ -194,7 +197,7 @@ def file_label(path: Path) -> str:
 
 
 def _walk_checkpoints(folder: Path) -> list[Path]:
-    budget = files.Budget(seconds=10, label="the checkpoints folder")
+    budget = safefs.Budget(seconds=10, label="the checkpoints folder")
     try:
         return [p for p in safefs.walk(folder, budget, depth=4)
                 if p.suffix == ".json" and p.with_suffix(".safetensors").exists()]

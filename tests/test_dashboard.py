@@ -127,7 +127,8 @@ def test_train_page_controls_change_a_running_run(app, tmp_path):
         assert t.state == "running"
         app.button(key="save-vae").click().run()
         assert not app.exception and not app.error
-        assert (tmp_path / "runs" / "digits-vae-z8.json").exists()
+        # into this session's own folder: no other session lists it or can overwrite it
+        assert (tmp_path / "runs" / app.session_state["owner"] / "digits-vae-z8.json").exists()
         app.button(key="stop-vae").click().run()
         assert t.state == "recorded" and t.threads  # stopped, saved, its process released
     finally:

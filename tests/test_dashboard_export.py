@@ -1,4 +1,5 @@
 """The Train page with your own images, and its Export: the command, the script, TensorBoard and MLflow."""
+import io
 import os
 import subprocess
 import sys
@@ -11,8 +12,9 @@ from dashboard.views.train import OWN
 from test_user_data import shapes
 
 
-def test_the_train_page_trains_on_a_folder_of_your_images(app, tmp_path):
+def test_the_train_page_trains_on_a_folder_of_your_images(app, tmp_path, monkeypatch):
     folder = shapes(tmp_path / "my pictures", n=10)
+    monkeypatch.setenv("VAELAB_DATA_ROOTS", str(tmp_path))
     app.sidebar.selectbox(key="dataset").set_value(OWN).run()
     assert not app.sidebar.toggle(key="binarize").value  # your pixels are taken as they are, by default
     app.sidebar.number_input(key="own-size").set_value(0)
@@ -26,29 +28,36 @@ def test_the_train_page_trains_on_a_folder_of_your_images(app, tmp_path):
     assert "--dataset '" + str(folder.resolve()) + "'" in command and "--steps 60" in command
 
 
-def test_a_bad_path_is_one_message_and_starts_nothing(app, tmp_path):
+def test_a_bad_path_is_one_message_and_starts_nothing(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAELAB_DATA_ROOTS", str(tmp_path))
     app.sidebar.selectbox(key="dataset").set_value(OWN).run()
     app.sidebar.text_input(key="own-path").set_value(str(tmp_path / "nowhere")).run()
-    assert not app.exception and "no such folder or file" in app.sidebar.error[0].value
+    assert not app.exception and app.sidebar.error[0].value == (
+        f"{tmp_path / 'nowhere'}: not found, or not in a folder this server lets you read")
     app.sidebar.button[0].click().run()
     assert not app.exception and not session_runs(app)
 
 
-def test_export_writes_a_run_to_tensorboard_and_mlflow(app, tmp_path):
+def test_export_offers_tensorboard_and_mlflow_as_downloads_that_hold_the_run(app, tmp_path):
+    """A shared server writes nothing into a folder a user names: Export offers zips. What the zips hold is
+    the run, read back with TensorBoard's and MLflow's own readers."""
+    import zipfile
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from core import track
 
     t = train(app, 100)["vae"]
-    app.text_input(key="track-dir-digits-vae-z8").set_value(str(tmp_path / "tracking")).run()
-    app.button(key="tb-digits-vae-z8").click().run()
-    assert not app.exception and not app.error
-    events = EventAccumulator(str(tmp_path / "tracking" / "tensorboard" / "digits-vae-z8"))
+    assert not any(w.key and w.key.startswith("track-dir") for w in app.get("text_input"))
+    names = [b.proto.label for b in app.get("download_button")]
+    assert "TensorBoard (.zip)" in names and "MLflow (.zip)" in names
+    for kind in ("tensorboard", "mlflow"):
+        with zipfile.ZipFile(io.BytesIO(track.archive(t.snapshot(), t.data, "run", kind))) as z:
+            z.extractall(tmp_path / "unzipped")
+    events = EventAccumulator(str(tmp_path / "unzipped" / "tensorboard" / "run"))
     events.Reload()
     assert [e.step for e in events.Scalars("train/loss")][-1] == 100
     assert [e.value for e in events.Scalars("heldout/au")] == [r["au"] for r in t.live]
-    app.button(key="ml-digits-vae-z8").click().run()
-    assert not app.exception and "mlflow ui --backend-store-uri" in app.success[-1].value
-    client = MlflowClient(f"sqlite:///{tmp_path / 'tracking' / 'mlflow' / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'unzipped' / 'mlflow' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 100
 
