@@ -34,7 +34,6 @@ TEST_FRACTION = 0.1            # held-out share of the images, chosen with SPLIT
 SPLIT_SEED = 0
 UPLOAD_LIMIT = 200 * 2**20     # bytes of an uploaded file (Streamlit's own default upload limit)
 UNPACKED_LIMIT = 1 * 2**30     # bytes an archive may unpack to: a zip bomb stops here, not at a full disk
-MAX_FILES = limits.maximum("images")  # members of an archive, or images of a folder
 BINARY_SHARE = 0.5             # grey images with at least this share of pixels at exactly 0 or 1 are "binary"
 
 
@@ -181,8 +180,8 @@ def image_files(folder: Path, budget: safefs.Budget | None = None,
         for p in safefs.walk(d, budget, depth=8 if subfolders else 0):
             if has_file_allowed_extension(p.name, IMG_EXTENSIONS):
                 found.append((p, index))
-                if len(found) > MAX_FILES:
-                    raise DataError(f"{label}: more than {MAX_FILES:,} images; use an .npz")
+                if len(found) > limits.maximum("images"):
+                    raise DataError(f"{label}: more than {limits.maximum('images'):,} images; use an .npz")
     # A class folder with no image is kept as a class, so the labels keep their meaning; none at all is an error.
     if not found:
         raise DataError(f"{label}: no images found (looked for {', '.join(IMG_EXTENSIONS)}"
@@ -293,8 +292,8 @@ def unpack_upload(name: str, content: bytes, owner: str = "local") -> Path:
         members = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise DataError(f"{name}: not a readable zip archive ({e})") from None
-    if len(members) > MAX_FILES:
-        raise DataError(f"{name}: {len(members):,} files is more than {MAX_FILES:,}")
+    if len(members) > limits.maximum("images"):
+        raise DataError(f"{name}: {len(members):,} files is more than {limits.maximum('images'):,}")
     if sum(m.file_size for m in members) > UNPACKED_LIMIT:
         raise DataError(f"{name}: unpacks to more than {UNPACKED_LIMIT // 2**30} GiB")
     for m in members:

@@ -71,8 +71,8 @@ def _size(n: int) -> str:
 class Budget:
     """What one read of a user's files may cost: seconds, entries looked at, and whether whoever asked is
     still there (alive(): False stops the work at its next check)."""
-    seconds: float = limits.maximum("walk_seconds")
-    entries: int = limits.maximum("walk")
+    seconds: float = field(default_factory=lambda: limits.maximum("walk_seconds"))
+    entries: int = field(default_factory=lambda: limits.maximum("walk"))
     alive: Callable[[], bool] | None = None
     label: str = "the files"
     start: float = field(default_factory=time.monotonic)
