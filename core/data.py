@@ -106,7 +106,7 @@ def load(spec: DataSpec | str = "mnist", download: bool | None = None, budget: s
     elif files.is_path(spec.name):
         path = Path(spec.name).expanduser()
         label = label or str(path)
-        if not path.exists() or safefs.is_system(path.resolve()):
+        if not path.exists() or safefs.is_system(path):
             raise DataError(f"{label}: no such folder or file")
         raw = _load_files(str(path.resolve()), path.stat().st_mtime_ns, spec.size, spec.color,
                           budget or safefs.Budget(label=label), label)

@@ -171,7 +171,7 @@ def image_files(folder: Path, budget: safefs.Budget | None = None,
     from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
     label = label or str(folder)
     budget = budget or safefs.Budget(label=label)
-    if not folder.is_dir() or safefs.is_system(folder.resolve()):
+    if not folder.is_dir() or safefs.is_system(folder):
         raise DataError(f"{label}: no such folder")
     subfolders = safefs.subfolders(folder, budget)
     classes = [d.name for d in subfolders]

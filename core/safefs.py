@@ -27,7 +27,14 @@ SYSTEM = (Path("/proc"), Path("/sys"), Path("/dev"))  # never a dataset, and rea
 
 
 def is_system(path: Path) -> bool:
-    return any(path == s or path.is_relative_to(s) for s in SYSTEM)
+    """Whether a path lies in /proc, /sys or /dev, as written or once its links are resolved (/proc/self/root
+    resolves to /, and is refused all the same)."""
+    path = Path(os.path.abspath(path))
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):
+        real = path
+    return any(p == s or p.is_relative_to(s) for s in SYSTEM for p in (path, real))
 
 
 def open_regular(path, max_bytes: int | None = None, label: str | None = None):
@@ -42,7 +49,7 @@ def open_regular(path, max_bytes: int | None = None, label: str | None = None):
         raise DataError(f"{label}: cannot be opened ({e.strerror or e})") from None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or is_system(Path(os.path.realpath(path))):
+        if not stat.S_ISREG(info.st_mode) or is_system(Path(path)):
             raise DataError(f"{label}: not a regular file")
         if max_bytes is not None and info.st_size > max_bytes:
             raise DataError(f"{label}: {_size(info.st_size)} is more than the {_size(max_bytes)} such a file may be")
@@ -158,6 +165,8 @@ def within(text: str, roots: list[Path], excluded: list[Path] = ()) -> Path | No
         return None
     typed = Path(text).expanduser()
     for candidate in ([typed] if typed.is_absolute() else [r / typed for r in roots]):
+        if is_system(candidate):
+            continue
         try:
             real = candidate.resolve(strict=True)
         except (OSError, RuntimeError):
