@@ -289,3 +289,60 @@ def test_a_click_on_a_phase_diagram_cell_opens_that_model_in_explore(page, tmp_p
         assert "sweep: digits-collapse/beta-vae-beta8-latent8-seed0" in picker
         assert not page.locator("[data-testid='stException']").count()
         page.screenshot(path=shots(tmp_path) / "sweeps-explore.png", full_page=True)
+
+
+def choose(page, label: str, option: str):
+    """Pick an option of a Streamlit selectbox by its label."""
+    box = page.get_by_role("combobox", name=label, exact=True)
+    box.click()
+    box.fill(option)  # typed, so an option below the fold needs no scrolling
+    page.get_by_role("option", name=option, exact=True).click()
+    settle(page)
+
+
+def test_two_sessions_on_a_class_server_keep_to_their_own_files(tmp_path):
+    """Alice uploads her images; Bob, on the same server, types the path where they landed (and the
+    system's) into his own field and is told only "not found, or not allowed"; a device that is not there
+    is a message, never Streamlit's exception box."""
+    import sys
+    import numpy as np
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from playwright.sync_api import sync_playwright
+    from sessions import serve
+    share = tmp_path / "share"
+    share.mkdir()
+    np.savez(tmp_path / "alice.npz", x=(np.random.default_rng(0).random((30, 10, 10)) * 255).astype(np.uint8))
+    env = {"VAELAB_CHECKPOINTS": str(tmp_path / "checkpoints"), "VAELAB_RUNS": str(tmp_path / "runs"),
+           "VAELAB_CACHE": str(share / "cache"), "VAELAB_DATA_ROOTS": str(share)}
+    out = shots(tmp_path)
+    refused = "not found, or not in a folder this server lets you read"
+    with serve(env, log=tmp_path / "server.log") as (url, _), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            alice, bob = (browser.new_context(viewport={"width": 1400, "height": 1200}).new_page() for _ in "ab")
+            for page in (alice, bob):
+                page.goto(url)
+                page.get_by_text("then press Train").wait_for(timeout=60_000)
+                choose(page, "Dataset", "your own images ...")
+            alice.locator("input[type='file']").set_input_files(str(tmp_path / "alice.npz"))
+            alice.get_by_text("30 images of").wait_for(timeout=60_000)
+            alice.screenshot(path=out / "class-server-upload.png")
+            (theirs,) = (share / "cache" / "uploads").rglob("*.npz")
+            field = bob.get_by_label("Folder or .npz on this server", exact=True)
+            for typed in (str(theirs), "cache/uploads", "/proc/self"):
+                field.fill(typed)
+                field.press("Enter")
+                settle(bob)
+                bob.get_by_text(f"{typed}: {refused}").wait_for(timeout=30_000)
+            bob.screenshot(path=out / "class-server-refused.png", full_page=True)
+            field.fill("")
+            field.press("Enter")
+            settle(bob)
+            choose(bob, "Dataset", "digits")
+            choose(bob, "Device", "cuda")
+            bob.get_by_role("button", name="Train").click()
+            bob.get_by_text("no CUDA GPU is available").wait_for(timeout=30_000)
+            for page in (alice, bob):
+                assert page.locator("[data-testid='stException']").count() == 0
+        finally:
+            browser.close()

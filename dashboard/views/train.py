@@ -58,6 +58,7 @@ def own_images() -> tuple[str | None, int, str]:
     upload = st.file_uploader("Upload a .zip or .npz" if not roots else "... or upload a .zip or .npz",
                               type=["zip", "npz"], key="own-upload",
                               help=f"At most {files.UPLOAD_LIMIT // 2**20} MiB; only this session can read it.")
+    said = st.empty()  # what was found, or why not: under the fields that name the files
     size = st.number_input("Image size (pixels, 0: as they are)", 0, limits.maximum("image_side"), step=4,
                            key=default("own-size", 28),
                            help="Every image is resized to this many pixels square; with 0 they must be one size.")
@@ -75,10 +76,10 @@ def own_images() -> tuple[str | None, int, str]:
             return None, int(size), color
         found = load_data(datasets.DataSpec(str(real), size=int(size), color=color), label=label)
     except LabError as e:
-        st.error(str(e).replace(str(real), label) if real else str(e))
+        said.error(str(e).replace(str(real), label) if real else str(e))
         return None, int(size), color
     info = found.info
-    st.caption(f"{len(found.train_x) + len(found.test_x):,} images of {'x'.join(map(str, info.shape))} "
+    said.caption(f"{len(found.train_x) + len(found.test_x):,} images of {'x'.join(map(str, info.shape))} "
                f"({len(found.test_x):,} held out), {info.n_classes or 'no'} classes; {info.likelihood} likelihood")
     return info.name, int(size), color
 
