@@ -1,4 +1,4 @@
-"""Command line: python -m core {train,evaluate,diagnose,export,sweep} ...
+"""Command line: python -m core {train,evaluate,diagnose,export,animate,sweep,limits} ...
 
 Every mistake a user can make ends in one line on stderr and a non-zero exit, never a traceback.
 """
@@ -253,6 +253,9 @@ def make_parser(parser_class=Parser) -> Parser:
     w.add_argument("--retry-failed", action="store_true", help="train the trials that failed before again")
     w.add_argument("--max-trials", type=positive_int, default=limits.maximum("trials"),
                    help="refuse a spec whose grid makes more trials than this (default: %(default)s)")
+    sub.add_parser("limits", help="the table of limits every size is checked against",
+                   description="Print the maximum of every size a user can type, upload or write into a "
+                               "checkpoint (core/limits.py), and the memory budget of one run.")
     return parser
 
 
@@ -679,7 +682,7 @@ def main(argv=None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         commands = {"train": train, "evaluate": evaluate_cmd, "diagnose": diagnose_cmd, "sweep": sweep_cmd,
-                    "export": export_cmd, "animate": animate_cmd}
+                    "export": export_cmd, "animate": animate_cmd, "limits": lambda args: print(limits.table()) or 0}
         return commands[args.command](args)
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)

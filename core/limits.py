@@ -58,6 +58,15 @@ LIMITS = {
 }
 
 
+def table() -> str:
+    """The table of limits as Markdown, for the README and `python -m core limits`."""
+    rows = ["| limit | maximum | what it bounds |", "| --- | ---: | --- |"]
+    rows += [f"| {name} | {limit.maximum:,} | {limit.what} |" for name, limit in LIMITS.items()]
+    rows.append(f"| memory | {memory_budget() // 2**20:,} MiB | one run's estimated weights, gradients, "
+                 f"optimizer state and activations ($VAELAB_MAX_MEMORY_MB) |")
+    return "\n".join(rows)
+
+
 def maximum(name: str) -> int:
     return LIMITS[name].maximum
 

@@ -236,3 +236,8 @@ def test_a_password_keeps_out_who_does_not_have_it(tmp_path, monkeypatch):
     assert "not this server's password" in at.error[0].value and "owner" not in at.session_state
     at.text_input(key="password").set_value("class of 2026").run()
     assert not at.exception and "owner" in at.session_state and at.sidebar.selectbox(key="dataset")
+
+
+def test_the_readme_gives_the_table_of_limits_as_the_code_has_it(monkeypatch):
+    monkeypatch.delenv("VAELAB_MAX_MEMORY_MB", raising=False)
+    assert limits.table() in (ROOT / "README.md").read_text()
