@@ -31,7 +31,7 @@ LIMITS = {
     "parameters": Limit(200_000_000, "weights of one network and its objective"),
     # the objectives' knobs (core/objectives: Knob(max=...))
     "k": Limit(5000, "importance samples per image in training"),
-    "samples": Limit(1000, "samples of z per image per step"),
+    "samples": Limit(10_000, "samples of z per image per step"),
     "flow_steps": Limit(64, "steps of a normalizing flow"),
     "inner_steps": Limit(100, "inner updates per image per step (SA-VAE, VLAE)"),
     "cycles": Limit(10_000, "annealing cycles"),
@@ -47,6 +47,8 @@ LIMITS = {
                            "512 MiB as float32"),
     "walk": Limit(400_000, "entries looked at while walking a folder"),
     "walk_seconds": Limit(60, "seconds to read a folder or file of your own"),
+    # the pages
+    "compare": Limit(8, "models on the Compare page at once (each is measured on the server)"),
     # checkpoints
     "weights_bytes": Limit(4 * 2**30, "bytes of a weights file (the largest network allowed, its optimizer "
                                       "state and kept steps)"),

@@ -113,10 +113,8 @@ def walk(folder: Path, budget: Budget, depth: int = 8) -> list[Path]:
                             visit(Path(entry.path), level + 1)
                     elif _regular(entry):
                         found.append(Path(entry.path))
-        except PermissionError:
-            return  # a folder we may not read holds nothing for us
-        except NotADirectoryError:
-            return
+        except OSError:
+            return  # a folder that is not there, or that we may not read, holds nothing for us
 
     visit(folder, 0)
     return sorted(found)

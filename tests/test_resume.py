@@ -202,7 +202,7 @@ def test_a_wrong_typed_or_oversized_sidecar_gets_one_clear_message(change, messa
 def test_a_sidecar_larger_than_any_is_not_read(digits, tmp_path, monkeypatch):
     path = edit_sidecar(tmp_path, digits, lambda m: None)
     monkeypatch.setattr(checkpoint, "MAX_SIDECAR_BYTES", 1000)
-    with pytest.raises(CheckpointError, match="larger than any sidecar"):
+    with pytest.raises(CheckpointError, match="more than the 1,000 bytes such a file may be"):
         checkpoint.load(path)
 
 

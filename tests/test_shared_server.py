@@ -241,3 +241,21 @@ def test_a_password_keeps_out_who_does_not_have_it(tmp_path, monkeypatch):
 def test_the_readme_gives_the_table_of_limits_as_the_code_has_it(monkeypatch):
     monkeypatch.delenv("VAELAB_MAX_MEMORY_MB", raising=False)
     assert limits.table() in (ROOT / "README.md").read_text()
+
+
+def test_compare_takes_at_most_its_limit_of_models_even_from_a_link(tmp_path, monkeypatch):
+    trials = sorted((SHIPPED / "sweeps" / "digits-collapse" / "trials").glob("beta-vae-*.json"))[:10]
+    for path in trials:
+        for ext in (".json", ".safetensors"):
+            shutil.copy(path.with_suffix(ext), tmp_path / f"{path.stem}{ext}")
+    monkeypatch.setenv("VAELAB_CHECKPOINTS", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["compare"] = [f"file: {p.stem}" for p in trials]
+    at.switch_page("views/compare.py").run()
+    assert not at.exception, at.exception
+    assert len(trials) == 10 and len(at.multiselect(key="compare").value) == limits.maximum("compare")
+
+
+def test_a_walk_of_a_folder_that_is_not_there_finds_nothing(tmp_path):
+    assert safefs.walk(tmp_path / "missing", safefs.Budget()) == []
+    assert safefs.walk(tmp_path, safefs.Budget()) == []

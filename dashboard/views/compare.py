@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import snapshots
+from core import limits, snapshots
 from core.errors import LabError
 from core.posterior import Factorized
 
@@ -43,8 +43,9 @@ labels = [s.label for s in options]
 # A first visit compares this session's runs, else the shipped collapse trio, else whatever is there.
 trio = [f"file: {n}" for n in ("mnist-vae", "mnist-beta8", "mnist-free-bits-beta8") if f"file: {n}" in labels]
 runs_here = [x for x in labels if x.startswith("run: ")]
-default = [x for x in st.query_params.get_all("compare") if x in labels] or runs_here or trio or labels[:3]
-chosen = st.multiselect("Models", labels, default=default, key="compare")
+most = limits.maximum("compare")
+default = ([x for x in st.query_params.get_all("compare") if x in labels] or runs_here or trio or labels[:3])[:most]
+chosen = st.multiselect("Models", labels, default=default, key="compare", max_selections=most)
 st.query_params["compare"] = chosen
 reports, histories, failed, measured_now, branched, shown_at = {}, {}, [], [], {}, {}
 sidecars = {str(s.path.resolve()): s.label for s in options if s.path is not None}
