@@ -64,7 +64,10 @@ def cli_line(*argv) -> str:
     """Run the CLI in this process; its stderr's last line, which is all the user reads."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = cli.main(list(argv))
+        try:
+            code = cli.main(list(argv))
+        except SystemExit as e:  # argparse's own refusal of a flag, after its one line
+            code = e.code
     lines = [line for line in err.getvalue().splitlines() if line.strip() and not line.startswith("warning")]
     if code == 0:
         return "ok: exit 0"
@@ -154,6 +157,11 @@ def link_to_proc(tmp):
 @case("a checkpoint's dataset /proc/self/root", "no such folder")
 def dataset_proc_root(tmp):
     return lambda: data.load(data.DataSpec("/proc/self/root"))
+
+
+@case("train --dataset /proc/self/root", "no such folder or file")
+def cli_proc_root(tmp):
+    return lambda: cli_line("train", "--dataset", "/proc/self/root", "--steps", "1", "--out", str(tmp))
 
 
 @case("a link out of the allowed root", "ok")

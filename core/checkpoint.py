@@ -39,7 +39,7 @@ from . import __version__, limits, safefs, snapshots as snapshots_io, weights as
 from .bundle import Bundle, Ref
 from .config import RunConfig
 from .data import DataInfo
-from .errors import CheckpointError, LabError
+from .errors import CheckpointError, ConfigError, LabError
 
 FORMAT = "vaelab-checkpoint"
 FORMAT_VERSION = 1
@@ -312,6 +312,8 @@ def _bundle(path, meta: dict, tensors: dict, step: int, device) -> Bundle:
         data = meta.get("data", {})
         info = data.get("info") or None
         info = DataInfo(**{**info, "shape": tuple(info["shape"]), "classes": tuple(info.get("classes", ()))}) if info else None
+    except ConfigError as e:  # a setting out of range or past core.limits, found before anything is built
+        raise CheckpointError(f"{meta_path}: the sidecar asks for a model this VAE Lab does not build: {e}") from None
     except (LabError, KeyError, TypeError, ValueError, RuntimeError, ArithmeticError) as e:
         raise CheckpointError(f"{meta_path}: the weights do not fit the model the sidecar describes ({e})") from None
     history, live = meta.get("history", []), meta.get("live", [])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, files, limits, snapshots, timeline
+from . import checkpoint, files, limits, safefs, snapshots, timeline
 from . import data as datasets
 from .diagnostics import DIAGNOSTICS
 from .config import COMPILE_MODES, EPOCHS, LIVE_EVERY, OPTIMIZERS, SAVE_EVERY, RunConfig, save_every
@@ -288,7 +288,7 @@ def dataset_name(text):
         return text
     if files.is_path(text):
         path = Path(text).expanduser()
-        if not path.exists():
+        if not path.exists() or safefs.is_system(path):
             raise argparse.ArgumentTypeError(f"{text}: no such folder or file")
         return str(path.resolve())
     raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; choose from: {', '.join(datasets.DATASETS.names())}, "

@@ -212,7 +212,7 @@ def read_folder(folder: Path, size: int, color: str, progress: bool = False,
     for i, (path, _) in enumerate(tqdm(found, desc=f"reading {folder.name}", unit="image", disable=not progress,
                                        leave=False)):
         budget.tick(0)
-        shown = f"{label}/{path.relative_to(folder)}"
+        shown = str(Path(label) / path.relative_to(folder))
         try:
             with safefs.open_regular(path, UPLOAD_LIMIT, shown) as f, Image.open(f) as im:
                 if im.width * im.height > limits.maximum("image_pixels"):
@@ -220,7 +220,9 @@ def read_folder(folder: Path, size: int, color: str, progress: bool = False,
                                     f"{limits.maximum('image_pixels'):,} one image may have")
                 im.load()
                 pixels = _pixels(im, mode, size)
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        except UnidentifiedImageError:
+            raise DataError(f"{shown}: not a readable image (not a format Pillow knows, or damaged)") from None
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise DataError(f"{shown}: not a readable image ({e})") from None
         side = pixels.shape[-2:]
         if first is None:

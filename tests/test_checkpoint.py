@@ -91,7 +91,7 @@ def test_sidecar_describing_another_model_is_refused(trained, tmp_path):
         checkpoint.load(path)
     meta["config"]["model"]["hidden"] = [10**9, 10**9]  # would need exabytes if it were allocated
     path.write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="do not fit the model"):
+    with pytest.raises(CheckpointError, match="does not build: a layer width must be a whole number up to 16,384"):
         checkpoint.load(path)
     meta["config"]["model"]["hidden"] = "wide"
     path.write_text(json.dumps(meta))

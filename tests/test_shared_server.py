@@ -28,7 +28,7 @@ def test_every_hostile_case_ends_in_one_line_in_seconds_and_bounded_memory(name,
     out = hostile.run(name, tmp_path)
     assert not out.traceback, out.line
     assert says in out.line and "\n" not in out.line, out.line
-    assert ("ok" if says == "ok" else "error: ") == out.line[:len("ok" if says == "ok" else "error: ")]
+    assert out.line.startswith("ok") if says == "ok" else "error: " in out.line
     assert out.seconds < 20, out.seconds
     assert out.peak_mb < 400, out.peak_mb  # the bomb alone would be 6.9 GB; 20,000 images at 128, 3.9 GB
 

@@ -387,7 +387,7 @@ def slides(name: str, t, step: int):
 def export(name: str, bundle, data):
     """The run as code (the command and a script that train it again) and to TensorBoard or MLflow."""
     with st.popover("Export", icon=":material/ios_share:", width="stretch",
-                    help="This run as a command and a script a student can keep, or into TensorBoard or MLflow."):
+                    help="This run as a command and a script a student can keep, and as TensorBoard or MLflow files to download."):
         st.markdown(f"**{name}**, its {bundle.step:,} steps again: the same seed, the same numbers on the CPU.")
         st.code(recipe.command(bundle), language="bash", wrap_lines=True)
         st.download_button("Download the script", recipe.script(bundle, name), file_name=f"{name}.py",
