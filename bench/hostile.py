@@ -269,7 +269,7 @@ class Outcome:
     name: str
     line: str        # what the user reads: the refusal, or "ok: ..." for a bounded success
     seconds: float
-    peak_mb: float   # high-water mark above the process's size before the case
+    peak_mb: float   # high-water mark above the process's size before the case (NaN where it cannot be reset)
     traceback: bool  # an exception that is not one of ours: a defect
 
 
@@ -284,8 +284,11 @@ def run(name: str, tmp: Path) -> Outcome:
         act = act(tmp)
     except Exception:  # noqa: BLE001
         return Outcome(name, "could not make the case: " + traceback.format_exc().strip().splitlines()[-1], 0, 0, True)
-    with contextlib.suppress(OSError):
+    try:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current size
+        measured = True
+    except OSError:
+        measured = False  # the high-water mark then holds the process's whole past: no peak to report
     before, start, crashed = _rss("VmRSS"), time.monotonic(), False
     try:
         line = act() or "ok: no error"
@@ -293,7 +296,8 @@ def run(name: str, tmp: Path) -> Outcome:
         line = f"error: {e}"
     except Exception:  # noqa: BLE001 - any other exception is what this bench looks for
         line, crashed = traceback.format_exc().strip().splitlines()[-1], True
-    return Outcome(name, line, time.monotonic() - start, max(0.0, _rss("VmHWM") - before), crashed)
+    peak = max(0.0, _rss("VmHWM") - before) if measured else float("nan")
+    return Outcome(name, line, time.monotonic() - start, peak, crashed)
 
 
 def main():
