@@ -12,6 +12,7 @@ A name that is a path loads the user's own files instead: a folder of images or 
 from __future__ import annotations
 
 import functools
+import math
 import gzip
 import os
 import socket
@@ -108,8 +109,10 @@ def load(spec: DataSpec | str = "mnist", download: bool | None = None, budget: s
         label = label or str(path)
         if not path.exists() or safefs.is_system(path):
             raise DataError(f"{label}: no such folder or file")
+        # Without a budget (the command line, where Ctrl-C stops it) a large folder may take its time; the
+        # count of entries is bounded all the same.
         raw = _load_files(str(path.resolve()), path.stat().st_mtime_ns, spec.size, spec.color,
-                          budget or safefs.Budget(label=label), label)
+                          budget or safefs.Budget(label=label, seconds=math.inf), label)
     else:
         raise DataError(f"unknown dataset {spec.name!r}; choose from: {', '.join(DATASETS.names())}, "
                         f"or give a folder of images or an .npz file")

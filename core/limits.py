@@ -46,7 +46,7 @@ LIMITS = {
     "values": Limit(2**27, "pixel values of a dataset of your own (count x channels x height x width); "
                            "512 MiB as float32"),
     "walk": Limit(400_000, "entries looked at while walking a folder"),
-    "walk_seconds": Limit(60, "seconds to read a folder or file of your own"),
+    "walk_seconds": Limit(60, "seconds the dashboard spends reading a folder or file of your own"),
     # the pages
     "compare": Limit(8, "models on the Compare page at once (each is measured on the server)"),
     # checkpoints
