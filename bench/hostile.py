@@ -100,6 +100,35 @@ def random_npz(tmp):
     return lambda: data.load(data.DataSpec(str(tmp / "x.npz")))
 
 
+@case("an .npz whose x is a raw 300 MiB member beside a small x.npy", "not an .npy array")
+def raw_member(tmp):
+    small = io.BytesIO()
+    np.save(small, np.zeros((2, 4, 4), np.uint8))
+    with zipfile.ZipFile(tmp / "x.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("x.npy", small.getvalue())
+        z.writestr("x", bytes(300 * 2**20))  # numpy would read this one, unmeasured
+    return lambda: data.load(data.DataSpec(str(tmp / "x.npz")))
+
+
+@case("an .npz of 2 structured values of 1 GiB each", "must hold bytes")
+def structured(tmp):
+    np.savez_compressed(tmp / "x.npz", x=np.zeros((2, 1, 1), dtype=[("a", "u1", (1024, 1024, 1024))]))
+    return lambda: data.load(data.DataSpec(str(tmp / "x.npz")))
+
+
+@case("an upload whose zip member uses a compression method Python lacks (AES, 99)", "cannot be unpacked")
+def unknown_method(tmp):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("pics/a.png", b"not really")
+    blob = bytearray(archive.getvalue())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # local header, central directory
+        at = blob.index(signature) + offset
+        blob[at:at + 2] = (99).to_bytes(2, "little")
+    os.environ["VAELAB_CACHE"] = str(tmp / "cache")
+    return lambda: files.unpack_upload("locked.zip", bytes(blob), "student")
+
+
 @case("a 3 MB zip of 20,000 1x1 PNGs at image size 128", "pixel values")
 def tiny_pngs(tmp):
     from PIL import Image

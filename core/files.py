@@ -75,10 +75,15 @@ def npz_headers(path: Path, label: str) -> dict[str, tuple[tuple[int, ...], np.d
         f.seek(0)
         try:
             with zipfile.ZipFile(f) as z:
-                found = {}
-                for member in z.infolist()[:64]:
-                    if not member.filename.endswith(".npy"):
-                        continue
+                found, members = {}, z.infolist()
+                if len(members) > 64:
+                    raise DataError(f"{label}: {len(members):,} arrays; a dataset .npz holds x and y")
+                for member in members:
+                    # numpy reads a member named "x" before "x.npy": anything but .npy arrays would be read
+                    # unmeasured, so it is refused.
+                    if not member.filename.endswith(".npy") or member.filename[:-4] in found:
+                        raise DataError(f"{label}: holds {member.filename!r}, which is not an .npy array; "
+                                        f"save it with numpy.savez")
                     with z.open(member) as npy:
                         version = np.lib.format.read_magic(npy)
                         read = {(1, 0): np.lib.format.read_array_header_1_0,
@@ -88,8 +93,13 @@ def npz_headers(path: Path, label: str) -> dict[str, tuple[tuple[int, ...], np.d
                         shape, _, dtype = read(npy)
                     found[member.filename[:-4]] = (tuple(shape), dtype)
                 return found
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        except DataError:
+            raise
+        except Exception as e:  # BadZipFile, OSError, ValueError, EOFError; RuntimeError for an encrypted zip
             raise DataError(f"{label}: not a readable .npz ({e})") from None
+
+
+PIXEL_TYPES = ("u1", "u2", "f2", "f4", "f8", "b1")  # what x may hold: bytes, 16-bit, floats, booleans
 
 
 def read_npz(path: Path, size: int, color: str, label: str | None = None):
@@ -102,9 +112,15 @@ def read_npz(path: Path, size: int, color: str, label: str | None = None):
     shape, dtype = headers["x"]
     if dtype.hasobject or "y" in headers and headers["y"][1].hasobject:
         raise DataError(f"{label}: holds Python objects, which are never unpickled here; store numbers")
+    if f"{dtype.kind}{dtype.itemsize}" not in PIXEL_TYPES or dtype.fields or dtype.subdtype:
+        raise DataError(f"{label}: 'x' must hold bytes (uint8), 16-bit values (uint16) or floats in [0, 1], not {dtype}")
+    if "y" in headers and (headers["y"][1].kind not in "iu" or headers["y"][1].fields or headers["y"][1].subdtype):
+        raise DataError(f"{label}: 'y' must hold integer labels, not {headers['y'][1]}")
     if len(shape) not in (3, 4):
         raise DataError(f"{label}: 'x' must be N x H x W, N x H x W x C or N x C x H x W with C 1, 3 or 4; it is {shape}")
-    stored, out = math.prod(shape), shape[0] * (size * size * 3 if size else math.prod(shape[1:]))
+    # Read as stored, then made float32: a float64 array costs twice its values.
+    stored = math.prod(shape) * max(dtype.itemsize, 4) // 4
+    out = shape[0] * (size * size * 3 if size else math.prod(shape[1:]))
     check_values(max(stored, out), label, f"{shape[0]:,} images of {'x'.join(map(str, shape[1:]))}")
     if "y" in headers and math.prod(headers["y"][0]) > limits.maximum("values"):
         raise DataError(f"{label}: 'y' holds {math.prod(headers['y'][0]):,} values")
@@ -126,7 +142,7 @@ def read_npz(path: Path, size: int, color: str, label: str | None = None):
         x = x.astype(np.float32) / 65535  # 16-bit images: scaled, not clipped
     elif np.issubdtype(x.dtype, np.floating) or x.dtype == bool:
         x = x.astype(np.float32)
-        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        if x.size and (not np.isfinite(x).all() or x.min() < 0 or x.max() > 1):
             raise DataError(f"{label}: float images must be finite and in [0, 1] (found {np.nanmin(x):.3g} .. "
                             f"{np.nanmax(x):.3g}); store bytes 0..255 or scale them")
     else:
@@ -316,7 +332,7 @@ def unpack_upload(name: str, content: bytes, owner: str = "local") -> Path:
             with archive.open(m) as src, open(out, "wb") as dst:
                 shutil.copyfileobj(src, dst, 2**20)
         os.replace(staging, target)  # whole or not at all: a failed unpack leaves no half folder
-    except (zipfile.BadZipFile, OSError, EOFError, DataError) as e:
+    except Exception as e:  # BadZipFile, OSError, EOFError; RuntimeError (encrypted), NotImplementedError (a method)
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(e, DataError):
             raise

@@ -49,6 +49,8 @@ LIMITS = {
     "walk_seconds": Limit(60, "seconds the dashboard spends reading a folder or file of your own"),
     # the pages
     "compare": Limit(8, "models on the Compare page at once (each is measured on the server)"),
+    "race": Limit(6, "runs one session trains at once from the Train page"),
+    "page_steps": Limit(100_000, "steps of one run trained from the Train page (its sidecar keeps a row per step)"),
     # checkpoints
     "weights_bytes": Limit(4 * 2**30, "bytes of a weights file (the largest network allowed, its optimizer "
                                       "state and kept steps)"),

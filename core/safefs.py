@@ -81,6 +81,7 @@ class Budget:
     seconds: float = field(default_factory=lambda: limits.maximum("walk_seconds"))
     entries: int = field(default_factory=lambda: limits.maximum("walk"))
     alive: Callable[[], bool] | None = None
+    inside: Callable[[Path], bool] | None = None  # where a link may lead (the dashboard: its allowed roots)
     label: str = "the files"
     start: float = field(default_factory=time.monotonic)
     seen: int = 0
@@ -98,17 +99,28 @@ class Budget:
 
 def walk(folder: Path, budget: Budget, depth: int = 8) -> list[Path]:
     """The regular files below folder (sorted, hidden ones left out), looking through at most the budget's
-    entries; linked folders are not entered (no cycles), linked files count if they are regular files."""
-    found = []
+    entries. A link is followed where it leads somewhere the budget allows (budget.inside) and outside the
+    system's folders; a folder is entered once (links cannot make a cycle)."""
+    found, seen = [], set()
+
+    def allowed(entry) -> bool:
+        if not entry.is_symlink():
+            return True
+        target = Path(os.path.realpath(entry.path))
+        return not is_system(target) and (budget.inside is None or budget.inside(target))
 
     def visit(d: Path, level: int):
+        real = os.path.realpath(d)
+        if real in seen:
+            return
+        seen.add(real)
         try:
             with os.scandir(d) as entries:
                 for entry in entries:
                     budget.tick()
-                    if entry.name.startswith("."):
+                    if entry.name.startswith(".") or not allowed(entry):
                         continue
-                    if entry.is_dir(follow_symlinks=False):
+                    if entry.is_dir(follow_symlinks=True):
                         if level < depth:
                             visit(Path(entry.path), level + 1)
                     elif _regular(entry):
@@ -128,13 +140,16 @@ def _regular(entry: os.DirEntry) -> bool:
 
 
 def subfolders(folder: Path, budget: Budget) -> list[Path]:
-    """The folder's own sub-folders (not hidden, not links), sorted."""
+    """The folder's own sub-folders (not hidden; a linked one where the budget lets a link lead), sorted."""
     found = []
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
                 budget.tick()
-                if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=True):
+                    continue
+                target = Path(os.path.realpath(entry.path))
+                if not entry.is_symlink() or (not is_system(target) and (budget.inside is None or budget.inside(target))):
                     found.append(Path(entry.path))
     except OSError:
         return []

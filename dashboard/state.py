@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import uuid
 from pathlib import Path
@@ -100,10 +101,10 @@ def runs() -> dict[str, PooledRun]:
     return pool().runs(owner())
 
 
-@st.cache_resource(show_spinner="Loading the dataset ...", max_entries=16)
-def _load_data(spec: datasets.DataSpec, _alive=None, _label=None) -> datasets.Dataset:
-    return datasets.load(spec, budget=safefs.Budget(alive=_alive, label=_label or "the dataset") if _alive else None,
-                         label=_label)
+@st.cache_resource(show_spinner="Loading the dataset ...", max_entries=8)
+def _load_data(spec: datasets.DataSpec, _alive=None, _label=None, _inside=None) -> datasets.Dataset:
+    budget = safefs.Budget(alive=_alive, inside=_inside, label=_label or "the dataset") if _alive else None
+    return datasets.load(spec, budget=budget, label=_label)
 
 
 def load_data(spec: datasets.DataSpec, label: str | None = None) -> datasets.Dataset:
@@ -112,7 +113,7 @@ def load_data(spec: datasets.DataSpec, label: str | None = None) -> datasets.Dat
     name them by `label` (what the user typed or uploaded), never by where the server keeps them."""
     if files.is_path(spec.name) and spec.name not in datasets.DATASETS and allowed_path(spec.name) is None:
         raise LabError(f"{label or Path(spec.name).name}: not found, or not in a folder this server lets you read")
-    return _load_data(spec, session_alive(), label)
+    return _load_data(spec, session_alive(), label, reachable())
 
 
 load_data.clear = _load_data.clear  # forget every dataset read (after the files changed)
@@ -143,12 +144,20 @@ def uploads() -> Path:
     return files.uploads_dir(owner())
 
 
+def reachable():
+    """A test of whether a path lies where this session may read: inside an operator's root (outside every
+    session's uploads), or inside its own uploads. Also where a link inside a dataset may lead."""
+    roots, others, mine = data_roots(), [files.uploads_dir().resolve()], uploads().resolve()
+    return lambda path: (safefs.within(str(path), roots, excluded=others) is not None
+                         or safefs.within(str(path), [mine]) is not None)
+
+
 def allowed_path(text: str) -> Path | None:
-    """A dataset path this session may read: inside an operator's root (outside every session's uploads),
-    or inside its own uploads. None when it is not there or not allowed: the two read the same."""
-    mine = uploads()
-    return (safefs.within(text, data_roots(), excluded=[files.uploads_dir().resolve()])
-            or (safefs.within(text, [mine.resolve()]) if mine.is_dir() else None))
+    """A dataset path this session may read (reachable()), resolved; None when it is not there or not allowed:
+    the two read the same."""
+    roots, mine = data_roots(), uploads().resolve()
+    return (safefs.within(text, roots, excluded=[files.uploads_dir().resolve()])
+            or safefs.within(text, [mine]))
 
 
 @st.cache_resource(show_spinner="Loading the run's kept steps ...", max_entries=8)
@@ -231,8 +240,8 @@ def trial_source(label: str) -> "Source | None":
     """The Source behind a 'sweep: NAME/TRIAL' label, if that trial's checkpoint is there."""
     name, _, trial = label[len(SWEEP_LABEL):].partition("/")
     folder = sweep_folders().get(name)
-    if folder is None or "/" in trial or not trial:
-        return None
+    if folder is None or not re.fullmatch(r"[A-Za-z0-9_.,+=-]{1,100}", trial) or trial.startswith("."):
+        return None  # a trial's name is a plain, short file name (core.sweep.short_id)
     path = folder / "trials" / f"{trial}.json"
     return Source(label, path=path) if path.exists() and path.with_suffix(".safetensors").exists() else None
 
@@ -320,7 +329,7 @@ WANTED = "wanted-step"  # this session's step ("latest": follow the run), shared
 def wanted_step() -> int | None:
     """The step this session (or, on its first visit, the link) asks for; None: the latest."""
     text = str(st.session_state.get(WANTED) or st.query_params.get(STEP) or "")
-    return int(text) if text.isdigit() else None
+    return int(text) if re.fullmatch(r"[0-9]{1,12}", text) else None  # not str.isdigit: '²' is a digit to it
 
 
 def _slid(key: str, latest: int):

@@ -259,3 +259,21 @@ def test_compare_takes_at_most_its_limit_of_models_even_from_a_link(tmp_path, mo
 def test_a_walk_of_a_folder_that_is_not_there_finds_nothing(tmp_path):
     assert safefs.walk(tmp_path / "missing", safefs.Budget()) == []
     assert safefs.walk(tmp_path, safefs.Budget()) == []
+
+
+def test_linked_class_folders_are_followed_where_links_may_lead(tmp_path):
+    """ImageFolder with class folders that are links (train/cats -> ../pool/cats) reads as before; on the
+    dashboard a link that leads out of the allowed roots is not followed."""
+    from test_user_data import shapes
+    pool = shapes(tmp_path / "pool", n=4)
+    (tmp_path / "train").mkdir()
+    for name in ("circle", "square"):
+        (tmp_path / "train" / name).symlink_to(pool / name)
+    found, classes = files.image_files(tmp_path / "train")
+    assert classes == ["circle", "square"] and len(found) == 8
+    only_train = safefs.Budget(inside=lambda p: p.is_relative_to((tmp_path / "train").resolve()))
+    with pytest.raises(DataError, match="no images found"):
+        files.image_files(tmp_path / "train", only_train)
+    (tmp_path / "loop").mkdir()
+    (tmp_path / "loop" / "again").symlink_to(tmp_path / "loop")  # a cycle is entered once
+    assert safefs.walk(tmp_path / "loop", safefs.Budget()) == []

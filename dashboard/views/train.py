@@ -123,6 +123,7 @@ def setup():
                               disabled=arch != "mlp")
         latent = st.slider("Latent size", 2, 64, key=default("latent", DASHBOARD.latent_dim))
         objectives = st.multiselect("Objectives", OBJECTIVES.names(), key=default("objectives", ["vae"]),
+                                    max_selections=limits.maximum("race"),
                                     help="Pick several to race them: same data, network and seed, side by side.")
         settings = {}
         for name in objectives:
@@ -130,7 +131,7 @@ def setup():
             if cls.knobs:
                 with st.expander(f"{name} settings", expanded=len(objectives) == 1):
                     settings[name] = {k: knob_widget(k, knob, f"knob-{name}-{k}") for k, knob in cls.knobs.items()}
-        steps = st.number_input("Steps", 50, 1_000_000, step=100, key=default("steps", 2000))
+        steps = st.number_input("Steps", 50, limits.maximum("page_steps"), step=100, key=default("steps", 2000))
         lr = st.number_input("Learning rate", 1e-5, 0.1, format="%g", key=default("lr", 1e-3))
         batch = st.number_input("Batch size", 8, 4096, step=8, key=default("batch", 128))
         seed = st.number_input("Seed", 0, 1_000_000, key=default("seed", 0))
@@ -200,7 +201,8 @@ def waiting(name: str, t):
 def go_on(name: str, t):
     """A finished run of this session: train it further exactly, or branch it with another β or rate."""
     with st.expander("Go on from here"):
-        more = st.number_input("More steps", 10, 1_000_000, value=1000, step=100, key=f"go-more:{name}")
+        room = max(10, limits.maximum("page_steps") - t.step_count)  # a run's steps in all stay within the limit
+        more = st.number_input("More steps", 10, room, value=min(1000, room), step=100, key=f"go-more:{name}")
         b, lr = st.columns(2)
         beta = b.number_input("β", min_value=0.0, value=float(t.beta), format="%g", key=f"go-beta:{name}")
         rate = lr.number_input("learning rate", min_value=1e-6, max_value=1.0, value=float(t.lr), format="%g",
