@@ -277,3 +277,16 @@ def test_linked_class_folders_are_followed_where_links_may_lead(tmp_path):
     (tmp_path / "loop").mkdir()
     (tmp_path / "loop" / "again").symlink_to(tmp_path / "loop")  # a cycle is entered once
     assert safefs.walk(tmp_path / "loop", safefs.Budget()) == []
+
+
+@pytest.mark.parametrize("params", [{"step": "²"}, {"step": "9" * 40}, {"model": "sweep: digits-collapse/" + "x" * 300},
+                                    {"model": "sweep: digits-collapse/../../../etc/passwd"}])
+def test_hostile_url_values_open_a_working_page(params, tmp_path, monkeypatch):
+    copy_shipped(tmp_path, "mnist-vae")
+    monkeypatch.setenv("VAELAB_CHECKPOINTS", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.switch_page("views/explore.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="source").value == "file: mnist-vae"  # the first model, not the link's
