@@ -127,7 +127,7 @@ def _settle(weights: Path, meta: Path):
     if not previous.exists():
         return
     try:
-        wanted = json.loads(safefs.read_regular(meta, MAX_SIDECAR_BYTES)).get("weights_sha256")
+        wanted = json.loads(_read(meta, MAX_SIDECAR_BYTES)).get("weights_sha256")
     except (LabError, ValueError, RecursionError, AttributeError):
         wanted = None
     if weights.exists() and weights_io.sha256(_read(weights)) == wanted:

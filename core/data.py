@@ -12,8 +12,8 @@ A name that is a path loads the user's own files instead: a folder of images or 
 from __future__ import annotations
 
 import functools
-import math
 import gzip
+import math
 import os
 import socket
 import struct

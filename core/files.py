@@ -34,6 +34,7 @@ TEST_FRACTION = 0.1            # held-out share of the images, chosen with SPLIT
 SPLIT_SEED = 0
 UPLOAD_LIMIT = 200 * 2**20     # bytes of an uploaded file (Streamlit's own default upload limit)
 UNPACKED_LIMIT = 1 * 2**30     # bytes an archive may unpack to: a zip bomb stops here, not at a full disk
+NPZ_LIMIT = 8 * UPLOAD_LIMIT   # bytes of an .npz on disk (its arrays are measured from their headers too)
 BINARY_SHARE = 0.5             # grey images with at least this share of pixels at exactly 0 or 1 are "binary"
 
 
@@ -69,7 +70,7 @@ def split(n: int, where: str = "a dataset") -> tuple[np.ndarray, np.ndarray]:
 def npz_headers(path: Path, label: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """{array name: (shape, dtype)} of an .npz, read from each member's .npy header: nothing is decompressed,
     so a 500 KB file of zeros that would unpack to gigabytes is measured before a byte of it is."""
-    with safefs.open_regular(path, UPLOAD_LIMIT * 8, label) as f:
+    with safefs.open_regular(path, NPZ_LIMIT, label) as f:
         if f.read(4) != b"PK\x03\x04":
             raise DataError(f"{label}: not an .npz (a zip of .npy arrays, as numpy.savez writes)")
         f.seek(0)
@@ -125,7 +126,7 @@ def read_npz(path: Path, size: int, color: str, label: str | None = None):
     if "y" in headers and math.prod(headers["y"][0]) > limits.maximum("values"):
         raise DataError(f"{label}: 'y' holds {math.prod(headers['y'][0]):,} values")
     try:
-        with safefs.open_regular(path, UPLOAD_LIMIT * 8, label) as f, np.load(f, allow_pickle=False) as z:
+        with safefs.open_regular(path, NPZ_LIMIT, label) as f, np.load(f, allow_pickle=False) as z:
             x, y = z["x"], (z["y"] if "y" in z else None)
     except Exception as e:  # zipfile.BadZipFile, ValueError, OSError: the file changed or lies about itself
         raise DataError(f"{label}: cannot be read as an .npz ({e})") from None
@@ -182,8 +183,8 @@ def _shape(x, size: int, color: str, where: str):
 def image_files(folder: Path, budget: safefs.Budget | None = None,
                 label: str | None = None) -> tuple[list[tuple[Path, int]], list[str]]:
     """[(file, class index)] and the class names: ImageFolder's layout when the folder has sub-folders of
-    images, else every image in the folder itself with label -1. Walked within the budget: regular files
-    only, linked folders not entered, the count checked as it goes."""
+    images, else every image in the folder itself with label -1. Walked within the budget (core.safefs.walk):
+    regular files only, links followed only where the budget lets them lead, the count checked as it goes."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
     label = label or str(folder)
     budget = budget or safefs.Budget(label=label)

@@ -93,7 +93,7 @@ def memory_budget() -> int:
 
 def clamp(value: float, low: float, high: float) -> float:
     """A number read from a URL, within a widget's range (NaN goes to low)."""
-    return low if not math.isfinite(value) and value != math.inf else min(max(value, low), high)
+    return low if math.isnan(value) else min(max(value, low), high)
 
 
 def activations(model) -> int:

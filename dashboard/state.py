@@ -111,9 +111,12 @@ def load_data(spec: datasets.DataSpec, label: str | None = None) -> datasets.Dat
     """A dataset, read once per server. Your own files are read only from where this session may read
     (allowed_path), within the time and size budgets, and the read stops if this page is closed; messages
     name them by `label` (what the user typed or uploaded), never by where the server keeps them."""
-    if files.is_path(spec.name) and spec.name not in datasets.DATASETS and allowed_path(spec.name) is None:
+    if spec.name in datasets.DATASETS or not files.is_path(spec.name):
+        return _load_data(spec)  # a built-in dataset: nothing of the user's to bound
+    scope = _scope()
+    if _within(spec.name, scope) is None:
         raise LabError(f"{label or Path(spec.name).name}: not found, or not in a folder this server lets you read")
-    return _load_data(spec, session_alive(), label, reachable())
+    return _load_data(spec, session_alive(), label, lambda path: _within(str(path), scope) is not None)
 
 
 load_data.clear = _load_data.clear  # forget every dataset read (after the files changed)
@@ -144,20 +147,21 @@ def uploads() -> Path:
     return files.uploads_dir(owner())
 
 
-def reachable():
-    """A test of whether a path lies where this session may read: inside an operator's root (outside every
-    session's uploads), or inside its own uploads. Also where a link inside a dataset may lead."""
-    roots, others, mine = data_roots(), [files.uploads_dir().resolve()], uploads().resolve()
-    return lambda path: (safefs.within(str(path), roots, excluded=others) is not None
-                         or safefs.within(str(path), [mine]) is not None)
+def _scope() -> tuple[list[Path], list[Path], Path]:
+    """Where this session may read datasets: the operator's roots, less everybody's uploads, plus its own."""
+    return data_roots(), [files.uploads_dir().resolve()], uploads().resolve()
+
+
+def _within(text: str, scope) -> Path | None:
+    roots, others, mine = scope
+    return safefs.within(text, roots, excluded=others) or safefs.within(text, [mine])
 
 
 def allowed_path(text: str) -> Path | None:
-    """A dataset path this session may read (reachable()), resolved; None when it is not there or not allowed:
-    the two read the same."""
-    roots, mine = data_roots(), uploads().resolve()
-    return (safefs.within(text, roots, excluded=[files.uploads_dir().resolve()])
-            or safefs.within(text, [mine]))
+    """A dataset path this session may read: inside an operator's root (outside every session's uploads), or
+    inside its own uploads; resolved. None when it is not there or not allowed: the two read the same. Links
+    inside a dataset are followed only to such places too (load_data)."""
+    return _within(text, _scope())
 
 
 @st.cache_resource(show_spinner="Loading the run's kept steps ...", max_entries=8)

@@ -64,7 +64,7 @@ def own_images() -> tuple[str | None, int, str]:
                            help="Every image is resized to this many pixels square; with 0 they must be one size.")
     color = st.selectbox("Colour", files.COLORS, key=default("own-color", "auto"),
                          help="auto: RGB when any image has colour, else grey.")
-    label, real = (upload.name if upload is not None else path), None
+    label = upload.name if upload is not None else path
     try:
         if upload is not None:
             real = uploaded(upload.name, upload.getvalue(), owner())
@@ -76,7 +76,7 @@ def own_images() -> tuple[str | None, int, str]:
             return None, int(size), color
         found = load_data(datasets.DataSpec(str(real), size=int(size), color=color), label=label)
     except LabError as e:
-        said.error(str(e).replace(str(real), label) if real else str(e))
+        said.error(str(e))  # core names the files by `label`, never by where the server keeps them
         return None, int(size), color
     info = found.info
     said.caption(f"{len(found.train_x) + len(found.test_x):,} images of {'x'.join(map(str, info.shape))} "
