@@ -53,14 +53,6 @@ def loss_curves(history: list[dict], terms=LOSS_TERMS, smooth: int = 20, marker:
     return mark(fig, marker)
 
 
-def kl_per_dim_bars(kl_per_dim: list[float], threshold: float = 0.01, title: str = "KL per dimension") -> go.Figure:
-    """KL of each latent dimension; bars under the threshold (collapsed) are grey."""
-    colors = ["#1f77b4" if v >= threshold else "#bbbbbb" for v in kl_per_dim]
-    fig = go.Figure(go.Bar(x=[f"z{i}" for i in range(len(kl_per_dim))], y=kl_per_dim, marker_color=colors))
-    fig.update_layout(title=title, yaxis_title="KL (nats)", height=320, margin=dict(l=10, r=10, t=40, b=10))
-    return fig
-
-
 def race_curves(histories: dict[str, list[dict]], term: str = "loss", smooth: int = 20,
                 branched: dict[str, int] | None = None, marker: int | None = None) -> go.Figure:
     """One term (running mean) of several runs against the step, one line per run. branched: a branch's

@@ -39,12 +39,6 @@ def test_loss_curves_smooth_each_term():
     assert list(fig.data[0].y) == pytest.approx([2, 3, 4, 5, 6, 7])  # running mean of 0..9 over 5
 
 
-def test_kl_bars_grey_out_collapsed_dimensions():
-    fig = plots.kl_per_dim_bars([2.0, 0.001, 0.5], threshold=0.01)
-    assert list(fig.data[0].x) == ["z0", "z1", "z2"]
-    assert fig.data[0].marker.color[1] == "#bbbbbb" and fig.data[0].marker.color[0] != "#bbbbbb"
-
-
 def test_image_grid_is_uint8_picture():
     grid = plots.image_grid(torch.ones(6, 1, 8, 8) * 0.5, nrow=3)
     assert grid.dtype == np.uint8 and grid.shape == (2 * 9 + 1, 3 * 9 + 1, 3)
