@@ -43,8 +43,10 @@ def main():
             n = len(tables[backend])
             print(f"{backend:>5}: {n} trials in {times[backend]:6.1f} s ({times[backend] / n:.2f} s a trial, "
                   f"{args.workers} at once)")
+        figures = {backend: [{k: v for k, v in row.items() if k not in sweep.TIMING} for row in table]
+                   for backend, table in tables.items()}  # every column but the timings
         print(f"ray / local: {times['ray'] / times['local']:.2f}x; tables agree: "
-              f"{sweep.equal_tables(tables['local'], tables['ray'])}")
+              f"{figures['local'] == figures['ray']}")
         seconds = [float(r["seconds"]) + float(r["diagnose_seconds"]) for r in tables["local"]]
         print(f"inside a trial (local): {sum(seconds) / len(seconds):.2f} s training + diagnostics on average")
     if Path(ROOT / args.large).exists():

@@ -684,11 +684,3 @@ def phase_cells(rows: list[dict], metric: str, x: str = "beta", y: str = "latent
                 trials[-1].append([r["trial"] for r in cells[(a, b)]])
         diagrams.append(PhaseCells(objective, xs, ys, mean, sd, n, trials))
     return diagrams
-
-
-def equal_tables(a: list[dict], b: list[dict]) -> bool:
-    """Two results tables agree on every figure (timings aside)."""
-    strip = [[{k: v for k, v in row.items() if k not in TIMING} for row in t] for t in (a, b)]
-    return strip[0] == strip[1]
-
-
