@@ -10,7 +10,8 @@ As in the paper's appendix B:
   init       normal with std sqrt(2 / fan-in) (its text calls it Xavier; the formula is He's)
   optimizer  Adam 1e-4, betas (0.9, 0.999), batch 64
   classifier Table 4's Dense 10-1024-1024-1024-10, LeakyReLU 0.2, Adam 1e-4, one update after every VAE
-             update, each with the other frozen (core.classifier); scored on one draw of each test code
+             update, each with the other frozen (experiments/classifier.py); scored on one draw of each
+             test code
 Second column: the post-hoc `probe` diagnostic (a logistic regression on the posterior means).
 The mu-VAE's variance term is the bounded default; `--variance log` runs the paper's eq. 6 as written.
 Budget: --epochs passes (the paper does not state its own). Finished cells are kept in
@@ -24,10 +25,10 @@ import time
 
 import torch
 
+from classifier import LatentClassifier
 from common import Cells, keep, train
 
 from core import data as datasets
-from core.classifier import LatentClassifier
 from core.config import RunConfig
 from core.data import DataSpec
 from core.diagnostics import DIAGNOSTICS

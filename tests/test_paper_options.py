@@ -1,7 +1,7 @@
 """The model and training options the reproductions need: batch norm, separate encoder and decoder
 activations, the paper networks' convolutions, the squared-error and tanh-variance decoders, the
-mu-VAE's variance terms, Adagrad and Adam's betas, the seed's binarization and the classifier trained
-alongside a VAE."""
+mu-VAE's variance terms, Adagrad and Adam's betas and the seed's binarization. (The classifier the
+mu-VAE reproduction trains alongside a VAE is the experiment's own: tests/test_classifier.py.)"""
 import math
 
 import pytest
@@ -9,7 +9,6 @@ import torch
 import torch.nn as nn
 
 from conftest import needs_shared, small_config
-from core.classifier import LatentClassifier
 from core.config import RunConfig
 from core.engine import Trainer
 from core.errors import ConfigError
@@ -192,22 +191,6 @@ def test_live_rows_leave_batch_norm_statistics_alone(digits):
     assert len(watched.live) == 5
     for a, b in zip(watched.model.state_dict().values(), unwatched.model.state_dict().values()):
         assert torch.equal(a, b)
-
-
-def test_classifier_and_vae_updates_leave_each_other_untouched(digits):
-    trainer = Trainer(small_config(model=ModelConfig(hidden=(32,), latent_dim=3, batch_norm=True)), digits, live_every=0)
-    trainer.step(3)
-    classifier = LatentClassifier(3, 10, width=32, lr=1e-3)
-    x, y = digits.train_x[:64], digits.train_y[:64]
-    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    losses = [classifier.update(trainer.model, x, y)[0] for _ in range(60)]
-    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())  # weights and BN buffers
-    assert trainer.model.training  # left in the mode it was in
-    assert losses[-1] < losses[0]  # and the classifier did learn
-    kept = [p.clone() for p in classifier.parameters()]
-    trainer.step(3)
-    assert all(torch.equal(a, b) for a, b in zip(kept, classifier.parameters()))
-    assert 0.0 <= classifier.accuracy(trainer.model, digits.test_x, digits.test_y) <= 1.0
 
 
 def test_a_shared_decoder_variance_is_one_learned_number_that_starts_at_one():

@@ -29,7 +29,7 @@ def probe(model, data, n_train: int = 10000, n_test: int = 10000) -> ProbeResult
     """Post-hoc latent probe: a logistic regression on the standardized posterior means (the model's own
     posterior), fitted on the train split and scored on the test split; also the accuracy of 5-nearest-
     neighbours. Needs a dataset with class labels. (The mu-VAE paper's Table 1 instead trains an MLP
-    alongside the VAE: core.classifier.)"""
+    alongside the VAE: experiments/classifier.py.)"""
     if data.info.n_classes < 2:
         raise ConfigError(f"the probe needs class labels; dataset {data.info.name!r} has none")
     bundle = as_bundle(model)
