@@ -20,11 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from core import checkpoint
+from core.engine import Trainer
 
-from core import checkpoint  # noqa: E402
-from core.engine import Trainer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def kill_and_resume(folder: Path, kills: int, seed: int = 0) -> dict:

@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core import checkpoint, explore
+from core import data as datasets
+from core.config import RunConfig
+from core.engine import Trainer
+from dashboard import plots
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from core import checkpoint, explore  # noqa: E402
-from core import data as datasets  # noqa: E402
-from core.config import RunConfig  # noqa: E402
-from core.engine import Trainer  # noqa: E402
-from dashboard import plots  # noqa: E402
 
 APP = str(ROOT / "dashboard" / "app.py")
 THREADS = torch.get_num_threads()  # what a training process gets: a fresh interpreter's count

@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("VAELAB_OFFLINE", "1")
 
-from core import checkpoint, cli, data, files, safefs, sweep  # noqa: E402
+from core import checkpoint, cli, data, files, safefs, sweep  # noqa: E402  (offline first)
 from core.errors import LabError  # noqa: E402
 
 SHIPPED = ROOT / "checkpoints" / "mnist-vae"

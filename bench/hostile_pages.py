@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import sys
 import tempfile
 import time
 import zipfile
@@ -18,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sessions import serve
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-from sessions import serve  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REFUSED = "not found, or not in a folder this server lets you read"

@@ -14,16 +14,13 @@ posterior: a flow's Monte Carlo draws and inversions, the VLAE's Laplace Gaussia
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from core import data as datasets  # noqa: E402
-from core.config import RunConfig  # noqa: E402
-from core.engine import Trainer, describe_device, pick_device  # noqa: E402
+from core import data as datasets
+from core.config import RunConfig
+from core.engine import Trainer, describe_device, pick_device
 
 
 def timed(fn) -> float:

@@ -16,14 +16,12 @@ import textwrap
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sessions import CHROMIUM, FLAGS, descendants, free_port  # noqa: E402
+from sessions import CHROMIUM, FLAGS, descendants, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 APP = textwrap.dedent('''
     import sys, time
-    sys.path.insert(0, {root!r})
     import numpy as np
     import streamlit as st
     from dashboard import plots

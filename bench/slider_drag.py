@@ -12,12 +12,10 @@ mouse), and the pictures drawn before the release are counted. Medians over repe
 import argparse
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sessions import CHROMIUM, FLAGS, serve  # noqa: E402
+from sessions import CHROMIUM, FLAGS, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = "el => Number(el.dataset.frames || 0)"

@@ -12,13 +12,11 @@ Medians over the repeats.
 """
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def run(data, steps: int, budget: float, folder: Path) -> tuple[float, float, Path]:

@@ -11,13 +11,11 @@ Medians over the repeats.
 """
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def train_seconds(data, steps: int, tracker_kind: str | None, folder: Path) -> float:

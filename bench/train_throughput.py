@@ -30,11 +30,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from core import data as datasets  # noqa: E402
-from core.config import RunConfig  # noqa: E402
-from core.engine import Trainer, describe_device, pick_device  # noqa: E402
-from core.models import ModelConfig  # noqa: E402
+from core import data as datasets
+from core.config import RunConfig
+from core.engine import Trainer, describe_device, pick_device
+from core.models import ModelConfig
 
 BATCH = 128
 MODEL = ModelConfig(hidden=(400,), latent_dim=20, likelihood="bernoulli")

@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def one(nice: int) -> float:
     import numpy as np
-    sys.path.insert(0, str(ROOT))
     from core import explore
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
     try:

@@ -1,4 +1,5 @@
-"""Command line: python -m core {train,evaluate,diagnose,export,animate,sweep,limits} ...
+"""Command line: vaelab {train,evaluate,diagnose,export,animate,sweep,limits} ... (or python -m core ...);
+`vaelab` alone, or `vaelab dashboard [streamlit options]`, starts the dashboard.
 
 Every mistake a user can make ends in one line on stderr and a non-zero exit, never a traceback.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import warnings
@@ -85,7 +87,7 @@ def all_knobs() -> dict:
 
 
 def make_parser(parser_class=Parser) -> Parser:
-    parser = parser_class(prog="python -m core", description="VAE Lab: train and evaluate variational autoencoders.")
+    parser = parser_class(prog="vaelab", description="VAE Lab: train and evaluate variational autoencoders.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=parser_class)
 
     t = sub.add_parser("train", help="train a model and save a checkpoint",
@@ -674,6 +676,24 @@ def animate_cmd(args) -> int:
     steps = ", ".join(f"{b.step:,}" for b in bundles)
     print(f"wrote {out}: {len(pictures)} frame{'s' if len(pictures) != 1 else ''} of {args.view} (steps {steps})")
     return 0
+
+
+def dashboard(options: list[str]):
+    """Start the dashboard: Streamlit runs dashboard/app.py of this installation (this package imports no
+    Streamlit; the server is its own process)."""
+    import dashboard as package
+
+    app = Path(package.__file__).resolve().parent / "app.py"
+    os.execv(sys.executable, [sys.executable, "-m", "streamlit", "run", str(app),
+                              "--browser.gatherUsageStats=false", *options])
+
+
+def entry(argv=None):
+    """The `vaelab` command: the dashboard, or one of the commands of main()."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] == "dashboard":
+        dashboard(argv[1:])
+    sys.exit(main(argv))
 
 
 def main(argv=None) -> int:

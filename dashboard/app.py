@@ -1,18 +1,14 @@
 """VAE Lab: train VAEs live, explore their latent space, diagnose posterior collapse.
-Run with `./lab` (or `streamlit run dashboard/app.py` from the project root)."""
+Run with `./lab` or `vaelab` (the package installed: pip install -e .)."""
 import hashlib
 import hmac
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import streamlit as st
+import torch
 
-import streamlit as st  # noqa: E402
-import torch  # noqa: E402
-
-from dashboard.state import keep_widget_values, owner, pool  # noqa: E402
+from dashboard.state import keep_widget_values, owner, pool
 
 HEARTBEAT = 20  # seconds between a page's "still here"; the pool saves and ends the runs of a session gone quiet
 

@@ -55,7 +55,7 @@ def test_learned_gaussian_std_has_a_floor():
 @pytest.mark.parametrize("activation", ["relu", "leaky-relu", "tanh"])
 def test_activations(activation):
     m = VAE(ModelConfig(activation=activation, image_shape=(1, 8, 8), likelihood="bernoulli"))
-    assert any(type(l).__name__.lower().startswith(activation.split("-")[0][:4]) for l in m.modules())
+    assert any(type(layer).__name__.lower().startswith(activation.split("-")[0][:4]) for layer in m.modules())
 
 
 @pytest.mark.parametrize("init,gain", [("vlae", 2 ** (1 / 3)), ("vlae-code", math.sqrt(2 / (1 + 2 ** (2 / 3))))])

@@ -17,7 +17,7 @@ from core.posterior import Factorized
 from dashboard import plots
 from dashboard.lessons import LESSONS, widget_values
 from dashboard.state import (Source, allowed_path, data_roots, default, load_checkpoint, load_data, owner, pick_step,
-                             pool, recorded_run, runs, saved_dir, shipped, to_image, try_data)
+                             pool, recorded_run, runs, saved_dir, shipped, to_image)
 
 DASHBOARD = PRESETS["dashboard"]  # the smaller network a laptop trains live while people watch
 HIDDEN = {f"small {DASHBOARD.hidden}": DASHBOARD.hidden, f"default {PRESETS['default'].hidden}": PRESETS["default"].hidden,
