@@ -37,6 +37,23 @@ def settle(page):
     page.wait_for_selector("[data-testid='stStatusWidget']", state="detached", timeout=60_000)
 
 
+def test_the_real_server_runs_the_app_script(streamlit_server, page):
+    """What only this app serves, not Streamlit's own index.html: the server's health endpoint answers, and
+    the page a browser gets is what dashboard/app.py builds (its title, its pages in the sidebar, the Train
+    page's prompt), with no exception box."""
+    import urllib.request
+    with urllib.request.urlopen(f"{streamlit_server}/_stcore/health", timeout=5) as r:
+        assert r.read() == b"ok"
+    page.goto(streamlit_server)
+    page.get_by_text("then press Train").wait_for(timeout=60_000)
+    settle(page)
+    assert "VAE Lab" in page.title()
+    nav = page.locator("[data-testid='stSidebarNav']")
+    assert [nav.get_by_role("link", name=name, exact=True).count()
+            for name in ("Train", "Explore", "Latent map", "Compare", "Sweeps", "Gallery")] == [1] * 6
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
 def test_train_then_drag_a_slider_in_a_real_browser(streamlit_server, page, tmp_path):
     out = shots(tmp_path)
     page.goto(streamlit_server)
