@@ -1,3 +1,4 @@
+import threading
 import time
 
 import pytest
@@ -83,26 +84,39 @@ def test_snapshot_is_a_frozen_copy(digits):
 
 def test_background_run_pauses_resumes_and_stops(digits):
     t = LocalRun(small_config(), digits)
+    # The stepping loop asks its controller how many steps it may take before each chunk; the step count at
+    # each answer of none is noted, so the test waits for the loop's own looks rather than for a time.
+    idle, looked = [], threading.Condition()
+    steps_now = t.control.steps_now
+
+    def observed(step_count, chunk):
+        n = steps_now(step_count, chunk)
+        if n == 0:
+            with looked:
+                idle.append(step_count)
+                looked.notify_all()
+        return n
+    t.control.steps_now = observed
     t.start()
     deadline = time.time() + 30
     while t.step_count < 5 and time.time() < deadline:
         time.sleep(0.01)
     t.pause()
-    time.sleep(0.3)  # let an in-flight step finish
-    held = t.step_count
-    time.sleep(0.3)
-    assert t.state == "paused" and t.step_count == held
+    assert t.state == "paused"
+    with looked:  # the chunk in flight ended, the loop saw the pause, woke and looked again
+        assert looked.wait_for(lambda: len(idle) >= 2, timeout=30)
+    held = idle[0]
+    assert t.state == "paused" and idle[1] == held == t.step_count  # no step between two looks
     snap = t.snapshot()  # readable while paused
     assert snap is not None
     t.resume()
     while t.step_count < held + 5 and time.time() < deadline:
         time.sleep(0.01)
     assert t.step_count > held and t.state == "running"
-    t.stop()
+    t.stop()  # returns once the stepping thread has ended
     assert t.state == "stopped"
     stopped_at = t.step_count
-    time.sleep(0.2)
-    assert t.step_count == stopped_at
+    assert not t._thread.is_alive() and t.step_count == stopped_at
 
 
 def test_background_run_to_a_step_count(digits):

@@ -50,11 +50,12 @@ def test_controls_reach_the_child(digits):
         t.set_beta(4.0)
         t.set_lr(3e-4)
         wait_until(lambda: t.history[-1]["beta"] == 4.0 and t.history[-1]["lr"] == 3e-4)
-        t.pause()
-        wait_until(lambda: t.state == "paused")
+        t.pause()  # returns with the child's ack, which reports its state and, just before, its step count
+        assert t.state == "paused"
         paused_at = t.step_count
-        time.sleep(0.5)
+        t.set_beta(4.0)  # a round trip through the child's loop, which would step between commands if running
         assert t.step_count == paused_at  # a paused run does not step
+        assert t.snapshot().ref == Ref(t.run_id, paused_at)  # the child's weights are those of that step
         t.resume()
         wait_until(lambda: t.step_count > paused_at)
         assert t.state == "running"
