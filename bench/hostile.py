@@ -277,7 +277,7 @@ for flags, says in [(("--latent", "1000000000"), "latent size must be a whole nu
 @case("a sweep grid of 1000 x 1000 x 1000 values", "1,000,000,000 combinations")
 def huge_grid(tmp):
     spec = "[grid]\nbeta = [%s]\nlatent = [%s]\nseed = [%s]\n" % ((",".join(map(str, range(1, 1001))),) * 3)
-    return lambda: sweep.parse_spec(spec, "s", cli.train_options(cli.make_parser()))
+    return lambda: sweep.parse_spec(spec, "s")
 
 
 @case("a sweep grid value that is a long list", "ok")
@@ -285,7 +285,7 @@ def long_value(tmp):
     spec = '[grid]\nhidden = [[%s], [32]]\n' % ",".join(["4096"] * 16)
 
     def act():
-        trials = sweep.parse_spec(spec, "s", cli.train_options(cli.make_parser())).trials
+        trials = sweep.parse_spec(spec, "s").trials
         return f"ok: trial ids of {max(len(t.id) for t in trials)} characters at most, {trials[0].id}"
     return act
 

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import shlex
 import sys
 import warnings
 from dataclasses import replace
@@ -17,30 +18,24 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, files, limits, safefs, snapshots, timeline
+from . import checkpoint, files, limits, options, settings, timeline
 from . import data as datasets
-from .diagnostics import DIAGNOSTICS
-from .config import COMPILE_MODES, EPOCHS, LIVE_EVERY, OPTIMIZERS, SAVE_EVERY, RunConfig, save_every
-from .engine import Diverged, Trainer, describe_device, pick_device
-from .errors import LabError
-from .evaluate import evaluate
-from .report import record, run_all, to_dict
 from . import sweep as sweeps
-from .models import ACTIVATIONS, DECODER_VARIANCES, INITS, LIKELIHOODS, ModelConfig
-from .objectives import OBJECTIVES, build as build_objective
+from .config import EPOCHS, RunConfig, save_every
+from .control import RunState, train_to
+from .diagnostics import DIAGNOSTICS
+from .engine import Trainer, describe_device, pick_device
+from .errors import ConfigError, LabError
+from .evaluate import evaluate
+from .objectives import OBJECTIVES
 from .protocol import user_bundle
+from .report import record, run_all, to_dict
 from .track import Tracker, export
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse prints usage plus the error; one clear line is enough
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-class OptionsParser(Parser):
-    """The same options, read from a sweep spec rather than typed: a mistake is a ConfigError to report."""
-    def error(self, message):
-        raise LabError(message)
 
 
 def positive_int(text):
@@ -67,117 +62,15 @@ def non_negative_float(text):
     return positive_float(text, zero=True)
 
 
-def widths(text):
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated widths like 512,256, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"widths must be at least 1, got {text!r}")
-    return values
-
-
-def all_knobs() -> dict:
-    """Every objective's knobs by name, so `--beta 4` works for whichever objective takes it."""
-    knobs = {}
-    for name, cls in OBJECTIVES.items():
-        for knob_name, knob in cls.knobs.items():
-            knobs.setdefault(knob_name, (knob, []))[1].append(name)
-    return knobs
-
-
 def make_parser(parser_class=Parser) -> Parser:
-    parser = parser_class(prog="vaelab", description="VAE Lab: train and evaluate variational autoencoders.")
+    parser = parser_class(prog="vaelab", description="VAE Lab: train and evaluate variational autoencoders.",
+                          allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=parser_class)
 
-    t = sub.add_parser("train", help="train a model and save a checkpoint",
+    t = sub.add_parser("train", help="train a model and save a checkpoint", allow_abbrev=False,
                        description="Train a VAE and save a checkpoint (safetensors + JSON).")
-    g = t.add_argument_group("data")
-    g.add_argument("--dataset", default="mnist", type=dataset_name, metavar="NAME|PATH",
-                   help=f"one of {', '.join(datasets.DATASETS.names())}, or your own images: a folder (one "
-                        f"sub-folder per class, or none) or an .npz with x and optional y (default: %(default)s)")
-    g.add_argument("--image-size", type=int, default=0, metavar="PIXELS",
-                   help="your own images: resize each to PIXELS x PIXELS (default: as they are, all one size)")
-    g.add_argument("--color", default="auto", choices=list(files.COLORS),
-                   help="your own images: grey or RGB (default: auto, RGB when any image has colour)")
-    g.add_argument("--data-dir", help="folder with the dataset files (default: $VAELAB_DATA, then ~/.cache/torchvision)")
-    g.add_argument("--binarize", default="none", choices=list(datasets.BINARIZATIONS),
-                   help="dynamic: a fresh Bernoulli draw of every pixel in every minibatch; invert-nonzero: "
-                        "0 where a pixel is > 0, 1 elsewhere (seed 'Improving VAEs')")
-    g.add_argument("--normalize", default="none", choices=["none", "mean"],
-                   help="mean: subtract pixel means, scale images to unit mean square norm (VLAE recipe)")
-    g.add_argument("--offline", action="store_true", help="never try to download")
-    g = t.add_argument_group("model")
-    g.add_argument("--arch", default="mlp", choices=["mlp", "conv"])
-    g.add_argument("--hidden", type=widths, default=(512, 256), help="MLP widths (default: 512,256)")
-    g.add_argument("--channels", type=widths, default=(32, 64, 128), help="conv widths (default: 32,64,128)")
-    g.add_argument("--activation", default="relu", choices=list(ACTIVATIONS),
-                   help="the encoder's, and the decoder's unless --decoder-activation")
-    g.add_argument("--decoder-activation", default="", choices=["", *ACTIVATIONS])
-    g.add_argument("--leaky-slope", type=float, default=0.01, help="negative slope of leaky-relu (default: 0.01)")
-    g.add_argument("--batch-norm", action="store_true", help="batch normalization after every hidden layer")
-    g.add_argument("--conv-kernel", type=positive_int, default=4, help="conv kernel size (default: 4)")
-    g.add_argument("--strides", type=widths, default=(), help="conv strides, one per layer (default: 2 each)")
-    g.add_argument("--decoder-channels", type=widths, default=(),
-                   help="widths the transposed convs read, head first (default: the encoder's mirror)")
-    g.add_argument("--decoder-strides", type=widths, default=(), help="their strides (default: the encoder's, reversed)")
-    g.add_argument("--latent", type=positive_int, default=20, help="latent size (default: 20)")
-    g.add_argument("--likelihood", default="auto", choices=["auto", *LIKELIHOODS],
-                   help="auto: what suits the dataset; mse: the squared error (a Gaussian of variance 1/2)")
-    g.add_argument("--decoder-variance", default="softplus", choices=list(DECODER_VARIANCES),
-                   help="learned Gaussian std: softplus + 0.01 per pixel; tanh: log variance = tanh (seed 'Improving VAEs'); "
-                        "shared: one learned log variance for every pixel, from 0 (the VLAE authors' code)")
-    g.add_argument("--obs-std", type=float, default=0.0, help="Gaussian only: fixed std, 0 learns it per pixel")
-    g.add_argument("--gaussian-mean", default="identity", choices=["identity", "sigmoid"],
-                   help="Gaussian only: sigmoid keeps the decoder's mean in (0, 1), for pixels in [0, 1] (Frey Faces)")
-    g.add_argument("--init", default="default", choices=list(INITS))
-    g.add_argument("--latent-clip", type=float, default=0.0, metavar="C",
-                   help="keep every encoder mean within C*sqrt(latent) (Ucar 2019); 0 is off")
-    g = t.add_argument_group("objective")
-    g.add_argument("--objective", default="vae", choices=OBJECTIVES.names())
-    g.add_argument("--beta", dest="knob_beta", type=float, default=None,
-                   help="weight on the KL term, any objective (default: the objective's own, 1 or 4 for beta-vae)")
-    for name, (knob, owners) in all_knobs().items():
-        if name == "beta":
-            continue
-        extra = f" [{', '.join(owners)}]"
-        kwargs = {"choices": knob.choices} if knob.choices else {"metavar": type(knob.default).__name__.upper()}
-        g.add_argument(f"--{name.replace('_', '-')}", dest=f"knob_{name}", default=None,
-                       help=knob.help + extra, **kwargs)
-    g = t.add_argument_group("training")
-    g.add_argument("--epochs", type=positive_int, default=None,
-                   help=f"passes over the training set (default: {EPOCHS})")
-    g.add_argument("--steps", type=positive_int, default=None, help="optimizer steps instead of epochs")
-    g.add_argument("--batch-size", type=positive_int, default=128)
-    g.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)")
-    g.add_argument("--optimizer", default="adam", choices=list(OPTIMIZERS))
-    g.add_argument("--adam-beta2", type=float, default=0.999, help="Adam's second-moment decay (default: 0.999)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
-    g.add_argument("--compile", default="off", choices=list(COMPILE_MODES),
-                   help="torch.compile the step's forward and loss (default: off); reduce-overhead on a GPU "
-                        "also replays it as CUDA graphs")
-    g.add_argument("--live-every", type=int, default=LIVE_EVERY, metavar="N",
-                   help="held-out KL, active units and MI every N steps, shown in the bar and saved (0: off)")
-    g.add_argument("--out", default="checkpoints", help="output folder (default: checkpoints)")
-    g.add_argument("--name", default=None, help="checkpoint name (default: DATASET-OBJECTIVE-zLATENT)")
-    g.add_argument("--snapshot-budget", type=non_negative_float, default=snapshots.BUDGET_MB, metavar="MB",
-                   help="keep the weights of steps 0, 10, 20, 50, 100, 200, 500 and every 100 after, thinned to "
-                        "fit MB megabytes, in the checkpoint: every view can go back to them (0: keep none; "
-                        "default: %(default)s)")
-    g = t.add_argument_group("surviving a stop")
-    g.add_argument("--save-every", default=SAVE_EVERY, metavar="N|TIME",
-                   help="write a resumable checkpoint (weights, optimizer state, random stream) to OUT/NAME every "
-                        "N steps or every TIME of the run (90s, 5m, 2h); 0: off, and the final checkpoint then "
-                        "keeps no training state (default: %(default)s)")
-    g.add_argument("--resume", metavar="CHECKPOINT",
-                   help="continue the run saved there (a path, or a name in --out) exactly where it stopped, to the "
-                        "steps it was started with, or to --steps/--epochs in all; its settings stay its own")
-    g.add_argument("--branch", metavar="CHECKPOINT",
-                   help="start a new run from the step saved there, with --beta, --lr or the objective's knobs "
-                        "changed, for --steps/--epochs more; the sidecar records its parent")
+    run_options(t)
     tracker_options(t.add_argument_group("where else the run goes"))
-    t.set_defaults(train_parser=t)
 
     e = sub.add_parser("evaluate", help="test ELBO, reconstruction and KL of a checkpoint",
                        description="Evaluate a checkpoint on its dataset's test split.")
@@ -261,6 +154,42 @@ def make_parser(parser_class=Parser) -> Parser:
     return parser
 
 
+def argument_type(option: options.Option):
+    """argparse's type= for an option of the table: its own parse, its error as argparse's."""
+    def parse(text):
+        try:
+            return option.parse(text)
+        except ConfigError as e:  # argparse names the flag itself
+            raise argparse.ArgumentTypeError(str(e).removeprefix(option.flag).lstrip(": ")) from None
+    parse.__name__ = option.kind
+    return parse
+
+
+def run_options(parser):
+    """The train command's flags, generated from the option table (core.options) and the objectives' knobs."""
+    groups = {}
+    for option in options.where("cli"):
+        g = groups.get(option.group) or groups.setdefault(option.group, parser.add_argument_group(option.group))
+        default = option.initial
+        shown = "" if default in (None, "", (), False) else f" (default: {','.join(map(str, default)) if isinstance(default, tuple) else default})"
+        if option.kind == "flag":
+            g.add_argument(option.flag, dest=option.name, action="store_true", help=option.help)
+        elif option.choices:
+            g.add_argument(option.flag, dest=option.name, default=default, choices=list(option.choices),
+                           help=option.help + shown)
+        else:
+            g.add_argument(option.flag, dest=option.name, default=default, type=argument_type(option),
+                           metavar=option.metavar, help=option.help + shown)
+        if option.name == "objective":
+            g.add_argument("--beta", dest="knob_beta", type=float, default=None,
+                           help="weight on the KL term, any objective (default: the objective's own, 1 or 4 for beta-vae)")
+            for name, (knob, owners) in options.knobs().items():
+                if name != "beta":
+                    kwargs = {"choices": knob.choices} if knob.choices else {"metavar": type(knob.default).__name__.upper()}
+                    g.add_argument(f"--{name.replace('_', '-')}", dest=f"knob_{name}", default=None,
+                                   help=f"{knob.help} [{', '.join(owners)}]", **kwargs)
+
+
 def tracker_options(g):
     g.add_argument("--tensorboard", metavar="DIR",
                    help="also write the run to TensorBoard event files in DIR/NAME: curves, held-out KL per "
@@ -285,16 +214,11 @@ def user_model_options(parser):
 
 
 def dataset_name(text):
-    """A built-in dataset's name, or a path to the user's files, made absolute so a checkpoint finds them again."""
-    if text in datasets.DATASETS:
-        return text
-    if files.is_path(text):
-        path = Path(text).expanduser()
-        if not path.exists() or safefs.is_system(path):
-            raise argparse.ArgumentTypeError(f"{text}: no such folder or file")
-        return str(path.resolve())
-    raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; choose from: {', '.join(datasets.DATASETS.names())}, "
-                                     f"or give a folder of images or an .npz file")
+    """argparse's type= for a dataset (core.options.dataset)."""
+    try:
+        return options.dataset(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def plain_name(text: str) -> str:
@@ -316,18 +240,9 @@ def diagnostic_names(text):
 
 
 def run_config(args) -> RunConfig:
+    """The run config the train command's arguments ask for (core.options builds it)."""
     settings = {k[5:]: v for k, v in vars(args).items() if k.startswith("knob_") and v is not None}
-    return RunConfig(
-        data=datasets.DataSpec(args.dataset, args.binarize, args.normalize, args.data_dir, args.image_size, args.color),
-        model=ModelConfig(arch=args.arch, hidden=args.hidden, channels=args.channels, activation=args.activation,
-                          latent_dim=args.latent, likelihood=args.likelihood, obs_std=args.obs_std,
-                          gaussian_mean=args.gaussian_mean, init=args.init, latent_clip=args.latent_clip,
-                          decoder_activation=args.decoder_activation, leaky_slope=args.leaky_slope,
-                          batch_norm=args.batch_norm, kernel=args.conv_kernel, strides=args.strides,
-                          decoder_channels=args.decoder_channels, decoder_strides=args.decoder_strides,
-                          decoder_variance=args.decoder_variance),
-        objective=args.objective, settings=settings, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        device=args.device, optimizer=args.optimizer, betas=(0.9, args.adam_beta2), compile=args.compile)
+    return options.run_config({o.name: getattr(args, o.name) for o in options.where("cli")}, settings)
 
 
 # What --resume and --branch accept beside them: a resumed run keeps every setting; a branch changes knobs and rate.
@@ -337,10 +252,9 @@ BRANCH_OPTIONS = RESUME_OPTIONS - {"resume"} | {"branch", "lr", "name", "live_ev
 
 
 def given_options(args) -> set[str]:
-    """The train options typed on the command line (whatever their value), by dest."""
-    actions = args.train_parser._option_string_actions
-    given = {actions[a.split("=", 1)[0]].dest for a in args.argv if a.split("=", 1)[0] in actions}
-    return {d[5:] if d.startswith("knob_") else d for d in given}
+    """The train options typed on the command line (whatever their value), by name (knobs by theirs)."""
+    flags = {o.flag: o.name for o in options.where("cli")} | {f"--{k.replace('_', '-')}": k for k in options.knobs()}
+    return {flags[word.split("=", 1)[0]] for word in args.argv if word.split("=", 1)[0] in flags}
 
 
 def flags(dests) -> str:
@@ -367,7 +281,7 @@ def continued(args):
     path = find_checkpoint(args.resume or args.branch, args.out)
     meta = checkpoint.read_sidecar(path)
     data = load_data(RunConfig.from_dict(meta["config"]).data, args)
-    knobs = set(all_knobs()) | {"beta"}
+    knobs = set(options.knobs()) | {"beta"}
     if args.resume:
         extra = sorted(given_options(args) - RESUME_OPTIONS)
         if extra:
@@ -400,7 +314,7 @@ def train(args) -> int:
     if args.live_every < 0:
         raise LabError(f"--live-every must be 0 (off) or a number of steps, not {args.live_every}")
     resumable = save_every(args.save_every)[0] != "off"  # checks the value before any work
-    command = "python -m core " + " ".join(args.argv)
+    command = shlex.join(["vaelab", *args.argv])
     if args.resume or args.branch:
         trainer, total, out, fields = continued(args)
         fields = {"command": fields.get("command") or command}
@@ -430,19 +344,25 @@ def train(args) -> int:
     failure = None
     tracker = Tracker(out.name, config.to_dict(), args.tensorboard, args.mlflow) if args.tensorboard or args.mlflow else None
     bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+    seen = [trainer.step_count, trainer.seconds]
+
+    def after():
+        """Between two chunks of steps: the bar and the trackers."""
+        n = trainer.step_count - seen[0]
+        if not n:
+            return
+        rate = n * trainer.batch_size / max(trainer.seconds - seen[1], 1e-9)
+        seen[:] = trainer.step_count, trainer.seconds
+        if tracker:
+            tracker.log(trainer.history, trainer.live)
+        bar.update(n)
+        row = trainer.history[-1]
+        live = {"AU": trainer.live[-1]["au"], "MI": f"{trainer.live[-1]['mi']:.2f}"} if trainer.live else {}
+        bar.set_postfix(loss=f"{row['loss']:.2f}", kl=f"{row['kl']:.2f}", **live, samples_s=f"{rate:,.0f}")
+
     try:
-        while trainer.step_count < total:
-            n = min(50, total - trainer.step_count)
-            seconds = trainer.seconds
-            row = trainer.step(n)[-1]
-            if tracker:
-                tracker.log(trainer.history, trainer.live)
-            rate = n * trainer.batch_size / max(trainer.seconds - seconds, 1e-9)
-            bar.update(n)
-            live = {"AU": trainer.live[-1]["au"], "MI": f"{trainer.live[-1]['mi']:.2f}"} if trainer.live else {}
-            bar.set_postfix(loss=f"{row['loss']:.2f}", kl=f"{row['kl']:.2f}", **live, samples_s=f"{rate:,.0f}")
-    except Diverged as e:
-        failure = str(e)
+        control = train_to(trainer, total, after)  # the one training loop (core.control)
+        failure = None if control.state == RunState.DONE else control.error
     except KeyboardInterrupt:
         failure = f"interrupted at step {trainer.step_count}"
     finally:
@@ -582,38 +502,11 @@ def export_cmd(args) -> int:
     return 0
 
 
-def train_options(parser) -> set[str]:
-    """The train command's options by name (knobs without their knob_ prefix)."""
-    train = parser._subparsers._group_actions[0].choices["train"]
-    dests = {a.dest for a in train._actions if a.option_strings}
-    return {d[5:] if d.startswith("knob_") else d for d in dests}
-
-
-def sweep_trials(spec: sweeps.Spec) -> list[sweeps.Trial]:
-    """Every trial's options checked as the train command checks them, and made into its run config."""
-    parser = make_parser(OptionsParser)
-    trials = []
-    for trial in spec.trials:
-        try:
-            args = parser.parse_args(["train", *trial.options])
-            if args.epochs and args.steps:
-                raise LabError("give epochs or steps, not both")
-            config = run_config(args)
-            # Every knob value checked against its range, and stored typed, as the checkpoint will store it.
-            config = replace(config, settings=build_objective(config.objective, config.settings).settings())
-        except LabError as e:
-            raise LabError(f"trial {trial.id}: {e}") from None
-        trials.append(sweeps.Trial(trial.id, trial.axes, trial.options, config.to_dict(), args.steps, args.epochs,
-                                   args.live_every))
-    return trials
-
-
 def sweep_cmd(args) -> int:
     if args.ray:
         sweeps.check_ray_address(args.ray)
-    spec = sweeps.read_spec(args.spec, train_options(make_parser()), args.max_trials)
-    spec = sweeps.Spec(spec.name, sweep_trials(spec), spec.path)
-    for data_spec in {RunConfig.from_dict(t.config).data for t in spec.trials}:
+    spec = sweeps.read_spec(args.spec, args.max_trials)
+    for data_spec in {t.config.data for t in spec.trials}:
         sweeps.dataset(data_spec)  # a missing dataset is one line now, not one per trial later
     folder = Path(args.out) / spec.name
     found = sweeps.survey(folder, spec.trials)  # refuses a trial another command trained, by name
@@ -701,6 +594,7 @@ def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        settings.get()  # the operator's settings, read once here: a value that cannot be read is one line
         commands = {"train": train, "evaluate": evaluate_cmd, "diagnose": diagnose_cmd, "sweep": sweep_cmd,
                     "export": export_cmd, "animate": animate_cmd, "limits": lambda args: print(limits.table()) or 0}
         return commands[args.command](args)

@@ -1,36 +1,23 @@
-"""A run as code: the `python -m core train` command and a short script on the engine that train it again,
+"""A run as code: the `vaelab train` command and a short script on the engine that train it again,
 with the same seed and so the same numbers on the CPU. A lesson or a demo becomes a file a student keeps.
 
-    command(bundle)   python -m core train --dataset mnist --binarize dynamic --latent 8 ... --steps 2000
+    command(bundle)   vaelab train --dataset mnist --binarize dynamic --latent 8 ... --steps 2000
     script(bundle)    a Python file: the run config, the steps, any beta or learning-rate changes made mid-run
 """
 from __future__ import annotations
 
-from dataclasses import fields
+import shlex
+from dataclasses import fields, replace
 
-from .config import LIVE_EVERY, RunConfig
+from . import options
+from .config import RunConfig
 from .data import DataSpec
 from .models import ModelConfig
-from .objectives import OBJECTIVES
-
-# Filled in from the data and the objective when the model is built (core.engine.build_model): never flags.
-DERIVED = {"image_shape", "n_classes", "latent"}
-# ModelConfig and RunConfig fields whose flag is not their name with dashes.
-FLAG = {"latent_dim": "latent", "kernel": "conv-kernel", "size": "image-size"}
 
 
 def changed(value, default) -> list[tuple[str, object]]:
     """(field, value) of a dataclass's fields that differ from a default instance's."""
     return [(f.name, getattr(value, f.name)) for f in fields(value) if getattr(value, f.name) != getattr(default, f.name)]
-
-
-def flag(name: str, value) -> list[str]:
-    option = "--" + FLAG.get(name, name).replace("_", "-")
-    if isinstance(value, bool):
-        return [option] if value else []
-    if isinstance(value, tuple):
-        return [option, ",".join(str(v) for v in value)]
-    return [option, str(value)]
 
 
 def live_every(bundle) -> int:
@@ -67,45 +54,19 @@ def changes(bundle) -> dict[int, dict]:
 
 
 def command(bundle) -> str:
-    """`python -m core train` with the flags that give this run's config, for its steps. Mid-run changes of
-    beta or the rate have no flag: the script replays them."""
-    config = bundle.config
+    """`vaelab train` with the flags that give this run's config (core.options), for its steps. Mid-run
+    changes of beta or the rate have no flag: the script replays them."""
     settings, lr = first_settings(bundle)
-    data = [f for name, value in changed(config.data, DataSpec(config.data.name)) for f in flag(name, value)]
-    model_default = ModelConfig(likelihood=config.model.likelihood) if config.model.likelihood == "auto" else ModelConfig()
-    model = [f for name, value in changed(config.model, model_default) if name not in DERIVED
-             for f in flag(name, value)]
-    words = ["python", "-m", "core", "train", "--dataset", config.data.name, *data, *model]
-    if config.objective != "vae":
-        words += ["--objective", config.objective]
-    knobs = OBJECTIVES.get(config.objective).knobs
-    defaults = {name: knob.default for name, knob in knobs.items()} | {"beta": knobs["beta"].default if "beta" in knobs else 1.0}
-    words += [f for name, value in settings.items() if value != defaults.get(name) for f in flag(name, value)]
-    run_default = RunConfig()
-    for name in ("batch_size", "seed", "optimizer", "device", "compile"):
-        if getattr(config, name) != getattr(run_default, name):
-            words += flag(name, getattr(config, name))
-    if lr != run_default.lr:
-        words += ["--lr", repr(lr)]
-    if config.betas[1] != run_default.betas[1]:
-        words += ["--adam-beta2", repr(config.betas[1])]
-    every = live_every(bundle)
-    if every != LIVE_EVERY:
-        words += ["--live-every", str(every)]
-    words += ["--steps", str(bundle.step)]
-    return " ".join(_quote(w) for w in words)
-
-
-def _quote(word: str) -> str:
-    import shlex
-    return shlex.quote(word)
+    config = replace(bundle.config, settings=settings, lr=lr)
+    return shlex.join(["vaelab", "train", *options.train_words(config, steps=bundle.step,
+                                                                 live_every=live_every(bundle))])
 
 
 def _call(cls, value, positional: str | None = None) -> str:
     """`Cls(field=value, ...)` with only the fields that differ from the defaults (positional first)."""
     default = cls(**({positional: getattr(value, positional)} if positional else {}))
     parts = [repr(getattr(value, positional))] if positional else []
-    parts += [f"{name}={v!r}" for name, v in changed(value, default) if name not in DERIVED]
+    parts += [f"{name}={v!r}" for name, v in changed(value, default) if name not in options.DERIVED]
     return f"{cls.__name__}({', '.join(parts)})"
 
 

@@ -15,15 +15,13 @@
     objective = "free-bits"
     beta = 1
 
-Every trial is one `python -m core train` command (its sidecar records it), trained by the engine into
-FOLDER/trials/ID, with its diagnostics recorded into the sidecar as `diagnose --record` does; one row per
-trial lands in FOLDER/results.csv as trials finish. The trial function is the same for both backends: local
+Every key is an option of the run (core.options) or an objective's knob, checked and typed as the spec is
+read, so each trial is a RunConfig with its length; it is identified by a digest of those (however the spec
+writes them), trained by the engine into FOLDER/trials/ID, with its diagnostics recorded into the sidecar as
+`diagnose --record` does; one row per trial lands in FOLDER/results.csv as trials finish. The trial function is the same for both backends: local
 worker processes, or Ray Tune tasks on a cluster. A trial's own checkpoint is the truth about it, so a
 sweep run again skips the finished trials, resumes the interrupted ones from their last checkpoint, and
 trains only the rest.
-
-The spec becomes trials here; turning a trial's options into a run config is the CLI's (core.cli), which
-hands this module finished Trial values.
 """
 from __future__ import annotations
 
@@ -35,29 +33,28 @@ import json
 import math
 import os
 import re
+import shlex
 import socket
 import sys
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-from . import checkpoint, limits, safefs
+from . import checkpoint, limits, options, safefs, settings
 from . import data as datasets
-from .config import EPOCHS, RunConfig, steps_per_epoch
-from .engine import Diverged, Trainer
-from .remote import adopt_environment, start_context
+from .config import EPOCHS, LIVE_EVERY, RunConfig, steps_per_epoch
+from .control import RunState, train_to
+from .engine import Trainer
 from .errors import ConfigError, LabError
-from .objectives import OBJECTIVES
 from .evaluate import evaluate
+from .objectives import OBJECTIVES
+from .remote import adopt_environment, start_context
 from .report import EVAL_N, from_dict, headline, record, run_all
 
-# Options a spec may not set: the sweep decides where each trial saves and how often, and the backend
-# which device it takes.
-RESERVED = {"out", "name", "resume", "branch", "save_every", "device", "help"}
 SAVE_EVERY = "30s"     # an interrupted trial loses at most this much
 AXIS_ORDER = ("objective", "beta", "latent", "seed")  # how trial names read; other axes follow in spec order
 TIMING = ("seconds", "diagnose_seconds")               # the columns that differ between two runs of a sweep
@@ -66,21 +63,35 @@ METRICS = tuple(headline({}))  # ELBO, IWAE NLL, KL, AU, MI, probe accuracy, rel
 
 @dataclass(frozen=True)
 class Trial:
-    """One training run of a sweep: its name, its grid values, and its `train` options."""
+    """One training run of a sweep: its name (its grid values), its config and its length."""
     id: str
     axes: dict
-    options: tuple[str, ...]           # the train command's arguments, e.g. ("--dataset", "digits", ...)
-    config: dict = field(default_factory=dict)  # RunConfig.to_dict(), filled in by the CLI
+    config: RunConfig
     steps: int | None = None
     epochs: int | None = None
-    live_every: int = 50
+    live_every: int = LIVE_EVERY
+
+    @property
+    def digest(self) -> str:
+        """What the trial trains, hashed: a finished trial is recognized by it, however the spec is written."""
+        return options.digest(self.config, self.steps, self.epochs, self.live_every)
 
     @property
     def command(self) -> str:
-        return "python -m core train " + " ".join(self.options)
+        """The `vaelab train` command that trains the same run (its sidecar records it)."""
+        return shlex.join(["vaelab", "train", *options.train_words(self.config, self.steps, self.epochs,
+                                                                    self.live_every)])
 
     def total_steps(self, n_train: int) -> int:
-        return self.steps or (self.epochs or EPOCHS) * steps_per_epoch(self.config["batch_size"], n_train)
+        return self.steps or (self.epochs or EPOCHS) * steps_per_epoch(self.config.batch_size, n_train)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "axes": self.axes, "config": self.config.to_dict(), "steps": self.steps,
+                "epochs": self.epochs, "live_every": self.live_every}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Trial":
+        return cls(**{**d, "config": RunConfig.from_dict(d["config"])})
 
 
 @dataclass(frozen=True)
@@ -90,22 +101,13 @@ class Spec:
     path: Path | None = None
 
 
-def _options(settings: dict) -> list[str]:
-    """TOML values as train arguments: a list as 128,64, true as a bare flag, false as no flag at all."""
-    args = []
-    for key, value in settings.items():
-        flag = f"--{key.replace('_', '-')}"
-        if isinstance(value, bool):
-            args += [flag] if value else []
-        elif isinstance(value, list):
-            args += [flag, ",".join(str(v) for v in value)]
-        else:
-            args += [flag, str(value)]
-    return args
+# How a trial is run is the sweep's: where it saves and how often, and (the backend's) which device.
+NOT_IN_SPEC = "the sweep decides it for each trial"
+LENGTH = ("steps", "epochs", "live_every")  # options of a trial's length, not of its config
 
 
 def _label(key: str, value) -> str:
-    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     return re.sub(r"[^A-Za-z0-9.,+-]", "_", f"{key.replace('_', '-')}{text}")
 
 
@@ -118,17 +120,13 @@ def short_id(trial_id: str) -> str:
 
 
 def knob_owners() -> dict[str, list[str]]:
-    owners = {}
-    for name, cls in OBJECTIVES.items():
-        for knob in cls.knobs:
-            owners.setdefault(knob, []).append(name)
-    return owners
+    return {name: owners for name, (_, owners) in options.knobs().items()}
 
 
-def parse_spec(text: str, name: str, train_options: set[str], max_trials: int | None = None) -> Spec:
-    """A spec's text -> its trials (options not yet checked against the train parser; the CLI does that).
-    train_options: the train command's option names (dests). The trials are counted from the axes before
-    any is built, against max_trials (default: core.limits). Raises ConfigError with one clear line."""
+def parse_spec(text: str, name: str, max_trials: int | None = None) -> Spec:
+    """A spec's text -> its trials, each value checked and typed by its option (core.options) or knob,
+    each trial's config built and its knobs checked. The trials are counted from the axes before any is
+    built, against max_trials (default: core.limits). Raises ConfigError with one clear line."""
     try:
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -147,11 +145,12 @@ def parse_spec(text: str, name: str, train_options: set[str], max_trials: int | 
     owners = knob_owners()
     for section, keys in (("train", fixed), ("grid", grid)):
         for key in keys:
-            if key in RESERVED:
-                raise ConfigError(f"[{section}] cannot set {key!r}: the sweep decides it for each trial")
-            if key not in train_options and key not in owners:
+            option = options.OPTIONS.get(key)
+            if option is not None and "sweep" not in option.where or key == "help":
+                raise ConfigError(f"[{section}] cannot set {key!r}: {NOT_IN_SPEC}")
+            if option is None and key not in owners:
                 raise ConfigError(f"[{section}] has {key!r}, which is neither a train option nor any objective's "
-                                  f"knob (see python -m core train --help)")
+                                  f"knob (see vaelab train --help)")
     both = set(fixed) & set(grid)
     if both:
         raise ConfigError(f"{', '.join(sorted(both))} is set in both [train] and [grid]; keep one")
@@ -196,8 +195,11 @@ def parse_spec(text: str, name: str, train_options: set[str], max_trials: int | 
             if trial_id in seen:
                 continue
             seen.add(trial_id)
-            settings = {k: v for k, v in fixed.items() if k not in knobs or objective in owners[k]} | values
-            trials.append(Trial(trial_id, values, tuple(_options(settings))))
+            chosen = {k: v for k, v in fixed.items() if k not in knobs or objective in owners[k]} | values
+            try:
+                trials.append(_trial(trial_id, values, chosen))
+            except LabError as e:
+                raise ConfigError(f"trial {trial_id}: {e}") from None
             if len(trials) > cap:
                 raise ConfigError(f"the spec makes more than {cap:,} trials; make it smaller (or raise the cap "
                                   f"with --max-trials)")
@@ -206,13 +208,32 @@ def parse_spec(text: str, name: str, train_options: set[str], max_trials: int | 
     return Spec(name, trials)
 
 
-def read_spec(path, train_options: set[str], max_trials: int | None = None) -> Spec:
+def _typed(key: str, value):
+    """A spec's value for an option, checked and typed as the command line would."""
+    option = options.OPTIONS[key]
+    if isinstance(value, dict) or isinstance(value, list) and option.kind != "widths":
+        raise ConfigError(f"{key}: one value, not {value!r}")
+    return option.parse(value)
+
+
+def _trial(trial_id: str, axes: dict, chosen: dict) -> Trial:
+    """A trial from the spec's values of its options and knobs: its config built, its knobs checked and typed."""
+    given = {k: _typed(k, v) for k, v in chosen.items() if k in options.OPTIONS}
+    if given.get("steps") and given.get("epochs"):
+        raise ConfigError("give epochs or steps, not both")
+    settings = {k: v for k, v in chosen.items() if k not in options.OPTIONS}
+    config = options.typed(options.run_config(given, settings))
+    return Trial(trial_id, axes, config, given.get("steps"), given.get("epochs"),
+                 given.get("live_every", LIVE_EVERY))
+
+
+def read_spec(path, max_trials: int | None = None) -> Spec:
     path = Path(path)
     try:
         text = safefs.read_regular(path, 2**20).decode()
     except UnicodeDecodeError as e:
         raise ConfigError(f"cannot read the sweep spec {path}: {e}") from None
-    spec = parse_spec(text, path.stem, train_options, max_trials)
+    spec = parse_spec(text, path.stem, max_trials)
     return Spec(spec.name, spec.trials, path)
 
 
@@ -221,7 +242,7 @@ def read_spec(path, train_options: set[str], max_trials: int | None = None) -> S
 
 @lru_cache(maxsize=4)
 def dataset(spec: datasets.DataSpec) -> datasets.Dataset:
-    return datasets.load(spec, download=False if os.environ.get("VAELAB_OFFLINE") else None)
+    return datasets.load(spec, download=not settings.get().offline)
 
 
 def trial_path(folder, trial: Trial) -> Path:
@@ -249,9 +270,24 @@ def row_of(trial: Trial, meta: dict | None, status: str, message: str = "") -> d
     return row | figures | {"message": message}
 
 
+def recorded_digest(meta: dict) -> str | None:
+    """The digest of the run a trial's sidecar (or failure note) records: its own, or for a trial trained
+    before digests were recorded, that of the command it recorded."""
+    digest = (meta.get("sweep") or {}).get("digest") or meta.get("digest")
+    if digest or not meta.get("command"):
+        return digest
+    words = shlex.split(meta["command"])
+    try:
+        given, settings = options.read_words(words[words.index("train") + 1:])
+        config = options.typed(options.run_config(given, settings))
+    except (LabError, ValueError):
+        return None
+    return options.digest(config, given.get("steps"), given.get("epochs"), given.get("live_every", LIVE_EVERY))
+
+
 def _progress_of(trial: Trial, meta: dict) -> str:
-    """'done', 'partial' (resumable or still to record) or 'stale' (trained by another command)."""
-    if meta.get("command") != trial.command:
+    """'done', 'partial' (resumable or still to record) or 'stale' (trained as another run)."""
+    if recorded_digest(meta) != trial.digest:
         return "stale"
     if meta.get("diagnostics") and meta.get("step") == meta.get("target_steps"):
         return "done"
@@ -266,7 +302,7 @@ def status(folder, trial: Trial) -> tuple[str, dict | None]:
             failed = json.loads(fail.read_text())
         except (OSError, ValueError):
             failed = {}
-        if failed.get("command") == trial.command:
+        if recorded_digest(failed) == trial.digest:
             return "failed", failed
     meta_path = checkpoint.paths(trial_path(folder, trial))[1]
     if not meta_path.exists():
@@ -288,13 +324,13 @@ def run_trial(trial: Trial, folder: str, threads: int = 1, save_every: str = SAV
     if state == "done":
         return row_of(trial, meta, "done")
     if state == "stale":
-        raise LabError(f"{checkpoint.paths(path)[1]} was trained by another command ({meta.get('command')}); "
+        raise LabError(f"{checkpoint.paths(path)[1]} was trained as another run ({meta.get('command')}); "
                        f"give the sweep another name or --out")
     try:
-        config = RunConfig.from_dict(trial.config)
+        config = trial.config
         data = dataset(config.data)
         total = trial.total_steps(len(data.train_x))
-        sweep = {"trial": trial.id, "axes": trial.axes}
+        sweep = {"trial": trial.id, "axes": trial.axes, "digest": trial.digest}
         if meta is not None and meta.get("training") and meta.get("step", 0) < total:
             trainer = Trainer.resume(path, data)
         elif meta is not None and meta.get("step") == total:
@@ -305,25 +341,23 @@ def run_trial(trial: Trial, folder: str, threads: int = 1, save_every: str = SAV
             fields = {"command": trial.command, "target_steps": total, "sweep": sweep}
             trainer.autosave(path, save_every, **fields)
             try:
-                while trainer.step_count < total:
-                    trainer.step(min(100, total - trainer.step_count))
+                control = train_to(trainer, total, chunk=100)  # the one training loop (core.control)
             except KeyboardInterrupt:
                 trainer.save(path, resumable=True, **fields)
                 raise
-            trainer.save(path, **fields)
+            trainer.save(path, **fields)  # when it failed, the last good weights: a look at what went wrong
+            if control.state != RunState.DONE:
+                raise LabError(control.error)
         bundle = checkpoint.load(path)
         started = time.perf_counter()
         record(path, bundle, data)
         seconds = round(time.perf_counter() - started, 2)
         checkpoint.annotate(path, sweep=sweep | {"diagnose_seconds": seconds})
         return row_of(trial, checkpoint.read_sidecar(checkpoint.paths(path)[1]), "done")
-    except Diverged as e:
-        trainer.save(path, **fields)  # the last good weights, for a look at what went wrong
-        message = str(e)
     except LabError as e:
         message = str(e)
     fail.parent.mkdir(parents=True, exist_ok=True)
-    fail.write_text(json.dumps({"command": trial.command, "message": message}))
+    fail.write_text(json.dumps({"command": trial.command, "digest": trial.digest, "message": message}))
     return row_of(trial, None, "failed", message)
 
 
@@ -433,12 +467,11 @@ def pilot(trials: list[Trial], threads: int = 1, steps: int = 10) -> Estimate:
     largest = {}
     for trial in trials:
         key = trial.axes["objective"]
-        latent = trial.config.get("model", {}).get("latent_dim", 0)
-        if key not in largest or latent > largest[key].config["model"]["latent_dim"]:
+        if key not in largest or trial.config.model.latent_dim > largest[key].config.model.latent_dim:
             largest[key] = trial
     step_seconds, diagnose_seconds = {}, {}
     for objective, trial in largest.items():
-        config = RunConfig.from_dict(trial.config)
+        config = trial.config
         trainer = Trainer(config, dataset(config.data), live_every=0, snapshot_mb=0)
         trainer.step(2)  # the first steps allocate
         t0 = time.perf_counter()
@@ -452,7 +485,7 @@ def pilot(trials: list[Trial], threads: int = 1, steps: int = 10) -> Estimate:
     total = 0.0
     for trial in trials:
         objective = trial.axes["objective"]
-        n_train = len(dataset(RunConfig.from_dict(trial.config).data).train_x)
+        n_train = len(dataset(trial.config.data).train_x)
         total += trial.total_steps(n_train) * step_seconds[objective] + diagnose_seconds[objective]
     return Estimate(step_seconds, diagnose_seconds, total, time.perf_counter() - started)
 
@@ -523,7 +556,7 @@ def _tune_trial(config: dict):
     """Ray Tune's trainable: the same trial function, its row reported as the trial's result."""
     from ray import tune
 
-    trial = Trial(**config["trial"])
+    trial = Trial.from_dict(config["trial"])
     tune.report({"row": json.dumps(run_trial(trial, config["folder"], config["threads"]))})
 
 
@@ -575,7 +608,7 @@ def run_ray(folder: Path, todo: list[Trial], progress: Progress, address: str, w
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
         resources = {"cpu": threads, "gpu": 1 if gpus else 0}
-        space = {"trial": tune.grid_search([asdict(t) for t in todo]), "folder": str(folder.resolve()),
+        space = {"trial": tune.grid_search([t.to_dict() for t in todo]), "folder": str(folder.resolve()),
                  "threads": threads}
         tuner = tune.Tuner(
             tune.with_resources(_tune_trial, resources),
@@ -595,7 +628,7 @@ def survey(folder, trials: list[Trial]) -> dict[str, tuple[str, dict | None]]:
     for trial in trials:
         state, meta = found[trial.id]
         if state == "stale":
-            raise ConfigError(f"{folder}/trials/{trial.id} was trained by another command ({meta.get('command')}); "
+            raise ConfigError(f"{folder}/trials/{trial.id} was trained as another run ({meta.get('command')}); "
                               f"this spec asks for `{trial.command}`: give the sweep another name or --out")
     return found
 

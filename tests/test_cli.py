@@ -20,10 +20,10 @@ def cli(*args, timeout=300):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["train", "--latent", "0"], "--latent: must be at least 1, got 0"),
+    (["train", "--latent", "0"], "--latent: must be a whole number >= 1, not 0"),
     (["train", "--beta", "-1"], "beta must be at least 0"),
     (["train", "--dataset", "imagenet"], "--dataset: unknown dataset 'imagenet'"),
-    (["train", "--lr", "nan"], "--lr: must be a finite number > 0, got nan"),
+    (["train", "--lr", "nan"], "--lr: must be a finite number > 0, not nan"),
     (["train", "--lr", "-0.1"], "--lr: must be a finite number > 0"),
     (["train", "--batch-size", "many"], "--batch-size: expected a whole number"),
     (["train", "--objective", "free-bits", "--free-bits", "-2"], "free_bits must be at least 0"),
@@ -114,7 +114,7 @@ def test_train_then_evaluate_a_real_checkpoint(tmp_path, capsys):
     assert text.returncode == 0 and "verdict" in text.stdout and "z3" in text.stdout
     assert text.stdout.index("active-units") < text.stdout.index("collapse")
 
-    assert sidecar["command"].startswith("python -m core train --dataset digits")
+    assert sidecar["command"].startswith("vaelab train --dataset digits")
     recorded = inline(capsys, "diagnose", str(tmp_path / "d"), "--record")
     assert recorded.returncode == 0, recorded.stderr
     sidecar = json.loads((tmp_path / "d.json").read_text())

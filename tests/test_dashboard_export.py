@@ -24,7 +24,7 @@ def test_the_train_page_trains_on_a_folder_of_your_images(app, tmp_path, monkeyp
     t = train(app, 60)["vae"]
     assert t.config.data.name == str(folder.resolve()) and t.data.info.shape == (1, 12, 12)
     assert t.state == "recorded" and t.step_count == 60
-    command = next(c.value for c in app.get("code") if "python -m core train" in c.value)
+    command = next(c.value for c in app.get("code") if "vaelab train" in c.value)
     assert "--dataset '" + str(folder.resolve()) + "'" in command and "--steps 60" in command
 
 

@@ -38,7 +38,7 @@ def spec_file(tmp_path, text=SPEC, steps=40, name="tiny.toml"):
 
 
 def trials_of(text):
-    return cli.sweep_trials(sweep.parse_spec(text, "s", cli.train_options(cli.make_parser())))
+    return sweep.parse_spec(text, "s").trials
 
 
 def test_the_grid_expands_knobs_only_for_their_objectives_and_drops_excluded_trials():
@@ -62,9 +62,9 @@ latent = 8
     assert {t.axes["free_bits"] for t in fb} == {0.25, 1.0}
     assert all("free_bits" not in t.axes for t in trials if t.axes["objective"] != "free-bits")
     one = next(t for t in fb if t.axes == {"objective": "free-bits", "beta": 4, "latent": 2, "free_bits": 0.25})
-    assert one.config["settings"] == {"beta": 4.0, "free_bits": 0.25}
-    assert one.config["model"]["latent_dim"] == 2 and one.steps == 5
-    assert one.command.startswith("python -m core train --dataset digits --steps 5 --objective free-bits")
+    assert one.config.settings == {"beta": 4.0, "free_bits": 0.25}
+    assert one.config.model.latent_dim == 2 and one.steps == 5
+    assert one.command.startswith("vaelab train --dataset digits") and "--objective free-bits" in one.command
 
 
 def run_cli(*argv):
@@ -77,7 +77,7 @@ def run_cli(*argv):
     ('objective = ["vae"]\nwarp = [1]', "'warp', which is neither a train option nor any objective's knob"),
     ('objective = ["vae"]\nfree_bits = [1]', "'free_bits' is a knob of free-bits, none of which"),
     ('objective = ["free-bits"]\nfree_bits = [-1]', "free_bits must be at least 0"),
-    ('objective = ["vae"]\nlatent = [0]', "must be at least 1"),
+    ('objective = ["vae"]\nlatent = [0]', "--latent must be a whole number >= 1"),
     ('', "the spec's [grid] is empty"),
     ('objective = []', "[grid] objective has no values"),
 ])
@@ -156,8 +156,8 @@ def test_the_ray_backend_gives_the_local_backends_numbers(tmp_path, ray_head, lo
     assert [{k: v for k, v in r.items() if k not in sweep.TIMING} for r in rows] == \
         [{k: v for k, v in r.items() if k not in sweep.TIMING} for r in local_table]
     meta = checkpoint.read_sidecar(checkpoint.paths(tmp_path / "out" / "tiny" / "trials" / rows[0]["trial"])[1])
-    assert meta["command"] == "python -m core train " + " ".join(
-        next(t for t in trials_of(SPEC.format(steps=40)) if t.id == rows[0]["trial"]).options)
+    trial = next(t for t in trials_of(SPEC.format(steps=40)) if t.id == rows[0]["trial"])
+    assert meta["command"] == trial.command and meta["sweep"]["digest"] == trial.digest
 
 
 def test_an_interrupted_sweep_resumes_to_the_uninterrupted_table(tmp_path, local_table):
@@ -173,9 +173,10 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_table(tmp_path, local
                              "--no-pilot"], cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 240
+    # The first trial's row: the driver has recorded it, and its one worker took the next trial from the
+    # pool's queue as it returned the first.
     while time.time() < deadline and sum(r["status"] == "done" for r in sweep.read_rows(folder)) < 1:
         time.sleep(0.05)
-    time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the driver and its worker
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -215,12 +216,25 @@ def test_a_spec_that_changed_its_fixed_settings_is_refused_by_name(tmp_path, loc
     out = tmp_path / "out"
     shutil.copytree(local_sweep, out)  # trained with steps = 40
     result = run_cli("sweep", str(spec_file(tmp_path, steps=30)), "--out", str(out), "--no-pilot")
-    assert result.returncode == 1 and "was trained by another command" in result.stderr
+    assert result.returncode == 1 and "was trained as another run" in result.stderr
     assert result.stderr.count("\n") == 1
 
 
 def test_a_false_flag_in_the_grid_is_no_flag_at_all():
     """`batch_norm = [false, true]` once gave --batch-norm to both trials."""
     trials = trials_of('[train]\ndataset = "digits"\nsteps = 5\n[grid]\nbatch_norm = [false, true]\n')
-    assert [t.config["model"]["batch_norm"] for t in trials] == [False, True]
-    assert "--batch-norm" not in trials[0].options and "--batch-norm" in trials[1].options
+    assert [t.config.to_dict()["model"]["batch_norm"] for t in trials] == [False, True]
+    assert "--batch-norm" not in trials[0].command and "--batch-norm" in trials[1].command
+
+
+def test_a_trial_is_its_config_however_the_spec_writes_it():
+    """A trial is identified by a digest of its config and length: a spec that writes the same run another
+    way (1e-3 for 0.001, [32] for 32, the default written out) finds the same trials, and a changed
+    setting does not."""
+    one = trials_of('[train]\ndataset = "digits"\nsteps = 5\nhidden = 32\nlr = 0.001\n[grid]\nlatent = [2, 3]\n')
+    same = trials_of('[train]\ndataset = "digits"\nhidden = [32]\nlr = 1e-3\nsteps = 5\nseed = 0\n'
+                     '[grid]\nlatent = [2, 3]\n')
+    other = trials_of('[train]\ndataset = "digits"\nsteps = 5\nhidden = 32\nlr = 0.002\n[grid]\nlatent = [2, 3]\n')
+    assert [t.digest for t in one] == [t.digest for t in same]
+    assert not {t.digest for t in one} & {t.digest for t in other}
+    assert one[0].config == sweep.Trial.from_dict(one[0].to_dict()).config  # as Ray hands it to a worker

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from core import cli, sweep
+from core import sweep
 from core.config import RunConfig
 from core.data import DataSpec
 from core.objectives import build as build_objective
@@ -40,8 +40,7 @@ def script(name: str):
 
 @lru_cache(maxsize=None)
 def trials(name: str) -> tuple:
-    spec = sweep.read_spec(SPECS / f"{name}.toml", cli.train_options(cli.make_parser()))
-    return tuple(cli.sweep_trials(spec))
+    return tuple(sweep.read_spec(SPECS / f"{name}.toml").trials)
 
 
 def plain(config) -> dict:
@@ -116,13 +115,13 @@ def test_table1_batch_norm_is_the_cnns_alone():
     MLP row would train with batch norm."""
     ts = trials("improving_vaes_table1")
     assert multiset(network(t.config) for t in ts) == multiset(network(c) for c in table1_runs())
-    assert all(t.config["model"]["batch_norm"] == (t.config["model"]["arch"] == "conv") for t in ts)
+    assert all(t.config.to_dict()["model"]["batch_norm"] == (t.config.to_dict()["model"]["arch"] == "conv") for t in ts)
 
 
 def test_table1_networks_are_the_papers():
     ts = trials("improving_vaes_table1")
     for t in ts:
-        c, model = t.config, t.config["model"]
+        c, model = t.config.to_dict(), t.config.to_dict()["model"]
         assert c["data"]["name"] == "mnist" and c["data"]["binarize"] == "invert-nonzero"
         assert model["likelihood"] == "bernoulli" and c["batch_size"] == 100 and c["seed"] == 0
         assert model["latent_dim"] == t.axes["latent"]
@@ -145,7 +144,7 @@ def test_table1_networks_are_the_papers():
             assert tuple(model["hidden"]) == (500,) and model["arch"] == "mlp"
             assert c["optimizer"] == "adam" and tuple(c["betas"]) == (0.9, 0.99)
             assert c["lr"] == (1e-2 if t.axes["latent"] == 3 else 1e-3)
-    noise = {t.config["settings"]["noise"] for t in ts if t.axes["objective"] == "dvae"}
+    noise = {t.config.to_dict()["settings"]["noise"] for t in ts if t.axes["objective"] == "dvae"}
     assert noise == set(script("improving_vaes_table1").DVAE_NOISE)
 
 
@@ -171,7 +170,7 @@ def test_mu_vae_trials_are_the_scripts_runs():
     assert len(ts) == len(m.PAPER) * len(m.MODELS) == 8  # 2 datasets x 4 models
     assert multiset(plain(t.config) for t in ts) == multiset(plain(c) for c in mu_runs())  # field for field
     for t in ts:
-        c, model = t.config, t.config["model"]
+        c, model = t.config.to_dict(), t.config.to_dict()["model"]
         assert model["arch"] == "conv" and tuple(model["channels"]) == (64, 64, 64)
         assert tuple(model["strides"]) == (1, 2, 2) and model["kernel"] == 3
         assert tuple(model["decoder_channels"]) == (64, 64, 32) and tuple(model["decoder_strides"]) == (1, 2, 2)
@@ -179,8 +178,8 @@ def test_mu_vae_trials_are_the_scripts_runs():
         assert model["likelihood"] == "mse" and model["init"] == "he" and not model["batch_norm"]
         assert c["optimizer"] == "adam" and c["lr"] == 1e-4 and tuple(c["betas"]) == (0.9, 0.999)
         assert c["batch_size"] == 64 and c["data"]["binarize"] == "none" and t.epochs == 1
-    models = Counter((t.config["data"]["name"], t.config["objective"], t.config["settings"].get("clip"),
-                      t.config["settings"]["beta"]) for t in ts)
+    models = Counter((t.config.to_dict()["data"]["name"], t.config.to_dict()["objective"], t.config.to_dict()["settings"].get("clip"),
+                      t.config.to_dict()["settings"]["beta"]) for t in ts)
     assert models == {(d, o, clip, beta): 1 for d in ("mnist", "fashion-mnist")
                       for o, clip, beta in (("vae", None, 1.0), ("beta-vae", None, 4.0),
                                             ("mu-vae", 3.0, 1.0), ("mu-vae", 6.0, 1.0))}
@@ -199,15 +198,15 @@ def test_vlae_trials_are_the_scripts_runs():
     assert len(ts) == len(m.MODELS) == 1 + 4 * 4 + 1  # the VAE, four models at T = 1, 2, 4, 8, VLAE + CG
     assert multiset(plain(t.config) for t in ts) == multiset(plain(c) for c in runs)  # field for field
     for t in ts:
-        c, model = t.config, t.config["model"]
+        c, model = t.config.to_dict(), t.config.to_dict()["model"]
         assert tuple(model["hidden"]) == (500, 500) and model["activation"] == "relu"
         assert model["latent_dim"] == 20 and model["init"] == "vlae-code" and model["arch"] == "mlp"
         assert c["data"]["name"] == "mnist" and c["data"]["binarize"] == "dynamic"
         assert c["optimizer"] == "adam" and c["lr"] == 5e-4 and c["batch_size"] == 128
         assert t.epochs == 2000  # the supplement's "up to 2000 epochs" (the script ran 1,000 steps)
-    T = {o: sorted(t.config["settings"][k] for t in ts if t.axes["objective"] == o)
+    T = {o: sorted(t.config.to_dict()["settings"][k] for t in ts if t.axes["objective"] == o)
          for o, k in (("vlae", "mode_steps"), ("sa-vae", "refine_steps"), ("householder", "flow_steps"),
                       ("iaf", "flow_steps"))}
     assert T == {"vlae": [1, 2, 4, 4, 8], "sa-vae": [1, 2, 4, 8], "householder": [1, 2, 4, 8], "iaf": [1, 2, 4, 8]}
-    cg = [t for t in ts if t.config["settings"].get("update") == "polak-ribiere"]
-    assert [t.config["settings"]["mode_steps"] for t in cg] == [4]
+    cg = [t for t in ts if t.config.to_dict()["settings"].get("update") == "polak-ribiere"]
+    assert [t.config.to_dict()["settings"]["mode_steps"] for t in cg] == [4]
