@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import gzip
 import math
-import os
 import socket
 import struct
 import warnings
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import files, limits, safefs
+from . import files, limits, safefs, settings
 from .errors import DataError
 from .registry import Registry
 
@@ -99,11 +98,11 @@ def load(spec: DataSpec | str = "mnist", download: bool | None = None, budget: s
     if not isinstance(spec.size, int) or isinstance(spec.size, bool) or not 0 <= spec.size <= side:
         raise DataError(f"image size must be a whole number of pixels from 1 to {side} (0: as they are), not {spec.size!r}")
     if download is None:
-        download = os.environ.get("VAELAB_OFFLINE", "") not in ("1", "true", "yes")
+        download = not settings.get().offline
     if spec.name in DATASETS:
         if spec.size or spec.color != "auto":
             raise DataError(f"image size and colour apply to your own files; {spec.name!r} has its own")
-        raw = _load_raw(DATASETS.get(spec.name), spec.data_dir or os.environ.get("VAELAB_DATA"), download)
+        raw = _load_raw(DATASETS.get(spec.name), spec.data_dir or settings.get().data, download)
     elif files.is_path(spec.name):
         path = Path(spec.name).expanduser()
         label = label or str(path)

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from . import limits, safefs
+from . import limits, safefs, settings
 from .errors import DataError
 
 COLORS = ("auto", "grey", "rgb")
@@ -40,7 +40,7 @@ BINARY_SHARE = 0.5             # grey images with at least this share of pixels 
 
 def cache_dir() -> Path:
     """Where uploads are unpacked: $VAELAB_CACHE, or ~/.cache/vaelab."""
-    return Path(os.environ.get("VAELAB_CACHE") or "~/.cache/vaelab").expanduser()
+    return settings.get().cache
 
 
 def is_path(name: str) -> bool:

@@ -9,9 +9,9 @@ maximum. The memory budget alone can be moved by the operator ($VAELAB_MAX_MEMOR
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
+from . import settings
 from .errors import ConfigError
 
 
@@ -87,8 +87,7 @@ def check(name: str, value, label: str | None = None) -> int:
 def memory_budget() -> int:
     """Bytes one run may take: $VAELAB_MAX_MEMORY_MB (default 4,096 MiB). A class of thirty on one
     server wants it lower; a researcher alone on a GPU, higher."""
-    text = os.environ.get("VAELAB_MAX_MEMORY_MB", "")
-    return (int(text) if text.isdigit() and int(text) > 0 else 4096) * 2**20
+    return (settings.get().max_memory_mb or 4096) * 2**20
 
 
 def clamp(value: float, low: float, high: float) -> float:

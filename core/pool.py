@@ -15,12 +15,13 @@ run checkpoints into FOLDER/OWNER/NAME (resumable, core.checkpoint) as it trains
     pool = Pool(Path("runs"), limit=2)
     run = pool.submit("a1b2c3d4", "vae", config, steps=2000, data=data)
     pool.runs("a1b2c3d4")          # {"vae": run}, oldest first
-    run.state, run.ahead           # "queued", 1   ... then "running", 0 ... then "recorded"
-    pool.resume("a1b2c3d4", "vae") # an interrupted run, queued again from its checkpoint
+    run.state, run.ahead           # "queued", 1 ... "starting" ... "running", 0 ... then "recorded"
+    pool.requeue("a1b2c3d4", "vae")  # an interrupted run, queued again from its checkpoint
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import threading
@@ -32,12 +33,13 @@ from . import checkpoint
 from . import data as datasets
 from .bundle import Ref
 from .config import RunConfig
-from .control import RecordedRun, RunError, RunState
+from .control import Controller, RecordedRun, RunError, RunState
 from .errors import CheckpointError, LabError
 from .remote import ProcessRun
 
 OWNER = re.compile(r"[0-9a-f]{8,32}")   # owner tokens come from a URL: never a path of their own choosing
 NAME = re.compile(r"(?!.*\.(json|safetensors)$)[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+log = logging.getLogger("vaelab.pool")
 SAVE_EVERY = "30s"  # a dashboard run loses at most this much when its server dies
 GRACE = 90.0        # seconds an owner may go unseen (its pages ping every 20 s) before its runs are saved and ended
 
@@ -50,53 +52,31 @@ def check_owner(owner: str) -> str:
 
 class PooledRun:
     """One run of the pool, following the run protocol of core.control whatever it is now: queued (no
-    process yet), live (a ProcessRun), recorded (finished and saved), or interrupted (saved, no process)."""
+    process yet), starting, live (a ProcessRun, whose state goes to this run's controller), recorded
+    (finished and saved), or interrupted (saved, no process). Only its controller changes its state."""
 
     def __init__(self, pool: "Pool", owner: str, name: str, path: Path, config: RunConfig | None, target: int,
-                 data: datasets.Dataset | None, resume: bool = False):
+                 data: datasets.Dataset | None, state: RunState = RunState.QUEUED, error: str | None = None):
         self.pool, self.owner, self.name, self.path = pool, owner, name, path
-        self.config, self.target, self.data, self.resume_from = config, target, data, resume
+        self.config, self.target, self.data = config, target, data
+        self.control = Controller(state, error)
+        self.resume_from = False          # queued to go on from its checkpoint (resume, extend)
         self.branch: tuple | None = None  # (parent's checkpoint, changed knobs, learning rate) for a branch
-        self.inner: ProcessRun | RecordedRun | None = None
+        self.inner: ProcessRun | RecordedRun | None = None  # its process, or what it saved
         self.lock = threading.Lock()  # held while its process is being saved and ended
-        self.interrupted: str | None = None  # why it has no process, when it stopped before its target
-        self.failure: str | None = None      # why it ended with nothing saved to resume from
-        self.stopped = False
-        self.starting = False   # out of the queue, its process being spawned
-        self.cancelled = False  # stopped while its process was being spawned: end it once it is up
         self.last_threads: int | None = None
 
     # ------------------------------------------------------------ what the protocol reads
 
     # The pool's thread may swap `inner` at any moment: each read takes it once.
 
-    @property
-    def state(self):
-        inner = self.inner
-        if self.failure:
-            return RunState.FAILED
-        if self.interrupted:
-            return RunState.INTERRUPTED
-        if inner is None:
-            return RunState.STOPPED if self.stopped else RunState.QUEUED
-        return inner.state
-
-    @property
-    def error(self):
-        inner = self.inner
-        return self.failure or self.interrupted or (inner.error if inner is not None else None)
+    state = property(lambda self: self.control.state)
+    error = property(lambda self: self.control.error)
 
     @property
     def ahead(self) -> int:
         """How many runs wait before this one (0 once it has a process)."""
         return self.pool.ahead(self)
-
-    def __getattr__(self, name):
-        # beta, lr, device, data_error, ... of whatever the run is now
-        inner = self.__dict__.get("inner")
-        if name in ("inner", "pool") or inner is None:
-            raise AttributeError(name)
-        return getattr(inner, name)
 
     def _read(self, name, otherwise):
         inner = self.inner
@@ -110,6 +90,11 @@ class PooledRun:
     batch_size = property(lambda self: self._read("batch_size", lambda: self.config.batch_size))
     epoch = property(lambda self: self._read("epoch", lambda: None))
     threads = property(lambda self: self._read("threads", lambda: None) or self.last_threads)
+    beta = property(lambda self: self._read("beta", lambda: self.config.settings.get("beta") if self.config else None))
+    lr = property(lambda self: self._read("lr", lambda: self.config.lr if self.config else None))
+    device = property(lambda self: getattr(self.inner, "device", None))
+    command = property(lambda self: getattr(self.inner, "command", None))
+    data_error = property(lambda self: getattr(self.inner, "data_error", None))
 
     @property
     def run_id(self) -> str:
@@ -152,19 +137,19 @@ class PooledRun:
         self.pool.stop(self)
 
     def join(self, timeout=None):
-        """Wait until the run is over and its process released (recorded, stopped or interrupted)."""
+        """Wait until the run is over and its process released (recorded, stopped, failed or interrupted)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while isinstance(self.inner, ProcessRun) or self.state == RunState.QUEUED:
+        while isinstance(self.inner, ProcessRun) or not self.state.finished:
             if deadline is not None and time.monotonic() > deadline:
                 return
-            time.sleep(0.05)
+            self.control.wait(0.05)
 
     def snapshot(self):
         inner = self.inner
         if inner is None:
             if checkpoint.paths(self.path)[1].exists():
                 return self.pool.load(self.path)
-            if self.failure or self.interrupted:
+            if self.state in (RunState.FAILED, RunState.INTERRUPTED, RunState.STOPPED) and self.error:
                 raise LabError(self.error)
             raise LabError(f"{self.name} is queued ({self.ahead} runs ahead of it): no weights yet")
         return inner.snapshot()
@@ -222,13 +207,15 @@ class Pool:
             self._queue.append(run)  # the pool's thread starts it (only that thread starts processes)
         return run
 
-    def resume(self, owner: str, name: str, data=None) -> PooledRun:
-        """Queue an interrupted run again, from its last checkpoint."""
+    def requeue(self, owner: str, name: str, data=None) -> PooledRun:
+        """Queue an interrupted run again, to go on from its last checkpoint (a paused run goes on with
+        run.resume(); this is for a run that has no process)."""
         run = self.runs(owner).get(name)
         with self._lock:  # two tabs pressing Resume at once queue it once
             if run is None or run.state != RunState.INTERRUPTED:
                 raise RunError(f"no interrupted run {name!r} to resume")
-            run.interrupted, run.resume_from, run.inner, run.stopped = None, True, None, False
+            run.control.move(RunState.QUEUED)
+            run.resume_from, run.inner = True, None
             run.data = data if data is not None else run.data
             self._queue.append(run)
         return run
@@ -241,7 +228,8 @@ class Pool:
             if run is None or run.state != RunState.RECORDED or not self.load(run.path).meta.get("training"):
                 raise RunError(f"{name!r} is not a finished run saved with its training state")
             run.target = run.step_count + int(steps)
-            run.inner, run.resume_from, run.stopped = None, True, False
+            run.control.move(RunState.QUEUED)
+            run.inner, run.resume_from = None, True
             run.data = data if data is not None else run.data
             self._queue.append(run)
         return run
@@ -281,8 +269,8 @@ class Pool:
 
     def stop(self, run: PooledRun):
         with self._lock:
-            if run.starting:  # its process is being spawned: the scheduler ends it once it is up
-                run.cancelled = True
+            if run.state == RunState.STARTING:  # its process is being spawned: the scheduler ends it once it is up
+                run.control.stop()
                 return
             if run in self._queue:
                 self._queue.remove(run)
@@ -296,11 +284,13 @@ class Pool:
         if checkpoint.paths(run.path)[1].exists():
             with contextlib.suppress(LabError, OSError):
                 bundle = self.load(run.path)
-                run.inner = RecordedRun(bundle, run.data)
                 if bundle.step < run.target:
-                    run.inner, run.interrupted = None, f"interrupted at step {bundle.step:,}; resume it to go on"
+                    run.control.move(RunState.INTERRUPTED, f"interrupted at step {bundle.step:,}; resume it to go on")
+                else:
+                    run.inner = RecordedRun(bundle, run.data)
+                    run.control.move(RunState.RECORDED)
                 return
-        run.stopped = True
+        run.control.stop()
 
     def forget(self, run: PooledRun):
         """Stop a run and drop it from its owner's list (its files stay)."""
@@ -346,8 +336,10 @@ class Pool:
 
     def _loop(self):
         while not self._closed.wait(0.25):
-            with contextlib.suppress(Exception):  # a failing run is marked; the pool never stops
+            try:
                 self._tend()
+            except Exception:  # one run's trouble is logged, and the pool goes on tending the others
+                log.exception("the training pool could not tend its runs")
 
     def _tend(self):
         with self._lock:
@@ -369,31 +361,30 @@ class Pool:
                 if not self._queue or self.active() >= self.limit:
                     return
                 run = self._queue.pop(0)
-                run.starting = True
+                run.control.move(RunState.STARTING)
             process = None
             try:
                 fields = {"target_steps": run.target, "command": "dashboard"}
+                autosave = (run.path, self.save_every, fields)
                 if run.resume_from:
                     meta = checkpoint.read_sidecar(checkpoint.paths(run.path)[1])
                     run.config = RunConfig.from_dict(meta["config"])
-                    process = ProcessRun(run.config, run.data, resume_from=run.path,
-                                         autosave=(run.path, self.save_every, fields))
-                elif run.branch:
-                    process = ProcessRun(run.config, run.data, branch=run.branch,
-                                         autosave=(run.path, self.save_every, fields))
+                    process = ProcessRun(run.config, run.data, resume_from=run.path, autosave=autosave,
+                                         control=run.control)
                 else:
-                    process = ProcessRun(run.config, run.data, autosave=(run.path, self.save_every, fields))
-                process.start(steps=max(0, run.target - process.step_count))
+                    process = ProcessRun(run.config, run.data, branch=run.branch, autosave=autosave,
+                                         control=run.control)
                 with self._lock:
-                    run.inner, run.starting = process, False
-                if run.cancelled:
-                    run.cancelled = False
+                    run.inner = process
+                if run.state == RunState.STOPPED:  # stopped while its process was being spawned
                     self._release(run)
+                else:
+                    process.start(steps=max(0, run.target - process.step_count))
             except Exception as e:  # a bad sidecar, a failed spawn: the run says why, the pool goes on
                 if process is not None:
-                    process.stop()
-                run.inner, run.starting = None, False
-                run.failure = f"could not start: {e if isinstance(e, LabError) else f'{type(e).__name__}: {e}'}"
+                    process.release()
+                run.inner = None
+                run.control.failed(f"could not start: {e if isinstance(e, LabError) else f'{type(e).__name__}: {e}'}")
 
     def _share_cores(self):
         """Split the cores between the live runs: each process's torch threads would otherwise busy-wait
@@ -416,21 +407,22 @@ class Pool:
 
     def _save_and_end(self, run: PooledRun):
         process = run.inner
+        process.halt()  # a live run stops between two steps; a finished one is still already
         try:
             if process.step_count:
                 process.save(run.path, resumable=True, target_steps=run.target, command="dashboard")
         except LabError as e:
-            run.interrupted = f"could not be saved: {e}"
-        error, state, run.last_threads = process.error, process.state, process.threads
-        process.stop()
+            run.control.note(f"could not be saved: {e}")
+        run.last_threads = process.threads
+        process.release()
         with contextlib.suppress(LabError, OSError):
-            recorded = RecordedRun(self.load(run.path), run.data)
-            recorded.state = state if state in (RunState.DIVERGED, RunState.FAILED) else RunState.RECORDED
-            recorded.error = error
-            run.inner = recorded
+            bundle = self.load(run.path)
+            run.inner = RecordedRun(bundle, run.data, state=run.state, error=run.error)
+            if run.state in (RunState.DONE, RunState.STOPPED):  # its process released: read from its checkpoint
+                run.control.move(RunState.RECORDED)
             return
-        run.inner, run.interrupted = None, None
-        run.failure = f"{error or 'its process ended'}; nothing was saved yet to resume from: train it again"
+        run.inner = None
+        run.control.note(f"{run.error or 'its process ended'}; nothing was saved yet to resume from: train it again")
 
     def _interrupt(self, run: PooledRun, why: str):
         """Save a live run, end its process, and mark it to be resumed later."""
@@ -438,12 +430,16 @@ class Pool:
             process = run.inner
             if not isinstance(process, ProcessRun):
                 return
+            if run.state.finished:  # it ended meanwhile: keep it as it ended
+                self._save_and_end(run)
+                return
             with contextlib.suppress(LabError):
                 process.pause()
                 process.save(run.path, resumable=True, target_steps=run.target, command="dashboard")
-            process.stop()
             step, run.last_threads = process.step_count, process.threads
-            run.inner, run.interrupted = None, f"interrupted: {why}; resume it to go on from step {step:,}"
+            process.release()
+            run.inner = None
+            run.control.move(RunState.INTERRUPTED, f"interrupted: {why}; resume it to go on from step {step:,}")
 
     def _read_back(self, owner: str) -> dict[str, PooledRun]:
         """The runs saved under FOLDER/OWNER by an earlier server: finished ones recorded, others interrupted."""
@@ -454,20 +450,20 @@ class Pool:
             try:
                 bundle = self.load(meta)
             except CheckpointError as e:
-                run = PooledRun(self, owner, name, meta.with_suffix(""), None, 0, None)
-                run.failure = f"its checkpoint cannot be read: {e}"
-                found[name] = run
+                found[name] = PooledRun(self, owner, name, meta.with_suffix(""), None, 0, None, RunState.FAILED,
+                                        f"its checkpoint cannot be read: {e}")
                 continue
             target = int(bundle.meta.get("target_steps") or bundle.step)
-            run = PooledRun(self, owner, name, meta.with_suffix(""), bundle.config, target, None)
             data = None
             with contextlib.suppress(LabError):
                 data = datasets.load(bundle.config.data)
-            run.data = data
             if bundle.step < target and bundle.meta.get("training") and not bundle.meta["training"].get("diverged"):
-                run.interrupted = (f"interrupted: the server stopped at step {bundle.step:,} of {target:,}; "
-                                   f"resume it to go on")
+                run = PooledRun(self, owner, name, meta.with_suffix(""), bundle.config, target, data,
+                                RunState.INTERRUPTED, f"interrupted: the server stopped at step {bundle.step:,} of "
+                                                      f"{target:,}; resume it to go on")
             else:
+                run = PooledRun(self, owner, name, meta.with_suffix(""), bundle.config, target, data,
+                                RunState.RECORDED)
                 run.inner = RecordedRun(bundle, data)
             found[name] = run
         return found

@@ -27,7 +27,7 @@ from . import data as datasets
 from . import weights
 from .bundle import Bundle, Ref
 from .config import LIVE_EVERY, RunConfig, check_lr, epochs
-from .control import Controller, RunError, RunState
+from .control import Controller, RunError, RunState, drive
 from .engine import Diverged, Trainer
 from .errors import CheckpointError, ConfigError, DataError, LabError
 from .objectives.base import BETA
@@ -90,7 +90,7 @@ def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, au
                          "batch_size": trainer.batch_size, "n_train": len(trainer.train_x),
                          "threads": torch.get_num_threads(), "beta": trainer.objective.beta, "lr": trainer.lr,
                          "step": trainer.step_count, "seconds": trainer.seconds}))
-    sent, last = {"rows": 0, "live": 0, "state": None}, 0.0
+    sent, last, closed = {"rows": 0, "live": 0, "state": None}, [0.0], [False]
     # A resumed run's rows before this process reach the parent in the first report, with the new ones.
 
     def report():
@@ -99,6 +99,7 @@ def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, au
                                 "state": control.state.value, "error": control.error, "step": trainer.step_count,
                                 "seconds": trainer.seconds, "beta": trainer.objective.beta, "lr": trainer.lr}))
         sent.update(rows=len(trainer.history), live=len(trainer.live), state=control.state)
+        last[0] = time.monotonic()
 
     def obey(command, arg):
         if command == "start":
@@ -116,53 +117,57 @@ def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, au
         elif command == "threads":
             torch.set_num_threads(arg)
 
-    while True:
-        try:
-            while conn.poll(0 if control.state == RunState.RUNNING else 0.1):
-                command, arg = conn.recv()
-                if command in CONTROLS:
-                    try:
-                        obey(command, arg)
-                        reply = ("ack", {"state": control.state.value, "beta": trainer.objective.beta, "lr": trainer.lr,
-                                         "threads": torch.get_num_threads()})
-                    except LabError as e:
-                        reply = ("error", error_payload(e))
-                    report()  # everything up to now arrives before the confirmation
-                    conn.send(reply)
-                elif command == "weights":
-                    report()  # the rows up to this step arrive before the weights
-                    tensors = weights.state_tensors(trainer.model, trainer.objective)
-                    conn.send(("weights", {"blob": weights.to_bytes(tensors), "step": trainer.step_count,
-                                           "settings": trainer.objective.settings()}))
-                elif command == "save":
-                    try:
-                        conn.send(("saved", {"path": str(trainer.save(arg["path"], resumable=arg["resumable"],
-                                                                      **arg["fields"]))}))
-                    except (LabError, OSError) as e:  # a full disk or a read-only folder: say so, train on
-                        conn.send(("error", error_payload(e)))
-                elif command == "close":
-                    return
-                last = 0.0  # report the change at once
-        except (EOFError, OSError):  # the parent is gone
-            return
-        control.advance(trainer)  # a failing step ends the run, and the process lives on to say why
+    def between():
+        """Between two chunks of steps: report what changed, then answer the parent's commands."""
         changed = sent["state"] != control.state or sent["rows"] < len(trainer.history)
-        if changed and (time.monotonic() - last > REPORT_EVERY or control.state != RunState.RUNNING):
-            try:
-                report()
-            except (EOFError, OSError):
+        if changed and (time.monotonic() - last[0] > REPORT_EVERY or control.state != RunState.RUNNING):
+            report()
+        while conn.poll(0 if control.state == RunState.RUNNING else 0.1):
+            command, arg = conn.recv()
+            if command in CONTROLS:
+                try:
+                    obey(command, arg)
+                    reply = ("ack", {"state": control.state.value, "beta": trainer.objective.beta, "lr": trainer.lr,
+                                     "threads": torch.get_num_threads()})
+                except LabError as e:
+                    reply = ("error", error_payload(e))
+                report()  # everything up to now arrives before the confirmation
+                conn.send(reply)
+            elif command == "weights":
+                report()  # the rows up to this step arrive before the weights
+                tensors = weights.state_tensors(trainer.model, trainer.objective)
+                conn.send(("weights", {"blob": weights.to_bytes(tensors), "step": trainer.step_count,
+                                       "settings": trainer.objective.settings()}))
+            elif command == "save":
+                try:
+                    conn.send(("saved", {"path": str(trainer.save(arg["path"], resumable=arg["resumable"],
+                                                                  **arg["fields"]))}))
+                except (LabError, OSError) as e:  # a full disk or a read-only folder: say so, train on
+                    conn.send(("error", error_payload(e)))
+            elif command == "close":
+                closed[0] = True
                 return
-            last = time.monotonic()
+
+    try:
+        # The one training loop (core.control.drive); a failing step ends the run, and the process lives on
+        # to say why, until the parent closes it.
+        drive(trainer, control, between=between, until=lambda: closed[0], idle=0)
+    except (EOFError, OSError):  # the parent is gone
+        return
 
 
 class ProcessRun:
     """The run protocol of core.control, with the trainer in a child process."""
 
     def __init__(self, config: RunConfig, data: datasets.Dataset | None = None, live_every: int = LIVE_EVERY,
-                 resume_from=None, autosave=None, branch=None):
+                 resume_from=None, autosave=None, branch=None, control: Controller | None = None):
         """resume_from: a resumable checkpoint to continue (config is then its run's); branch: (a checkpoint,
         changed knobs, learning rate or None) to start a branch of (Trainer.branch); autosave: (path, every,
-        sidecar fields), a periodic resumable checkpoint written by the child (Trainer.autosave)."""
+        sidecar fields), a periodic resumable checkpoint written by the child (Trainer.autosave). control:
+        the controller this process's state goes to (a pooled run's, core.pool), else one of its own; it
+        follows the child's, which alone steps."""
+        self.control = control if control is not None else Controller(RunState.STARTING)
+        self._released = False
         self.data = data if data is not None else datasets.load(config.data)
         context = start_context()
         self._conn, child = context.Pipe()
@@ -181,13 +186,15 @@ class ProcessRun:
         if kind == "failed":
             self._process.join(timeout=5)
             raise_payload(hello)
+        if self.control.state == RunState.STARTING:
+            self.control.move(RunState.READY)
         self.config = RunConfig.from_dict(hello["config"])
         self.device = torch.device(hello["device"])
         self.run_id = hello["run_id"]
         self.batch_size, self.n_train = hello["batch_size"], hello["n_train"]
         self.cores = self.threads = hello["threads"]  # torch threads in the child: all it found, and now
         self.history, self.live = [], []
-        self.state, self.error, self.step_count, self.seconds = RunState.READY, None, hello["step"], hello["seconds"]
+        self.step_count, self.seconds = hello["step"], hello["seconds"]
         self.beta, self.lr = hello["beta"], hello["lr"]
         self.latent_dim = self.config.model.latent_dim
         self._replies = queue.Queue()
@@ -196,15 +203,18 @@ class ProcessRun:
         self._reader = threading.Thread(target=self._read, daemon=True, name="vaelab-trainer-reader")
         self._reader.start()
 
+    state = property(lambda self: self.control.state)
+    error = property(lambda self: self.control.error)
+
     def _read(self):
         while True:
             try:
                 kind, message = self._conn.recv()
             except (EOFError, OSError):
-                if not self.state.finished:
-                    self.state = RunState.FAILED
-                    self.error = (f"training stopped: the training process ended unexpectedly at step "
-                                  f"{self.step_count} (exit code {self._process.exitcode})")
+                if not self.state.finished and not self._released:
+                    self._process.join(timeout=5)
+                    self.control.failed(f"training stopped: the training process ended unexpectedly at step "
+                                        f"{self.step_count} (exit code {self._process.exitcode})")
                 self._replies.put(("ended", None))  # a request waiting for an answer fails at once
                 self._finished.set()
                 return
@@ -213,10 +223,16 @@ class ProcessRun:
                 continue
             self.history.extend(message["rows"])
             self.live.extend(message["live"])
-            self.step_count, self.seconds, self.error = message["step"], message["seconds"], message["error"]
-            self.beta, self.lr, self.state = message["beta"], message["lr"], RunState(message["state"])
+            self.step_count, self.seconds = message["step"], message["seconds"]
+            self.beta, self.lr = message["beta"], message["lr"]
+            self._follow(message["state"], message["error"])
             if self.state.finished:
                 self._finished.set()
+
+    def _follow(self, state: str, error: str | None):
+        """The child's state, as its controller reports it (core.control.Controller.follow)."""
+        with contextlib.suppress(RunError):  # a report that crossed a stop or an interruption made here
+            self.control.follow(RunState(state), error)
 
     def _send(self, command, arg=None):
         try:
@@ -245,7 +261,8 @@ class ProcessRun:
     def _control(self, command, arg=None):
         """Send a control and wait for the child to confirm it, so the state reads true on return."""
         ack = self._ask(command, arg)
-        self.state, self.beta, self.lr, self.threads = RunState(ack["state"]), ack["beta"], ack["lr"], ack["threads"]
+        self.beta, self.lr, self.threads = ack["beta"], ack["lr"], ack["threads"]
+        self._follow(ack["state"], self.error)
 
     def start(self, steps: int | None = None):
         self._finished.clear()
@@ -257,17 +274,27 @@ class ProcessRun:
     def resume(self):
         self._control("resume")
 
-    def stop(self):
-        """Stop training and end the child process."""
+    def halt(self):
+        """Stop training (the child's controller stops it between two steps); the process stays, to save."""
         if self._process.is_alive():
             with contextlib.suppress(LabError):
                 self._control("stop")
+        self.control.stop()  # where the child could not say so itself
+
+    def release(self):
+        """End the child process, between two steps, leaving the run's state as it is (the pool's, once it
+        has saved the run: recorded, or interrupted)."""
+        self._released = True  # its end is asked for: not a failure
+        if self._process.is_alive():
             with contextlib.suppress(LabError):
                 self._send("close")
             self._process.join(timeout=30)
         self._finished.set()
-        if self.state in (RunState.READY, RunState.RUNNING, RunState.PAUSED):
-            self.state = RunState.STOPPED
+
+    def stop(self):
+        """Stop training and end the child process."""
+        self.halt()
+        self.release()
 
     def join(self, timeout: float | None = None):
         self._finished.wait(timeout)

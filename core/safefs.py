@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import limits
+from . import limits, settings
 from .errors import DataError
 
 SYSTEM = (Path("/proc"), Path("/sys"), Path("/dev"))  # never a dataset, and reading them may never end
@@ -159,14 +159,12 @@ def subfolders(folder: Path, budget: Budget) -> list[Path]:
 def roots_from_env() -> list[Path]:
     """The folders the operator lets users read datasets from: $VAELAB_DATA_ROOTS, separated by os.pathsep
     (none by default: the dashboard's server-path field is off)."""
-    text = os.environ.get("VAELAB_DATA_ROOTS", "")
     roots = []
-    for part in text.split(os.pathsep):
-        if part.strip():
-            try:
-                roots.append(Path(part.strip()).expanduser().resolve(strict=True))
-            except (OSError, RuntimeError):
-                continue  # a root that is not there allows nothing
+    for root in settings.get().data_roots:
+        try:
+            roots.append(root.resolve(strict=True))
+        except (OSError, RuntimeError):
+            continue  # a root that is not there allows nothing
     return roots
 
 

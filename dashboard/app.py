@@ -2,12 +2,13 @@
 Run with `./lab` or `vaelab` (the package installed: pip install -e .)."""
 import hashlib
 import hmac
-import os
 import time
 
 import streamlit as st
 import torch
 
+from core import settings
+from core.errors import LabError
 from dashboard.state import keep_widget_values, owner, pool
 
 HEARTBEAT = 20  # seconds between a page's "still here"; the pool saves and ends the runs of a session gone quiet
@@ -20,7 +21,7 @@ def heartbeat():
 def signed_in() -> bool:
     """With $VAELAB_PASSWORD set, a browser session sees nothing (not even its own token) until it gives the
     password: a server on a class's network, not the whole network's."""
-    password = os.environ.get("VAELAB_PASSWORD", "")
+    password = settings.get().password
     if not password or st.session_state.get("signed-in"):
         return True
     st.title("VAE Lab")
@@ -41,6 +42,11 @@ def main():
     # thread does that without waking (and spinning) a pool that would compete with training for the cores.
     torch.set_num_threads(1)
     st.set_page_config(page_title="VAE Lab", layout="wide")
+    try:
+        settings.get()  # the operator's settings, read once here: a value that cannot be read is one line
+    except LabError as e:
+        st.error(f"This server's settings: {e}")
+        return
     if not signed_in():
         return
     keep_widget_values()

@@ -4,7 +4,6 @@ one, and a reload or a restarted server finds its runs again (core.pool keeps th
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import threading
 import uuid
@@ -12,14 +11,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import checkpoint, explore, files, report, safefs, snapshots
+from core import checkpoint, explore, files, report, safefs, settings, snapshots
 from core import data as datasets
 from core.bundle import Bundle
 from core.control import RecordedRun
 from core.errors import LabError
 from core.pool import GRACE, OWNER, SAVE_EVERY, Pool, PooledRun
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 FIRST_MODEL = "file: mnist-vae"  # what Explore and Latent map open first when this session has no run
@@ -27,7 +25,7 @@ FIRST_MODEL = "file: mnist-vae"  # what Explore and Latent map open first when t
 
 def checkpoint_dir() -> Path:
     """Where checkpoints are listed and saved: $VAELAB_CHECKPOINTS, or checkpoints/ in the project."""
-    return Path(os.environ.get("VAELAB_CHECKPOINTS", ROOT / "checkpoints"))
+    return settings.get().checkpoints
 
 
 # Widgets whose values outlive a visit to another page: the run setup and the view settings (not the
@@ -54,16 +52,15 @@ def keep_widget_values():
 def runs_dir() -> Path:
     """Where the dashboard's runs checkpoint as they train: $VAELAB_RUNS, or runs/ in the project
     (apart from the shipped checkpoints/)."""
-    return Path(os.environ.get("VAELAB_RUNS", ROOT / "runs"))
+    return settings.get().runs
 
 
 def pool() -> Pool:
     """This server's training processes: at most $VAELAB_MAX_RUNS at once (default: the cores), each run
     checkpointed every $VAELAB_SAVE_EVERY, a session's runs saved and ended when its pages have been gone
     for $VAELAB_GRACE seconds (defaults: core.pool.SAVE_EVERY, GRACE)."""
-    limit, grace = os.environ.get("VAELAB_MAX_RUNS", ""), os.environ.get("VAELAB_GRACE", "")
-    return _pool(str(runs_dir()), int(limit) if limit.isdigit() else None,
-                 os.environ.get("VAELAB_SAVE_EVERY", SAVE_EVERY), float(grace) if grace.isdigit() else GRACE)
+    given = settings.get()
+    return _pool(str(given.runs), given.max_runs, given.save_every or SAVE_EVERY, given.grace or GRACE)
 
 
 @st.cache_resource
@@ -221,7 +218,7 @@ def _walk_checkpoints(folder: Path) -> list[Path]:
 def sweep_dirs() -> list[Path]:
     """Where sweeps are found: the shipped ones (checkpoints/sweeps/) and $VAELAB_SWEEPS (default sweeps/,
     where `python -m core sweep` writes)."""
-    return [checkpoint_dir() / "sweeps", Path(os.environ.get("VAELAB_SWEEPS", ROOT / "sweeps"))]
+    return [checkpoint_dir() / "sweeps", settings.get().sweeps]
 
 
 def sweep_folders() -> dict[str, Path]:

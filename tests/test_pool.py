@@ -71,7 +71,7 @@ def test_an_owner_unseen_past_the_grace_is_saved_and_resumes_exactly(pool, digit
     assert 0 < stopped_at < 400 and "page was closed" in run.error and p.active() == 0
     p.touch(A)
     p.grace = 60.0
-    p.resume(A, "vae", digits)
+    p.requeue(A, "vae", digits)
     run.join(timeout=180)
     assert run.state == RunState.RECORDED and run.step_count == 400
     straight = Trainer(small_config(), digits)
@@ -93,7 +93,7 @@ def test_after_a_restart_an_owners_runs_are_read_back_and_resume(pool, digits, t
     assert runs["done"].state == RunState.RECORDED and runs["done"].step_count == 20
     assert runs["cut"].state == RunState.INTERRUPTED and "resume" in runs["cut"].error
     at = runs["cut"].step_count
-    again.resume(A, "cut", digits)
+    again.requeue(A, "cut", digits)
     wait_until(lambda: runs["cut"].state == RunState.RUNNING and runs["cut"].step_count > at)
     assert runs["cut"].history[:at] == runs["cut"].snapshot().history[:at]
     runs["cut"].stop()

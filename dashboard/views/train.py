@@ -6,7 +6,7 @@ import torch
 
 from pathlib import Path
 
-from core import data as datasets, files, limits, pictures, recipe, snapshots, timeline, track
+from core import data as datasets, files, limits, options, pictures, recipe, snapshots, timeline, track
 from core.config import PRESETS, RunConfig
 from core.control import RunState
 from core.engine import check_run, describe_device, pick_device
@@ -22,6 +22,22 @@ from dashboard.state import (Source, allowed_path, data_roots, default, load_che
 DASHBOARD = PRESETS["dashboard"]  # the smaller network a laptop trains live while people watch
 HIDDEN = {f"small {DASHBOARD.hidden}": DASHBOARD.hidden, f"default {PRESETS['default'].hidden}": PRESETS["default"].hidden,
           "tiny (64,)": (64,)}
+
+
+def option_widget(name: str, help: str | None = None):
+    """The Train page's widget of a run option, drawn from the option table (core.options)."""
+    option = options.OPTIONS[name]
+    page, help = option.page, help or option.help
+    key = default(page.key, option.initial if page.start is None else page.start)
+    if name == "device":
+        return st.selectbox(page.label, ["auto", "cpu", "cuda", "mps"], key=key, help=help)
+    if option.choices:
+        return st.selectbox(page.label, option.choices, key=key, help=help)
+    if page.slider:
+        return st.slider(page.label, page.low, page.high, step=page.step, key=key, help=help)
+    if option.kind == "int":
+        return st.number_input(page.label, int(page.low), int(page.high), step=int(page.step or 1), key=key, help=help)
+    return st.number_input(page.label, float(page.low), float(page.high), format="%g", key=key, help=help)
 
 
 def knob_widget(name, knob, key):
@@ -121,7 +137,7 @@ def setup():
         arch = st.radio("Network", ["mlp", "conv"], horizontal=True, key=default("arch", "mlp"))
         hidden = st.selectbox("MLP widths", list(HIDDEN), key=default("hidden", next(iter(HIDDEN))),
                               disabled=arch != "mlp")
-        latent = st.slider("Latent size", 2, 64, key=default("latent", DASHBOARD.latent_dim))
+        latent = option_widget("latent")
         objectives = st.multiselect("Objectives", OBJECTIVES.names(), key=default("objectives", ["vae"]),
                                     max_selections=limits.maximum("race"),
                                     help="Pick several to race them: same data, network and seed, side by side.")
@@ -131,12 +147,9 @@ def setup():
             if cls.knobs:
                 with st.expander(f"{name} settings", expanded=len(objectives) == 1):
                     settings[name] = {k: knob_widget(k, knob, f"knob-{name}-{k}") for k, knob in cls.knobs.items()}
-        steps = st.number_input("Steps", 50, limits.maximum("page_steps"), step=100, key=default("steps", 2000))
-        lr = st.number_input("Learning rate", 1e-5, 0.1, format="%g", key=default("lr", 1e-3))
-        batch = st.number_input("Batch size", 8, 4096, step=8, key=default("batch", 128))
-        seed = st.number_input("Seed", 0, 1_000_000, key=default("seed", 0))
-        device = st.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key=default("device", "auto"),
-                              help=f"auto picks {describe_device(pick_device('auto'))} here.")
+        steps = option_widget("steps")
+        lr, batch, seed = option_widget("lr"), option_widget("batch_size"), option_widget("seed")
+        device = option_widget("device", help=f"auto picks {describe_device(pick_device('auto'))} here.")
         start = st.button("Train" if len(objectives) < 2 else f"Race {len(objectives)} runs", type="primary",
                           width="stretch", disabled=not objectives)
     if not start:
@@ -175,7 +188,7 @@ def start(configs: dict, steps: int):
 
 def waiting(name: str, t):
     """A run without a process: queued for one, or interrupted (saved) and ready to resume."""
-    if t.state == RunState.QUEUED and t.starting:
+    if t.state == RunState.STARTING:
         st.info("Starting its training process ...", icon=":material/hourglass_top:")
         return
     if t.state == RunState.QUEUED:
@@ -192,7 +205,7 @@ def waiting(name: str, t):
                  help=f"Go on from its last checkpoint (step {t.step_count:,}), exactly as if it had not stopped."):
         try:
             data = load_data(t.config.data) if t.config is not None else None
-            pool().resume(owner(), name, data)
+            pool().requeue(owner(), name, data)
         except LabError as e:
             st.error(str(e))
         st.rerun()
@@ -291,13 +304,13 @@ def run_panel(name: str, t, race: bool, step: int | None = None):
     rate = f" · {t.step_count * t.batch_size / t.seconds:,.0f} samples/s" if t.seconds else ""
     epoch = f" · epoch {t.epoch:.1f}" if t.epoch is not None else ""
     st.markdown(f"**{name}** · step {t.step_count:,}{epoch}{rate} · {t.state}")
-    if t.state in (RunState.QUEUED, RunState.INTERRUPTED):
+    if t.state in (RunState.QUEUED, RunState.STARTING, RunState.INTERRUPTED):
         waiting(name, t)
         if not t.history:
             return
     elif t.error:
         st.error(t.error)
-    if isinstance(t, PooledRun) and t.state != RunState.QUEUED and t.config is not None:  # not a shipped one
+    if isinstance(t, PooledRun) and t.state not in (RunState.QUEUED, RunState.STARTING) and t.config is not None:  # not a shipped one
         controls(name, t)
     history, live = list(t.history), list(t.live)
     if not history:
@@ -417,7 +430,7 @@ def panels(current: dict):
     run trains, one step slider takes every panel back to a kept step."""
     race = len(current) > 1
     step = None
-    if not any(t.state in (RunState.RUNNING, RunState.PAUSED, RunState.QUEUED) for t in current.values()):
+    if not any(t.state in (RunState.RUNNING, RunState.PAUSED, RunState.QUEUED, RunState.STARTING) for t in current.values()):
         step = pick_step(sorted({s for t in current.values() for s in kept_steps(t)}), key="train-step")
     if race:
         st.plotly_chart(plots.race_curves({n: list(t.history) for n, t in current.items()}, marker=step),
