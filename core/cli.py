@@ -29,6 +29,7 @@ from .errors import ConfigError, LabError
 from .evaluate import evaluate
 from .objectives import OBJECTIVES
 from .protocol import user_bundle
+from .records import TrialStatus
 from .report import record, run_all, to_dict
 from .track import Tracker, export
 
@@ -512,7 +513,7 @@ def sweep_cmd(args) -> int:
     found = sweeps.survey(folder, spec.trials)  # refuses a trial another command trained, by name
     states = [state for state, _ in found.values()]
     todo = sweeps.to_run(spec.trials, found, args.retry_failed)
-    counts = {s: states.count(s) for s in ("done", "failed", "partial")}
+    counts = {str(s): states.count(s) for s in (TrialStatus.DONE, TrialStatus.FAILED, TrialStatus.PARTIAL)}
     print(f"sweep {spec.name}: {len(spec.trials)} trials ({counts['done']} done, {counts['failed']} failed, "
           f"{counts['partial']} to resume, {len(todo)} to run) into {folder}", file=sys.stderr)
     if args.plan:
@@ -535,7 +536,7 @@ def sweep_cmd(args) -> int:
     except KeyboardInterrupt:
         print(f"interrupted; run the same command again to resume ({folder})", file=sys.stderr)
         return 130
-    failed = [r for r in rows if r["status"] == "failed"]
+    failed = [r for r in rows if r["status"] == TrialStatus.FAILED]
     print(f"{len(rows) - len(failed)} trials done, {len(failed)} failed: {folder / 'results.csv'}")
     return 1 if failed else 0
 

@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from dataclasses import replace
+from enum import Enum
 from pathlib import Path
 
 import torch
@@ -33,7 +34,35 @@ from .errors import CheckpointError, ConfigError, DataError, LabError
 from .objectives.base import BETA
 
 REPORT_EVERY = 0.2  # seconds between the child's progress messages
-CONTROLS = ("start", "pause", "resume", "stop", "beta", "lr", "threads")
+
+
+class Command(str, Enum):
+    """What the parent asks of the child; each crosses the pipe as (its value, an argument)."""
+    START = "start"      # train (argument: how many steps, or None: until stopped)
+    PAUSE = "pause"
+    RESUME = "resume"
+    STOP = "stop"
+    BETA = "beta"        # set the KL weight
+    LR = "lr"            # set the learning rate
+    THREADS = "threads"  # torch threads from the next step
+    WEIGHTS = "weights"  # the weights now, as safetensors bytes
+    SAVE = "save"        # write a checkpoint (argument: path, resumable, sidecar fields)
+    CLOSE = "close"      # end the process between two steps
+
+
+class Reply(str, Enum):
+    """What the child sends; each crosses the pipe as (its value, a dict)."""
+    READY = "ready"        # the trainer is built: its config, device, counts
+    FAILED = "failed"      # it could not be built: the error
+    PROGRESS = "progress"  # new history and live rows, the state
+    ACK = "ack"            # a control was applied: the state now
+    ERROR = "error"        # a command was refused: the error
+    WEIGHTS = "weights"
+    SAVED = "saved"
+    ENDED = "ended"        # (the parent's own, when the pipe closes: every waiting request fails)
+
+
+CONTROLS = (Command.START, Command.PAUSE, Command.RESUME, Command.STOP, Command.BETA, Command.LR, Command.THREADS)
 ERRORS = {cls.__name__: cls for cls in (LabError, ConfigError, DataError, CheckpointError, Diverged, RunError)}
 
 
@@ -83,10 +112,10 @@ def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, au
         if autosave:
             trainer.autosave(autosave[0], autosave[1], **autosave[2])
     except Exception as e:  # a bad config or missing data: the parent raises it, typed
-        conn.send(("failed", error_payload(e)))
+        conn.send((Reply.FAILED.value, error_payload(e)))
         return
     control = Controller()
-    conn.send(("ready", {"config": trainer.config.to_dict(), "device": str(trainer.device), "run_id": trainer.run_id,
+    conn.send((Reply.READY.value, {"config": trainer.config.to_dict(), "device": str(trainer.device), "run_id": trainer.run_id,
                          "batch_size": trainer.batch_size, "n_train": len(trainer.train_x),
                          "threads": torch.get_num_threads(), "beta": trainer.objective.beta, "lr": trainer.lr,
                          "step": trainer.step_count, "seconds": trainer.seconds}))
@@ -95,26 +124,26 @@ def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, au
 
     def report():
         """Send the rows and live diagnostics not sent yet, and the state."""
-        conn.send(("progress", {"rows": trainer.history[sent["rows"]:], "live": trainer.live[sent["live"]:],
+        conn.send((Reply.PROGRESS.value, {"rows": trainer.history[sent["rows"]:], "live": trainer.live[sent["live"]:],
                                 "state": control.state.value, "error": control.error, "step": trainer.step_count,
                                 "seconds": trainer.seconds, "beta": trainer.objective.beta, "lr": trainer.lr}))
         sent.update(rows=len(trainer.history), live=len(trainer.live), state=control.state)
         last[0] = time.monotonic()
 
-    def obey(command, arg):
-        if command == "start":
+    def obey(command: Command, arg):
+        if command == Command.START:
             control.start(trainer.step_count, arg)
-        elif command == "pause":
+        elif command == Command.PAUSE:
             control.pause()
-        elif command == "resume":
+        elif command == Command.RESUME:
             control.resume()
-        elif command == "stop":
+        elif command == Command.STOP:
             control.stop()
-        elif command == "beta":
+        elif command == Command.BETA:
             trainer.set_beta(arg)
-        elif command == "lr":
+        elif command == Command.LR:
             trainer.set_lr(arg)
-        elif command == "threads":
+        elif command == Command.THREADS:
             torch.set_num_threads(arg)
 
     def between():
@@ -123,28 +152,29 @@ def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, au
         if changed and (time.monotonic() - last[0] > REPORT_EVERY or control.state != RunState.RUNNING):
             report()
         while conn.poll(0 if control.state == RunState.RUNNING else 0.1):
-            command, arg = conn.recv()
+            text, arg = conn.recv()
+            command = Command(text)
             if command in CONTROLS:
                 try:
                     obey(command, arg)
-                    reply = ("ack", {"state": control.state.value, "beta": trainer.objective.beta, "lr": trainer.lr,
+                    reply = (Reply.ACK.value, {"state": control.state.value, "beta": trainer.objective.beta, "lr": trainer.lr,
                                      "threads": torch.get_num_threads()})
                 except LabError as e:
-                    reply = ("error", error_payload(e))
+                    reply = (Reply.ERROR.value, error_payload(e))
                 report()  # everything up to now arrives before the confirmation
                 conn.send(reply)
-            elif command == "weights":
+            elif command == Command.WEIGHTS:
                 report()  # the rows up to this step arrive before the weights
                 tensors = weights.state_tensors(trainer.model, trainer.objective)
-                conn.send(("weights", {"blob": weights.to_bytes(tensors), "step": trainer.step_count,
+                conn.send((Reply.WEIGHTS.value, {"blob": weights.to_bytes(tensors), "step": trainer.step_count,
                                        "settings": trainer.objective.settings()}))
-            elif command == "save":
+            elif command == Command.SAVE:
                 try:
-                    conn.send(("saved", {"path": str(trainer.save(arg["path"], resumable=arg["resumable"],
+                    conn.send((Reply.SAVED.value, {"path": str(trainer.save(arg["path"], resumable=arg["resumable"],
                                                                   **arg["fields"]))}))
                 except (LabError, OSError) as e:  # a full disk or a read-only folder: say so, train on
-                    conn.send(("error", error_payload(e)))
-            elif command == "close":
+                    conn.send((Reply.ERROR.value, error_payload(e)))
+            elif command == Command.CLOSE:
                 closed[0] = True
                 return
 
@@ -183,7 +213,7 @@ class ProcessRun:
         except (EOFError, OSError):
             self._process.join(timeout=5)
             raise LabError(f"the training process ended before it started (exit code {self._process.exitcode})") from None
-        if kind == "failed":
+        if Reply(kind) == Reply.FAILED:
             self._process.join(timeout=5)
             raise_payload(hello)
         if self.control.state == RunState.STARTING:
@@ -215,11 +245,11 @@ class ProcessRun:
                     self._process.join(timeout=5)
                     self.control.failed(f"training stopped: the training process ended unexpectedly at step "
                                         f"{self.step_count} (exit code {self._process.exitcode})")
-                self._replies.put(("ended", None))  # a request waiting for an answer fails at once
+                self._replies.put((Reply.ENDED, None))  # a request waiting for an answer fails at once
                 self._finished.set()
                 return
-            if kind != "progress":
-                self._replies.put((kind, message))
+            if Reply(kind) != Reply.PROGRESS:
+                self._replies.put((Reply(kind), message))
                 continue
             self.history.extend(message["rows"])
             self.live.extend(message["live"])
@@ -234,9 +264,9 @@ class ProcessRun:
         with contextlib.suppress(RunError):  # a report that crossed a stop or an interruption made here
             self.control.follow(RunState(state), error)
 
-    def _send(self, command, arg=None):
+    def _send(self, command: Command, arg=None):
         try:
-            self._conn.send((command, arg))
+            self._conn.send((command.value, arg))
         except (EOFError, OSError):
             raise LabError(self.error or "the training process has ended") from None
 
@@ -246,11 +276,11 @@ class ProcessRun:
             try:
                 kind, message = self._replies.get(timeout=timeout)
             except queue.Empty:
-                raise LabError(f"the training process did not answer {command!r}") from None
-        if kind == "ended":
+                raise LabError(f"the training process did not answer {command.value!r}") from None
+        if kind == Reply.ENDED:
             self._replies.put((kind, message))  # and so does every later one
             raise LabError(self.error or "the training process has ended")
-        if kind == "error":
+        if kind == Reply.ERROR:
             raise_payload(message)
         return message
 
@@ -266,19 +296,19 @@ class ProcessRun:
 
     def start(self, steps: int | None = None):
         self._finished.clear()
-        self._control("start", steps)
+        self._control(Command.START, steps)
 
     def pause(self):
-        self._control("pause")
+        self._control(Command.PAUSE)
 
     def resume(self):
-        self._control("resume")
+        self._control(Command.RESUME)
 
     def halt(self):
         """Stop training (the child's controller stops it between two steps); the process stays, to save."""
         if self._process.is_alive():
             with contextlib.suppress(LabError):
-                self._control("stop")
+                self._control(Command.STOP)
         self.control.stop()  # where the child could not say so itself
 
     def release(self):
@@ -287,7 +317,7 @@ class ProcessRun:
         self._released = True  # its end is asked for: not a failure
         if self._process.is_alive():
             with contextlib.suppress(LabError):
-                self._send("close")
+                self._send(Command.CLOSE)
             self._process.join(timeout=30)
         self._finished.set()
 
@@ -300,19 +330,19 @@ class ProcessRun:
         self._finished.wait(timeout)
 
     def set_beta(self, beta: float):
-        self._control("beta", BETA.check("beta", beta))  # checked here, where the error can be shown
+        self._control(Command.BETA, BETA.check("beta", beta))  # checked here, where the error can be shown
 
     def set_lr(self, lr: float):
-        self._control("lr", check_lr(lr))
+        self._control(Command.LR, check_lr(lr))
 
     def set_threads(self, threads: int):
         """How many torch threads the child trains with from its next step (runs sharing the cores)."""
-        self._control("threads", max(1, int(threads)))
+        self._control(Command.THREADS, max(1, int(threads)))
 
     def snapshot(self) -> Bundle:
         """The child's model as it is now: weights (with the objective's: a flow's layers), config, the
         history up to that step, identified as (run_id, step)."""
-        reply = self._ask("weights")
+        reply = self._ask(Command.WEIGHTS)
         step = reply["step"]
         config = replace(self.config, settings=reply["settings"])
         network, objective = weights.build_from(config, weights.from_bytes(reply["blob"]))
@@ -322,7 +352,7 @@ class ProcessRun:
     def save(self, path, resumable: bool = False, **fields):
         """Write a checkpoint from the child (with its training state when resumable, and any extra sidecar
         fields); returns the sidecar's path."""
-        return Path(self._ask("save", {"path": str(path), "resumable": resumable, "fields": fields})["path"])
+        return Path(self._ask(Command.SAVE, {"path": str(path), "resumable": resumable, "fields": fields})["path"])
 
     def __del__(self):
         if getattr(self, "_process", None) is not None and self._process.is_alive():

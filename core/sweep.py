@@ -52,6 +52,7 @@ from .engine import Trainer
 from .errors import ConfigError, LabError
 from .evaluate import evaluate
 from .objectives import OBJECTIVES
+from .records import Sidecar, TrialStatus
 from .remote import adopt_environment, start_context
 from .report import EVAL_N, from_dict, headline, record, run_all
 
@@ -253,9 +254,9 @@ def failure_path(folder, trial: Trial) -> Path:
     return Path(folder) / "trials" / f"{trial.id}.failed.json"
 
 
-def row_of(trial: Trial, meta: dict | None, status: str, message: str = "") -> dict:
+def row_of(trial: Trial, meta: Sidecar | None, status: TrialStatus, message: str = "") -> dict:
     """The results table's row for a trial: its grid values, status, steps, time and headline figures."""
-    row = {"trial": trial.id, "status": status, **trial.axes}
+    row = {"trial": trial.id, "status": str(status), **trial.axes}  # text from here: the table's edge
     figures = dict.fromkeys(METRICS)
     if meta is not None:
         row |= {"step": meta.get("step"), "seconds": round((meta.get("training") or {}).get("seconds")
@@ -285,16 +286,16 @@ def recorded_digest(meta: dict) -> str | None:
     return options.digest(config, given.get("steps"), given.get("epochs"), given.get("live_every", LIVE_EVERY))
 
 
-def _progress_of(trial: Trial, meta: dict) -> str:
+def _progress_of(trial: Trial, meta: Sidecar) -> TrialStatus:
     """'done', 'partial' (resumable or still to record) or 'stale' (trained as another run)."""
     if recorded_digest(meta) != trial.digest:
-        return "stale"
+        return TrialStatus.STALE
     if meta.get("diagnostics") and meta.get("step") == meta.get("target_steps"):
-        return "done"
-    return "partial"
+        return TrialStatus.DONE
+    return TrialStatus.PARTIAL
 
 
-def status(folder, trial: Trial) -> tuple[str, dict | None]:
+def status(folder, trial: Trial) -> tuple[TrialStatus, Sidecar | None]:
     """Where a trial stands in its folder: ('new' | 'done' | 'partial' | 'failed' | 'stale', its sidecar)."""
     fail = failure_path(folder, trial)
     if fail.exists():
@@ -303,14 +304,14 @@ def status(folder, trial: Trial) -> tuple[str, dict | None]:
         except (OSError, ValueError):
             failed = {}
         if recorded_digest(failed) == trial.digest:
-            return "failed", failed
+            return TrialStatus.FAILED, failed
     meta_path = checkpoint.paths(trial_path(folder, trial))[1]
     if not meta_path.exists():
-        return "new", None
+        return TrialStatus.NEW, None
     try:
         meta = checkpoint.read_sidecar(meta_path)
     except LabError:
-        return "partial", None  # a damaged sidecar: the trial trains again from its start
+        return TrialStatus.PARTIAL, None  # a damaged sidecar: the trial trains again from its start
     return _progress_of(trial, meta), meta
 
 
@@ -321,9 +322,9 @@ def run_trial(trial: Trial, folder: str, threads: int = 1, save_every: str = SAV
     torch.set_num_threads(threads)  # the same threads on every backend: the same numbers
     path, fail = trial_path(folder, trial), failure_path(folder, trial)
     state, meta = status(folder, trial)
-    if state == "done":
-        return row_of(trial, meta, "done")
-    if state == "stale":
+    if state == TrialStatus.DONE:
+        return row_of(trial, meta, TrialStatus.DONE)
+    if state == TrialStatus.STALE:
         raise LabError(f"{checkpoint.paths(path)[1]} was trained as another run ({meta.get('command')}); "
                        f"give the sweep another name or --out")
     try:
@@ -353,12 +354,12 @@ def run_trial(trial: Trial, folder: str, threads: int = 1, save_every: str = SAV
         record(path, bundle, data)
         seconds = round(time.perf_counter() - started, 2)
         checkpoint.annotate(path, sweep=sweep | {"diagnose_seconds": seconds})
-        return row_of(trial, checkpoint.read_sidecar(checkpoint.paths(path)[1]), "done")
+        return row_of(trial, checkpoint.read_sidecar(checkpoint.paths(path)[1]), TrialStatus.DONE)
     except LabError as e:
         message = str(e)
     fail.parent.mkdir(parents=True, exist_ok=True)
     fail.write_text(json.dumps({"command": trial.command, "digest": trial.digest, "message": message}))
-    return row_of(trial, None, "failed", message)
+    return row_of(trial, None, TrialStatus.FAILED, message)
 
 
 # ------------------------------------------------------------------ the results table and progress
@@ -397,7 +398,7 @@ class Progress:
 
         self.folder, self.trials, self.rows, self.backend = folder, trials, rows, backend
         self.running: set[str] = set()
-        done = sum(r["status"] != "pending" for r in rows.values())
+        done = sum(r["status"] != TrialStatus.PENDING for r in rows.values())
         self.bar = tqdm(total=len(trials), initial=done, unit="trial", disable=not bar, dynamic_ncols=True,
                         file=sys.stderr)
         self.started = time.time()
@@ -405,7 +406,8 @@ class Progress:
 
     def counts(self) -> dict:
         statuses = [r["status"] for r in self.rows.values()]
-        return {"total": len(self.trials), "done": statuses.count("done"), "failed": statuses.count("failed"),
+        return {"total": len(self.trials), "done": statuses.count(TrialStatus.DONE),
+                "failed": statuses.count(TrialStatus.FAILED),
                 "running": len(self.running)}
 
     def start(self, trial_id: str):
@@ -416,7 +418,7 @@ class Progress:
         self.running.discard(trial.id)
         self.rows[trial.id] = row
         self.bar.update(1)
-        if row["status"] == "failed":
+        if row["status"] == TrialStatus.FAILED:
             self.bar.write(f"trial {trial.id} failed: {row['message']}")
         write_rows(self.folder, [self.rows[t.id] for t in self.trials])
         self.write()
@@ -531,7 +533,7 @@ def run_local(folder: Path, todo: list[Trial], progress: Progress, workers: int,
                     try:
                         row = fut.result()
                     except LabError as e:
-                        row = row_of(trial, None, "failed", str(e))
+                        row = row_of(trial, None, TrialStatus.FAILED, str(e))
                     progress.finish(trial, row)
                 progress.write()  # a heartbeat for the Sweeps page, even while no trial ends
         except KeyboardInterrupt:
@@ -597,7 +599,7 @@ def run_ray(folder: Path, todo: list[Trial], progress: Progress, address: str, w
 
         def on_trial_error(self, iteration, trials, trial, **info):
             t = by_id[trial.config["trial"]["id"]]
-            progress.finish(t, row_of(t, None, "failed", f"Ray reported an error: {trial.error_file or 'unknown'}"))
+            progress.finish(t, row_of(t, None, TrialStatus.FAILED, f"Ray reported an error: {trial.error_file or 'unknown'}"))
 
         def on_step_end(self, iteration, trials, **info):
             if time.time() - progress_written[0] > 10:
@@ -627,7 +629,7 @@ def survey(folder, trials: list[Trial]) -> dict[str, tuple[str, dict | None]]:
     found = {trial.id: status(folder, trial) for trial in trials}
     for trial in trials:
         state, meta = found[trial.id]
-        if state == "stale":
+        if state == TrialStatus.STALE:
             raise ConfigError(f"{folder}/trials/{trial.id} was trained as another run ({meta.get('command')}); "
                               f"this spec asks for `{trial.command}`: give the sweep another name or --out")
     return found
@@ -635,7 +637,7 @@ def survey(folder, trials: list[Trial]) -> dict[str, tuple[str, dict | None]]:
 
 def to_run(trials: list[Trial], found: dict, retry_failed: bool = False) -> list[Trial]:
     """The trials a run trains: all but the done ones and (unless retried) the failed ones."""
-    return [t for t in trials if found[t.id][0] != "done" and (retry_failed or found[t.id][0] != "failed")]
+    return [t for t in trials if found[t.id][0] != TrialStatus.DONE and (retry_failed or found[t.id][0] != TrialStatus.FAILED)]
 
 
 def run(spec: Spec, out, workers: int | None = None, threads: int = 1, ray: str | None = None,
@@ -653,11 +655,11 @@ def run(spec: Spec, out, workers: int | None = None, threads: int = 1, ray: str 
         state, meta = found[trial.id]
         if trial.id in pending:
             failure_path(folder, trial).unlink(missing_ok=True)
-            rows[trial.id] = row_of(trial, None, "pending")
-        elif state == "done":
-            rows[trial.id] = row_of(trial, meta, "done")
+            rows[trial.id] = row_of(trial, None, TrialStatus.PENDING)
+        elif state == TrialStatus.DONE:
+            rows[trial.id] = row_of(trial, meta, TrialStatus.DONE)
         else:
-            rows[trial.id] = row_of(trial, None, "failed", meta.get("message", ""))
+            rows[trial.id] = row_of(trial, None, TrialStatus.FAILED, meta.get("message", ""))
     progress = Progress(folder, spec.trials, rows, "ray" if ray else "local", bar=bar)
     write_rows(folder, [rows[t.id] for t in spec.trials])
     try:

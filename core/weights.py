@@ -15,11 +15,20 @@ from .models import VAE
 from .objectives import build
 
 
+NETWORK, OBJECTIVE = "model.", "objective."  # the prefixes of the network's and the objective's tensors
+
+
 def state_tensors(network, objective) -> dict[str, torch.Tensor]:
     """CPU copies of every tensor of the network and its objective, under their prefixed names."""
-    tensors = {f"model.{k}": v for k, v in network.state_dict().items()}
-    tensors |= {f"objective.{k}": v for k, v in objective.state_dict().items()}
+    tensors = {NETWORK + k: v for k, v in network.state_dict().items()}
+    tensors |= {OBJECTIVE + k: v for k, v in objective.state_dict().items()}
     return {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+
+
+def states(tensors: dict) -> tuple[dict, dict]:
+    """(the network's state dict, the objective's) from a file's or a pipe's prefixed tensors."""
+    return ({k.removeprefix(NETWORK): v for k, v in tensors.items() if k.startswith(NETWORK)},
+            {k.removeprefix(OBJECTIVE): v for k, v in tensors.items() if k.startswith(OBJECTIVE)})
 
 
 def non_finite(tensors: dict) -> list[str]:
@@ -46,8 +55,9 @@ def build_from(config: RunConfig, tensors: dict):
     with torch.device("meta"):
         network = VAE(config.model)
         objective = build(config.objective, config.settings, network)
-    network.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, assign=True)
-    objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}, assign=True)
+    network_state, objective_state = states(tensors)
+    network.load_state_dict(network_state, assign=True)
+    objective.load_state_dict(objective_state, assign=True)
     return network.eval(), objective
 
 

@@ -7,6 +7,7 @@ import contextlib
 import re
 import threading
 import uuid
+from enum import Enum
 from pathlib import Path
 
 import streamlit as st
@@ -20,7 +21,23 @@ from core.pool import GRACE, OWNER, SAVE_EVERY, Pool, PooledRun
 
 
 
-FIRST_MODEL = "file: mnist-vae"  # what Explore and Latent map open first when this session has no run
+class Kind(str, Enum):
+    """Where a model to look at comes from; its label (in the pickers and the URL) is "KIND: NAME"."""
+    RUN = "run"      # a run of this session (NAME: the run's name)
+    FILE = "file"    # a checkpoint file (NAME: its path in checkpoints/, or saved/NAME for this session's)
+    SWEEP = "sweep"  # a sweep trial (NAME: SWEEP/TRIAL)
+
+    def label(self, name: str) -> str:
+        return f"{self.value}: {name}"
+
+
+def parse_label(text: str) -> tuple[Kind, str] | None:
+    """A label from the URL or a picker, as (kind, name); None for text that is no label."""
+    kind, sep, name = str(text).partition(": ")
+    return (Kind(kind), name) if sep and kind in {k.value for k in Kind} and name else None
+
+
+FIRST_MODEL = Kind.FILE.label("mnist-vae")  # what Explore and Latent map open first when this session has no run
 
 
 def checkpoint_dir() -> Path:
@@ -202,8 +219,8 @@ def file_label(path: Path) -> str:
     """'file: mnist-vae' for a shipped checkpoint, 'file: saved/NAME' for one this session saved."""
     mine = saved_dir()
     if path.parent == mine or mine in path.parents:
-        return f"file: saved/{path.relative_to(mine).with_suffix('')}"
-    return f"file: {path.relative_to(checkpoint_dir()).with_suffix('')}"
+        return Kind.FILE.label(f"saved/{path.relative_to(mine).with_suffix('')}")
+    return Kind.FILE.label(str(path.relative_to(checkpoint_dir()).with_suffix("")))
 
 
 def _walk_checkpoints(folder: Path) -> list[Path]:
@@ -230,16 +247,16 @@ def sweep_folders() -> dict[str, Path]:
     return found
 
 
-SWEEP_LABEL = "sweep: "  # a trial's model label: "sweep: NAME/TRIAL"
-
-
 def trial_label(sweep: str, trial: str) -> str:
-    return f"{SWEEP_LABEL}{sweep}/{trial}"
+    return Kind.SWEEP.label(f"{sweep}/{trial}")
 
 
 def trial_source(label: str) -> "Source | None":
     """The Source behind a 'sweep: NAME/TRIAL' label, if that trial's checkpoint is there."""
-    name, _, trial = label[len(SWEEP_LABEL):].partition("/")
+    parsed = parse_label(label)
+    if parsed is None or parsed[0] != Kind.SWEEP:
+        return None
+    name, _, trial = parsed[1].partition("/")
     folder = sweep_folders().get(name)
     if folder is None or not re.fullmatch(r"[A-Za-z0-9_.,+=-]{1,100}", trial) or trial.startswith("."):
         return None  # a trial's name is a plain, short file name (core.sweep.short_id)
@@ -262,6 +279,12 @@ class Source:
 
     def __init__(self, label: str, run: PooledRun | None = None, path: Path | None = None):
         self.label, self.run, self.path = label, run, path
+
+    @property
+    def name(self) -> str:
+        """The label without its kind: a run's name, a file's path in checkpoints/, SWEEP/TRIAL."""
+        parsed = parse_label(self.label)
+        return parsed[1] if parsed else self.label
 
     def open(self, step: int | None = None) -> tuple[Bundle, datasets.Dataset | None, str | None]:
         """(the model at `step`, one of steps(); None: its latest), its dataset or None, why the dataset
@@ -316,10 +339,10 @@ def shipped(name: str) -> Path | None:
 
 def sources() -> list[Source]:
     """This session's runs, the saved checkpoints, and the sweep trials the link names (?model=, ?compare=)."""
-    found = [Source(f"run: {name}", run=t) for name, t in runs().items()]
+    found = [Source(Kind.RUN.label(name), run=t) for name, t in runs().items()]
     found += [Source(file_label(p), path=p) for p in checkpoint_files()]
     wanted = [st.query_params.get("model", ""), *st.query_params.get_all("compare")]
-    found += [s for label in dict.fromkeys(wanted) if label.startswith(SWEEP_LABEL) and (s := trial_source(label))]
+    found += [s for label in dict.fromkeys(wanted) if (s := trial_source(label))]
     return found
 
 

@@ -10,7 +10,7 @@ from core.posterior import Factorized
 
 from core.report import COMPARE, Skipped, data_identity, headline, run_all
 from dashboard import plots
-from dashboard.state import pick_step, sources
+from dashboard.state import Kind, pick_step, sources
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -41,8 +41,8 @@ if not options:
     st.stop()
 labels = [s.label for s in options]
 # A first visit compares this session's runs, else the shipped collapse trio, else whatever is there.
-trio = [f"file: {n}" for n in ("mnist-vae", "mnist-beta8", "mnist-free-bits-beta8") if f"file: {n}" in labels]
-runs_here = [x for x in labels if x.startswith("run: ")]
+trio = [x for x in map(Kind.FILE.label, ("mnist-vae", "mnist-beta8", "mnist-free-bits-beta8")) if x in labels]
+runs_here = [s.label for s in options if s.run is not None]
 most = limits.maximum("compare")
 default = ([x for x in st.query_params.get_all("compare") if x in labels] or runs_here or trio or labels[:3])[:most]
 chosen = st.multiselect("Models", labels, default=default, key="compare", max_selections=most)

@@ -4,7 +4,7 @@ import streamlit as st
 from core import explore
 from core.errors import LabError
 from dashboard import plots
-from dashboard.state import checkpoint_files, file_label, load_checkpoint, to_image, try_data
+from dashboard.state import checkpoint_files, file_label, load_checkpoint, parse_label, to_image, try_data
 
 PAGES = {"Explore": "views/explore.py", "Latent map": "views/latent_map.py", "Compare": "views/compare.py"}
 
@@ -30,7 +30,7 @@ for row in range(0, len(files), 3):
     for col, path in zip(st.columns(3), files[row:row + 3]):
         label = file_label(path)
         with col.container(border=True):
-            st.markdown(f"**{label[6:]}**")
+            st.markdown(f"**{parse_label(label)[1]}**")
             try:
                 bundle = load_checkpoint(path)
                 st.image(thumbnail(bundle.ref.key, str(path)), width="stretch")

@@ -16,7 +16,7 @@ from core.pool import PooledRun
 from core.posterior import Factorized
 from dashboard import plots
 from dashboard.lessons import LESSONS, widget_values
-from dashboard.state import (Source, allowed_path, data_roots, default, load_checkpoint, load_data, owner, pick_step,
+from dashboard.state import (Kind, Source, allowed_path, data_roots, default, load_checkpoint, load_data, owner, pick_step,
                              pool, recorded_run, runs, saved_dir, shipped, to_image)
 
 DASHBOARD = PRESETS["dashboard"]  # the smaller network a laptop trains live while people watch
@@ -490,7 +490,7 @@ if lesson in LESSONS:
         st.switch_page("views/sweeps.py", query_params={"sweep": LESSONS[lesson]["sweep"]})
     if LESSONS[lesson].get("map") and st.button("Play the run on the Latent map", key="lesson-map",
                                                 icon=":material/play_circle:"):
-        st.switch_page("views/latent_map.py", query_params={"model": f"file: {LESSONS[lesson]['map']}"})
+        st.switch_page("views/latent_map.py", query_params={"model": Kind.FILE.label(LESSONS[lesson]["map"])})
 if to_start:
     start(*to_start)
 if not runs():
