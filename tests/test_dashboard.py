@@ -433,7 +433,7 @@ def test_a_lesson_shows_its_recorded_runs_at_once(app, tmp_path):
     assert not app.exception and not app.error
     shown = [m.value for m in app.markdown if "· recorded" in m.value]
     assert len(shown) == 2 and "mnist-vae" in shown[0] and "mnist-beta8" in shown[1]
-    commands = [c.value for c in app.caption if "vaelab train" in c.value]
+    commands = [c.value for c in app.caption if " train --dataset" in c.value]  # as the sidecar recorded it
     assert len(commands) == 2 and "--beta 8" in commands[1]
     assert len(app.get("plotly_chart")) == 5  # the race's losses, then a heatmap and AU/MI for each
 
