@@ -2,7 +2,7 @@ from .base import Objective, elbo_parts, register, weighted_kl_output
 
 
 @register("vae")
-class VAE(Objective):
+class ELBO(Objective):
     """The evidence lower bound of Kingma & Welling (2014), eq. 3 (and eq. 10 for the Gaussian KL):
 
         L(x) = E_q(z|x)[log p(x|z)] - KL(q(z|x) || p(z)),
