@@ -16,8 +16,9 @@ the random stream, "train.*", in the same safetensors file; the rest as the side
 run resumed from it takes exactly the steps the uninterrupted run would have taken.
 
 A checkpoint also keeps the run's weights at earlier steps (core.snapshots: dense early, sparse later,
-within a disk budget), as "snapshot.STEP.*" tensors in the same file and a "snapshots" field in the
-sidecar; `load(path, step=S)` gives the model at step S, `load_steps(path)` every kept step at one read.
+within a disk budget, stored as float16), as "snapshot.STEP.*" tensors in the same file and a "snapshots"
+field in the sidecar; `load(path, step=S)` gives the model at step S, `load_steps(path)` every kept step at
+one read, each as float32.
 
 A sidecar is read as untrusted input: its size, nesting depth, every string's length and the types of
 the fields we read are checked before anything is built from it.
@@ -288,13 +289,14 @@ def load(path, device: str | torch.device = "cpu", step: int | None = None) -> B
                               f"{', '.join(f'{s:,}' for s in snapshots_io.steps(meta))}")
     if step is None or step == latest:
         return _bundle(path, meta, tensors, latest, device)
-    return _bundle(path, meta, snapshots_io.unpack(tensors).get(step, {}), step, device)
+    return _bundle(path, meta, snapshots_io.widen(snapshots_io.unpack(tensors).get(step, {})), step, device)
 
 
 def load_steps(path, device: str | torch.device = "cpu") -> list[Bundle]:
-    """The model at every kept step, oldest first, from one read of the file."""
+    """The model at every kept step, oldest first, from one read of the file (each as float32)."""
     meta, tensors = read(path)
     kept, latest = snapshots_io.unpack(tensors), int(meta.get("step", 0))
+    kept = {s: snapshots_io.widen(t) for s, t in kept.items()}
     return [_bundle(path, meta, tensors if s == latest else kept.get(s, {}), s, device) for s in snapshots_io.steps(meta)]
 
 

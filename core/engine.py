@@ -335,18 +335,19 @@ class Trainer:
                 self._cuda_rng = torch.cuda.get_rng_state(cuda[0])
 
     def _keep_snapshot(self):
-        """Keep the weights as they are now, and thin the kept steps to the budget (core.snapshots)."""
+        """Keep the weights as they are now, as they are stored (float16, core.snapshots.compact), and thin the
+        kept steps to the budget, counted in those bytes."""
         if not self.snapshot_mb:
             return
-        self.snapshots[self.step_count] = weights_io.state_tensors(self.model, self.objective)
-        size = sum(t.numel() * t.element_size() for t in self.snapshots[self.step_count].values())
+        self.snapshots[self.step_count] = snapshots.compact(weights_io.state_tensors(self.model, self.objective))
+        size = snapshots.nbytes(self.snapshots[self.step_count])
         kept, self.snapshot_every = snapshots.thin(list(self.snapshots), self.snapshot_every,
                                                    snapshots.limit(self.snapshot_mb, size))
         self.snapshots = {s: self.snapshots[s] for s in kept}
 
     def snapshot_state(self) -> tuple[dict, dict]:
-        """The kept steps for a checkpoint: ({step: tensors} without the current step, whose weights are the
-        checkpoint's own) and the sidecar's fields (the steps, the grid, the budget)."""
+        """The kept steps for a checkpoint: ({step: tensors, already compact} without the current step, whose
+        weights are the checkpoint's own, in float32) and the sidecar's fields (the steps, the grid, the budget)."""
         with self._lock:
             earlier = {s: t for s, t in self.snapshots.items() if s != self.step_count}
             return earlier, {"steps": sorted(self.snapshots), "every": self.snapshot_every,
@@ -486,11 +487,12 @@ class Trainer:
         self._restore_snapshots(meta, tensors)
 
     def _restore_snapshots(self, meta: dict, tensors: dict):
-        """The saved run's kept steps (its own step's weights are the file's), and its grid and budget."""
+        """The saved run's kept steps (its own step's weights are the file's), and its grid and budget. They are
+        held as the run keeps them (compact), whether the file stored them so or, written before, as float32."""
         fields = meta.get("snapshots") or {}
-        kept = snapshots.unpack(tensors)
+        kept = {s: snapshots.compact(t) for s, t in snapshots.unpack(tensors).items()}
         if self.step_count in fields.get("steps", []):
-            kept[self.step_count] = weights_io.state_tensors(self.model, self.objective)
+            kept[self.step_count] = snapshots.compact(weights_io.state_tensors(self.model, self.objective))
         self.snapshots = {s: kept[s] for s in sorted(kept) if s <= self.step_count}
         every, budget = fields.get("every", snapshots.EVERY), fields.get("budget_mb", self.snapshot_mb)
         if isinstance(every, int) and every > 0 and isinstance(budget, (int, float)) and budget >= 0:

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import small_config
-from core import checkpoint
+from core import checkpoint, snapshots
+from core import weights as weights_io
 from core.engine import Trainer
 from core.errors import CheckpointError
 from core.evaluate import evaluate
@@ -159,3 +160,79 @@ def test_annotate_adds_sidecar_fields_atomically_and_refuses_a_broken_checkpoint
     with pytest.raises(CheckpointError, match="checksum"):
         checkpoint.annotate(tmp_path / "run", extra=1)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# ---------------------------------------------------------------- lighter checkpoints
+
+def rounded_to_float16(kept: torch.Tensor, exact: torch.Tensor) -> bool:
+    """kept is exact rounded to float16 and widened back: a float32 within a relative 2**-11 of it (2**-25 below
+    float16's normal range, where its steps are 2**-24 apart)."""
+    return kept.dtype == torch.float32 and bool(((kept - exact).abs() <= exact.abs() * 2**-11 + 2**-25).all())
+
+
+def test_kept_steps_are_stored_as_float16_and_the_budget_counts_them_so(digits, tmp_path):
+    """A budget of N MB keeps twice the steps it kept as float32; the file stores them as float16, its own
+    (latest) weights as float32; loading any kept step gives a float32 model."""
+    first = Trainer(small_config(), digits, snapshot_mb=0)
+    exact = weights_io.state_tensors(first.model, first.objective)
+    compact = snapshots.compact(exact)
+    assert snapshots.nbytes(compact) * 2 == snapshots.nbytes(exact)
+    budget = 4 * snapshots.nbytes(compact) / 2**20  # 4 compact steps, 2 of float32
+    assert snapshots.limit(budget, snapshots.nbytes(compact)) == 4
+    assert snapshots.limit(budget, snapshots.nbytes(exact)) == 2
+    t = Trainer(small_config(), digits, snapshot_mb=budget)
+    t.step(120)
+    assert sorted(t.snapshots) == [0, 20, 50, 100]  # counted as float32, [0, 100]
+    assert all(v.dtype == torch.float16 for s in t.snapshots.values() for k, v in s.items() if k.startswith("model."))
+    t.save(tmp_path / "run")
+    _, tensors = checkpoint.read(tmp_path / "run")
+    kept = [k for k in tensors if k.startswith(snapshots.PREFIX)]
+    assert kept and all(tensors[k].dtype == torch.float16 for k in kept)
+    assert all(tensors[k].dtype == torch.float32 for k in tensors if k.startswith("model."))
+    for bundle in checkpoint.load_steps(tmp_path / "run"):
+        assert all(p.dtype == torch.float32 for p in bundle.network.state_dict().values()), bundle.step
+
+
+def test_a_value_past_float16s_range_keeps_its_tensor_float32():
+    tensors = {"a": torch.tensor([1.0, -70_000.0]), "b": torch.tensor([1.0, 65_504.0]), "n": torch.tensor([3])}
+    compact = snapshots.compact(tensors)
+    assert compact["a"].dtype == torch.float32 and torch.equal(compact["a"], tensors["a"])
+    assert compact["b"].dtype == torch.float16 and torch.isfinite(compact["b"]).all()
+    assert compact["n"].dtype == torch.int64
+    assert all(torch.equal(v, tensors[k]) for k, v in snapshots.widen(compact).items())
+
+
+def old_format(trainer, digits, path, steps=(0, 10, 20, 50)):
+    """A checkpoint as one was written before kept steps were compact: the run's float32 weights at `steps`,
+    and its own at its last step. Returns those float32 weights by step."""
+    kept = {}
+    for step in steps:
+        trainer.step(step - trainer.step_count)
+        kept[step] = weights_io.state_tensors(trainer.model, trainer.objective)
+    trainer.step(30)
+    trainer.save(path, resumable=True)
+    meta, tensors = checkpoint.read(path)
+    fields = {"steps": list(steps), "every": snapshots.EVERY, "budget_mb": 1.0}
+    checkpoint.save(path, checkpoint.load(path), training=({k: v for k, v in tensors.items() if k.startswith("train.")},
+                                                           meta["training"]),
+                    snapshots=(kept, fields), command="python -m core train --dataset digits")
+    return kept
+
+
+def test_an_old_checkpoint_with_float32_kept_steps_still_loads_exactly(digits, tmp_path):
+    trainer = Trainer(small_config(), digits, snapshot_mb=0)
+    kept = old_format(trainer, digits, tmp_path / "old")
+    _, tensors = checkpoint.read(tmp_path / "old")
+    assert {v.dtype for k, v in tensors.items() if k.startswith(snapshots.PREFIX)} == {torch.float32}
+    for step, exact in kept.items():
+        one = checkpoint.load(tmp_path / "old", step=step)
+        got = one.network.state_dict()
+        assert all(torch.equal(got[k[6:]], v) for k, v in exact.items() if k.startswith("model.")), step
+    assert [b.step for b in checkpoint.load_steps(tmp_path / "old")] == [0, 10, 20, 50, 80]
+    resumed = Trainer.resume(tmp_path / "old", digits)  # its kept steps held as the run keeps them now
+    assert sorted(resumed.snapshots) == [0, 10, 20, 50]
+    assert all(v.dtype == torch.float16 for k, v in resumed.snapshots[10].items() if k.startswith("model."))
+    resumed.step(5)
+    trainer.step(5)
+    mine, theirs = resumed.model.state_dict(), trainer.model.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)

@@ -32,17 +32,30 @@ def test_the_schedule_is_dense_early_sparse_later_and_within_its_count():
     assert snapshots.limit(16, 832_680) == 20 and snapshots.limit(0, 832_680) == 0
 
 
+# 7 kept steps of the digits model's 18 KB (float16): a budget that thins a 600-step run
+BUDGET = 0.125
+
+
+def within_float16(kept: torch.Tensor, exact: torch.Tensor) -> bool:
+    """A float32 tensor rounded to float16 and back: within half a unit in the last place, a relative 2**-11
+    (or 2**-25 below float16's normal range, where its steps are 2**-24 apart)."""
+    return kept.dtype == exact.dtype == torch.float32 and bool(
+        ((kept - exact).abs() <= exact.abs() * 2**-11 + 2**-25).all())
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, digits):
     """A 260-step run on digits, kept within a budget that thins it, saved resumable."""
-    trainer = Trainer(small_config(), digits, snapshot_mb=0.25)
+    trainer = Trainer(small_config(), digits, snapshot_mb=BUDGET)
     trainer.step(260)
     path = trainer.save(tmp_path_factory.mktemp("run") / "r", resumable=True)
     return trainer, path
 
 
 def test_each_kept_step_decodes_as_the_run_did_at_that_step(run, digits):
-    """The model a checkpoint gives back at step s decodes exactly as the run's own weights did at step s."""
+    """The model a checkpoint gives back at step s holds the run's own float32 weights at step s rounded to
+    float16 (exactly the tensors the run kept), widened back to float32, and decodes nearly as they did; its
+    last step is its own weights, bit for bit."""
     trainer, path = run
     kept = checkpoint.load_steps(path)
     steps = [b.step for b in kept]
@@ -51,7 +64,14 @@ def test_each_kept_step_decodes_as_the_run_did_at_that_step(run, digits):
     again = Trainer(small_config(), digits, snapshot_mb=0)
     for bundle in kept:
         again.step(bundle.step - again.step_count) if bundle.step > again.step_count else None
-        assert torch.equal(explore.decode(bundle.network, z), explore.decode(again.snapshot().network, z)), bundle.step
+        exact, loaded = again.model.state_dict(), bundle.network.state_dict()
+        assert loaded.keys() == exact.keys() and all(within_float16(loaded[k], exact[k]) for k in exact), bundle.step
+        images, exact_images = explore.decode(bundle.network, z), explore.decode(again.snapshot().network, z)
+        if bundle.step == 260:
+            assert torch.equal(images, exact_images) and all(torch.equal(loaded[k], exact[k]) for k in exact)
+        else:
+            assert all(torch.equal(loaded[k], trainer.snapshots[bundle.step][f"model.{k}"].float()) for k in exact)
+            assert 0 < (images - exact_images).abs().max() < 1e-3, bundle.step  # rounded, and invisibly so
         one = checkpoint.load(path, step=bundle.step)
         assert torch.equal(explore.decode(one.network, z), explore.decode(bundle.network, z))
         assert one.ref == bundle.ref and one.ref.version == bundle.step
@@ -61,7 +81,7 @@ def test_each_kept_step_decodes_as_the_run_did_at_that_step(run, digits):
 
 def test_a_resumed_run_keeps_its_steps_and_goes_on_keeping_them_as_the_whole_run_would(run, digits):
     trainer, path = run
-    whole = Trainer(small_config(), digits, snapshot_mb=0.25)
+    whole = Trainer(small_config(), digits, snapshot_mb=BUDGET)
     whole.step(600)
     resumed = Trainer.resume(path, digits)
     resumed.step(340)
@@ -99,7 +119,9 @@ def test_aligned_maps_move_less_from_step_to_step_than_unaligned_ones(bundles, d
     assert all(m.index == aligned[0].index for m in aligned + alone)
     moved, moved_alone = timeline.displacement(aligned), timeline.displacement(alone)
     assert sum(moved) < 0.8 * sum(moved_alone), (moved, moved_alone)
-    assert max(moved) < 1.0, moved
+    # never as far as the map is wide; t-SNE's first pair (from the random step 0) moves 0.8 to 1.06 of the
+    # spread over seeds 0 to 3, whether the kept weights are float32 or float16
+    assert max(moved) < 1.25, moved
     if method == "pca":  # a turn and a shift only: each map keeps its own distances
         for a, b in zip(aligned, alone):
             da, db = (np.linalg.norm(np.asarray(m.coords)[:50, None] - np.asarray(m.coords)[None, :50], axis=-1) for m in (a, b))
