@@ -1,7 +1,7 @@
 """Checkpoints: safetensors weights plus a JSON sidecar, written atomically, never unpickled.
 
     NAME.safetensors   tensors, "model.*" and "objective.*" (core.weights)
-    NAME.json          format, run config, dataset, metrics history, versions, sha256 of the weights
+    NAME.json          format, run config, dataset, metrics history (thinned), versions, sha256 of the weights
 
 Each file goes to a temporary name in the same folder and is renamed into place, so a crash mid-write
 leaves the old checkpoint whole; while the pair is being replaced the old weights wait under
@@ -19,6 +19,9 @@ A checkpoint also keeps the run's weights at earlier steps (core.snapshots: dens
 within a disk budget, stored as float16), as "snapshot.STEP.*" tensors in the same file and a "snapshots"
 field in the sidecar; `load(path, step=S)` gives the model at step S, `load_steps(path)` every kept step at
 one read, each as float32.
+
+The sidecar's history is thinned as it is saved (`thin_history`): every step up to 1,000, then a coarser
+grid, with the rows any reader needs kept whole.
 
 A sidecar is read as untrusted input: its size, nesting depth, every string's length and the types of
 the fields we read are checked before anything is built from it.
@@ -88,7 +91,7 @@ def save(path, bundle: Bundle, training: tuple[dict, dict] | None = None,
                  "n_train": bundle.n_train},
         "run_id": bundle.ref.id,
         "step": bundle.step,
-        "history": rounded(list(bundle.history)),
+        "history": thin_history(rounded(list(bundle.history)), keep=_kept_rows(snapshots, extra)),
         "live": rounded(list(bundle.live)),
     } | extra
     sidecar |= {
@@ -119,6 +122,39 @@ def save(path, bundle: Bundle, training: tuple[dict, dict] | None = None,
                 Path(tmp).unlink(missing_ok=True)
         raise
     return meta
+
+
+HISTORY_DENSE = 1_000   # every step's row up to here
+HISTORY_DIGITS = 3      # after it, the steps written with at most 3 significant digits
+
+
+def thin_history(rows: list[dict], keep=()) -> list[dict]:
+    """The history rows a sidecar keeps. A row a step is 250 bytes, so a run of 100,000 steps would carry 25 MB
+    of them, most never looked at: the curves are drawn smoothed, and what changes fast is the start. So it
+    keeps every step up to HISTORY_DENSE, then the steps with at most HISTORY_DIGITS significant digits (every
+    10th to 9,990, every 100th to 99,900: the same number of rows for each tenfold of steps), and always
+    - the first and the last row (where the run started from, and where it is now: a resume checks it),
+    - each row whose beta or learning rate differs from the row before, and that row before (a change made
+      mid-run: core.recipe replays them from the history, and a chart draws the step),
+    - the rows of the steps in `keep` (the kept weights' steps: a page shows that step's row).
+    Rows are kept whole and in order, never averaged; thinning a thinned history changes nothing."""
+    keep = set(keep)
+    settings = [(row.get("beta"), row.get("lr")) for row in rows]
+    last = len(rows) - 1
+    return [row for i, row in enumerate(rows)
+            if i in (0, last) or row["step"] <= HISTORY_DENSE or _round_step(row["step"]) or row["step"] in keep
+            or settings[i] != settings[i - 1] or (i < last and settings[i + 1] != settings[i])]
+
+
+def _round_step(step: int) -> bool:
+    return step % 10 ** max(len(str(abs(step))) - HISTORY_DIGITS, 0) == 0
+
+
+def _kept_rows(snapshots: tuple[dict, dict] | None, extra: dict) -> list[int]:
+    """The steps whose history rows a save keeps whatever the grid: the kept weights' and the branch point."""
+    steps = list((snapshots[1] if snapshots else {}).get("steps", []))
+    parent = extra.get("parent")
+    return steps + ([parent["step"]] if isinstance(parent, dict) and isinstance(parent.get("step"), int) else [])
 
 
 def _settle(weights: Path, meta: Path):

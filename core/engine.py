@@ -453,9 +453,12 @@ class Trainer:
         """Take the saved run's weights, counters, history and (optimizer) training state."""
         where = checkpoint.paths(path)[1]
         training, step, history = meta.get("training") or {}, meta.get("step", 0), meta.get("history", [])
-        if len(history) != step or (training and training.get("step") != step):
-            raise CheckpointError(f"{where}: the sidecar and the weights disagree (step {step}, "
-                                  f"{len(history)} history rows, training state at step {training.get('step')})")
+        # A saved history is thinned (core.checkpoint.thin_history), so its rows are not counted: its last row
+        # is the saved step's.
+        last = history[-1]["step"] if history else 0
+        if last != step or (training and training.get("step") != step):
+            raise CheckpointError(f"{where}: the sidecar and the weights disagree (step {step}, history up to "
+                                  f"step {last}, training state at step {training.get('step')})")
         n_train = (meta.get("data") or {}).get("n_train")
         if optimizer and n_train is not None and n_train != len(self.train_x):
             raise CheckpointError(f"{where}: the run trained on {n_train:,} images and {len(self.train_x):,} are "

@@ -236,3 +236,43 @@ def test_an_old_checkpoint_with_float32_kept_steps_still_loads_exactly(digits, t
     trainer.step(5)
     mine, theirs = resumed.model.state_dict(), trainer.model.state_dict()
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+
+
+def full_history(steps: int, changes: dict[int, dict]) -> list[dict]:
+    """Rows as a run logs them, one a step, with beta or the learning rate changed before the given steps."""
+    beta, lr, rows = 1.0, 1e-3, []
+    for step in range(1, steps + 1):
+        beta, lr = changes.get(step, {}).get("beta", beta), changes.get(step, {}).get("lr", lr)
+        rows.append({"loss": 100.0 + step % 7, "step": step, "kl_per_dim": [0.5, 0.25], "beta": beta, "lr": lr,
+                     "seconds": step / 1000})
+    return rows
+
+
+def test_a_thinned_history_keeps_the_early_steps_the_last_every_change_and_the_rows_asked_for():
+    changes = {500: {"beta": 2.0}, 1_234: {"lr": 3e-4}, 1_235: {"beta": 4.0}, 54_321: {"beta": 0.5, "lr": 1e-4}}
+    rows = full_history(123_457, changes)
+    thin = checkpoint.thin_history(rows, keep=[1_501, 77_777])
+    steps = [r["step"] for r in thin]
+    assert steps[:1000] == list(range(1, 1001)) and steps[-1] == 123_457 and steps == sorted(steps)
+    assert all(r is rows[r["step"] - 1] for r in thin)  # rows whole, never averaged
+    assert {1_233, 1_234, 1_235, 54_320, 54_321} <= set(steps)  # each change and the row before it
+    assert {1_501, 77_777} <= set(steps)  # the rows asked for
+    assert {1_010, 9_990, 10_100, 99_900, 100_000, 123_000} <= set(steps) and 1_011 not in steps and 10_110 not in steps
+    assert len(thin) < 1000 + 900 * 3 + 10  # 900 rows for each tenfold of steps after the first 1,000
+    assert checkpoint.thin_history(thin, keep=[1_501, 77_777]) == thin
+    assert checkpoint.thin_history(rows[:900]) == rows[:900]
+
+
+def test_a_thinned_history_gives_the_same_recipe(trained):
+    """recipe.changes and recipe.script read mid-run changes from the history: a thinned one gives what the
+    whole one does, changes past step 1,000 (off the grid, and two on consecutive steps) included."""
+    from core import recipe
+    from core.bundle import Ref
+    changes = {601: {"beta": 2.0}, 1_234: {"lr": 5e-4}, 1_235: {"beta": 0.5}, 3_333: {"beta": 0.25, "lr": 1e-4}}
+    rows = full_history(5_000, changes)
+    whole = replace(trained.snapshot(), history=rows, ref=Ref("run", 5_000))
+    thinned = replace(whole, history=checkpoint.thin_history(rows))
+    assert len(thinned.history) == 1_000 + 400 + 5 and thinned.history[-1]["step"] == 5_000
+    assert recipe.changes(thinned) == recipe.changes(whole) == changes
+    assert recipe.script(thinned, "again") == recipe.script(whole, "again")
+    assert recipe.command(thinned) == recipe.command(whole)

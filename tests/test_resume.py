@@ -58,6 +58,31 @@ def test_resume_is_bit_identical_to_the_uninterrupted_run(kind, digits, tmp_path
     assert checkpoint.rounded(resumed.live) == checkpoint.rounded(straight.live) and len(resumed.live) == 5
 
 
+def test_a_run_saved_past_step_1000_resumes_exactly_from_its_thinned_history(digits, tmp_path):
+    """Past step 1,000 a saved history keeps every 10th row (core.checkpoint.thin_history); the run resumes
+    from it bit for bit, a beta changed off that grid is kept and replayed, and saved again it writes the
+    history the uninterrupted run writes."""
+    from core import recipe
+    straight = Trainer(small_config(), digits, live_every=50)
+    straight.step(1_004)
+    straight.set_beta(2.0)
+    straight.step(9)
+    straight.save(tmp_path / "run", resumable=True)  # at step 1,013
+    saved = json.loads((tmp_path / "run.json").read_text())["history"]
+    assert [r["step"] for r in saved[998:]] == [999, 1_000, 1_004, 1_005, 1_010, 1_013]
+    straight.step(37)
+    resumed = Trainer.resume(tmp_path / "run", digits)
+    assert resumed.step_count == 1_013 and resumed.objective.beta == 2.0
+    resumed.step(37)
+    a, b = all_state(straight), all_state(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert without_seconds(resumed.history[-37:]) == without_seconds(straight.history[-37:])
+    again, whole = resumed.save(tmp_path / "again"), straight.save(tmp_path / "whole")
+    history = [without_seconds(json.loads(p.read_text())["history"]) for p in (again, whole)]
+    assert history[0] == history[1] and len(history[0]) == 1_000 + 2 + 5  # 1,004 and the change, 1,010 to 1,050
+    assert recipe.changes(checkpoint.load(again)) == {1_005: {"beta": 2.0}}
+
+
 def test_a_resumed_run_keeps_its_identity_and_beta_changed_mid_run(digits, tmp_path):
     t = Trainer(small_config(), digits, live_every=0)
     t.step(5)
