@@ -5,6 +5,7 @@
     python checkpoints/regenerate.py --table         # only rewrite the table in checkpoints/README.md
     python checkpoints/regenerate.py --record [...]  # measure again, weights untouched
     python checkpoints/regenerate.py --snapshots [...]  # train again for the kept steps, diagnostics kept
+    python checkpoints/regenerate.py --compact [...]    # no training: rewrite the files at today's budgets
 
 Each checkpoint is `python -m core train ARGS --name NAME`, then `python -m core diagnose NAME --record`,
 which stores every diagnostic and the ELBO of the first 1,000 test images in the sidecar. The table in
@@ -14,6 +15,12 @@ and library versions gives the same weights: a rebuild says whether the weights'
 change and the weights do not. `--snapshots` trains each again with its snapshot budget and, when the last
 weights come out bit for bit as they were, puts the new file (the same weights, plus the kept steps) in
 place of the old one, its recorded diagnostics carried over: the snapshots change nothing they measured.
+`--compact` trains nothing and needs no dataset: it rewrites each file as a save today would (kept steps
+thinned to SNAPSHOT_MB and stored as float16, the history thinned), its last weights bit for bit and every
+other sidecar field as recorded.
+
+After anything it writes, the script prints the shipped total and exits with an error if it is over
+SHIPPED_MB: every rebuild adds the files to git history, so they are held small.
 """
 import argparse
 import json
@@ -57,11 +64,15 @@ SHIPPED = {
     "fashion-mu-vae": f"{FASHION} --objective mu-vae --clip 3",
     "frey-vae-z2": "--dataset frey --hidden 128 --latent 2 --gaussian-mean sigmoid --epochs 100 --objective vae",
 }
-# Megabytes of earlier steps' weights each keeps (core.snapshots): the lesson "Watch a dimension collapse"
-# scrubs mnist-kl-annealing-beta8 through its collapse, the first screen opens on mnist-vae; the others keep
-# a few steps (0, 200, 500, 1,600 of a 2,345-step run) for the step slider, at 0.83 MB a step.
-SNAPSHOT_MB = {"mnist-kl-annealing-beta8": 16, "mnist-vae": 8}
-SNAPSHOT_MB_OTHERS = 4
+# Megabytes of earlier steps' weights each keeps (core.snapshots), at 0.4 MB a step (float16): the lesson
+# "Watch a dimension collapse" scrubs mnist-kl-annealing-beta8 through its collapse (17 steps, 600, 1,400 and
+# 2,000 among them), the first screen opens on mnist-vae (9 steps). Beside those, the 24 last weights (19 MB)
+# and sidecars (7 MB) leave no room under SHIPPED_MB for even step 0 of the 22 others (9 MB): they keep
+# their last weights only.
+SNAPSHOT_MB = {"mnist-kl-annealing-beta8": 8, "mnist-vae": 4}
+SNAPSHOT_MB_OTHERS = 0
+SHIPPED_MB = 40  # all the pairs together (checkpoints/sweeps/ apart)
+MB = 2**20
 
 
 def arguments(name: str) -> str:
@@ -129,6 +140,73 @@ def with_snapshots(name: str) -> float:
     return time.perf_counter() - start
 
 
+# The sidecar fields a save writes itself (the history thinned, the kept steps, the checksum); --compact
+# passes every other one through as recorded, and keeps the creation time and versions of the original.
+WRITTEN = ("format", "format_version", "history", "snapshots", "training", "weights_sha256", "created", "versions")
+
+
+def compact(name: str, folder: Path = HERE, budget: float | None = None) -> float:
+    """Rewrite one checkpoint without training, as a save with today's budget would write it: its kept steps
+    thinned to their budget (core.snapshots.thin, counting float16 bytes) and stored as float16, its history
+    thinned (core.checkpoint.thin_history); its last weights bit for bit and every other sidecar field as
+    recorded. Written through core.checkpoint.save and annotate (atomic), then read back and checked.
+    folder, budget: another checkpoint folder and megabytes (the tests')."""
+    import torch
+    from core import checkpoint, snapshots, weights
+    start, path = time.perf_counter(), folder / name
+    meta, tensors = checkpoint.read(path)
+    bundle = checkpoint.load(path)
+    final = weights.state_tensors(bundle.network, bundle.objective)
+    budget = SNAPSHOT_MB.get(name, SNAPSHOT_MB_OTHERS) if budget is None else budget
+    most = snapshots.limit(budget, snapshots.nbytes(snapshots.compact(final)))
+    fields = meta.get("snapshots") or {}
+    steps, every = (snapshots.thin(fields.get("steps", []), fields.get("every", snapshots.EVERY), most) if most
+                    else ([], snapshots.EVERY))  # a run without a budget keeps nothing and never coarsens its grid
+    kept = snapshots.unpack(tensors)
+    earlier = {s: snapshots.compact(kept[s]) for s in steps if s != bundle.step}
+    training = None
+    if "training" in meta:
+        training = ({k: v for k, v in tensors.items() if k.startswith("train.")}, meta["training"])
+    checkpoint.save(path, bundle, training=training,
+                    snapshots=(earlier, {"steps": steps, "every": every, "budget_mb": budget}),
+                    **{k: v for k, v in meta.items() if k not in WRITTEN})
+    checkpoint.annotate(path, created=meta["created"], versions=meta["versions"])
+
+    new_meta, new = checkpoint.read(path)
+    mine = [k for k in tensors if not k.startswith(snapshots.PREFIX)]
+    problems = [k for k in mine
+                if k not in new or new[k].dtype != tensors[k].dtype or not torch.equal(new[k], tensors[k])]
+    problems += [k for k in new if not k.startswith(snapshots.PREFIX) and k not in tensors]
+    problems += [f"field {k}" for k in meta
+                 if k not in ("history", "snapshots", "weights_sha256") and new_meta.get(k) != meta[k]]
+    problems += [f"field {k}" for k in new_meta if k not in meta]
+    rows = {r["step"]: r for r in meta["history"]}
+    problems += ["history" for r in new_meta["history"] if rows.get(r["step"]) != r]
+    for s, t in snapshots.unpack(new).items():
+        problems += [f"step {s} {k}" for k, v in t.items() if not torch.equal(v, snapshots.compact(kept[s])[k])]
+    if problems:
+        sys.exit(f"error: {path}: rewritten, but {', '.join(problems[:3])} changed; for a shipped one, "
+                 f"`git checkout checkpoints/{name}.*` puts it back")
+    print(f"{name}: last weights bit for bit; keeps steps {steps} of {fields.get('steps', [])} at {budget} MB; "
+          f"history {len(meta['history']):,} -> {len(new_meta['history']):,} rows")
+    return time.perf_counter() - start
+
+
+def shipped_bytes() -> int:
+    """What the shipped pairs take on disk (the sweep apart)."""
+    return sum(p.stat().st_size for name in SHIPPED for p in (HERE / f"{name}.safetensors", HERE / f"{name}.json")
+               if p.exists())
+
+
+def check_total():
+    """Print the shipped total; exit with one line if it is over SHIPPED_MB."""
+    total = shipped_bytes()
+    print(f"shipped checkpoints: {total:,} bytes, {total / MB:.1f} MB of {SHIPPED_MB} MB")
+    if total > SHIPPED_MB * MB:
+        sys.exit(f"error: the shipped checkpoints take {total / MB:.1f} MB, over their {SHIPPED_MB} MB; "
+                 f"lower SNAPSHOT_MB and run --compact")
+
+
 def row(name: str) -> str:
     meta = json.loads((HERE / f"{name}.json").read_text())
     d = meta["diagnostics"]["results"]
@@ -149,8 +227,7 @@ def write_table():
     before, rest = text.split(TABLE_START)
     after = rest.split(TABLE_END)[1]
     readme.write_text(f"{before}{TABLE_START}\n{header}" + "\n".join(rows) + f"\n{TABLE_END}{after}")
-    total = sum(p.stat().st_size for name in SHIPPED for p in HERE.glob(f"{name}.*") if p.suffix != ".py")
-    print(f"table of {len(rows)} checkpoints written to {readme}; {total / 2**20:.1f} MB in all")
+    print(f"table of {len(rows)} checkpoints written to {readme}")
 
 
 def main():
@@ -160,11 +237,16 @@ def main():
     parser.add_argument("--record", action="store_true", help="only measure the diagnostics again, weights untouched")
     parser.add_argument("--snapshots", action="store_true",
                         help="train again for the kept steps; replace only where the weights reproduce")
+    parser.add_argument("--compact", action="store_true",
+                        help="no training: rewrite the files at today's budgets (kept steps float16, history thinned)")
     args = parser.parse_args()
     unknown = sorted(set(args.names) - set(SHIPPED))
     if unknown:
         parser.error(f"unknown checkpoint {', '.join(unknown)}; known: {', '.join(SHIPPED)}")
-    if not args.table:
+    if args.compact:
+        seconds = {name: compact(name) for name in args.names or SHIPPED}
+        print(f"rewrote {len(seconds)} checkpoints in {sum(seconds.values()):.1f} s")
+    elif not args.table:
         from core import data as datasets
         for name in ("mnist", "fashion-mnist", "frey"):  # shipped models are trained on the full datasets only
             info = datasets.load(datasets.DataSpec(name), download=False).info
@@ -177,6 +259,7 @@ def main():
         print(f"{'recorded' if args.record else 'built'} {len(seconds)} checkpoints in {sum(seconds.values()) / 60:.1f} min on "
               f"{os.cpu_count()} CPU cores")
     write_table()
+    check_total()
 
 
 if __name__ == "__main__":

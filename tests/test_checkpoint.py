@@ -1,13 +1,14 @@
 import json
 import os
 import pickle
+import sys
 from dataclasses import replace
 
 import pytest
 import torch
 
-from conftest import small_config
-from core import checkpoint, snapshots
+from conftest import ROOT, small_config
+from core import checkpoint, explore, snapshots
 from core import weights as weights_io
 from core.engine import Trainer
 from core.errors import CheckpointError
@@ -236,6 +237,35 @@ def test_an_old_checkpoint_with_float32_kept_steps_still_loads_exactly(digits, t
     trainer.step(5)
     mine, theirs = resumed.model.state_dict(), trainer.model.state_dict()
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+
+
+def test_compacting_an_old_checkpoint_keeps_its_last_weights_bit_for_bit(digits, tmp_path):
+    """checkpoints/regenerate.py --compact: the last weights and training state bit for bit, every sidecar
+    field as it was, each kept step within float16's rounding of the float32 one, decoding nearly the same."""
+    sys.path.insert(0, str(ROOT / "checkpoints"))
+    import regenerate
+    trainer = Trainer(small_config(), digits, snapshot_mb=0)
+    kept = old_format(trainer, digits, tmp_path / "old")
+    before_meta, before = checkpoint.read(tmp_path / "old")
+    regenerate.compact("old", tmp_path, budget=0.1)
+    meta, after = checkpoint.read(tmp_path / "old")
+    own = [k for k in before if not k.startswith(snapshots.PREFIX)]
+    assert sorted(own) == sorted(k for k in after if not k.startswith(snapshots.PREFIX))
+    assert all(after[k].dtype == before[k].dtype and torch.equal(after[k], before[k]) for k in own)
+    assert {k: v for k, v in meta.items() if k not in ("snapshots", "weights_sha256")} == \
+           {k: v for k, v in before_meta.items() if k not in ("snapshots", "weights_sha256")}
+    assert meta["snapshots"] == {"steps": [0, 10, 20, 50], "every": snapshots.EVERY, "budget_mb": 0.1}
+    z = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+    for step, exact in kept.items():
+        at = checkpoint.load(tmp_path / "old", step=step)
+        got = at.network.state_dict()
+        assert all(rounded_to_float16(got[k[6:]], v) for k, v in exact.items() if k.startswith("model.")), step
+        float32 = Trainer(small_config(), digits, snapshot_mb=0).model.eval()
+        float32.load_state_dict({k[6:]: v for k, v in exact.items() if k.startswith("model.")})
+        images, exact_images = explore.decode(at.network, z), explore.decode(float32, z)
+        assert 0 < (images - exact_images).abs().max() < 1e-3, step  # rounded, and invisibly so
+    resumed = Trainer.resume(tmp_path / "old", digits)
+    assert resumed.step_count == 80 and torch.equal(next(resumed.model.parameters()), next(trainer.model.parameters()))
 
 
 def full_history(steps: int, changes: dict[int, dict]) -> list[dict]:

@@ -4,15 +4,16 @@ import json
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT, needs_shared
-from core import checkpoint, report
+from core import checkpoint, report, snapshots
 from core import data as datasets
 from core.evaluate import evaluate
 from dashboard.lessons import LESSONS
 
 sys.path.insert(0, str(ROOT / "checkpoints"))
-from regenerate import SHIPPED, SNAPSHOT_MB, SNAPSHOT_MB_OTHERS  # noqa: E402
+from regenerate import SHIPPED, SHIPPED_MB, SNAPSHOT_MB, SNAPSHOT_MB_OTHERS  # noqa: E402
 
 HERE = ROOT / "checkpoints"
 MB = 2**20
@@ -28,9 +29,22 @@ def test_every_listed_checkpoint_is_shipped_within_its_budget():
     for name in SHIPPED:  # the latest weights and the sidecar in 2 MB, the kept steps within their own budget
         budget = SNAPSHOT_MB.get(name, SNAPSHOT_MB_OTHERS)
         kept = json.loads((HERE / f"{name}.json").read_text())["snapshots"]
-        assert kept["budget_mb"] == budget and len(kept["steps"]) >= 4, name
+        assert kept["budget_mb"] == budget and (len(kept["steps"]) >= 9 if budget else kept["steps"] == []), name
         assert size(name) <= (2 + budget) * MB, name
-    assert sum(size(n) for n in SHIPPED) <= 140 * MB
+    # the lesson "Watch a dimension collapse" names steps 600, 1,400 and 2,000
+    lesson = json.loads((HERE / "mnist-kl-annealing-beta8.json").read_text())["snapshots"]["steps"]
+    assert {600, 1_400, 2_000} <= set(lesson)
+    # every pair together, as `du -cb checkpoints/*.safetensors checkpoints/*.json` counts them
+    assert sum(size(n) for n in SHIPPED) <= SHIPPED_MB * MB
+
+
+def test_kept_steps_are_float16_and_the_last_weights_float32():
+    _, tensors = checkpoint.read(HERE / "mnist-kl-annealing-beta8")
+    kept = {k: v for k, v in tensors.items() if k.startswith(snapshots.PREFIX)}
+    assert len(kept) == 17 * 10 and {v.dtype for v in kept.values()} == {torch.float16}
+    assert {v.dtype for k, v in tensors.items() if k not in kept} == {torch.float32}
+    at = checkpoint.load(HERE / "mnist-kl-annealing-beta8", step=1_400)
+    assert at.step == 1_400 and {p.dtype for p in at.network.state_dict().values()} == {torch.float32}
 
 
 def test_the_readme_tables_every_checkpoint_and_the_lessons_use_shipped_ones():
@@ -59,7 +73,10 @@ def test_shipped_checkpoint_reproduces_its_recorded_metrics(name, loaded):
     ck = checkpoint.load(HERE / name)
     meta = ck.meta
     assert meta["command"].startswith("python -m core train") and ck.history and ck.live
-    assert ck.history[-1]["step"] == ck.step == len(ck.history)
+    steps = [r["step"] for r in ck.history]  # thinned (core.checkpoint.thin_history): every step to 1,000, the last
+    assert steps[:1000] == list(range(1, 1001)) and steps[-1] == ck.step
+    assert checkpoint.thin_history(ck.history) == ck.history
+    assert set(ck.steps) - {0} <= set(steps)  # each kept step's row
     data = loaded(ck.config.data)
     # The recorded numbers were measured on this very data (the full dataset, same binarization).
     recorded = report.recorded(ck, data, "evaluation")
