@@ -57,13 +57,13 @@ LIMITS = {
     "sidecar_bytes": Limit(256 * 2**20, "bytes of a checkpoint's JSON sidecar (a 100,000-step history is tens of MiB)"),
     # sweeps
     "grid": Limit(100_000, "combinations of a sweep's grid, counted before its [[exclude]] rules"),
-    "trials": Limit(1000, "trials of one sweep (python -m core sweep --max-trials raises it)"),
+    "trials": Limit(1000, "trials of one sweep (vaelab sweep --max-trials raises it)"),
     "trial_id": Limit(80, "characters of a trial's name (a longer one is shortened with a hash)"),
 }
 
 
 def table() -> str:
-    """The table of limits as Markdown, for the README and `python -m core limits`."""
+    """The table of limits as Markdown, for the README and `vaelab limits`."""
     rows = ["| limit | maximum | what it bounds |", "| --- | ---: | --- |"]
     rows += [f"| {name} | {limit.maximum:,} | {limit.what} |" for name, limit in LIMITS.items()]
     rows.append(f"| memory | {memory_budget() // 2**20:,} MiB | one run's estimated weights, gradients, "

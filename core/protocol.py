@@ -1,5 +1,5 @@
 """Your own VAE: the protocol a PyTorch module follows so that every diagnostic, `evaluate` and
-`python -m core diagnose --model module:factory` run on it, without our VAE class.
+`vaelab diagnose --model module:factory` run on it, without our VAE class.
 
     class MyVAE(torch.nn.Module):
         latent_dim: int                      # d

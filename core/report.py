@@ -1,5 +1,5 @@
 """Many diagnostics in one pass, and the headline numbers a comparison table shows. Used by
-`python -m core diagnose`, the Compare page, and the precomputed diagnostics of shipped checkpoints.
+`vaelab diagnose`, the Compare page, and the precomputed diagnostics of shipped checkpoints.
 
 Results stay typed (each diagnostic's dataclass, or Skipped) from the diagnostics to the pages and the
 CLI; they become dicts only in a sidecar (to_dict) and come back with from_dict, which refuses a field

@@ -1,7 +1,7 @@
 """Sweeps: a grid of training runs from one TOML spec, on this machine or on a Ray cluster.
 
     name = "digits-collapse"
-    [train]                       # any `python -m core train` option, the same for every trial
+    [train]                       # any `vaelab train` option, the same for every trial
     dataset = "digits"
     hidden = [128]
     steps = 500

@@ -234,7 +234,7 @@ def _walk_checkpoints(folder: Path) -> list[Path]:
 
 def sweep_dirs() -> list[Path]:
     """Where sweeps are found: the shipped ones (checkpoints/sweeps/) and $VAELAB_SWEEPS (default sweeps/,
-    where `python -m core sweep` writes)."""
+    where `vaelab sweep` writes)."""
     return [checkpoint_dir() / "sweeps", settings.get().sweeps]
 
 

@@ -20,12 +20,12 @@ METRICS = {
 REFRESH = 5  # seconds between redraws while a sweep is running
 
 st.title("Sweeps")
-st.caption("Every trial of a sweep (`python -m core sweep SPEC`, see the README's 'Sweeps'), with the diagnostics "
+st.caption("Every trial of a sweep (`vaelab sweep SPEC`, see the README's 'Sweeps'), with the diagnostics "
            "recorded when it finished. The phase diagram shows, for each objective, where the code stops being used "
            "as β grows and the latent size changes: the mean over seeds, ± their standard deviation.")
 folders = sweep_folders()
 if not folders:
-    st.info("No sweep yet. Run one with `python -m core sweep experiments/sweeps/digits-collapse.toml`; it lands "
+    st.info("No sweep yet. Run one with `vaelab sweep experiments/sweeps/digits-collapse.toml`; it lands "
             "in `sweeps/`, where this page finds it.")
     st.stop()
 names = list(folders)

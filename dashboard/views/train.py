@@ -378,7 +378,7 @@ def slide_file(refs: tuple, view: str, suffix: str, title: str, _bundles, _data)
 
 def slides(name: str, t, step: int):
     """A view of the run over its kept steps as an animation, or at the shown step as a picture: for a slide
-    (the same frames as `python -m core animate`)."""
+    (the same frames as `vaelab animate`)."""
     data = t.data
     views = ["samples"] + (["reconstructions"] if data is not None else []) + (["heatmap"] if t.live else [])
     steps = kept_steps(t)
