@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import signal
 import threading
 import time
@@ -39,7 +38,7 @@ from dataclasses import replace
 
 import torch
 
-from . import checkpoint, limits, snapshots
+from . import checkpoint, limits, settings, snapshots
 from . import data as datasets
 from .bundle import Bundle, Ref
 from .config import (LIVE_BATCH, LIVE_EVERY, SYNC_EVERY, RunConfig, check_lr, epochs, finite_or_none, save_every,
@@ -125,7 +124,7 @@ def check_size(config: RunConfig) -> int:
 def compile_loss(objective, mode: str):
     """The objective's forward through torch.compile. The step number is a dynamic input, so a new
     step does not compile again."""
-    backend = os.environ.get("VAELAB_COMPILE_BACKEND", "inductor")  # "eager" tests the plumbing fast
+    backend = settings.get().compile_backend  # "eager" tests the plumbing fast
     options = {"mode": mode} if backend == "inductor" and mode != "default" else {}
     return torch.compile(objective, backend=backend, dynamic=None, **options)
 
