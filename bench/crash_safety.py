@@ -54,7 +54,7 @@ def kill_and_resume(folder: Path, kills: int, seed: int = 0) -> dict:
         counts["inside_a_write"] += any(n.endswith(".tmp") for n in left)
         counts["between_renames"] += any(".previous." in n for n in left)
         try:
-            Trainer.resume(name).step(1)
+            Trainer.load(name).step(1)
             counts["resumed"] += 1
         except Exception as e:
             counts["failures"].append(f"kill {i + 1}: {type(e).__name__}: {e}")

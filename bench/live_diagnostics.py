@@ -56,7 +56,7 @@ def main():
             seconds[every].append(timed(lambda: t.step(args.steps)))
         print(f"  block {r + 1}: " + ", ".join(f"every {e or 'off'}: {seconds[e][-1]:.2f} s" for e in everies),
               flush=True)
-    one_row = statistics.median(timed(trainers[50]._live_row) for _ in range(20))
+    one_row = statistics.median(timed(lambda: trainers[50].live_rows.row(trainers[50])) for _ in range(20))
     step = statistics.median(seconds[0]) / args.steps
     base = statistics.median(seconds[0])
     print(f"one live row: {one_row * 1e3:.1f} ms (a training step: {step * 1e3:.2f} ms)")
@@ -75,7 +75,7 @@ def rows(objectives, spec, data, device):
     for name in objectives:
         t = Trainer(RunConfig(data=spec, objective=name, device=str(device)), data, live_every=0)
         t.step(20)
-        row = statistics.median(timed(t._live_row) for _ in range(10))
+        row = statistics.median(timed(lambda: t.live_rows.row(t)) for _ in range(10))
         step = statistics.median(timed(lambda: t.step(1)) for _ in range(10))
         print(f"| {name} | {row * 1e3:.0f} | {step * 1e3:.1f} | {100 * row / (50 * step):.1f}% |", flush=True)
 

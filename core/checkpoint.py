@@ -70,7 +70,7 @@ def save(path, bundle: Bundle, training: tuple[dict, dict] | None = None,
     """Write a model value: its weights, config, data, history and live rows, and any extra sidecar fields
     (say, the command that trained it). training: a run's (tensors, fields) to resume from
     (core.engine.Trainer.training_state); snapshots: its earlier steps' ({step: tensors}, fields)
-    (core.engine.Trainer.snapshot_state). Returns the sidecar path."""
+    (core.hooks.KeptSteps.state). Returns the sidecar path."""
     tensors = weights_io.state_tensors(bundle.network, bundle.objective)
     if training is not None:
         tensors |= training[0]

@@ -288,7 +288,7 @@ def continued(args):
         if extra:
             raise LabError(f"--resume continues the run with its own settings; leave out {flags(extra)} "
                            f"(to change them, start a --branch)")
-        trainer = Trainer.resume(path, data)
+        trainer = Trainer.load(path, data)
         target = meta.get("target_steps") or trainer.step_count + EPOCHS * trainer.steps_per_epoch
         total = args.steps or (args.epochs * trainer.steps_per_epoch if args.epochs else target)
         return trainer, total, path.with_suffix(""), {"command": meta.get("command")}
@@ -333,7 +333,7 @@ def train(args) -> int:
         fields, start, out = {"command": command}, 0, Path(args.out) / name
     config, data = trainer.config, trainer.data
     if "snapshot_budget" in given_options(args):  # a resumed run keeps its own budget unless told
-        trainer.snapshot_mb = args.snapshot_budget
+        trainer.kept.budget_mb = args.snapshot_budget
     limits.check("steps", total, "the steps to train")
     fields["target_steps"] = total
     fields["threads"] = torch.get_num_threads()  # a CPU run's numbers depend on it: an exported script repeats it

@@ -11,19 +11,19 @@ process, or a recorded run), whose controller owns the state.
 
 The whole dataset sits on the training device as one tensor; a minibatch is an index into it.
 Each trainer owns its random stream, so runs racing side by side give the numbers each gives alone.
-Every `live_every` steps the live diagnostics (KL, active units, mutual information, code usage; see
-core.diagnostics.LIVE) run on a fixed batch of held-out images and land in `trainer.live`; they draw
-from their own seeded stream, so watching a run does not change it.
+After each step the trainer calls its hooks (core.hooks): the kept steps (`trainer.kept`), the live
+diagnostics every `live_every` steps on a fixed batch of held-out images (`trainer.live`; they draw from
+their own seeded stream, so watching a run does not change it) and the periodic checkpoint.
 A step whose loss, any term or the gradient is not finite is not applied: step() raises Diverged with a
 message naming the step and the term, the weights stay those of the last good step, and every later
 step() raises it again.
 
-A run survives its process: `save(path, resumable=True)` also writes the optimizer's state, the random
-stream and the batch order, `autosave(path, every)` does so periodically, and `Trainer.resume(path)`
-continues exactly where the run was (on the CPU, bit for bit). Along the way the trainer keeps its weights
-at the steps core.snapshots picks (dense early, sparse later, within `snapshot_mb`), and a saved
-checkpoint carries them, so any view can go back to step 600 of the run. `Trainer.branch(path, ...)` starts a new
-run from a saved step of another, with other knob values or learning rate, and records its parent.
+A run survives its process: `save(path, resumable=True)` also writes the training state (core.training_state:
+the optimizer's state, the random stream, the batch order), `autosave(path, every)` does so periodically, and
+`Trainer.load(path)` continues exactly where the run was (on the CPU, bit for bit). Along the way the trainer
+keeps its weights at the steps core.snapshots picks (dense early, sparse later, within `snapshot_mb`), and a
+saved checkpoint carries them, so any view can go back to step 600 of the run. `Trainer.branch(path, ...)`
+starts a new run from a saved step of another, with other knob values or learning rate, and records its parent.
 """
 from __future__ import annotations
 
@@ -38,18 +38,16 @@ from dataclasses import replace
 
 import torch
 
-from . import checkpoint, limits, settings, snapshots
+from . import checkpoint, limits, settings, snapshots, training_state
 from . import data as datasets
 from .bundle import Bundle, Ref
-from .config import (LIVE_BATCH, LIVE_EVERY, SYNC_EVERY, RunConfig, check_lr, epochs, finite_or_none, save_every,
-                     steps_per_epoch)
-from .diagnostics import LIVE
-from .errors import CheckpointError, ConfigError, LabError
-from .evaluate import eval_split
+from .config import LIVE_BATCH, LIVE_EVERY, SYNC_EVERY, RunConfig, check_lr, epochs, save_every, steps_per_epoch
+from .errors import ConfigError, LabError
+from .hooks import Autosave, KeptSteps, LiveRows
 from .models import VAE
 from .objectives import build as build_objective
-from . import weights as weights_io
-from .rng import RNG_LOCK, cuda_devices, seeded
+from .records import HistoryRow, LiveRow
+from .rng import RNG_LOCK, cuda_devices
 
 
 class Diverged(LabError):
@@ -169,7 +167,7 @@ class Trainer:
         self.run_id = uuid.uuid4().hex  # this run's identity: its snapshots are (run_id, step)
         self.data = data if data is not None else datasets.load(config.data)
         self.objective = build_objective(config.objective, config.settings)
-        with self._rng(seed=config.seed):
+        with self.own_random_stream(seed=config.seed):
             self.config, self.model = build_model(config, self.data.info, self.objective)
         self.model.to(self.device)
         self.objective.to(self.device)
@@ -191,22 +189,23 @@ class Trainer:
 
         self.step_count = 0
         self.seconds = 0.0          # time spent in steps, pauses excluded
-        self.history: list[dict] = []
-        self.live: list[dict] = []  # {'step', 'kl', 'kl_per_dim', 'au', 'mi', ...} every live_every steps
-        self.live_every = live_every
-        with seeded(self.device, config.seed):
-            live_x, live_y = eval_split(self.data, live_batch)
-        self._live_x, self._live_y = live_x.to(self.device), live_y.to(self.device)
+        self.history: list[HistoryRow] = []
+        self.live: list[LiveRow] = []  # every live_every steps (core.hooks.LiveRows)
         self.diverged: str | None = None  # the message of the step that diverged; no step after it
         self._order, self._pos = None, 0
         self._lock = threading.RLock()
         self.parent: dict | None = None  # for a branch: the run, step and weights it started from
-        self._autosave = None            # (path, ("steps" | "seconds", every), time of the last save)
-        self.snapshot_mb, self.snapshot_every = float(snapshot_mb), snapshots.EVERY
-        self.snapshots: dict[int, dict] = {}  # step -> CPU copies of the weights then (core.snapshots)
-        self._keep_snapshot()
+        # What happens after a step besides stepping (core.hooks), in this order.
+        self.kept = KeptSteps(snapshot_mb)
+        self.live_rows = LiveRows(self, live_every, live_batch)
+        self.autosaving: Autosave | None = None
+        self.kept.keep(self)  # step 0: the initial weights
 
     # ------------------------------------------------------------ stepping
+
+    @property
+    def live_every(self) -> int:
+        return self.live_rows.every
 
     @property
     def epoch(self) -> float:
@@ -228,11 +227,11 @@ class Trainer:
                             raise Diverged(self.diverged)
                         self._step()
                         if len(self._pending) >= self.sync_every:
-                            self._gather()
+                            self.gather()
                     deliver()
             finally:
                 with self._lock:
-                    self._gather()
+                    self.gather()
         return self.history[first:]
 
     def _next_batch(self):
@@ -246,7 +245,7 @@ class Trainer:
 
     def _step(self):
         t0 = time.perf_counter()
-        with self._rng():
+        with self.own_random_stream():
             x, y = self._next_batch()
             if not self.model.training:  # only the live rows switch it (a walk over every module)
                 self.model.train()
@@ -261,7 +260,7 @@ class Trainer:
         if self._found_inf is None:
             if not values.isfinite().all():
                 self._pending.append((names, values, beta, lr, self.step_count + 1, None))
-                self._gather()  # raises Diverged before the bad step is applied
+                self.gather()  # raises Diverged before the bad step is applied
         else:
             # Sticky on the device: once a step is not finite, this and every later update is skipped by
             # the fused optimizer itself (as under a GradScaler), so no step waits for the host.
@@ -270,15 +269,12 @@ class Trainer:
         self.step_count += 1
         self.seconds += time.perf_counter() - t0
         self._pending.append((names, values, beta, lr, self.step_count, self.seconds))
-        if self.snapshot_mb and snapshots.due(self.step_count, self.snapshot_every):
-            self._keep_snapshot()
-        if self.live_every and self.step_count % self.live_every == 0:
-            self._gather()
-            self.live.append(self._live_row())
-        if self._autosave:
-            self._autosave_if_due()
+        self.kept.after_step(self)
+        self.live_rows.after_step(self)
+        if self.autosaving is not None:
+            self.autosaving.after_step(self)
 
-    def _gather(self):
+    def gather(self):
         """Bring the logged numbers of the steps taken since the last gather to the host in one copy and
         append their rows to the history. A step with a non-finite number ends the run there: the
         weights are those of the step before it (no later update was applied), and Diverged is raised."""
@@ -298,27 +294,15 @@ class Trainer:
                                  f"are kept from step {step - 1}. Try a lower learning rate.")
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step_count = step - 1
-                self.snapshots = {s: t for s, t in self.snapshots.items() if s <= self.step_count}
+                self.kept.drop_after(self.step_count)
                 self.history += rows
                 raise Diverged(self.diverged)
             row.update(step=step, kl_per_dim=v[len(names):], beta=beta, lr=lr, seconds=seconds)
             rows.append(row)
         self.history += rows
 
-    @torch.no_grad()
-    def _live_row(self) -> dict:
-        """The live diagnostics on the fixed held-out batch. They draw from a stream seeded by the step,
-        inside this trainer's own, so the training stream is exactly as if they had not run."""
-        row = {"step": self.step_count}
-        self.model.eval()  # batch norm reads its running statistics and leaves them as they are
-        with self._rng(), seeded(self.device, self.step_count):
-            q = self.objective.posterior(self.model, self._live_x, self._live_y).for_live()
-            for _, live in LIVE.items():
-                row.update(live(q))
-        return {k: finite_or_none(v) for k, v in row.items()}
-
     @contextlib.contextmanager
-    def _rng(self, seed: int | None = None):
+    def own_random_stream(self, seed: int | None = None):
         """Swap this trainer's random stream into torch's global one for the duration."""
         cuda = cuda_devices(self.device)
         with RNG_LOCK, torch.random.fork_rng(devices=cuda):
@@ -332,25 +316,6 @@ class Trainer:
             self._cpu_rng = torch.get_rng_state()
             if cuda:
                 self._cuda_rng = torch.cuda.get_rng_state(cuda[0])
-
-    def _keep_snapshot(self):
-        """Keep the weights as they are now, as they are stored (float16, core.snapshots.compact), and thin the
-        kept steps to the budget, counted in those bytes."""
-        if not self.snapshot_mb:
-            return
-        self.snapshots[self.step_count] = snapshots.compact(weights_io.state_tensors(self.model, self.objective))
-        size = snapshots.nbytes(self.snapshots[self.step_count])
-        kept, self.snapshot_every = snapshots.thin(list(self.snapshots), self.snapshot_every,
-                                                   snapshots.limit(self.snapshot_mb, size))
-        self.snapshots = {s: self.snapshots[s] for s in kept}
-
-    def snapshot_state(self) -> tuple[dict, dict]:
-        """The kept steps for a checkpoint: ({step: tensors, already compact} without the current step, whose
-        weights are the checkpoint's own, in float32) and the sidecar's fields (the steps, the grid, the budget)."""
-        with self._lock:
-            earlier = {s: t for s, t in self.snapshots.items() if s != self.step_count}
-            return earlier, {"steps": sorted(self.snapshots), "every": self.snapshot_every,
-                             "budget_mb": self.snapshot_mb}
 
     # ------------------------------------------------------------ changes mid-run
 
@@ -374,144 +339,40 @@ class Trainer:
         with self._lock:
             training = self.training_state() if resumable else None
             parent = {"parent": self.parent} if self.parent else {}
-            return checkpoint.save(path, self.snapshot(), training=training, snapshots=self.snapshot_state(),
+            return checkpoint.save(path, self.snapshot(), training=training, snapshots=self.kept.state(self.step_count),
                                    **parent, **extra)
 
     # ------------------------------------------------------------ surviving the process
 
     def autosave(self, path, every=None, **extra):
         """Write a resumable checkpoint to `path` every N steps or every so many seconds of the run
-        (core.config.save_every: '500', '5m'; None or '0': off), from inside step()."""
-        schedule = save_every(every) if every is not None else ("off", 0)
-        self._autosave = None if schedule[0] == "off" else (path, schedule, time.monotonic(), extra)
-
-    def _autosave_if_due(self):
-        path, (kind, every), last, extra = self._autosave
-        due = self.step_count % every == 0 if kind == "steps" else time.monotonic() - last >= every
-        if due:
-            self.save(path, resumable=True, **extra)
-            self._autosave = (path, (kind, every), time.monotonic(), extra)
+        (core.config.save_every: '500', '5m'; None or '0': off), from inside step() (core.hooks.Autosave)."""
+        off = every is None or save_every(every)[0] == "off"
+        self.autosaving = None if off else Autosave(path, every, extra)
 
     def training_state(self) -> tuple[dict, dict]:
-        """What a resumed run needs beyond the weights: tensors (the optimizer's, the random stream, the
-        batch order) and JSON fields (the optimizer's hyperparameters, counters)."""
+        """What a resumed run needs beyond the weights (core.training_state): (tensors, JSON fields)."""
         with self._lock:
-            self._gather()
-            tensors, groups = weights_io.optimizer_tensors(self.optimizer)
-            tensors["train.rng.cpu"] = self._cpu_rng.clone()
-            if cuda_devices(self.device):
-                tensors["train.rng.cuda"] = self._cuda_rng.clone()
-            if self._order is not None:
-                tensors["train.order"] = self._order.cpu()
-            fields = {"step": self.step_count, "optimizer": groups, "batch_position": self._pos,
-                      "seconds": self.seconds, "live_every": self.live_every, "device": self.device.type,
-                      "diverged": self.diverged}
-            return tensors, fields
+            self.gather()
+            return training_state.capture(self)
 
     @classmethod
-    def resume(cls, path, data: datasets.Dataset | None = None) -> "Trainer":
-        """The run saved at `path` (by save(resumable=True) or autosave), ready to take its next step as if
-        it had never stopped. Refuses a checkpoint without training state, a diverged run, and a sidecar
-        and weights that disagree, each by name."""
-        meta, tensors = checkpoint.read(path)
-        training = meta.get("training")
-        if training is None:
-            raise CheckpointError(f"{checkpoint.paths(path)[1]}: saved without its training state, so it cannot "
-                                  f"resume; start a branch from it instead")
-        if training.get("diverged"):
-            raise CheckpointError(f"{checkpoint.paths(path)[1]}: this run diverged ({training['diverged']}); "
-                                  f"branch from it with a lower learning rate instead")
-        live_every = training.get("live_every", LIVE_EVERY)
-        run_id = meta.get("run_id")
-        if not isinstance(live_every, int) or live_every < 0 or not isinstance(run_id, str):
-            raise CheckpointError(f"{checkpoint.paths(path)[1]}: its training state is malformed "
-                                  f"(live_every {live_every!r}, run_id {run_id!r})")
-        trainer = cls(_config_of(meta, path), data, live_every=live_every)
-        trainer._restore(meta, tensors, path)
-        trainer.run_id, trainer.parent = run_id, meta.get("parent")
-        return trainer
+    def load(cls, path, data: datasets.Dataset | None = None) -> "Trainer":
+        """The run saved at `path` with its training state, ready to take its next step exactly as if it had
+        never stopped (core.training_state.load)."""
+        return training_state.load(cls, path, data)
 
     @classmethod
     def branch(cls, path, data: datasets.Dataset | None = None, settings: dict | None = None,
                lr: float | None = None, live_every: int = LIVE_EVERY) -> "Trainer":
-        """A new run from the step saved at `path`: its weights, history and (if saved) optimizer state and
-        random stream, with the objective's knobs (beta among them) and the learning rate changed as
-        given. Its `parent` (saved in its sidecar) names the run, the step and the weights it came from."""
-        meta, tensors = checkpoint.read(path)
-        config = _config_of(meta, path)
-        config = replace(config, settings={**config.settings, **(settings or {})}, lr=check_lr(lr or config.lr))
-        trainer = cls(config, data, live_every=live_every)
-        trainer._restore(meta, tensors, path, optimizer=meta.get("training") is not None)
-        if lr is not None:
-            trainer.set_lr(lr)
-        trainer.parent = {"run_id": meta.get("run_id"), "step": trainer.step_count,
-                          "weights_sha256": meta["weights_sha256"], "path": str(checkpoint.paths(path)[1])}
-        return trainer
-
-    def _restore(self, meta: dict, tensors: dict, path, optimizer: bool = True):
-        """Take the saved run's weights, counters, history and (optimizer) training state."""
-        where = checkpoint.paths(path)[1]
-        training, step, history = meta.get("training") or {}, meta.get("step", 0), meta.get("history", [])
-        # A saved history is thinned (core.checkpoint.thin_history), so its rows are not counted: its last row
-        # is the saved step's.
-        last = history[-1]["step"] if history else 0
-        if last != step or (training and training.get("step") != step):
-            raise CheckpointError(f"{where}: the sidecar and the weights disagree (step {step}, history up to "
-                                  f"step {last}, training state at step {training.get('step')})")
-        n_train = (meta.get("data") or {}).get("n_train")
-        if optimizer and n_train is not None and n_train != len(self.train_x):
-            raise CheckpointError(f"{where}: the run trained on {n_train:,} images and {len(self.train_x):,} are "
-                                  f"here ({self.data.info.name}); it cannot resume exactly on other data")
-        try:
-            self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-            self.objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")})
-            if optimizer:
-                weights_io.load_optimizer(self.optimizer, tensors, training["optimizer"])
-                steps = {int(v) for k, v in tensors.items() if k.startswith("train.optimizer.") and k.endswith(".step")}
-                if steps - {step}:
-                    raise ValueError(f"the optimizer's state is at step {sorted(steps)}")
-                self._cpu_rng = tensors["train.rng.cpu"].clone()
-                if cuda_devices(self.device) and training.get("device") == "cuda" and "train.rng.cuda" in tensors:
-                    self._cuda_rng = tensors["train.rng.cuda"].clone()
-                order = tensors.get("train.order")
-                if order is not None and (order.dim() != 1 or len(order) != len(self.train_x)
-                                          or order.dtype != torch.int64
-                                          or not torch.equal(order.sort().values, torch.arange(len(order)))):
-                    raise ValueError(f"the saved batch order is not a permutation of {len(self.train_x):,} images")
-                self._order = None if order is None else order.to(self.device)
-                self._pos = int(training["batch_position"])
-                self.seconds = float(training.get("seconds", 0.0))
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{where}: the sidecar and the weights disagree ({e})") from None
-        self.step_count = step
-        self.history = list(history)
-        self.live = [row for row in meta.get("live", []) if row.get("step", 0) <= step]
-        self._restore_snapshots(meta, tensors)
-
-    def _restore_snapshots(self, meta: dict, tensors: dict):
-        """The saved run's kept steps (its own step's weights are the file's), and its grid and budget. They are
-        held as the run keeps them (compact), whether the file stored them so or, written before, as float32."""
-        fields = meta.get("snapshots") or {}
-        kept = {s: snapshots.compact(t) for s, t in snapshots.unpack(tensors).items()}
-        if self.step_count in fields.get("steps", []):
-            kept[self.step_count] = snapshots.compact(weights_io.state_tensors(self.model, self.objective))
-        self.snapshots = {s: kept[s] for s in sorted(kept) if s <= self.step_count}
-        every, budget = fields.get("every", snapshots.EVERY), fields.get("budget_mb", self.snapshot_mb)
-        if isinstance(every, int) and every > 0 and isinstance(budget, (int, float)) and budget >= 0:
-            self.snapshot_every, self.snapshot_mb = every, float(budget)
+        """A new run from the step saved at `path`, knobs or learning rate changed (core.training_state.branch)."""
+        return training_state.branch(cls, path, data, settings, lr, live_every)
 
     def snapshot(self) -> Bundle:
         """The model as it is now: CPU copies of the network (in eval mode) and the objective with its
         trained parameters, safe to decode from while training goes on, identified as (run_id, step)."""
         with self._lock:
-            self._gather()
+            self.gather()
             return Bundle(copy.deepcopy(self.model).cpu().eval(), copy.deepcopy(self.objective).cpu(),
                           replace(self.config, settings=self.objective.settings()), Ref(self.run_id, self.step_count),
                           self.data.info, len(self.train_x), list(self.history), list(self.live))
-
-
-def _config_of(meta: dict, path) -> RunConfig:
-    try:
-        return RunConfig.from_dict(meta["config"])
-    except (LabError, KeyError, TypeError, ValueError, ArithmeticError) as e:
-        raise CheckpointError(f"{checkpoint.paths(path)[1]}: its run config cannot be read ({e})") from None

@@ -10,7 +10,7 @@ from typing import TypedDict
 
 
 class HistoryRow(TypedDict, total=False):
-    """One training step (core.engine.Trainer._gather): the loss and the objective's scalar terms."""
+    """One training step (core.engine.Trainer.gather): the loss and the objective's scalar terms."""
     step: int                  # 1-based: the row of the step that brought the count to `step`
     loss: float                # what the optimizer minimized (the objective's loss, beta and all)
     recon: float               # -E_q log p(x|z), per image

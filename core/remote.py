@@ -104,7 +104,7 @@ def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, au
         adopt_environment(environ)
     try:
         if resume_from:
-            trainer = Trainer.resume(resume_from)
+            trainer = Trainer.load(resume_from)
         elif branch:
             trainer = Trainer.branch(branch[0], settings=branch[1], lr=branch[2], live_every=live_every)
         else:

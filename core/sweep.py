@@ -333,7 +333,7 @@ def run_trial(trial: Trial, folder: str, threads: int = 1, save_every: str = SAV
         total = trial.total_steps(len(data.train_x))
         sweep = {"trial": trial.id, "axes": trial.axes, "digest": trial.digest}
         if meta is not None and meta.get("training") and meta.get("step", 0) < total:
-            trainer = Trainer.resume(path, data)
+            trainer = Trainer.load(path, data)
         elif meta is not None and meta.get("step") == total:
             trainer = None  # trained; only its diagnostics are missing
         else:

@@ -183,8 +183,8 @@ def test_kept_steps_are_stored_as_float16_and_the_budget_counts_them_so(digits, 
     assert snapshots.limit(budget, snapshots.nbytes(exact)) == 2
     t = Trainer(small_config(), digits, snapshot_mb=budget)
     t.step(120)
-    assert sorted(t.snapshots) == [0, 20, 50, 100]  # counted as float32, [0, 100]
-    assert all(v.dtype == torch.float16 for s in t.snapshots.values() for k, v in s.items() if k.startswith("model."))
+    assert sorted(t.kept.weights) == [0, 20, 50, 100]  # counted as float32, [0, 100]
+    assert all(v.dtype == torch.float16 for s in t.kept.weights.values() for k, v in s.items() if k.startswith("model."))
     t.save(tmp_path / "run")
     _, tensors = checkpoint.read(tmp_path / "run")
     kept = [k for k in tensors if k.startswith(snapshots.PREFIX)]
@@ -230,9 +230,9 @@ def test_an_old_checkpoint_with_float32_kept_steps_still_loads_exactly(digits, t
         got = one.network.state_dict()
         assert all(torch.equal(got[k[6:]], v) for k, v in exact.items() if k.startswith("model.")), step
     assert [b.step for b in checkpoint.load_steps(tmp_path / "old")] == [0, 10, 20, 50, 80]
-    resumed = Trainer.resume(tmp_path / "old", digits)  # its kept steps held as the run keeps them now
-    assert sorted(resumed.snapshots) == [0, 10, 20, 50]
-    assert all(v.dtype == torch.float16 for k, v in resumed.snapshots[10].items() if k.startswith("model."))
+    resumed = Trainer.load(tmp_path / "old", digits)  # its kept steps held as the run keeps them now
+    assert sorted(resumed.kept.weights) == [0, 10, 20, 50]
+    assert all(v.dtype == torch.float16 for k, v in resumed.kept.weights[10].items() if k.startswith("model."))
     resumed.step(5)
     trainer.step(5)
     mine, theirs = resumed.model.state_dict(), trainer.model.state_dict()
@@ -264,7 +264,7 @@ def test_compacting_an_old_checkpoint_keeps_its_last_weights_bit_for_bit(digits,
         float32.load_state_dict({k[6:]: v for k, v in exact.items() if k.startswith("model.")})
         images, exact_images = explore.decode(at.network, z), explore.decode(float32, z)
         assert 0 < (images - exact_images).abs().max() < 1e-3, step  # rounded, and invisibly so
-    resumed = Trainer.resume(tmp_path / "old", digits)
+    resumed = Trainer.load(tmp_path / "old", digits)
     assert resumed.step_count == 80 and torch.equal(next(resumed.model.parameters()), next(trainer.model.parameters()))
 
 

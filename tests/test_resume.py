@@ -46,7 +46,7 @@ def test_resume_is_bit_identical_to_the_uninterrupted_run(kind, digits, tmp_path
     first.step(25)
     first.save(tmp_path / "run", resumable=True)
     del first
-    resumed = Trainer.resume(tmp_path / "run", digits)
+    resumed = Trainer.load(tmp_path / "run", digits)
     assert resumed.step_count == 25
     resumed.step(25)
     a, b = all_state(straight), all_state(resumed)
@@ -71,7 +71,7 @@ def test_a_run_saved_past_step_1000_resumes_exactly_from_its_thinned_history(dig
     saved = json.loads((tmp_path / "run.json").read_text())["history"]
     assert [r["step"] for r in saved[998:]] == [999, 1_000, 1_004, 1_005, 1_010, 1_013]
     straight.step(37)
-    resumed = Trainer.resume(tmp_path / "run", digits)
+    resumed = Trainer.load(tmp_path / "run", digits)
     assert resumed.step_count == 1_013 and resumed.objective.beta == 2.0
     resumed.step(37)
     a, b = all_state(straight), all_state(resumed)
@@ -90,7 +90,7 @@ def test_a_resumed_run_keeps_its_identity_and_beta_changed_mid_run(digits, tmp_p
     t.set_lr(2e-4)
     t.step(5)
     t.save(tmp_path / "run", resumable=True)
-    r = Trainer.resume(tmp_path / "run", digits)
+    r = Trainer.load(tmp_path / "run", digits)
     assert r.run_id == t.run_id and r.objective.beta == 3.0 and r.lr == 2e-4 and r.live_every == 0
     assert r.snapshot().ref == t.snapshot().ref
 
@@ -101,7 +101,7 @@ def test_autosave_writes_a_resumable_checkpoint_on_schedule(digits, tmp_path):
     t.step(20)
     meta = json.loads((tmp_path / "auto.json").read_text())
     assert meta["step"] == 14 and meta["training"]["step"] == 14 and meta["command"] == "test"
-    assert Trainer.resume(tmp_path / "auto", digits).step_count == 14
+    assert Trainer.load(tmp_path / "auto", digits).step_count == 14
     t.autosave(tmp_path / "timed", "0.001s")
     time.sleep(0.01)  # a step of this small model can take less than the millisecond: let the time pass first
     t.step(1)
@@ -144,7 +144,7 @@ def test_a_checkpoint_without_training_state_branches_but_does_not_resume(digits
     t.step(10)
     t.save(tmp_path / "plain")
     with pytest.raises(CheckpointError, match="saved without its training state.*branch"):
-        Trainer.resume(tmp_path / "plain", digits)
+        Trainer.load(tmp_path / "plain", digits)
     b = Trainer.branch(tmp_path / "plain", digits, settings={"beta": 0.5})
     assert b.step_count == 10 and b.step(2)[-1]["step"] == 12
 
@@ -155,7 +155,7 @@ def test_a_diverged_run_is_not_resumed(digits, tmp_path):
         t.step(200)
     t.save(tmp_path / "bad", resumable=True)
     with pytest.raises(CheckpointError, match="diverged.*lower learning rate"):
-        Trainer.resume(tmp_path / "bad", digits)
+        Trainer.load(tmp_path / "bad", digits)
 
 
 def edit_sidecar(tmp_path, digits, change):
@@ -178,7 +178,7 @@ def edit_sidecar(tmp_path, digits, change):
 def test_a_resume_whose_sidecar_and_weights_disagree_is_refused_by_name(change, message, digits, tmp_path):
     path = edit_sidecar(tmp_path, digits, change)
     with pytest.raises(CheckpointError, match=message) as e:
-        Trainer.resume(path, digits)
+        Trainer.load(path, digits)
     assert str(path) in str(e.value)
 
 
@@ -191,7 +191,7 @@ def test_optimizer_state_of_the_wrong_shape_is_refused(digits, tmp_path):
     bundle = small.snapshot()
     checkpoint.save(tmp_path / "mixed", bundle, training=(tensors, fields))
     with pytest.raises(CheckpointError, match="disagree.*shape"):
-        Trainer.resume(tmp_path / "mixed", digits)
+        Trainer.load(tmp_path / "mixed", digits)
 
 
 @pytest.mark.parametrize("name,text,message", [
@@ -218,7 +218,7 @@ def test_a_deeply_nested_sidecar_is_refused(name, text, message, tmp_path):
 ])
 def test_a_wrong_typed_or_oversized_sidecar_gets_one_clear_message(change, message, digits, tmp_path):
     path = edit_sidecar(tmp_path, digits, change)
-    for read in (checkpoint.load, lambda p: Trainer.resume(p, digits)):
+    for read in (checkpoint.load, lambda p: Trainer.load(p, digits)):
         with pytest.raises(CheckpointError, match=message):
             read(path)
     assert main(["evaluate", str(path)]) == 1
@@ -308,7 +308,7 @@ def test_a_save_killed_between_its_renames_leaves_a_checkpoint_that_loads(rename
     save_killed_after(t, tmp_path / "run", renames_done, monkeypatch)
     loaded = checkpoint.load(tmp_path / "run")
     assert loaded.ref == old and loaded.step == 6
-    assert Trainer.resume(tmp_path / "run", digits).step(1)[0]["step"] == 7
+    assert Trainer.load(tmp_path / "run", digits).step(1)[0]["step"] == 7
     t.save(tmp_path / "run", resumable=True)  # the next save puts everything in order
     assert checkpoint.load(tmp_path / "run").step == 9
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.safetensors"]
@@ -325,7 +325,7 @@ def test_a_save_killed_between_its_renames_leaves_a_checkpoint_that_loads(rename
 def test_more_hostile_sidecars_end_in_one_message(change, message, digits, tmp_path):
     path = edit_sidecar(tmp_path, digits, change)
     with pytest.raises(CheckpointError, match=message):
-        Trainer.resume(path, digits)
+        Trainer.load(path, digits)
 
 
 def test_an_integer_too_long_to_parse_is_refused(digits, tmp_path):
@@ -351,7 +351,7 @@ def test_a_resume_on_other_data_is_refused(digits, tmp_path):
     t.save(tmp_path / "run", resumable=True)
     fewer = replace(digits, train_x=digits.train_x[:1000], train_y=digits.train_y[:1000])
     with pytest.raises(CheckpointError, match="trained on 1,500 images and 1,000 are here"):
-        Trainer.resume(tmp_path / "run", fewer)
+        Trainer.load(tmp_path / "run", fewer)
 
 
 def test_a_ctrl_c_inside_the_optimizers_update_waits_for_the_step_to_finish(digits, tmp_path):
@@ -368,7 +368,7 @@ def test_a_ctrl_c_inside_the_optimizers_update_waits_for_the_step_to_finish(digi
         trainer.step(20)
     assert trainer.step_count == 7
     trainer.save(tmp_path / "cut", resumable=True)
-    resumed = Trainer.resume(tmp_path / "cut", digits)
+    resumed = Trainer.load(tmp_path / "cut", digits)
     assert resumed.step_count == 7
     resumed.step(3)
     reference = Trainer(small_config(), digits, live_every=0)

@@ -70,7 +70,7 @@ def test_each_kept_step_decodes_as_the_run_did_at_that_step(run, digits):
         if bundle.step == 260:
             assert torch.equal(images, exact_images) and all(torch.equal(loaded[k], exact[k]) for k in exact)
         else:
-            assert all(torch.equal(loaded[k], trainer.snapshots[bundle.step][f"model.{k}"].float()) for k in exact)
+            assert all(torch.equal(loaded[k], trainer.kept.weights[bundle.step][f"model.{k}"].float()) for k in exact)
             assert 0 < (images - exact_images).abs().max() < 1e-3, bundle.step  # rounded, and invisibly so
         one = checkpoint.load(path, step=bundle.step)
         assert torch.equal(explore.decode(one.network, z), explore.decode(bundle.network, z))
@@ -83,10 +83,10 @@ def test_a_resumed_run_keeps_its_steps_and_goes_on_keeping_them_as_the_whole_run
     trainer, path = run
     whole = Trainer(small_config(), digits, snapshot_mb=BUDGET)
     whole.step(600)
-    resumed = Trainer.resume(path, digits)
+    resumed = Trainer.load(path, digits)
     resumed.step(340)
-    assert sorted(resumed.snapshots) == sorted(whole.snapshots)
-    assert all(torch.equal(resumed.snapshots[s][k], whole.snapshots[s][k]) for s in whole.snapshots for k in whole.snapshots[s])
+    assert sorted(resumed.kept.weights) == sorted(whole.kept.weights)
+    assert all(torch.equal(resumed.kept.weights[s][k], whole.kept.weights[s][k]) for s in whole.kept.weights for k in whole.kept.weights[s])
 
 
 def test_a_step_that_was_not_kept_or_a_forged_one_is_refused_by_name(run, tmp_path):
