@@ -347,7 +347,7 @@ class ProcessRun:
         config = replace(self.config, settings=reply["settings"])
         network, objective = weights.build_from(config, weights.from_bytes(reply["blob"]))
         return Bundle(network, objective, config, Ref(self.run_id, step), self.data.info, self.n_train,
-                      self.history[:step], [r for r in self.live if r["step"] <= step])
+                      [r for r in self.history if r["step"] <= step], [r for r in self.live if r["step"] <= step])
 
     def save(self, path, resumable: bool = False, **fields):
         """Write a checkpoint from the child (with its training state when resumable, and any extra sidecar

@@ -27,7 +27,8 @@ def main():
         bundle.network.eval = lambda: bundle.network  # evaluate() asks for eval mode; keep the batch statistics
         with torch.no_grad():
             batch = evaluate(bundle, data, batch_size=100).elbo
-        train_loss = sum(r["loss"] for r in bundle.history[-100:]) / 100
+        last = [r for r in bundle.history if r["step"] > bundle.step - 100]  # a saved history is thinned
+        train_loss = sum(r["loss"] for r in last) / len(last)
         rows[f"z={z}"] = {"running_statistics": round(running, 2), "batch_statistics": round(batch, 2),
                           "train_loss_last_100_steps": round(train_loss, 2)}
         print(f"z={z:<4d} ELBO with running statistics {running:8.2f}, with batch statistics {batch:8.2f}; "

@@ -326,7 +326,8 @@ def run_panel(name: str, t, race: bool, step: int | None = None):
     last = shown[-1] if shown else {}
     m1, m2, m3 = st.columns(3)
     at = f" at step {bundle.step:,}" if marker is not None else ""
-    row = history[-1] if marker is None else history[bundle.step - 1] if bundle.step else None  # step s's row
+    # step s's row, by its step: a saved history is thinned past step 1,000 (core.checkpoint.thin_history)
+    row = history[-1] if marker is None else {r["step"]: r for r in history}.get(bundle.step)
     m1.metric(f"−ELBO (train batch{at})", f"{row['loss']:.1f}" if row else "–")
     m2.metric("active units", f"{last.get('au', '–')} / {t.latent_dim}")
     m3.metric("MI (nats)", f"{last['mi']:.2f}" if last.get("mi") is not None else "–",
