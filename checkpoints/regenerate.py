@@ -33,7 +33,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
 
 # Small enough for the 2 MB budget per checkpoint (weights and sidecar), big enough for clear digits.
 MNIST = "--dataset mnist --binarize dynamic --hidden 128 --latent 16 --epochs 5"

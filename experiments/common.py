@@ -11,12 +11,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("VAELAB_OFFLINE", "1")
+from core.config import RunConfig
+from core.engine import Diverged, Trainer
 
-from core.config import RunConfig  # noqa: E402
-
-from core.engine import Diverged, Trainer  # noqa: E402
+os.environ.setdefault("VAELAB_OFFLINE", "1")  # the reproductions read the shared files, never download
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
