@@ -66,6 +66,7 @@ def test_paper_options_reach_the_run_config():
         "leaky-relu", 0.2, "relu", True, "mse")
 
 
+@pytest.mark.slow
 def test_bad_argument_in_a_real_process_has_no_traceback():
     r = cli("train", "--latent", "0")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
@@ -82,6 +83,7 @@ def inline(capsys, *args):
     return SimpleNamespace(returncode=status, stdout=out.out, stderr=out.err)
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_a_real_checkpoint(tmp_path, capsys):
     """Training and the first evaluation and diagnosis run as real processes; the other commands on the
     same checkpoint call the CLI's main() here."""

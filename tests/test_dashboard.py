@@ -69,6 +69,7 @@ def browser_decode(data: dict, z) -> np.ndarray:
     return explore.DecoderProgram(layers, program["squash"], tuple(program["shape"]), program["scale"], offset)(z)[0]
 
 
+@pytest.mark.slow
 def test_train_page_trains_the_offline_default_and_shows_it(app):
     assert "press **Train**" in app.info[0].value
     assert app.sidebar.selectbox(key="dataset").value == "digits"
@@ -88,6 +89,7 @@ def test_train_page_trains_the_offline_default_and_shows_it(app):
     assert app.select_slider(key="refresh").value == 2  # how often the live view redraws
 
 
+@pytest.mark.slow
 def test_the_training_process_gets_all_of_torchs_threads(app):
     """The server runs one torch thread; the training child must not inherit that through the app script,
     which spawn re-imports in the child as its main module, and train at a fraction of the CPU's speed."""
@@ -98,6 +100,7 @@ def test_the_training_process_gets_all_of_torchs_threads(app):
     assert any(f"cpu, {t.threads} thread" in c.value for c in app.caption)  # the page says so
 
 
+@pytest.mark.slow
 def test_train_page_controls_change_a_running_run(app, tmp_path):
     app.sidebar.number_input(key="steps").set_value(100_000)
     app.sidebar.button[0].click().run()
@@ -128,6 +131,7 @@ def test_train_page_controls_change_a_running_run(app, tmp_path):
         t.stop()
 
 
+@pytest.mark.slow
 def test_train_page_races_several_objectives_on_one_seed(app):
     runs = train(app, 100, objectives=["vae", "beta-vae"])
     assert list(runs) == ["vae", "beta-vae"]
@@ -146,6 +150,7 @@ def test_train_page_says_what_is_wrong_instead_of_failing(app):
     assert not session_runs(app)
 
 
+@pytest.mark.slow
 def test_two_browser_sessions_training_at_once_do_not_interfere(tmp_path, monkeypatch):
     monkeypatch.setenv("VAELAB_CHECKPOINTS", str(tmp_path))
     monkeypatch.setenv("VAELAB_RUNS", str(tmp_path.with_name(tmp_path.name + "-live")))
@@ -165,6 +170,7 @@ def test_two_browser_sessions_training_at_once_do_not_interfere(tmp_path, monkey
     assert [r["loss"] for r in a.history] == [r["loss"] for r in checkpoint.rounded(alone.history)]
 
 
+@pytest.mark.slow
 def test_explore_sliders_decode_in_the_browser_as_the_server_does(app):
     run = train(app, 150)["vae"]
     app.switch_page("views/explore.py").run()
@@ -189,6 +195,7 @@ def test_explore_sliders_decode_in_the_browser_as_the_server_does(app):
     assert pad(app)["key"].startswith(f"pad-1@{run.run_id}")
 
 
+@pytest.mark.slow
 def test_explore_decodes_on_the_server_when_asked_or_when_the_browser_cannot(app):
     run = train(app, 60)["vae"]
     app.query_params["decode"] = "server"
@@ -201,6 +208,7 @@ def test_explore_decodes_on_the_server_when_asked_or_when_the_browser_cannot(app
 
 
 @pytest.mark.parametrize("objective", ["cvae", "discrete-is", "iaf"])
+@pytest.mark.slow
 def test_pages_work_for_objectives_that_change_the_model(app, objective):
     runs = train(app, 100, objectives=[objective])
     assert runs[objective].state == "recorded" and any("step 100" in m.value for m in app.markdown)
@@ -299,6 +307,7 @@ def test_latent_scatter_shows_each_points_image_on_hover_and_reports_selections(
 
 # ---------------------------------------------------------------- the other pages
 
+@pytest.mark.slow
 def test_latent_map_page_computes_once_per_setting(app):
     train(app, 100)
     app.switch_page("views/latent_map.py").run()
@@ -320,6 +329,7 @@ def test_latent_map_page_computes_once_per_setting(app):
     assert not app.exception
 
 
+@pytest.mark.slow
 def test_latent_map_shows_up_to_four_models_side_by_side(app):
     train(app, 60, objectives=["vae", "beta-vae"])
     app.switch_page("views/latent_map.py").run()
@@ -334,6 +344,7 @@ def test_latent_map_shows_up_to_four_models_side_by_side(app):
     assert '"run: vae"' in specs[0] and '"run: beta-vae"' in specs[1]  # each titled with its model
 
 
+@pytest.mark.slow
 def test_compare_page_tables_the_runs(app):
     train(app, 100, objectives=["vae", "beta-vae"])
     app.switch_page("views/compare.py").run()
@@ -369,6 +380,7 @@ def test_a_lesson_sets_the_controls_and_its_link_opens_it(app):
     assert shared.sidebar.multiselect(key="objectives").value == ["vae", "iwae"]
 
 
+@pytest.mark.slow
 def test_presentation_mode_and_slider_values_live_in_the_url(app):
     app.sidebar.toggle(key="present").set_value(True).run()
     assert app.query_params["present"] == "1"
@@ -475,6 +487,7 @@ def test_without_mnist_or_network_the_first_screen_uses_the_subset_and_says_so(t
 # ---------------------------------------------------------------- one model, one truth on the pages
 
 @pytest.mark.parametrize("objective", ["iaf", "householder"])
+@pytest.mark.slow
 def test_compare_shows_a_live_flow_run_as_its_saved_copy(app, tmp_path, objective):
     """The live run's numbers on Compare come from its flow (whose weights cross the process boundary),
     and equal those of the same run saved and loaded."""
@@ -490,6 +503,7 @@ def test_compare_shows_a_live_flow_run_as_its_saved_copy(app, tmp_path, objectiv
     assert row["KL"] == f"{saved['KL']:.2f}" + ("" if saved["KL exact"] else " (est.)")
 
 
+@pytest.mark.slow
 def test_a_restarted_run_with_another_latent_size_is_shown_everywhere(app):
     first = train(app, 60)["vae"]
     for page in ("views/compare.py", "views/latent_map.py", "views/explore.py"):
@@ -558,6 +572,7 @@ def test_offline_the_gallery_shows_prior_samples_of_a_model_whose_dataset_is_abs
         datasets._load_raw.cache_clear()
 
 
+@pytest.mark.slow
 def test_a_crashed_training_process_is_a_message_on_the_page(app):
     from core.control import RunState
     app.sidebar.number_input(key="steps").set_value(100_000)
@@ -607,6 +622,7 @@ def test_compare_overlays_a_branch_and_names_its_parent(app, tmp_path, digits):
     assert '"x0":30' in race.proto.spec.replace(" ", "")
 
 
+@pytest.mark.slow
 def test_a_finished_run_trains_further_or_branches_from_the_train_page(app):
     train(app, 60)
     app.number_input(key="go-more:vae").set_value(20)

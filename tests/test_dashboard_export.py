@@ -4,12 +4,15 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import ROOT, session_runs, train
 from core import checkpoint, recipe, weights
 from dashboard.views.train import OWN
 from test_user_data import shapes
+
+pytestmark = pytest.mark.slow  # the Train page's runs train in processes; the exports run the CLI and TensorBoard
 
 
 def test_the_train_page_trains_on_a_folder_of_your_images(app, tmp_path, monkeypatch):

@@ -13,6 +13,8 @@ from core import checkpoint, recipe
 from core.data import DataSpec
 from core.engine import Trainer
 
+pytestmark = pytest.mark.slow  # CLI runs in processes, written to TensorBoard and MLflow
+
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 

@@ -95,6 +95,7 @@ def test_dvae_corrupts_the_encoder_input_only(digits):
 
 # ---------------------------------------------------------------- conditional VAE
 
+@pytest.mark.slow
 def test_cvae_output_depends_on_the_label_and_generates_a_chosen_class(digits):
     t = Trainer(small_config(objective="cvae", lr=3e-3, model=ModelConfig(hidden=(128,), latent_dim=4)), digits)
     assert t.model.cfg.n_classes == 10

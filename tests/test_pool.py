@@ -33,6 +33,7 @@ def pool(tmp_path):
         p.close()
 
 
+@pytest.mark.slow
 def test_runs_beyond_the_limit_queue_and_all_finish_released(pool, digits):
     p = pool(limit=1)
     first = p.submit(A, "vae", small_config(), steps=150, data=digits)
@@ -52,6 +53,7 @@ def test_runs_beyond_the_limit_queue_and_all_finish_released(pool, digits):
     assert list(p.runs(A)) == ["vae", "beta"] and list(p.runs(B)) == ["other"]  # no owner sees another's
 
 
+@pytest.mark.slow
 def test_a_run_stopped_in_the_queue_never_starts_and_a_live_one_is_saved(pool, digits):
     p = pool(limit=1)
     live = p.submit(A, "live", small_config(), steps=100_000, data=digits)
@@ -63,6 +65,7 @@ def test_a_run_stopped_in_the_queue_never_starts_and_a_live_one_is_saved(pool, d
     assert live.snapshot().step == live.step_count > 20
 
 
+@pytest.mark.slow
 def test_an_owner_unseen_past_the_grace_is_saved_and_resumes_exactly(pool, digits, tmp_path):
     p = pool(limit=2, grace=1.0)
     run = p.submit(A, "vae", small_config(), steps=400, data=digits)
@@ -80,6 +83,7 @@ def test_an_owner_unseen_past_the_grace_is_saved_and_resumes_exactly(pool, digit
     assert all(torch.equal(got[k], want[k]) for k in want)
 
 
+@pytest.mark.slow
 def test_after_a_restart_an_owners_runs_are_read_back_and_resume(pool, digits, tmp_path):
     p = pool(limit=2)
     done = p.submit(A, "done", small_config(), steps=20, data=digits)
@@ -111,6 +115,7 @@ def test_a_run_name_is_never_a_path(name, pool, digits):
         pool().submit(A, name, small_config(), steps=5, data=digits)
 
 
+@pytest.mark.slow
 def test_a_finished_run_trains_further_and_branches(pool, digits):
     p = pool(limit=2)
     run = p.submit(A, "vae", small_config(), steps=40, data=digits)
@@ -141,6 +146,7 @@ def test_a_token_held_by_an_open_session_is_not_taken_by_another(pool):
     assert p.claim(A, "tab-2", alive)
 
 
+@pytest.mark.slow
 def test_cancelling_a_queued_resume_keeps_the_run_resumable(pool, digits):
     p = pool(limit=1)
     blocker = p.submit(A, "blocker", small_config(), steps=100_000, data=digits)
@@ -163,6 +169,7 @@ def test_a_run_name_never_collides_with_a_runs_files(name, pool, digits):
         pool().submit(A, name, small_config(), steps=5, data=digits)
 
 
+@pytest.mark.slow
 def test_live_runs_split_the_cores_and_a_lone_run_gets_them_back(pool, digits):
     """A training process takes all of torch's threads; two of them on the same cores busy-wait for each
     other's (bench/concurrent_runs.py), so the pool splits the cores between its live runs."""

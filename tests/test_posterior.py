@@ -38,6 +38,7 @@ def one_sample_elbos(bundle, data, n):
 
 
 @pytest.mark.parametrize("name", OBJECTIVES.names())
+@pytest.mark.slow
 def test_evaluate_and_the_iwae_diagnostic_agree_on_the_elbo_of_the_models_own_posterior(name, trained, digits):
     bundle = trained[name]
     result = evaluate(bundle, digits)
@@ -52,6 +53,7 @@ def test_evaluate_and_the_iwae_diagnostic_agree_on_the_elbo_of_the_models_own_po
     assert bound.iwae >= bound.elbo
 
 
+@pytest.mark.slow
 def test_the_vlae_kl_is_its_laplace_gaussians_closed_form(trained, digits):
     bundle = trained["vlae"]
     x, y = eval_split(digits, 300)
@@ -68,6 +70,7 @@ def test_the_vlae_kl_is_its_laplace_gaussians_closed_form(trained, digits):
     assert abs(raw - exact) > 0.1
 
 
+@pytest.mark.slow
 def test_householder_posterior_is_the_exact_gaussian_its_flow_draws(trained, digits):
     """Two views of one model: the flow (z_0 through the reflections, density by inversion) and the closed
     form N(M mu, M diag(sigma^2) M^T) give the same density at every code, and the flow's Monte Carlo KL
@@ -86,6 +89,7 @@ def test_householder_posterior_is_the_exact_gaussian_its_flow_draws(trained, dig
     assert abs(estimate.mean() - closed.kl().mean()) < se + 0.05
 
 
+@pytest.mark.slow
 def test_iaf_inverse_and_density_of_any_code(trained, digits):
     bundle = trained["iaf"]
     x, y = eval_split(digits, 16)
@@ -101,6 +105,7 @@ def test_iaf_inverse_and_density_of_any_code(trained, digits):
     assert not q.exact and q.per_dim_sums_to_kl is False
 
 
+@pytest.mark.slow
 def test_flow_mutual_information_is_of_q_T_not_q_0(trained, digits):
     bundle = trained["iaf"]
     flow = run("mutual-information", bundle, digits, n=200)
@@ -108,6 +113,7 @@ def test_flow_mutual_information_is_of_q_T_not_q_0(trained, digits):
     assert flow == run("mutual-information", bundle, digits, n=200)  # seeded: the same twice
 
 
+@pytest.mark.slow
 def test_reconstructions_go_through_the_models_own_posterior(trained, digits):
     bundle = trained["householder"]
     x, y = digits.test_x[:4], digits.test_y[:4]

@@ -13,6 +13,8 @@ from core.engine import Trainer
 from core.errors import ConfigError
 from core.remote import ProcessRun
 
+pytestmark = pytest.mark.slow  # each test starts a training process
+
 
 def test_a_child_process_trains_exactly_like_the_engine(digits, tmp_path):
     here = Trainer(small_config(), digits)

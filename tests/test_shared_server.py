@@ -21,7 +21,12 @@ import hostile  # noqa: E402
 SHIPPED = ROOT / "checkpoints"
 
 
-@pytest.mark.parametrize("name", list(hostile.CASES))
+# The cases that take seconds on purpose (a gigabyte-sized .npz, 20,000 PNGs) are in the slow set.
+HEAVY = {"an .npz of 2 structured values of 1 GiB each", "a 3 MB zip of 20,000 1x1 PNGs at image size 128"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name
+                                  for name in hostile.CASES])
 def test_every_hostile_case_ends_in_one_line_in_seconds_and_bounded_memory(name, tmp_path, monkeypatch):
     monkeypatch.setenv("VAELAB_CACHE", str(tmp_path / "cache"))  # a case's uploads stay in its folder
     says, _ = hostile.CASES[name]
@@ -190,6 +195,7 @@ def test_a_checkpoint_naming_a_system_path_as_its_dataset_opens_at_once(server):
     assert any("is not here" in c.value for c in at.caption)  # its prior samples still show
 
 
+@pytest.mark.slow
 def test_a_device_that_is_not_there_is_a_message_and_the_next_run_trains(tmp_path, monkeypatch):
     monkeypatch.setenv("VAELAB_CHECKPOINTS", str(tmp_path))
     monkeypatch.setenv("VAELAB_RUNS", str(tmp_path / "runs"))

@@ -93,6 +93,7 @@ def test_a_bad_spec_is_one_line_before_anything_trains(tmp_path, capsys, grid, s
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_an_unreachable_ray_address_is_one_line(tmp_path):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -119,6 +120,7 @@ def local_table(local_sweep):
     return sweep.read_rows(local_sweep / "tiny")
 
 
+@pytest.mark.slow
 def test_the_local_backend_trains_records_and_tables_every_trial(local_table):
     assert [r["status"] for r in local_table] == ["done"] * 4
     assert {r["trial"] for r in local_table} == {f"{o}-beta{b}-latent3-seed0" for o in ("beta-vae", "free-bits")
@@ -146,6 +148,7 @@ def ray_head():
         shutil.rmtree(temp, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_the_ray_backend_gives_the_local_backends_numbers(tmp_path, ray_head, local_table):
     result = run_cli("sweep", str(spec_file(tmp_path)), "--out", str(tmp_path / "out"), "--ray", ray_head,
                      "--no-pilot")
@@ -160,6 +163,7 @@ def test_the_ray_backend_gives_the_local_backends_numbers(tmp_path, ray_head, lo
     assert meta["command"] == trial.command and meta["sweep"]["digest"] == trial.digest
 
 
+@pytest.mark.slow
 def test_an_interrupted_sweep_resumes_to_the_uninterrupted_table(tmp_path, local_table):
     spec, out = spec_file(tmp_path), tmp_path / "out"
     folder = out / "tiny"
@@ -197,6 +201,7 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_table(tmp_path, local
     assert resumed == uninterrupted  # the same rows, every figure alike, the timing columns aside
 
 
+@pytest.mark.slow
 def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     spec = spec_file(tmp_path, '[train]\ndataset = "digits"\nhidden = [16]\nsteps = 30\nlive_every = 0\n'
                                '[grid]\nlr = [1e-3, 1e12]\n')
@@ -212,6 +217,7 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     assert "1 done, 1 failed" in again and "0 to run" in again
 
 
+@pytest.mark.slow
 def test_a_spec_that_changed_its_fixed_settings_is_refused_by_name(tmp_path, local_sweep):
     out = tmp_path / "out"
     shutil.copytree(local_sweep, out)  # trained with steps = 40

@@ -109,7 +109,7 @@ def bundles(run):
     return checkpoint.load_steps(run[1])
 
 
-@pytest.mark.parametrize("method", ["pca", "tsne"])
+@pytest.mark.parametrize("method", ["pca", pytest.param("tsne", marks=pytest.mark.slow)])
 def test_aligned_maps_move_less_from_step_to_step_than_unaligned_ones(bundles, digits, method):
     """The same test images at every step; aligned, they move less between frames (relative to the map's
     spread) than the maps the method draws on its own, and never as far as the map is wide."""

@@ -60,6 +60,7 @@ def test_every_diagnostic_runs_on_the_example_and_reads_its_own_posterior(traine
     assert bundle.ref.id == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_python_m_core_diagnose_takes_the_model_and_its_weights(trained, capsys):
     _, path = trained
     env = os.environ | {"OMP_NUM_THREADS": "1"}
