@@ -263,8 +263,8 @@ def train_line(tmp, *flags):
     return cli_line("train", "--dataset", "digits", "--steps", "2", "--out", str(tmp), "--save-every", "0", *flags)
 
 
-for flags, says in [(("--latent", "1000000000"), "latent size must be a whole number up to 4,096"),
-                    (("--hidden", "1000000000"), "a layer width must be a whole number up to 16,384"),
+for flags, says in [(("--latent", "1000000000"), "--latent: must be a whole number up to 4,096"),
+                    (("--hidden", "1000000000"), "--hidden: a width must be a whole number up to 16,384"),
                     (("--objective", "iwae", "--k", "100000000"), "k must be at most 5,000"),
                     (("--objective", "iwae", "--k", "5000"), "more than the 4.0 GiB a run may take"),
                     (("--objective", "iaf", "--flow-steps", "1000000"), "flow_steps must be at most 64"),

@@ -96,7 +96,7 @@ class Option:
             if not widths or min(widths) < 1:
                 raise ConfigError(f"{self.flag}: widths must be at least 1, not {value!r}")
             for width in widths:
-                limits.check(self.limit or "width", width, f"{self.flag} {width}")
+                limits.check(self.limit or "width", width, f"{self.flag}: a {'stride' if self.limit else 'width'}")
             return widths
         if self.kind in ("int", "float"):
             if isinstance(value, bool):

@@ -178,5 +178,7 @@ def test_the_cli_trains_on_a_folder_and_names_the_checkpoint_after_it(tmp_path, 
     with pytest.raises(SystemExit) as exit_:  # argparse's own exit, in this process
         inline(capsys, "train", "--dataset", str(tmp_path / "nope"), "--steps", "5")
     assert exit_.value.code == 2 and capsys.readouterr().err.strip().endswith("nope: no such folder or file")
-    bad = inline(capsys, "train", "--dataset", str(folder), "--steps", "5", "--image-size", "-3")
-    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "image size" in bad.stderr
+    with pytest.raises(SystemExit) as exit_:  # refused as the arguments are read (core.options)
+        inline(capsys, "train", "--dataset", str(folder), "--steps", "5", "--image-size", "-3")
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.count("\n") == 0 and "--image-size: must be a whole number >= 0" in err
