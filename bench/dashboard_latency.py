@@ -242,7 +242,7 @@ def train_in_browser(steps: int, refresh: int = 2):
             for _ in range(12):  # 8 -> 20
                 page.keyboard.press("ArrowRight")
             page.wait_for_timeout(1000)
-            field = page.get_by_label("Steps")
+            field = page.get_by_role("spinbutton", name="Steps")
             field.fill(str(steps))
             field.press("Enter")
             page.wait_for_timeout(1000)

@@ -117,7 +117,7 @@ def load(url: str, server_pid: int, sessions: int, steps: int, timeout_s: float 
                 page = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
                 page.goto(url)
                 page.get_by_text("then press Train").wait_for(timeout=120_000)
-                field = page.get_by_label("Steps")
+                field = page.get_by_role("spinbutton", name="Steps")
                 field.fill(str(steps))
                 field.press("Enter")
                 page.wait_for_timeout(500)

@@ -61,7 +61,7 @@ def test_train_then_drag_a_slider_in_a_real_browser(streamlit_server, page, tmp_
     page.get_by_text("then press Train").wait_for(timeout=60_000)
     page.screenshot(path=out / "train-empty.png", full_page=True)
 
-    steps = page.get_by_label("Steps")
+    steps = page.get_by_role("spinbutton", name="Steps")
     steps.fill("300")
     steps.press("Enter")
     settle(page)
@@ -153,7 +153,7 @@ def press_train(page, url: str, steps: int) -> str:
     """Open the Train page, set the steps, press Train; returns the session's token."""
     page.goto(url)
     page.get_by_text("then press Train").wait_for(timeout=60_000)
-    field = page.get_by_label("Steps")
+    field = page.get_by_role("spinbutton", name="Steps")
     field.fill(str(steps))
     field.press("Enter")
     settle(page)
