@@ -13,10 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from core import sweep
 
-from core import sweep  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def timed(args) -> tuple[float, str]:

@@ -77,8 +77,6 @@ def app(tmp_path, monkeypatch):
 @pytest.fixture
 def streamlit_server(tmp_path):
     """A real `streamlit run` of the dashboard on a free localhost port; yields its base URL."""
-    import sys
-    sys.path.insert(0, str(ROOT / "bench"))
     from sessions import serve
     env = {"VAELAB_CHECKPOINTS": str(tmp_path / "checkpoints"), "VAELAB_RUNS": str(tmp_path / "runs")}
     with serve(env, log=tmp_path / "server.log") as (url, _):

@@ -165,9 +165,7 @@ def test_a_run_survives_a_server_restart_and_resumes_to_the_same_weights(page, t
     """Start a run from the Train page, kill the server, start it again: the run is listed, and resuming
     it gives the weights of a run that was never interrupted."""
     import signal
-    import sys
     import torch
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from sessions import free_port, serve
     from core import checkpoint
     from core.config import RunConfig
@@ -204,8 +202,6 @@ def test_a_run_survives_a_server_restart_and_resumes_to_the_same_weights(page, t
 
 def test_many_sessions_on_one_server_queue_and_all_finish(tmp_path):
     """bench/sessions.py's load (8 sessions there), with 4 sessions and 2 training processes."""
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from sessions import load, serve
     env = {"VAELAB_RUNS": str(tmp_path / "runs"), "VAELAB_CHECKPOINTS": str(tmp_path / "checkpoints"),
            "VAELAB_MAX_RUNS": "2"}
@@ -243,8 +239,6 @@ def test_a_link_copied_from_an_open_tab_opens_a_session_of_its_own(streamlit_ser
 
 
 def test_closing_the_tab_ends_its_run_after_the_grace_and_keeps_it_resumable(tmp_path):
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from playwright.sync_api import sync_playwright
     from sessions import descendants, serve
     from core import checkpoint
@@ -280,9 +274,7 @@ def test_closing_the_tab_ends_its_run_after_the_grace_and_keeps_it_resumable(tmp
 
 
 def test_a_click_on_a_phase_diagram_cell_opens_that_model_in_explore(page, tmp_path):
-    import sys
     from conftest import ROOT
-    sys.path.insert(0, str(ROOT / "bench"))
     from sessions import serve
     env = {"VAELAB_CHECKPOINTS": str(tmp_path / "checkpoints"), "VAELAB_RUNS": str(tmp_path / "runs"),
            "VAELAB_SWEEPS": str(ROOT / "checkpoints" / "sweeps")}
@@ -322,9 +314,7 @@ def test_two_sessions_on_a_class_server_keep_to_their_own_files(tmp_path):
     """Alice uploads her images; Bob, on the same server, types the path where they landed (and the
     system's) into his own field and is told only "not found, or not allowed"; a device that is not there
     is a message, never Streamlit's exception box."""
-    import sys
     import numpy as np
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from playwright.sync_api import sync_playwright
     from sessions import serve
     share = tmp_path / "share"

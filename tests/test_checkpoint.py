@@ -1,13 +1,12 @@
 import json
 import os
 import pickle
-import sys
 from dataclasses import replace
 
 import pytest
 import torch
 
-from conftest import ROOT, small_config
+from conftest import small_config
 from core import checkpoint, explore, snapshots
 from core import weights as weights_io
 from core.engine import Trainer
@@ -242,7 +241,6 @@ def test_an_old_checkpoint_with_float32_kept_steps_still_loads_exactly(digits, t
 def test_compacting_an_old_checkpoint_keeps_its_last_weights_bit_for_bit(digits, tmp_path):
     """checkpoints/regenerate.py --compact: the last weights and training state bit for bit, every sidecar
     field as it was, each kept step within float16's rounding of the float32 one, decoding nearly the same."""
-    sys.path.insert(0, str(ROOT / "checkpoints"))
     import regenerate
     trainer = Trainer(small_config(), digits, snapshot_mb=0)
     kept = old_format(trainer, digits, tmp_path / "old")

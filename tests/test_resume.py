@@ -1,14 +1,13 @@
 """Runs that survive their process: resumable checkpoints, exact resume, branches, hostile sidecars."""
 import json
 import os
-import sys
 import time
 from dataclasses import replace
 
 import pytest
 import torch
 
-from conftest import ROOT, small_config
+from conftest import small_config
 from core import checkpoint
 from core.cli import main
 from core.config import save_every
@@ -275,7 +274,6 @@ def test_cli_branch_changes_beta_and_keeps_the_parent(tmp_path):
 
 def test_a_run_killed_at_random_moments_always_resumes(tmp_path):
     """bench/crash_safety.py's loop (20 kills there), shortened."""
-    sys.path.insert(0, str(ROOT / "bench"))
     from crash_safety import kill_and_resume
     counts = kill_and_resume(tmp_path, kills=3)
     assert counts["resumed"] == 3, counts["failures"]

@@ -3,7 +3,6 @@ bounded memory; a session reads and writes only its own files and the roots the 
 pages never show Streamlit's exception box."""
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -15,8 +14,7 @@ from conftest import APP, ROOT, session_runs, train
 from core import files, limits, safefs
 from core.errors import ConfigError, DataError
 
-sys.path.insert(0, str(ROOT / "bench"))
-import hostile  # noqa: E402
+import hostile
 
 SHIPPED = ROOT / "checkpoints"
 

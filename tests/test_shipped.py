@@ -1,7 +1,6 @@
 """The shipped checkpoints: every one loads, fits its size budget, and reproduces the metrics its sidecar
 records when re-evaluated on the same fixed slice of its test set."""
 import json
-import sys
 
 import pytest
 import torch
@@ -12,8 +11,7 @@ from core import data as datasets
 from core.evaluate import evaluate
 from dashboard.lessons import LESSONS
 
-sys.path.insert(0, str(ROOT / "checkpoints"))
-from regenerate import SHIPPED, SHIPPED_MB, SNAPSHOT_MB, SNAPSHOT_MB_OTHERS  # noqa: E402
+from regenerate import SHIPPED, SHIPPED_MB, SNAPSHOT_MB, SNAPSHOT_MB_OTHERS
 
 HERE = ROOT / "checkpoints"
 MB = 2**20

@@ -7,7 +7,6 @@ main() is behind `if __name__ == "__main__"`). No training.
 import copy
 import importlib.util
 import json
-import sys
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
@@ -27,14 +26,11 @@ CONV_ONLY = ("channels", "kernel", "strides", "decoder_channels", "decoder_strid
 
 @lru_cache(maxsize=None)
 def script(name: str):
-    """experiments/NAME.py as a module (its constants and functions), without running it."""
-    sys.path.insert(0, str(EXPERIMENTS))  # the scripts import their `common`
-    try:
-        spec = importlib.util.spec_from_file_location(f"_reproduction_{name}", EXPERIMENTS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXPERIMENTS))
+    """experiments/NAME.py as a module (its constants and functions), without running it (the scripts import
+    their `common`, on the tests' path: pyproject.toml)."""
+    spec = importlib.util.spec_from_file_location(f"_reproduction_{name}", EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return module
 
 
