@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,15 @@ def test_diagnose_says_an_estimate_is_an_estimate(capsys):
     print_fields({"total": 3.5, "exact": True}, "  ")
     lines = capsys.readouterr().out.splitlines()
     assert "Monte Carlo estimate" in lines[1] and "closed form" in lines[3]
+
+
+def test_the_installed_command_works_from_any_folder(tmp_path):
+    """The package is installed (pyproject.toml): `vaelab` runs from anywhere, not only from the project's root."""
+    vaelab = Path(sys.executable).parent / "vaelab"
+    done = subprocess.run([str(vaelab), "limits"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("| limit | maximum |") and "| latent | 4,096 |" in done.stdout
+    bad = subprocess.run([str(vaelab), "train", "--latent", "0"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip() == ("vaelab train: error: argument --latent: must be a whole "
+                                                          "number >= 1, not 0")
