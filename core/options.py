@@ -259,16 +259,6 @@ def get(config, path: str):
     return config
 
 
-def _put(config, path: str, value):
-    head, _, rest = path.partition(".")
-    if head.isdigit():
-        items = list(config)
-        items[int(head)] = _put(items[int(head)], rest, value) if rest else value
-        return tuple(items)
-    inner = getattr(config, head)
-    return replace(config, **{head: _put(inner, rest, value) if rest else value})
-
-
 def run_config(values: dict, settings: dict | None = None) -> RunConfig:
     """The run config of some options' values (name -> value, already parsed; None: the default) and an
     objective's knob values. The configs' own checks run as it is built: a ConfigError names what is wrong."""
@@ -287,11 +277,6 @@ def run_config(values: dict, settings: dict | None = None) -> RunConfig:
         run["betas"] = (RunConfig().betas[0], parts["run"]["betas.1"])
     spec = datasets.DataSpec(**parts["data"])
     return RunConfig(data=spec, model=ModelConfig(**parts["model"]), settings=dict(settings or {}), **run)
-
-
-def values(config: RunConfig) -> dict:
-    """option name -> value, for every option a config has a field for."""
-    return {o.name: get(config, o.field) for o in TABLE if o.field}
 
 
 # Filled in when the model is built (the data's image shape and classes, the objective's latent type): no flag.
