@@ -587,6 +587,8 @@ def entry(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] == "dashboard":
         dashboard(argv[1:])
+    if argv[0].startswith("--") and argv[0] != "--help":  # `vaelab --server.port 8600`: Streamlit's options
+        dashboard(argv)
     sys.exit(main(argv))
 
 

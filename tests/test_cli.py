@@ -152,3 +152,31 @@ def test_the_installed_command_works_from_any_folder(tmp_path):
                          timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip() == ("vaelab train: error: argument --latent: must be a whole "
                                                           "number >= 1, not 0")
+
+
+@pytest.mark.slow
+def test_vaelab_alone_or_with_streamlit_options_serves_the_dashboard(tmp_path):
+    """`vaelab` starts the dashboard (Streamlit runs this installation's dashboard/app.py), from any folder;
+    options it does not know go to Streamlit."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "vaelab"), "--server.headless=true",
+                               f"--server.port={port}", "--server.address=127.0.0.1"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, health = time.time() + 90, None
+        while health is None and time.time() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    health = r.read()
+            except OSError:
+                time.sleep(0.3)
+        assert health == b"ok", server.poll()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
