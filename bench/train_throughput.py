@@ -15,8 +15,10 @@ The ways alternate, one epoch each, repeated; medians and ratios to the plain lo
 
     python bench/train_throughput.py [--repeats 3] [--device auto] [--ways tutorial,plain,engine]
     python bench/train_throughput.py --profile        # where the engine's step spends its time
+    python bench/train_throughput.py --decompose      # the engine's step built up from the plain loop, piece by piece
 """
 import argparse
+import contextlib
 import gzip
 import os
 import shutil
@@ -184,12 +186,78 @@ def profile(data, device):
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
 
 
+def decompose(data, device, repeats: int, steps: int = 150):
+    """The gap between the plain loop and the engine, built up one piece at a time on the same minibatches:
+    the engine's network with the plain loop's loss by formula; then the engine's objective (the ELBO through
+    torch.distributions); then the trainer's own random stream swapped in for the step; then the logged
+    numbers, the gradient norm and the finite check; then the engine's step itself. Alternating blocks of
+    `steps` steps, medians."""
+    plain = PlainLoop(data.train_x, device)
+    trainer = EngineLoop(data, device).trainer
+    model, objective, optimizer = trainer.model, trainer.objective, trainer.optimizer
+    x_all, y_all = trainer.train_x, trainer.train_y
+
+    def batches():
+        order = torch.randperm(len(x_all), device=device)
+        return [order[i * BATCH:(i + 1) * BATCH] for i in range(steps)]
+
+    def plain_loop():
+        for idx in batches():
+            plain.step(plain.x[idx])
+
+    def network_formula():
+        for idx in batches():
+            x = x_all[idx]
+            h = model.encoder_head(model.encoder_body(x))
+            mu, logvar = h.chunk(2, dim=1)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            recon = F.binary_cross_entropy_with_logits(model.decoder(z), x, reduction="sum") / len(x)
+            kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / len(x)
+            optimizer.zero_grad(set_to_none=True)
+            (recon + kl).backward()
+            optimizer.step()
+
+    def objective_step(idx, stream: bool, log: bool):
+        with trainer.own_random_stream() if stream else contextlib.nullcontext():
+            out = objective(model, x_all[idx], y_all[idx], 0)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+        if log:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in trainer.params if p.grad is not None])
+            scalars = [out.loss, *(v for v in out.terms.values() if v.dim() == 0), norm]
+            values = torch.cat([torch.stack([v.detach().float() for v in scalars]), out.terms["kl_per_dim"].detach()])
+            bool(values.isfinite().all())
+        optimizer.step()
+
+    ways = {"plain loop": plain_loop, "engine network, loss by formula": network_formula,
+            "+ the objective (torch.distributions)": lambda: [objective_step(i, False, False) for i in batches()],
+            "+ the run's own random stream": lambda: [objective_step(i, True, False) for i in batches()],
+            "+ logged numbers, gradient norm, finite check": lambda: [objective_step(i, True, True) for i in batches()],
+            "the engine's step": lambda: trainer.step(steps)}
+    for way in ways.values():
+        way()
+    seconds = {name: [] for name in ways}
+    for _ in range(repeats):
+        for name, way in ways.items():
+            sync(device)
+            start = time.perf_counter()
+            way()
+            sync(device)
+            seconds[name].append(time.perf_counter() - start)
+    base = statistics.median(seconds["plain loop"])
+    print(f"\n{'':<48}{'ms/step':>9}{'vs plain':>10}   (medians of {repeats} blocks of {steps} steps)")
+    for name, s in seconds.items():
+        m = statistics.median(s)
+        print(f"{name:<48}{m / steps * 1e3:9.2f}{base / m:9.2f}x")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--ways", default="", help="comma-separated; default: all (the compiled ones on a GPU only)")
     parser.add_argument("--profile", action="store_true", help="print where the engine's step spends its time")
+    parser.add_argument("--decompose", action="store_true", help="the engine's step built up from the plain loop")
     args = parser.parse_args()
     device = pick_device(args.device)
     data = datasets.load("mnist")
@@ -198,6 +266,8 @@ def main():
     print(f"device: {describe_device(device)}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     if args.profile:
         return profile(data, device)
+    if args.decompose:
+        return decompose(data, device, max(args.repeats, 7))
     ways = args.ways.split(",") if args.ways else ["tutorial", "numpy-loader", "plain", "engine", "engine-live"] + (
         ["engine-compile", "engine-graphs"] if device.type == "cuda" else [])
     with tempfile.TemporaryDirectory() as tmp:
