@@ -221,28 +221,27 @@ def other_upload(tmp):
 
 # ---------------------------------------------------------------- checkpoints
 
+def load_with(tmp, suffix: str, put):
+    """Loading a checkpoint one of whose files was replaced by put(path): a link, a FIFO."""
+    path = copy_checkpoint(tmp, "z")
+    (tmp / f"z{suffix}").unlink()
+    put(tmp / f"z{suffix}")
+    return lambda: checkpoint.load(path)
+
+
 @case("weights that are a link to /dev/zero", "not a regular file")
 def weights_dev_zero(tmp):
-    path = copy_checkpoint(tmp, "z")
-    (tmp / "z.safetensors").unlink()
-    (tmp / "z.safetensors").symlink_to("/dev/zero")
-    return lambda: checkpoint.load(path)
+    return load_with(tmp, ".safetensors", lambda p: p.symlink_to("/dev/zero"))
 
 
 @case("a sidecar that is a link to /dev/zero", "not a regular file")
 def sidecar_dev_zero(tmp):
-    path = copy_checkpoint(tmp, "z")
-    (tmp / "z.json").unlink()
-    (tmp / "z.json").symlink_to("/dev/zero")
-    return lambda: checkpoint.load(path)
+    return load_with(tmp, ".json", lambda p: p.symlink_to("/dev/zero"))
 
 
 @case("a sidecar that is a FIFO", "not a regular file")
 def sidecar_fifo(tmp):
-    path = copy_checkpoint(tmp, "f")
-    (tmp / "f.json").unlink()
-    os.mkfifo(tmp / "f.json")
-    return lambda: checkpoint.load(path)
+    return load_with(tmp, ".json", os.mkfifo)
 
 
 @case("a sidecar naming 10,000 hidden layers", "hidden layers must be a whole number up to 16")

@@ -187,7 +187,7 @@ def run_options(parser):
             for name, (knob, owners) in options.knobs().items():
                 if name != "beta":
                     kwargs = {"choices": knob.choices} if knob.choices else {"metavar": type(knob.default).__name__.upper()}
-                    g.add_argument(f"--{name.replace('_', '-')}", dest=f"knob_{name}", default=None,
+                    g.add_argument(options.flag_of(name), dest=f"knob_{name}", default=None,
                                    help=f"{knob.help} [{', '.join(owners)}]", **kwargs)
 
 
@@ -254,7 +254,7 @@ BRANCH_OPTIONS = RESUME_OPTIONS - {"resume"} | {"branch", "lr", "name", "live_ev
 
 def given_options(args) -> set[str]:
     """The train options typed on the command line (whatever their value), by name (knobs by theirs)."""
-    flags = {o.flag: o.name for o in options.where("cli")} | {f"--{k.replace('_', '-')}": k for k in options.knobs()}
+    flags = {o.flag: o.name for o in options.where("cli")} | {options.flag_of(k): k for k in options.knobs()}
     return {flags[word.split("=", 1)[0]] for word in args.argv if word.split("=", 1)[0] in flags}
 
 

@@ -85,6 +85,7 @@ def reachable(start: RunState) -> set[RunState]:
     return seen
 
 
+REACHABLE = {state: reachable(state) for state in RunState}  # what a mirror may jump to between two reports
 CHUNK = 5  # steps a run takes between looks at its controls
 
 
@@ -131,7 +132,7 @@ class Controller:
             if self.state == RunState.STOPPED and state != RunState.STOPPED:
                 return
             if state != self.state:
-                if state not in reachable(self.state):
+                if state not in REACHABLE[self.state]:
                     raise RunError(f"a {self.state} run cannot become {state}")
                 self.state = state
                 self.changed.notify_all()

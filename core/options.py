@@ -65,7 +65,7 @@ class Option:
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return flag_of(self.name)
 
     @property
     def initial(self):
@@ -119,12 +119,21 @@ class Option:
         return value
 
     def words(self, value) -> list[str]:
-        """The command-line words that give this value."""
-        if self.kind == "flag":
-            return [self.flag] if value else []
-        if isinstance(value, tuple):
-            return [self.flag, ",".join(map(str, value))]
-        return [self.flag, str(value)]
+        return flag_words(self.flag, value)
+
+
+def flag_of(name: str) -> str:
+    """An option's or a knob's flag: free_bits -> --free-bits."""
+    return "--" + name.replace("_", "-")
+
+
+def flag_words(flag: str, value) -> list[str]:
+    """The command-line words that give this value: a bare flag for true, none for false, widths joined by commas."""
+    if isinstance(value, bool):
+        return [flag] if value else []
+    if isinstance(value, tuple):
+        return [flag, ",".join(map(str, value))]
+    return [flag, str(value)]
 
 
 def _whole(value) -> int:
@@ -313,7 +322,7 @@ def knob_words(objective: str, settings: dict) -> list[str]:
     out = []
     for name, value in settings.items():
         if value != defaults.get(name):
-            out += Option(name, "objective", "").words(value)
+            out += flag_words(flag_of(name), value)
     return out
 
 
@@ -334,8 +343,7 @@ def read_words(words: list[str]) -> tuple[dict, dict]:
     """`vaelab train`'s arguments back to (option values, knob values), each parsed as the parser would:
     how a sweep recognizes a trial recorded by its command before sweeps recorded a config's digest."""
     flags = {o.flag: o for o in TABLE}
-    knob_flags = {f"--{name.replace('_', '-')}": (name, knob) for name, (knob, _) in knobs().items()}
-    knob_flags["--beta"] = ("beta", None)
+    knob_flags = {flag_of(name): name for name in [*knobs(), "beta"]}
     found, settings, words = {}, {}, list(words)
     while words:
         word = words.pop(0)
@@ -349,7 +357,7 @@ def read_words(words: list[str]) -> tuple[dict, dict]:
         if flag in flags:
             found[flags[flag].name] = flags[flag].parse(value)
         else:
-            settings[knob_flags[flag][0]] = value
+            settings[knob_flags[flag]] = value
     return found, settings
 
 
