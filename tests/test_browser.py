@@ -241,14 +241,14 @@ def test_a_link_copied_from_an_open_tab_opens_a_session_of_its_own(streamlit_ser
 def test_closing_the_tab_ends_its_run_after_the_grace_and_keeps_it_resumable(tmp_path):
     from playwright.sync_api import sync_playwright
     from sessions import descendants, serve
-    from core import checkpoint
+    from core import checkpoint, limits
     env = {"VAELAB_RUNS": str(tmp_path / "runs"), "VAELAB_CHECKPOINTS": str(tmp_path / "checkpoints"),
            "VAELAB_GRACE": "5"}
     with serve(env, log=tmp_path / "server.log") as (url, server), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         context = browser.new_context()
         page = context.new_page()
-        token = press_train(page, url, 1_000_000)
+        token = press_train(page, url, limits.maximum("page_steps"))  # far more than the grace allows
         page.get_by_text(re.compile(r"vae.*running")).first.wait_for(timeout=60_000)
         def trainers():  # training processes: the fork server's children (or spawned ones where it has none)
             found, pids = [], descendants(server.pid)[1:]
