@@ -6,6 +6,7 @@
   page       switching to each page (AppTest switch_page + run), median of 5.
   umap       a UMAP map of 10,000 MNIST test codes: cold (not cached; the numba kernels compiled by the
              start-up warm-up, as in the app) and from the cache (the Latent map page's second view).
+  interaction, live   in a real browser while runs train: see bench/interaction.py.
   training   samples per second of a run trained from the Train page, against the same run trained
              alone (the CLI's loop), at equal steps. Server side: AppTest reruns the whole page every 2 s
              (the browser reruns only the live fragment: an upper bound). End to end: a real `streamlit
@@ -63,11 +64,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000, help="steps of the training comparison")
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats of the training comparison")
-    parser.add_argument("--only", choices=["slider", "page", "umap", "training"], help="measure one thing")
+    parser.add_argument("--only", choices=["slider", "page", "umap", "training", "interaction", "live"],
+                        help="measure one thing")
+    parser.add_argument("--moves", type=int, default=12, help="interaction: Step-slider moves in each condition")
+    parser.add_argument("--seconds", type=float, default=60, help="live: how long to watch the live panel")
     parser.add_argument("--refresh", type=int, nargs="+", default=[2, 5, 10], choices=[1, 2, 5, 10],
                         help="the live view's refresh periods to train in the browser at (seconds)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.only in ("interaction", "live"):  # a real server and browser, on the shipped checkpoints
+        import interaction
+        interaction.interaction(args.moves) if args.only == "interaction" else interaction.live(args.seconds)
+        return
     spec = datasets.DataSpec("mnist", binarize="dynamic")
     data = datasets.load(spec)
     config = RunConfig(data=spec, device="cpu")
