@@ -41,6 +41,9 @@ OWNER = re.compile(r"[0-9a-f]{8,32}")   # owner tokens come from a URL: never a 
 NAME = re.compile(r"(?!.*\.(json|safetensors)$)[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 log = logging.getLogger("vaelab.pool")
 SAVE_EVERY = "30s"  # a dashboard run loses at most this much when its server dies
+# Training yields the cores to the server and the browser: a page answers at once while runs train, and
+# training takes back what the pages leave idle (bench/interaction.py).
+TRAINING_NICE = 10
 GRACE = 90.0        # seconds an owner may go unseen (its pages ping every 20 s) before its runs are saved and ended
 
 
@@ -172,6 +175,7 @@ class Pool:
         self._queue: list[PooledRun] = []
         self._seen: dict[str, float] = {}
         self._holders: dict[str, str] = {}  # owner token -> the browser session holding it
+        self._alive = None  # whether a browser session is still open (claim's test), once one has claimed
         self._lock = threading.RLock()
         self._loaded: dict[tuple[str, int], object] = {}
         self._cache_lock = threading.Lock()
@@ -265,7 +269,14 @@ class Pool:
             if current is not None and current != holder and alive(current):
                 return False
             self._holders[owner] = holder
+            self._alive = alive
             return True
+
+    def gone(self, owner: str) -> bool:
+        """Whether every page of the owner is closed: the browser session holding its token has ended."""
+        with self._lock:
+            holder, alive = self._holders.get(owner), self._alive
+        return holder is not None and alive is not None and not alive(holder)
 
     def stop(self, run: PooledRun):
         with self._lock:
@@ -345,12 +356,17 @@ class Pool:
         with self._lock:
             runs = [r for owner in self._runs.values() for r in owner.values()]
         now = time.monotonic()
+        with self._lock:
+            waiting = bool(self._queue) and self.active() >= self.limit
         for run in runs:
             if isinstance(run.inner, ProcessRun):
                 if run.inner.state.finished:
                     self._release(run)
                 elif now - self._seen.get(run.owner, now) > self.grace:
                     self._interrupt(run, f"its page was closed for more than {self.grace:.0f} s")
+                elif waiting and self.gone(run.owner):  # nobody watches it and somebody waits: the core goes now
+                    self._interrupt(run, "its page was closed while another run waited for its core")
+                    waiting = False
         self._schedule()
         self._share_cores()
 
@@ -370,10 +386,10 @@ class Pool:
                     meta = checkpoint.read_sidecar(checkpoint.paths(run.path)[1])
                     run.config = RunConfig.from_dict(meta["config"])
                     process = ProcessRun(run.config, run.data, resume_from=run.path, autosave=autosave,
-                                         control=run.control)
+                                         control=run.control, nice=TRAINING_NICE)
                 else:
                     process = ProcessRun(run.config, run.data, branch=run.branch, autosave=autosave,
-                                         control=run.control)
+                                         control=run.control, nice=TRAINING_NICE)
                 with self._lock:
                     run.inner = process
                 if run.state == RunState.STOPPED:  # stopped while its process was being spawned

@@ -95,13 +95,15 @@ def adopt_environment(environ: dict):
 
 
 def _serve(config: RunConfig | None, live_every: int, conn, resume_from=None, autosave=None, branch=None,
-           environ=None):
+           environ=None, nice: int = 0):
     """The child: a Trainer stepped in small chunks between commands from the parent; a new run, the one
     saved at resume_from, or a branch (path, settings, lr) of a saved one. autosave: (path, every, sidecar
     fields) for Trainer.autosave. environ: the parent's environment now (the fork server holds the one it
-    started with)."""
+    started with). nice: how much to lower this process's priority (the pages stay quick while it trains)."""
     if environ is not None:
         adopt_environment(environ)
+    if nice:
+        os.nice(nice)
     try:
         if resume_from:
             trainer = Trainer.load(resume_from)
@@ -190,12 +192,12 @@ class ProcessRun:
     """The run protocol of core.control, with the trainer in a child process."""
 
     def __init__(self, config: RunConfig, data: datasets.Dataset | None = None, live_every: int = LIVE_EVERY,
-                 resume_from=None, autosave=None, branch=None, control: Controller | None = None):
+                 resume_from=None, autosave=None, branch=None, control: Controller | None = None, nice: int = 0):
         """resume_from: a resumable checkpoint to continue (config is then its run's); branch: (a checkpoint,
         changed knobs, learning rate or None) to start a branch of (Trainer.branch); autosave: (path, every,
         sidecar fields), a periodic resumable checkpoint written by the child (Trainer.autosave). control:
         the controller this process's state goes to (a pooled run's, core.pool), else one of its own; it
-        follows the child's, which alone steps."""
+        follows the child's, which alone steps. nice: lowers the child's priority (os.nice)."""
         self.control = control if control is not None else Controller(RunState.STARTING)
         self._released = False
         self.data = data if data is not None else datasets.load(config.data)
@@ -205,7 +207,7 @@ class ProcessRun:
         autosave = None if autosave is None else (str(autosave[0]), *autosave[1:])
         branch = None if branch is None else (str(branch[0]), *branch[1:])
         self._process = context.Process(target=_serve, daemon=True, name="vaelab-trainer",
-                                        args=(config, live_every, child, resume_from, autosave, branch, dict(os.environ)))
+                                        args=(config, live_every, child, resume_from, autosave, branch, dict(os.environ), nice))
         self._process.start()
         child.close()
         try:

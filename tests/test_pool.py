@@ -84,6 +84,28 @@ def test_an_owner_unseen_past_the_grace_is_saved_and_resumes_exactly(pool, digit
 
 
 @pytest.mark.slow
+def test_a_run_whose_page_closed_gives_its_core_to_a_waiting_run_at_once(pool, digits):
+    """Within the grace, a closed tab's run keeps its core only while nobody waits for one; and a run
+    whose page is open keeps it however long others wait."""
+    p = pool(limit=1, grace=600.0)
+    open_tabs = {"tab-a", "tab-b"}
+    assert p.claim(A, "tab-a", open_tabs.__contains__) and p.claim(B, "tab-b", open_tabs.__contains__)
+    first = p.submit(A, "vae", small_config(), steps=100_000, data=digits)
+    wait_until(lambda: first.state == RunState.RUNNING and first.step_count > 10)
+    waiting = p.submit(B, "next", small_config(), steps=20, data=digits)
+    time.sleep(2.0)
+    assert first.state == RunState.RUNNING and waiting.state == RunState.QUEUED  # A's page is open: it keeps its core
+    open_tabs.discard("tab-a")  # A closes its tab
+    closed = time.monotonic()
+    wait_until(lambda: waiting.state in (RunState.STARTING, RunState.RUNNING, RunState.RECORDED), timeout=60)
+    assert time.monotonic() - closed < 10  # seconds, not the 600 s grace
+    assert first.state == RunState.INTERRUPTED and "closed" in first.error
+    assert first.snapshot().step == first.step_count > 10  # saved, to resume where it stopped
+    waiting.join(timeout=120)
+    assert waiting.state == RunState.RECORDED
+
+
+@pytest.mark.slow
 def test_after_a_restart_an_owners_runs_are_read_back_and_resume(pool, digits, tmp_path):
     p = pool(limit=2)
     done = p.submit(A, "done", small_config(), steps=20, data=digits)
