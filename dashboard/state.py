@@ -4,6 +4,7 @@ one, and a reload or a restarted server finds its runs again (core.pool keeps th
 from __future__ import annotations
 
 import contextlib
+import importlib
 import re
 import threading
 import uuid
@@ -40,6 +41,33 @@ def parse_label(text: str) -> tuple[Kind, str] | None:
 FIRST_MODEL = Kind.FILE.label("mnist-vae")  # what Explore and Latent map open first when this session has no run
 
 
+PRESENT = "present"  # the presentation-mode toggle's key; the link keeps it (?present=1)
+PRESENT_FONT = 20      # chart type, in px, that reads from the back of a room on a 1280x720 projector
+
+
+def presenting() -> bool:
+    return bool(st.session_state.get(PRESENT))
+
+
+def chart(fig, **kw):
+    """A Plotly figure across its column; in presentation mode with a projector's type sizes and the
+    height to fit them (the axes make room for their larger labels)."""
+    if presenting():
+        fig.update_layout(font_size=PRESENT_FONT, height=int((fig.layout.height or 400) * 1.4))
+        fig.update_xaxes(automargin=True)
+        fig.update_yaxes(automargin=True)
+    return st.plotly_chart(fig, width="stretch", **kw)
+
+
+def vega_chart(fig, **kw):
+    """An Altair chart across its column; in presentation mode with a projector's type sizes."""
+    if presenting():
+        big = PRESENT_FONT
+        fig = (fig.configure_axis(labelFontSize=big - 2, titleFontSize=big).configure_legend(
+            labelFontSize=big - 2, titleFontSize=big).configure_title(fontSize=big + 2))
+    return st.altair_chart(fig, width="stretch", **kw)
+
+
 def checkpoint_dir() -> Path:
     """Where checkpoints are listed and saved: $VAELAB_CHECKPOINTS, or checkpoints/ in the project."""
     return settings.get().checkpoints
@@ -51,7 +79,7 @@ def checkpoint_dir() -> Path:
 # starting values from default() rather than from a value argument, so the two never disagree.
 KEPT = {"lesson", "dataset", "binarize", "arch", "hidden", "latent", "objectives", "steps", "lr", "batch", "seed",
         "device", "method", "n", "colour", "perplexity", "neighbors", "sigma", "reach", "traverse-steps", "hide",
-        "between-steps", "refresh"}
+        "between-steps", "refresh", "one-scale"}
 
 
 def default(key: str, value) -> str:
@@ -411,6 +439,16 @@ def model_state(bundle: Bundle, name: str) -> str:
     """The session-state key of a piece of page state that belongs to one model (its id, not its label):
     a code made for one model never reaches another."""
     return f"{name}@{bundle.ref.id}"
+
+
+@st.cache_resource
+def preload() -> threading.Thread:
+    """Once per server process, in the background: import what the first map needs (scikit-learn alone
+    takes seconds), so the Latent map's first PCA does not wait for it."""
+    thread = threading.Thread(target=importlib.import_module, args=("sklearn.decomposition",), daemon=True,
+                              name="vaelab-preload")
+    thread.start()
+    return thread
 
 
 @st.cache_resource

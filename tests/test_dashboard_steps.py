@@ -87,16 +87,24 @@ def test_the_lesson_scrubs_its_shipped_run(app, tmp_path):
     assert not app.exception and not app.error
     slider = app.select_slider(key="train-step")
     assert len(slider.options) == 18 and slider.value == 2345
-    assert app.metric[1].value == "11 / 16"  # collapsed by the end
+    assert metrics(app)["active units"] == "11 / 16"  # collapsed by the end
     slider.set_value(600).run()
     assert not app.exception
-    assert app.metric[0].label == "−ELBO (train batch at step 600)" and app.metric[1].value == "16 / 16"
+    shown = metrics(app)
+    assert shown["active units"] == "16 / 16"
     rows = {r["step"]: r for r in checkpoint.load(tmp_path / "mnist-kl-annealing-beta8").history}
-    assert np.isclose(float(app.metric[0].value), rows[600]["loss"], atol=0.05)
+    # −ELBO and the training loss (β · KL, annealed) at the step the slider shows, each named for what it is
+    assert np.isclose(float(shown["−ELBO at step 600"]), rows[600]["recon"] + rows[600]["kl"], atol=0.05)
+    assert np.isclose(float(shown["training loss at step 600"]), rows[600]["loss"], atol=0.05)
     # past step 1,000 the saved history is thinned: the row is found by its step (an index was past its end)
     app.select_slider(key="train-step").set_value(1400).run()
-    assert not app.exception and app.metric[0].label == "−ELBO (train batch at step 1,400)"
-    assert np.isclose(float(app.metric[0].value), rows[1400]["loss"], atol=0.05)
+    assert not app.exception
+    assert np.isclose(float(metrics(app)["−ELBO at step 1,400"]), rows[1400]["recon"] + rows[1400]["kl"], atol=0.05)
+    assert any("showing step 1,400 of 2,345" in m.value for m in app.markdown)  # the header follows the step
+
+
+def metrics(app) -> dict[str, str]:
+    return {m.label: m.value for m in app.metric}
 
 
 def test_a_finished_run_of_the_train_page_goes_back_to_its_kept_steps(app):

@@ -5,7 +5,7 @@ import streamlit as st
 from core import explore, timeline
 from core.errors import LabError
 from dashboard import plots
-from dashboard.state import default, pick_model, sources, warm_up
+from dashboard.state import chart, default, pick_model, sources, vega_chart, warm_up
 
 COLOURS = {"label": "label", "KL per image": "kl", "reconstruction error": "recon"}
 
@@ -51,7 +51,7 @@ if data is None:
     st.warning(f"The map places test images, and this model's dataset ({bundle.config.data.short_name}) is not here. "
                f"The Explore page's sliders and prior samples work without it.\n\n{missing}")
     st.stop()
-warming = warm_up(len(data.test_x) >= explore.UMAP_EXACT_BELOW)
+approximate = len(data.test_x) >= explore.UMAP_EXACT_BELOW
 
 a, b, c, d = st.columns(4)
 methods = ["pca", "tsne", "umap"] + (["raw"] if bundle.latent_dim == 2 else [])
@@ -73,7 +73,7 @@ elif method == "umap":
     neighbors = d.slider("Neighbours", 5, 100, key=default("neighbors", 15))
 
 message = f"Computing the {method.upper()} map of {n:,} codes ..."
-if method == "umap" and warming.is_alive():
+if method == "umap" and warm_up(approximate).is_alive():
     message += " The first UMAP of this server also compiles its kernels, about a minute."
 steps = source.steps()
 run_bundles = source.bundles() if len(steps) > 1 else [bundle]
@@ -108,12 +108,11 @@ def chart_of(m, title="", height=560, legend=True):
 
 
 if not beside:
-    event = st.altair_chart(chart_of(m), width="stretch", key="map", on_select="rerun")
+    event = vega_chart(chart_of(m), key="map", on_select="rerun")
 else:
     columns = st.columns(1 + len(beside))
     with columns[0]:
-        event = st.altair_chart(chart_of(m, source.label, 380, legend=False), width="stretch", key="map",
-                                on_select="rerun")
+        event = vega_chart(chart_of(m, source.label, 380, legend=False), key="map", on_select="rerun")
     for column, label in zip(columns[1:], beside):
         with column:
             try:
@@ -128,7 +127,10 @@ else:
             with st.spinner(f"Mapping {label} ...", show_time=True):
                 mo = cached_map(other.ref.key, data.spec, method, n, perplexity, neighbors, other, data)
             last = label == beside[-1]  # one legend for the row, on its last map
-            st.altair_chart(chart_of(mo, label, 380, legend=last), width="stretch", key=f"map-{label}")
+            vega_chart(chart_of(mo, label, 380, legend=last), key=f"map-{label}")
+# UMAP's kernels compile in the background once this page's map is drawn: started before it, the
+# compiler (which holds the interpreter for seconds at a time) would make the first map wait for it.
+warm_up(approximate)
 chosen = plots.selected_points(event.selection if event else {}, m.coords)[:48]
 if chosen:
     picked = data.test_x[[m.index[i] for i in chosen]]
@@ -151,8 +153,7 @@ if maps is None:
         st.session_state[over_time] = True
         st.rerun()
     st.stop()
-st.plotly_chart(plots.map_animation(maps, [b.step for b in run_bundles], maps[0].labels, data.info.classes),
-                width="stretch", key="map-over-time")
+chart(plots.map_animation(maps, [b.step for b in run_bundles], maps[0].labels, data.info.classes), key="map-over-time")
 title = f"{source.label.split(': ', 1)[-1]} · {method.upper()}"
 gif, mp4 = st.columns(2)
 for column, suffix in ((gif, ".gif"), (mp4, ".mp4")):

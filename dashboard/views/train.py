@@ -16,8 +16,8 @@ from core.pool import PooledRun
 from core.posterior import Factorized
 from dashboard import plots
 from dashboard.lessons import LESSONS, widget_values
-from dashboard.state import (Kind, Source, allowed_path, data_roots, default, load_checkpoint, load_data, owner, pick_step,
-                             pool, recorded_run, runs, saved_dir, shipped, to_image)
+from dashboard.state import (Kind, Source, allowed_path, chart, data_roots, default, load_checkpoint, load_data, owner,
+                             pick_step, pool, recorded_run, runs, saved_dir, shipped, to_image)
 
 DASHBOARD = PRESETS["dashboard"]  # the smaller network a laptop trains live while people watch
 HIDDEN = {f"small {DASHBOARD.hidden}": DASHBOARD.hidden, f"default {PRESETS['default'].hidden}": PRESETS["default"].hidden,
@@ -297,13 +297,42 @@ def at_step(t, step: int | None, steps: list[int] | None = None):
     return load_checkpoint(t.path, snapshots.nearest(steps or kept_steps(t), step))
 
 
-def run_panel(name: str, t, race: bool, step: int | None = None):
+def neg_elbo(row: dict) -> float | None:
+    """−ELBO of a history row, per image: what the objective reports as its ELBO, else recon + KL (the
+    training loss differs where β ≠ 1 or the objective adds terms)."""
+    if row.get("elbo") is not None:
+        return -row["elbo"]
+    if row.get("recon") is not None and row.get("kl") is not None:
+        return row["recon"] + row["kl"]
+    return None
+
+
+def loss_metrics(row: dict | None, at: str) -> list[tuple[str, str, str]]:
+    """(label, value, help) of −ELBO on the training batch, and of the training loss where the two differ."""
+    elbo = neg_elbo(row) if row else None
+    items = [(f"−ELBO{at}", f"{elbo:.1f}" if elbo is not None else "–",
+              "−ELBO on the training batch, nats per image: the reconstruction cost plus the KL. Lower is better.")]
+    if row and (elbo is None or abs(row["loss"] - elbo) > 0.05):
+        items.append((f"training loss{at}", f"{row['loss']:.1f}",
+                      "What the optimizer minimizes, on the training batch: the objective's loss (β · KL, free "
+                      "bits, extra terms). A bound on −log p(x) only where it equals −ELBO."))
+    return items
+
+
+def metric_grid(items: list[tuple[str, str, str]], per_row: int):
+    for start in range(0, len(items), per_row):
+        for col, (label, value, help) in zip(st.columns(per_row), items[start:start + per_row]):
+            col.metric(label, value, help=help)
+
+
+def run_panel(name: str, t, race: bool, step: int | None = None, top: float | None = None):
     """One run: its state and controls, metrics, charts and pictures, at `step` (one of its kept steps;
     None: the latest). t follows the run protocol of core.control: a ProcessRun, or a RecordedRun read
-    from a checkpoint (no controls)."""
+    from a checkpoint (no controls). top: the top of the KL colour scale shared with the runs beside it."""
     rate = f" · {t.step_count * t.batch_size / t.seconds:,.0f} samples/s" if t.seconds else ""
     epoch = f" · epoch {t.epoch:.1f}" if t.epoch is not None else ""
-    st.markdown(f"**{name}** · step {t.step_count:,}{epoch}{rate} · {t.state}")
+    header = st.empty()  # the step it shows, once known
+    header.markdown(f"**{name}** · step {t.step_count:,}{epoch}{rate} · {t.state}")
     if t.state in (RunState.QUEUED, RunState.STARTING, RunState.INTERRUPTED):
         waiting(name, t)
         if not t.history:
@@ -322,34 +351,34 @@ def run_panel(name: str, t, race: bool, step: int | None = None):
         st.caption(f"no pictures: {e}")
         return
     marker = bundle.step if step is not None else None
+    if marker is not None:
+        header.markdown(f"**{name}** · showing step {bundle.step:,} of {t.step_count:,} · {t.state}")
     shown = [r for r in live if r["step"] <= bundle.step]
     last = shown[-1] if shown else {}
-    m1, m2, m3 = st.columns(3)
     at = f" at step {bundle.step:,}" if marker is not None else ""
     # step s's row, by its step: a saved history is thinned past step 1,000 (core.checkpoint.thin_history)
     row = history[-1] if marker is None else {r["step"]: r for r in history}.get(bundle.step)
-    m1.metric(f"−ELBO (train batch{at})", f"{row['loss']:.1f}" if row else "–")
-    m2.metric("active units", f"{last.get('au', '–')} / {t.latent_dim}")
-    m3.metric("MI (nats)", f"{last['mi']:.2f}" if last.get("mi") is not None else "–",
-              help=f"On average its estimator cannot exceed log(batch) = {last.get('mi_ceiling', 0):.2f} nats; one "
-                   f"estimate on a small held-out batch can, by chance.")
+    metric_grid(loss_metrics(row, at) + [
+        ("active units", f"{last.get('au', '–')} / {t.latent_dim}", "Latent dimensions whose posterior mean varies "
+         "with the image (Cov_x E_q[z] > 0.01), on held-out images."),
+        ("MI (nats)", plots.mi_text(last) if last.get("mi") is not None else "–", plots.MI_HELP)], 2 if race else 4)
     if not race:
-        st.plotly_chart(plots.loss_curves(history, marker=marker), width="stretch", key=f"loss-{name}")
+        chart(plots.loss_curves(history, marker=marker), key=f"loss-{name}")
     if live and t.state == RunState.RUNNING:
         # Redrawn every few seconds while it trains: a picture costs the browser a quarter of a Plotly heatmap
         # (bench/redraw_cost.py), CPU that the run would otherwise lose. Finished runs get the chart.
-        top = max((v for r in live for v in r["kl_per_dim"] if v is not None), default=0.0)
-        st.image(pictures.kl_heatmap_image(live), width="stretch", output_format="PNG",
+        scale = top if top is not None else max((v for r in live for v in r["kl_per_dim"] if v is not None), default=0.0)
+        st.image(pictures.kl_heatmap_image(live, top=top), width="stretch", output_format="PNG",
                  caption=f"KL per dimension, held-out: rows z0 (top) to z{t.latent_dim - 1}, steps {live[0]['step']:,} to "
-                         f"{live[-1]['step']:,} left to right; dark 0, yellow {top:.2f} nats (hover values once it stops)")
+                         f"{live[-1]['step']:,} left to right; dark 0, yellow {scale:.2f} nats"
+                         f"{' (one scale for every run)' if top is not None else ''}; hover values once it stops")
     elif live:
-        st.plotly_chart(plots.kl_heatmap(live, title="KL per dimension, held-out", marker=marker), width="stretch",
-                        key=f"heat-{name}")
+        chart(plots.kl_heatmap(live, title="KL per dimension, held-out", marker=marker, zmax=top), key=f"heat-{name}")
     if live:
         meaning = per_dim_meaning(bundle.config.objective, bundle)
         if meaning != Factorized.per_dim:
             st.caption(f"Per dimension: {meaning}.")
-        st.plotly_chart(plots.live_metrics(live, marker=marker), width="stretch", key=f"live-{name}")
+        chart(plots.live_metrics(live, marker=marker), key=f"live-{name}")
     gen = torch.Generator().manual_seed(0)
     data, spec = t.data, bundle.config.data
     if data is not None:
@@ -361,12 +390,12 @@ def run_panel(name: str, t, race: bool, step: int | None = None):
     st.image(plots.image_grid(to_image(bundle.network.sample(16, generator=gen), spec, data)), width="stretch",
              caption=f"samples from the prior{at}")
     title = f"{spec.short_name}-{name}-z{t.latent_dim}"
-    if marker is None:
-        export(title, bundle, data)
+    if t.state in (RunState.RUNNING, RunState.PAUSED):
+        export(title, bundle, data)  # slides once it stops: they read the steps it kept in its saved file
         return
     left, right = st.columns(2)
     with left:
-        export(title, t.snapshot(), data)
+        export(title, t.snapshot() if marker is not None else bundle, data)
     with right:
         slides(name, t, bundle.step)
 
@@ -426,27 +455,50 @@ def tracking_zip(ref: tuple, kind: str, name: str, _bundle, _data) -> bytes:
     return track.archive(_bundle, _data, name, kind)
 
 
+def kl_top(current: dict) -> float | None:
+    """The top of one KL colour scale for runs shown side by side (None: one run, or each its own scale)."""
+    if len(current) < 2 or not st.session_state.get("one-scale", True):
+        return None
+    return max((v for t in current.values() for r in t.live for v in r["kl_per_dim"] if v is not None), default=0.0)
+
+
 def panels(current: dict):
     """Runs side by side, three to a row, under their overlaid loss curves when there are several. Once no
     run trains, one step slider takes every panel back to a kept step."""
     race = len(current) > 1
     step = None
-    if not any(t.state in (RunState.RUNNING, RunState.PAUSED, RunState.QUEUED, RunState.STARTING) for t in current.values()):
+    if not training(current):
         step = pick_step(sorted({s for t in current.values() for s in kept_steps(t)}), key="train-step")
     if race:
-        st.plotly_chart(plots.race_curves({n: list(t.history) for n, t in current.items()}, marker=step),
-                        width="stretch", key="race")
+        if any(t.history for t in current.values()):  # nothing to draw while every run waits for a core
+            chart(plots.race_curves({n: list(t.history) for n, t in current.items()}, marker=step), key="race")
+        st.toggle("One KL colour scale for all runs", key=default("one-scale", True),
+                  help="Side by side, the heatmaps share one scale so that their colours compare; off: each "
+                       "run's own, to see the detail of a run whose KL is small.")
+    top = kl_top(current)
     for row in range(0, len(current), 3):
         items = list(current.items())[row:row + 3]
         for col, (name, t) in zip(st.columns(min(3, len(current))), items):
             with col:
-                run_panel(name, t, race, step)
+                run_panel(name, t, race, step, top)
 
 
-def live_view():
+LIVE = (RunState.RUNNING, RunState.PAUSED, RunState.QUEUED, RunState.STARTING)
+
+
+def training(current: dict) -> bool:
+    return any(t.state in LIVE for t in current.values())
+
+
+def live_view(refreshing: bool):
+    """This session's runs; redrawn every few seconds while one trains (refreshing), and once more, as a
+    whole page, when the last one stops: a page that redraws itself with nothing to show costs the
+    training of others, and a still page's step slider reruns only this part."""
     current = runs()
     if not current:
         return
+    if refreshing and not training(current):
+        st.rerun(scope="app")
     first = next(iter(current.values()))
     try:
         device = describe_device(pick_device(first.config.device), first.threads) if first.config else "?"
@@ -456,7 +508,8 @@ def live_view():
                f"updates every {st.session_state['refresh']} seconds · checkpointed in runs/ as they train")
     if first.data is not None and first.data.info.note:
         st.warning(first.data.info.note)
-    panels(current)
+    with st.container(key="live"):  # never faded while it redraws (dashboard/app.py, NO_FADE_CSS)
+        panels(current)
 
 
 def recorded_view(names: list[str], intro: str):
@@ -476,7 +529,7 @@ def recorded_view(names: list[str], intro: str):
     for name, t in current.items():
         if t.command:
             st.caption(f"**{name}**: `{t.command}`")
-    panels(current)
+    st.fragment(panels)(current)  # the step slider reruns the panels, not the page
 
 
 st.title("Train")
@@ -512,4 +565,5 @@ else:
     st.select_slider("Refresh every (seconds)", [1, 2, 5, 10], key=default("refresh", 2),
                      help="How often the charts redraw while training. Redrawing takes CPU from training, most "
                           "on a machine with few cores.")
-    st.fragment(run_every=st.session_state["refresh"])(live_view)()
+    refreshing = training(runs())
+    st.fragment(run_every=st.session_state["refresh"] if refreshing else None)(live_view)(refreshing)
