@@ -37,12 +37,17 @@ QUIET_MS = 200
 # Installed in every page before it loads: the time of the page's last change, and how many charts or
 # pictures were taken out of it (a chart updated in place is not).
 WATCH = """
-window.__lab = {last: performance.now(), removed: 0};
+window.__lab = {last: performance.now(), removed: 0, kinds: {}};
 const heavy = "img, canvas, .js-plotly-plot, .vega-embed";
 new MutationObserver(records => {
   window.__lab.last = performance.now();
-  for (const r of records) for (const n of r.removedNodes)
-    if (n.nodeType === 1 && (n.matches(heavy) || n.querySelector(heavy))) window.__lab.removed++;
+  for (const r of records) for (const n of r.removedNodes) {
+    const found = n.nodeType === 1 && (n.matches(heavy) ? n : n.querySelector(heavy));
+    if (!found) continue;
+    window.__lab.removed++;
+    const kind = found.classList.contains("js-plotly-plot") ? "plotly chart" : found.tagName.toLowerCase();
+    window.__lab.kinds[kind] = (window.__lab.kinds[kind] || 0) + 1;
+  }
 }).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
 """
 
@@ -229,9 +234,10 @@ def live(seconds: float = 60):
             page.wait_for_timeout(100)
         minutes = (time.perf_counter() - start) / 60
         removed = page.evaluate("window.__lab.removed") - removed0
+        kinds = page.evaluate("window.__lab.kinds")
         with contextlib.suppress(Exception):
             context.close()
     print(f"live panel while training ({seconds:.0f} s, refresh 2 s): {100 * faded / samples:.1f}% of {samples} "
-          f"samples faded; charts and pictures taken out and built again {removed / minutes:.1f} times a minute",
-          flush=True)
+          f"samples faded; charts and pictures taken out and built again {removed / minutes:.1f} times a minute "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items())) or 'none'} since the page opened)", flush=True)
     return faded / samples, removed / minutes

@@ -155,6 +155,8 @@ function build(parent, data, setStateValue) {
 
 export default function (component) {
   const { data, parentElement, setStateValue } = component;
+  // The picture's largest size: twice as large in presentation mode.
+  parentElement.style.setProperty("--pad-picture", `${data.picture_px || 256}px`);
   let pad = parentElement.__pad;
   if (!pad || pad.key !== data.key) {
     pad = parentElement.__pad = build(parentElement, data, setStateValue);

@@ -14,6 +14,7 @@ import streamlit as st
 
 from core import explore
 from dashboard import plots
+from dashboard.state import presenting
 
 THROTTLE_MS = 50  # a server-decoded drag asks for at most 20 pictures a second
 
@@ -25,7 +26,7 @@ _CSS = """
 .dim.inactive span { opacity: .5; }
 .dim output { font-variant-numeric: tabular-nums; min-width: 3.2em; text-align: right; }
 .view { flex: 2; text-align: center; }
-.view canvas, .view img { width: 100%; max-width: 256px; image-rendering: pixelated; border-radius: 4px; }
+.view canvas, .view img { width: 100%; max-width: var(--pad-picture, 256px); image-rendering: pixelated; border-radius: 4px; }
 .caption { font-size: .8rem; opacity: .6; }
 """
 
@@ -78,7 +79,8 @@ def latent_pad(bundle, ranges, start: list[float], hide_inactive: bool, y, data,
     code = list(state["z"]) if state and state.get("z") and len(state["z"]) == d else list(start)
     payload = _payload(bundle.ref.key, y, data is not None, bundle.network, data) if in_browser else None
     # The browser builds the sliders again (from the code now) only when this key changes.
-    data = {"key": f"{key}/{'hide' if hide_inactive else 'all'}", "dims": dims, "code": code, "throttle_ms": THROTTLE_MS}
+    data = {"key": f"{key}/{'hide' if hide_inactive else 'all'}", "dims": dims, "code": code, "throttle_ms": THROTTLE_MS,
+            "picture_px": 512 if presenting() else 256}
     image = decode_image(code)
     if payload is not None:
         data["program"], data["weights"] = payload  # base64: the component's data must be JSON

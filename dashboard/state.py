@@ -38,6 +38,15 @@ def parse_label(text: str) -> tuple[Kind, str] | None:
     return (Kind(kind), name) if sep and kind in {k.value for k in Kind} and name else None
 
 
+def shown_as(label: str) -> str:
+    """A model's label as a picker shows it: a checkpoint file by its name, a run or a sweep trial saying so."""
+    parsed = parse_label(label)
+    if parsed is None:
+        return label
+    kind, name = parsed
+    return {Kind.FILE: name, Kind.RUN: f"{name} (training here)", Kind.SWEEP: f"{name} (sweep trial)"}[kind]
+
+
 FIRST_MODEL = Kind.FILE.label("mnist-vae")  # what Explore and Latent map open first when this session has no run
 
 
@@ -57,6 +66,18 @@ def chart(fig, **kw):
         fig.update_xaxes(automargin=True)
         fig.update_yaxes(automargin=True)
     return st.plotly_chart(fig, width="stretch", **kw)
+
+
+def vega_spec_chart(data, spec: dict, **kw):
+    """A Vega-Lite spec drawn over its data, across its column: while the spec stays the same, new data
+    replaces the old in the same view (dashboard/live_charts.py). In presentation mode with a projector's
+    type sizes."""
+    if presenting():
+        big = PRESENT_FONT
+        spec = {**spec, "config": {"axis": {"labelFontSize": big - 2, "titleFontSize": big},
+                                   "legend": {"labelFontSize": big - 2, "titleFontSize": big}}}
+        spec["height"] = int(spec.get("height", 300) * 1.4)
+    return st.vega_lite_chart(data, spec, width="stretch", **kw)
 
 
 def vega_chart(fig, **kw):
@@ -423,7 +444,7 @@ def pick_model(key: str = "source"):
     if wanted not in labels and not any(run.step_count for run in runs().values()):
         wanted = FIRST_MODEL  # the shipped MNIST VAE, when it is there (and no run of this session has weights)
     index = labels.index(wanted) if wanted in labels else 0
-    label = st.selectbox("Model", labels, index=index, key=key,
+    label = st.selectbox("Model", labels, index=index, key=key, format_func=shown_as,
                          help="A run of this session (its latest weights, even while it trains) or a saved checkpoint.")
     st.query_params["model"] = label
     source = options[labels.index(label)]

@@ -100,7 +100,12 @@ if start_key not in st.session_state and st.query_params.get("z"):
         if len(shared) == bundle.latent_dim:  # each value within its slider's range (?z=1e308 is not a code)
             st.session_state[start_key] = [limits.clamp(v, lo, hi) for v, lo, hi in zip(shared, ranges.low, ranges.high)]
     except ValueError:
-        st.warning("The link's slider values are not numbers; starting from zero.")
+        st.warning("The link's slider values are not numbers; starting from a test image's code.")
+if start_key not in st.session_state and data is not None:
+    # A first look starts at a real image's code (its posterior mean), not at z = 0, which decodes to a
+    # grey average on most models.
+    first = min(int(st.session_state.get("image", 0)), len(data.test_x) - 1)
+    st.session_state[start_key] = explore.encode_mean(bundle, data.test_x[first], data.test_y[first])
 
 with tab_sliders:
     slider_panel()

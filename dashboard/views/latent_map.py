@@ -5,7 +5,7 @@ import streamlit as st
 from core import explore, timeline
 from core.errors import LabError
 from dashboard import plots
-from dashboard.state import chart, default, pick_model, sources, vega_chart, warm_up
+from dashboard.state import chart, default, pick_model, shown_as, sources, vega_chart, warm_up
 
 COLOURS = {"label": "label", "KL per image": "kl", "reconstruction error": "recon"}
 
@@ -91,6 +91,7 @@ if m is None:
 
 by_label = {s.label: s for s in sources()}
 beside = st.multiselect("Side by side with", [label for label in by_label if label != source.label], max_selections=3,
+                        format_func=shown_as,
                         key="map-beside", help="Up to three more models of the same dataset, each mapped the same way "
                                                "from the same test images, in one row.")
 
@@ -112,7 +113,7 @@ if not beside:
 else:
     columns = st.columns(1 + len(beside))
     with columns[0]:
-        event = vega_chart(chart_of(m, source.label, 380, legend=False), key="map", on_select="rerun")
+        event = vega_chart(chart_of(m, shown_as(source.label), 380, legend=False), key="map", on_select="rerun")
     for column, label in zip(columns[1:], beside):
         with column:
             try:
@@ -127,7 +128,7 @@ else:
             with st.spinner(f"Mapping {label} ...", show_time=True):
                 mo = cached_map(other.ref.key, data.spec, method, n, perplexity, neighbors, other, data)
             last = label == beside[-1]  # one legend for the row, on its last map
-            vega_chart(chart_of(mo, label, 380, legend=last), key=f"map-{label}")
+            vega_chart(chart_of(mo, shown_as(label), 380, legend=last), key=f"map-{label}")
 # UMAP's kernels compile in the background once this page's map is drawn: started before it, the
 # compiler (which holds the interpreter for seconds at a time) would make the first map wait for it.
 warm_up(approximate)
@@ -154,7 +155,7 @@ if maps is None:
         st.rerun()
     st.stop()
 chart(plots.map_animation(maps, [b.step for b in run_bundles], maps[0].labels, data.info.classes), key="map-over-time")
-title = f"{source.label.split(': ', 1)[-1]} · {method.upper()}"
+title = f"{shown_as(source.label)} · {method.upper()}"
 gif, mp4 = st.columns(2)
 for column, suffix in ((gif, ".gif"), (mp4, ".mp4")):
     column.download_button(f"Download as {suffix[1:].upper()}", key=f"download{suffix}", width="stretch",

@@ -14,10 +14,10 @@ from core.errors import LabError
 from core.objectives import OBJECTIVES
 from core.pool import PooledRun
 from core.posterior import Factorized
-from dashboard import plots
+from dashboard import live_charts, plots
 from dashboard.lessons import LESSONS, widget_values
 from dashboard.state import (Kind, Source, allowed_path, chart, data_roots, default, load_checkpoint, load_data, owner,
-                             pick_step, pool, recorded_run, runs, saved_dir, shipped, to_image)
+                             pick_step, pool, recorded_run, runs, saved_dir, shipped, to_image, vega_spec_chart)
 
 DASHBOARD = PRESETS["dashboard"]  # the smaller network a laptop trains live while people watch
 HIDDEN = {f"small {DASHBOARD.hidden}": DASHBOARD.hidden, f"default {PRESETS['default'].hidden}": PRESETS["default"].hidden,
@@ -362,9 +362,13 @@ def run_panel(name: str, t, race: bool, step: int | None = None, top: float | No
         ("active units", f"{last.get('au', '–')} / {t.latent_dim}", "Latent dimensions whose posterior mean varies "
          "with the image (Cov_x E_q[z] > 0.01), on held-out images."),
         ("MI (nats)", plots.mi_text(last) if last.get("mi") is not None else "–", plots.MI_HELP)], 2 if race else 4)
+    running = t.state == RunState.RUNNING  # redrawn every few seconds: charts that take new data in place
     if not race:
-        chart(plots.loss_curves(history, marker=marker), key=f"loss-{name}")
-    if live and t.state == RunState.RUNNING:
+        if running:
+            vega_spec_chart(*live_charts.loss_chart(history))
+        else:
+            chart(plots.loss_curves(history, marker=marker), key=f"loss-{name}")
+    if live and running:
         # Redrawn every few seconds while it trains: a picture costs the browser a quarter of a Plotly heatmap
         # (bench/redraw_cost.py), CPU that the run would otherwise lose. Finished runs get the chart.
         scale = top if top is not None else max((v for r in live for v in r["kl_per_dim"] if v is not None), default=0.0)
@@ -378,7 +382,10 @@ def run_panel(name: str, t, race: bool, step: int | None = None, top: float | No
         meaning = per_dim_meaning(bundle.config.objective, bundle)
         if meaning != Factorized.per_dim:
             st.caption(f"Per dimension: {meaning}.")
-        chart(plots.live_metrics(live, marker=marker), key=f"live-{name}")
+        if running:
+            vega_spec_chart(*live_charts.metrics_chart(live))
+        else:
+            chart(plots.live_metrics(live, marker=marker), key=f"live-{name}")
     gen = torch.Generator().manual_seed(0)
     data, spec = t.data, bundle.config.data
     if data is not None:
@@ -470,8 +477,11 @@ def panels(current: dict):
     if not training(current):
         step = pick_step(sorted({s for t in current.values() for s in kept_steps(t)}), key="train-step")
     if race:
-        if any(t.history for t in current.values()):  # nothing to draw while every run waits for a core
-            chart(plots.race_curves({n: list(t.history) for n, t in current.items()}, marker=step), key="race")
+        histories = {n: list(t.history) for n, t in current.items()}
+        if training(current) and any(histories.values()):  # new points in place while they train
+            vega_spec_chart(*live_charts.race_chart(histories))
+        elif any(histories.values()):  # nothing to draw while every run waits for a core
+            chart(plots.race_curves(histories, marker=step), key="race")
         st.toggle("One KL colour scale for all runs", key=default("one-scale", True),
                   help="Side by side, the heatmaps share one scale so that their colours compare; off: each "
                        "run's own, to see the detail of a run whose KL is small.")
