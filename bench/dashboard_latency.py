@@ -68,13 +68,18 @@ def main():
                         help="measure one thing")
     parser.add_argument("--moves", type=int, default=12, help="interaction: Step-slider moves in each condition")
     parser.add_argument("--seconds", type=float, default=60, help="live: how long to watch the live panel")
+    parser.add_argument("--against", type=Path, help="interaction, live: another checkout to measure side by side "
+                                                      "(an earlier commit's git worktree)")
     parser.add_argument("--refresh", type=int, nargs="+", default=[2, 5, 10], choices=[1, 2, 5, 10],
                         help="the live view's refresh periods to train in the browser at (seconds)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if args.only in ("interaction", "live"):  # a real server and browser, on the shipped checkpoints
         import interaction
-        interaction.interaction(args.moves) if args.only == "interaction" else interaction.live(args.seconds)
+        if args.only == "interaction":
+            interaction.interaction(args.moves, args.against)
+        else:
+            interaction.live(args.seconds, args.against)
         return
     spec = datasets.DataSpec("mnist", binarize="dynamic")
     data = datasets.load(spec)

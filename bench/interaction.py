@@ -13,7 +13,9 @@ server: the server's own training processes, as in a lesson).
                 the share of samples with a faded (stale) element, and how often a chart or picture was
                 taken out of the page and built again.
 
-    python bench/dashboard_latency.py --only interaction [--moves 12]
+    python bench/dashboard_latency.py --only interaction [--moves 12] [--against ../before]
+        (--against: another checkout, an earlier commit's `git worktree add ../before COMMIT`, measured
+        right after this one in each condition)
     python bench/dashboard_latency.py --only live [--seconds 60]
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+import sessions
 from sessions import FLAGS, serve
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -178,66 +181,80 @@ def p95(values) -> float:
     return float(np.percentile(values, 95))
 
 
-def interaction(moves: int = 12):
+def interaction(moves: int = 12, against: Path | None = None):
+    """Each condition (quiet, one run training, two) measured on this checkout and, when `against` names
+    another (an earlier commit's `git worktree`), on that one right after: side by side, in one run."""
     from playwright.sync_api import sync_playwright
     folder = Path(tempfile.mkdtemp())
-    env = {"VAELAB_RUNS": str(folder / "runs"), "VAELAB_OFFLINE": "1"}
+    trees = {"this": sessions.ROOT, **({"against": Path(against).resolve()} if against else {})}
     results = {}
-    with serve(env) as (url, _), sync_playwright() as p:
-        watcher = browser(p, folder / "watcher")
-        trainer = browser(p, folder / "trainer")
-        page = open_page(watcher, url, has_text("samples from the prior"))
-        open_page(watcher, f"{url}/explore", has_text("Sliders")).close()  # Explore's caches, once
-        trains, maps = None, {0: "mnist-vae", 1: "mnist-beta8", 2: "mnist-free-bits-beta8"}
+    with contextlib.ExitStack() as stack, sync_playwright() as p:
+        servers = {name: stack.enter_context(serve({"VAELAB_RUNS": str(folder / name / "runs"), "VAELAB_OFFLINE": "1"},
+                                                   root=root))[0] for name, root in trees.items()}
+        watchers = {name: browser(p, folder / name / "watcher") for name in trees}
+        trainers = {name: browser(p, folder / name / "trainer") for name in trees}
+        for name, url in servers.items():
+            open_page(watchers[name], url, has_text("samples from the prior")).close()
+            open_page(watchers[name], f"{url}/explore", has_text("Sliders")).close()  # Explore's caches, once
+        maps = {0: "mnist-vae", 1: "mnist-beta8", 2: "mnist-free-bits-beta8"}  # each condition maps a new model
         for runs in (0, 1, 2):
-            if runs:
-                if trains is not None:
+            for name, url in servers.items():
+                trains = start_training(trainers[name], url, runs) if runs else None
+                if trains:
+                    time.sleep(5)  # past the start-up, into steady training
+                page = watchers[name].new_page()
+                page.goto(url)
+                settled_ms(page, 0, has_text("samples from the prior"))
+                step = step_moves(page, moves)
+                page.goto(f"{url}/explore")
+                settled_ms(page, 0, has_text("Sliders"))
+                tabs = tab_switches(page)
+                pages = page_switches(page)
+                pca = first_map(page, url, maps[runs])
+                load = os.getloadavg()[0]
+                page.close()
+                if trains:
+                    for stop in trains.get_by_role("button", name="Stop").all():
+                        stop.click()
                     trains.close()
-                trains = start_training(trainer, url, runs)
-                time.sleep(5)  # past the start-up, into steady training
-            page.goto(url)
-            settled_ms(page, 0, has_text("samples from the prior"))
-            step = step_moves(page, moves)
-            page.goto(f"{url}/explore")
-            settled_ms(page, 0, has_text("Sliders"))
-            tabs = tab_switches(page)
-            pages = page_switches(page)
-            pca = first_map(page, url, maps[runs])
-            load = os.getloadavg()[0]
-            results[runs] = dict(step=step, tabs=tabs, pages=pages, pca=pca, load=load)
-            what = ["on a quiet machine", "while training", "while two runs train"][runs]
-            print(f"interaction p95 {what}: {p95(step):.0f} ms (Step slider, {moves} moves, p50 "
-                  f"{statistics.median(step):.0f}); Explore tab switch p95 {p95(tabs):.0f} ms; page switch p95 "
-                  f"{p95(pages):.0f} ms; first PCA map of 2,000 codes {pca / 1000:.1f} s; load average {load:.1f}",
-                  flush=True)
-        watcher.close()
-        trainer.close()
-    quiet, busy = results[0], results[1]
-    print(f"interaction p95 while training: {p95(busy['step']):.0f} ms against {p95(quiet['step']):.0f} ms quiet "
-          f"({p95(busy['step']) / p95(quiet['step']):.2f}x); two runs: {p95(results[2]['step']):.0f} ms")
+                results[name, runs] = dict(step=step, tabs=tabs, pages=pages, pca=pca, load=load)
+                what = ["on a quiet machine", "while training", "while two runs train"][runs]
+                print(f"{name:>7}: interaction p95 {what}: {p95(step):.0f} ms (Step slider, {moves} moves, p50 "
+                      f"{statistics.median(step):.0f}); Explore tab switch p95 {p95(tabs):.0f} ms; page switch p95 "
+                      f"{p95(pages):.0f} ms; first PCA map of 2,000 codes {pca / 1000:.1f} s; load average {load:.1f}",
+                      flush=True)
+    for name in trees:
+        quiet, busy, two = (results[name, runs]["step"] for runs in (0, 1, 2))
+        print(f"{name:>7}: interaction p95 while training: {p95(busy):.0f} ms against {p95(quiet):.0f} ms quiet "
+              f"({p95(busy) / p95(quiet):.2f}x); two runs: {p95(two):.0f} ms")
     return results
 
 
-def live(seconds: float = 60):
-    """The live panel of a training run, sampled every 100 ms."""
+def live(seconds: float = 60, against: Path | None = None):
+    """The live panel of a training run, sampled every 100 ms; on this checkout, then on `against`."""
     from playwright.sync_api import sync_playwright
     folder = Path(tempfile.mkdtemp())
-    env = {"VAELAB_RUNS": str(folder / "runs"), "VAELAB_OFFLINE": "1"}
-    with serve(env) as (url, _), sync_playwright() as p:
-        context = browser(p, folder / "trainer")
-        page = start_training(context, url, 1)
-        page.get_by_text("KL per dimension").first.wait_for(timeout=120_000)
-        removed0, faded, samples, start = page.evaluate("window.__lab.removed"), 0, 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            faded += bool(page.evaluate(FADED))
-            samples += 1
-            page.wait_for_timeout(100)
-        minutes = (time.perf_counter() - start) / 60
-        removed = page.evaluate("window.__lab.removed") - removed0
-        kinds = page.evaluate("window.__lab.kinds")
-        with contextlib.suppress(Exception):
-            context.close()
-    print(f"live panel while training ({seconds:.0f} s, refresh 2 s): {100 * faded / samples:.1f}% of {samples} "
-          f"samples faded; charts and pictures taken out and built again {removed / minutes:.1f} times a minute "
-          f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items())) or 'none'} since the page opened)", flush=True)
-    return faded / samples, removed / minutes
+    trees = {"this": sessions.ROOT, **({"against": Path(against).resolve()} if against else {})}
+    found = {}
+    for name, root in trees.items():
+        env = {"VAELAB_RUNS": str(folder / name / "runs"), "VAELAB_OFFLINE": "1"}
+        with serve(env, root=root) as (url, _), sync_playwright() as p:
+            context = browser(p, folder / name / "trainer")
+            page = start_training(context, url, 1)
+            page.get_by_text("KL per dimension").first.wait_for(timeout=120_000)
+            removed0, faded, samples, start = page.evaluate("window.__lab.removed"), 0, 0, time.perf_counter()
+            kinds0 = page.evaluate("window.__lab.kinds")
+            while time.perf_counter() - start < seconds:
+                faded += bool(page.evaluate(FADED))
+                samples += 1
+                page.wait_for_timeout(100)
+            minutes = (time.perf_counter() - start) / 60
+            removed = page.evaluate("window.__lab.removed") - removed0
+            kinds = {k: v - kinds0.get(k, 0) for k, v in page.evaluate("window.__lab.kinds").items()}
+            with contextlib.suppress(Exception):
+                context.close()
+        found[name] = faded / samples, removed / minutes
+        print(f"{name:>7}: live panel while training ({seconds:.0f} s, refresh 2 s): {100 * faded / samples:.1f}% of "
+              f"{samples} samples faded; charts and pictures taken out and built again {removed / minutes:.1f} times "
+              f"a minute ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()) if v) or 'none'})", flush=True)
+    return found

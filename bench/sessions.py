@@ -36,13 +36,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(env: dict, port: int | None = None, log: Path | None = None):
-    """A real `streamlit run` of the dashboard; yields (its base URL, its process)."""
+def serve(env: dict, port: int | None = None, log: Path | None = None, root: Path = ROOT):
+    """A real `streamlit run` of the dashboard; yields (its base URL, its process). root: the checkout to
+    serve (another one, an earlier commit's worktree say, runs its own code: it goes first on the path)."""
     port = port or free_port()
     out = open(log, "ab") if log else subprocess.DEVNULL
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+    if root != ROOT:
+        env = {**env, "PYTHONPATH": str(root)}
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(root / "dashboard" / "app.py"),
                                "--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1",
-                               "--browser.gatherUsageStats=false"], cwd=ROOT, env={**os.environ, **env},
+                               "--browser.gatherUsageStats=false"], cwd=root, env={**os.environ, **env},
                               stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 90

@@ -400,7 +400,7 @@ def run_panel(name: str, t, race: bool, step: int | None = None, top: float | No
     if t.state in (RunState.RUNNING, RunState.PAUSED):
         export(title, bundle, data)  # slides once it stops: they read the steps it kept in its saved file
         return
-    left, right = st.columns(2)
+    left, right = st.columns(2) if not race else (st.container(), st.container())  # three abreast: one above the other
     with left:
         export(title, t.snapshot() if marker is not None else bundle, data)
     with right:
