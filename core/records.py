@@ -30,6 +30,7 @@ class LiveRow(TypedDict, total=False):
     kl_per_dim: list[float | None]
     au: int | None             # active units
     mi: float | None           # mutual information I(x; z), and the ceiling its estimator cannot pass
+    mi_se: float | None        # the estimate's standard error (rows written before it existed lack it)
     mi_ceiling: float | None
     code_perplexity: float | None  # how many codes the batch uses (discrete latents)
 

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image
 
-from core.pictures import image_grid
+from core.pictures import image_grid, kl_top, kl_values
 from core.timeline import map_limits
 
 LOSS_TERMS = ("loss", "recon", "kl")
@@ -75,30 +75,109 @@ def race_curves(histories: dict[str, list[dict]], term: str = "loss", smooth: in
     return mark(fig, marker)
 
 
-def kl_heatmap(live: list[dict], title: str = "KL per dimension over training", marker: int | None = None) -> go.Figure:
-    """Dimension x step heatmap of the held-out KL per dimension: a dimension that collapses turns dark."""
+def kl_heatmap(live: list[dict], title: str = "KL per dimension over training", marker: int | None = None,
+               zmax: float | None = None) -> go.Figure:
+    """Dimension x step heatmap of the held-out KL per dimension: a dimension that collapses turns dark.
+    zmax: the top of the colour scale in nats (None: these rows' largest KL); give heatmaps shown side by
+    side the same, the largest over all of them (core.pictures.kl_top), so one colour is one KL in each."""
     steps = [r["step"] for r in live]
-    values = np.array([[v if v is not None else np.nan for v in r["kl_per_dim"]] for r in live], dtype=float).T
+    values = kl_values(live)
+    top = kl_top(live) if zmax is None else zmax
     fig = go.Figure(go.Heatmap(z=values, x=steps, y=[f"z{i}" for i in range(len(values))], colorscale="Viridis",
-                               colorbar=dict(title="nats"), zmin=0,
+                               colorbar=dict(title="nats"), zmin=0, zmax=max(top, 1e-12),
                                hovertemplate="step %{x}<br>%{y}: %{z:.3f} nats<extra></extra>"))
     fig.update_layout(title=title, xaxis_title="step", height=320, margin=dict(l=10, r=10, t=40, b=10),
                       yaxis=dict(autorange="reversed"))
     return mark(fig, marker)
 
 
-def live_metrics(live: list[dict], marker: int | None = None) -> go.Figure:
-    """Active units and mutual information (with its log-batch ceiling) on held-out images, by step."""
+MI_HELP = ("Estimated on one batch of B held-out images: the mean over images of log q(z|x) − log q(z) at one "
+           "sampled code each, q(z) being the batch's mixture, shown ± its standard error. Those draws make it "
+           "noisy, so near 0 an estimate can dip below 0 although MI itself never does; and its expectation "
+           "cannot exceed log B, the dotted ceiling (6.2 nats for 500 images; a flow's is scored on 100, 4.6), so "
+           "near the ceiling read it as \"at least this\".")
+
+
+def mi_text(row: dict) -> str:
+    """A live row's MI for a metric: "1.23 ± 0.05", or "≈ 0 (−0.07 ± 0.15)" for an estimate below 0 (MI is
+    not), never a bare negative number. Rows written before the standard error existed show no ±."""
+    mi, se = row.get("mi"), row.get("mi_se")
+    if mi is None:
+        return "–"
+    spread = f" ± {se:.2f}" if se is not None else ""
+    value = f"{mi:.2f}".replace("-0.00", "0.00")
+    return f"≈ 0 ({value.replace('-', '−')}{spread})" if value.startswith("-") else value + spread
+
+
+def round_step(span: float, most: int = 6) -> float:
+    """The smallest of 1, 2 or 5 times a power of ten that cuts `span` into at most `most` steps."""
+    power = 10.0 ** np.floor(np.log10(max(span, 1e-9) / most))
+    return next(m * power for m in (1, 2, 5, 10) if span / (m * power) <= most)
+
+
+def unit_ticks(dims: int, most: int = 8) -> list[int]:
+    """Whole-number ticks from 0 to dims: a step that divides dims (16 -> 0, 2, ..., 16; 32 -> 0, 4, ..., 32),
+    or, where none gives a few ticks (a prime), a round step with dims added at the end."""
+    step = next(d for d in range(1, dims + 1) if dims % d == 0 and dims // d <= most)
+    if dims // step >= 2 or dims <= most:
+        return list(range(0, dims + 1, step))
+    step = max(1, int(round_step(dims, most)))
+    ticks = list(range(0, dims + 1, step))
+    return ticks[:-1] + [dims] if dims - ticks[-1] <= step / 2 else ticks + [dims]
+
+
+def _segments(rows: list[dict]) -> list[list[dict]]:
+    """Runs of consecutive rows that have an MI and its standard error (older rows have no error)."""
+    runs, current = [], []
+    for r in rows:
+        if r.get("mi") is not None and r.get("mi_se") is not None:
+            current.append(r)
+        elif current:
+            runs, current = runs + [current], []
+    return runs + [current] if current else runs
+
+
+AU_COLOR, MI_COLOR, MI_BAND = "#636efa", "#ef553b", "rgba(239, 85, 59, 0.18)"
+
+
+def live_metrics(live: list[dict], marker: int | None = None, dims: int | None = None) -> go.Figure:
+    """Active units (left axis: whole units, 0 to the latent size) and mutual information (right axis, from
+    0 or the lowest band to past its log-batch ceiling, shaded ± 2 standard errors) on held-out images, by
+    step. dims: the latent size (default: the rows' number of KL values)."""
     steps = [r["step"] for r in live]
     fig = go.Figure()
-    fig.add_scatter(x=steps, y=[r["au"] for r in live], name="active units", mode="lines+markers")
-    fig.add_scatter(x=steps, y=[r["mi"] for r in live], name="MI (nats)", mode="lines+markers", yaxis="y2")
-    if live:
-        fig.add_scatter(x=[steps[0], steps[-1]], y=[live[-1]["mi_ceiling"]] * 2, name="MI ceiling log B",
+    fig.add_scatter(x=steps, y=[r.get("au") for r in live], name="active units", mode="lines+markers",
+                    line=dict(color=AU_COLOR))
+    for i, seg in enumerate(_segments(live)):  # drawn first, so the line stays on top
+        upper = [r["mi"] + 2 * r["mi_se"] for r in seg]
+        lower = [r["mi"] - 2 * r["mi_se"] for r in seg]
+        fig.add_scatter(x=[r["step"] for r in seg] + [r["step"] for r in seg[::-1]], y=upper + lower[::-1],
+                        fill="toself", fillcolor=MI_BAND, line=dict(width=0), name="MI ± 2 se", yaxis="y2",
+                        legendgroup="band", showlegend=i == 0, hoverinfo="skip")
+    fig.add_scatter(x=steps, y=[r.get("mi") for r in live], name="MI (nats)", mode="lines+markers", yaxis="y2",
+                    line=dict(color=MI_COLOR), text=[mi_text(r) for r in live],
+                    hovertemplate="step %{x}<br>MI %{text} nats<extra></extra>")
+    ceilings = [r["mi_ceiling"] for r in live if r.get("mi_ceiling") is not None]
+    if live and ceilings:
+        fig.add_scatter(x=[steps[0], steps[-1]], y=[ceilings[-1]] * 2, name="MI ceiling log B",
                         mode="lines", line=dict(dash="dot", color="grey"), yaxis="y2")
+
+    # AU: whole units from 0 to the latent size
+    sizes = [len(r["kl_per_dim"]) for r in live if r.get("kl_per_dim")]
+    dims = dims or (sizes[-1] if sizes else max([r.get("au") or 0 for r in live], default=0)) or 1
+    pad = max(0.3, 0.03 * dims)
+    # MI: from 0 (or the lowest band) to a little past the ceiling, ticks at round values from 0
+    bands = [(r["mi"] - 2 * (r.get("mi_se") or 0), r["mi"] + 2 * (r.get("mi_se") or 0))
+             for r in live if r.get("mi") is not None]
+    low = min([0.0] + [b[0] for b in bands])
+    high = max([ceilings[-1] if ceilings else 0.0] + [b[1] for b in bands]) or 1.0
+    low, high = low - 0.03 * (high - low), high + 0.06 * (high - low)  # room for the markers
     fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="step",
-                      yaxis=dict(title="active units", rangemode="tozero"),
-                      yaxis2=dict(title="MI (nats)", overlaying="y", side="right", rangemode="tozero"),
+                      yaxis=dict(title="active units", range=[-pad, dims + pad], tickmode="array",
+                                 tickvals=unit_ticks(dims)),
+                      yaxis2=dict(title="MI (nats)", overlaying="y", side="right", range=[low, high],
+                                  tickmode="linear", tick0=0, dtick=round_step(high - low), showgrid=False,
+                                  zeroline=False),
                       legend=dict(orientation="h", y=1.2))
     return mark(fig, marker)
 

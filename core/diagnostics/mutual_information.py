@@ -16,14 +16,18 @@ class MutualInformationResult:
     at_ceiling: bool          # within 5% of the ceiling: read it as "at least this", not a measure
 
 
-def mutual_information_of(q) -> MutualInformationResult:
-    """From a posterior (core.posterior) of a batch of B images: one code z_i ~ q(z|x_i) per image, and
+def mi_terms(q) -> torch.Tensor:
+    """The estimator's per-image terms (B,), whose mean is the MI estimate: from a posterior (core.posterior)
+    of a batch of B images, one code z_i ~ q(z|x_i) per image, and log q(z_i|x_i)'s expectation minus
     log q(z_i) ~ logsumexp_j log q(z_i|x_j) - log B, the batch's mixture as the aggregate posterior."""
     z = q.sample(1)[0][0]
     log_qz = torch.logsumexp(q.log_prob_matrix(z), dim=1) - math.log(len(z))
-    mi = (q.expected_log_q() - log_qz).mean().item()
-    kl = q.kl().mean().item()
-    ceiling = math.log(len(z))
+    return q.expected_log_q() - log_qz
+
+
+def mutual_information_of(q) -> MutualInformationResult:
+    terms = mi_terms(q)
+    mi, kl, ceiling = terms.mean().item(), q.kl().mean().item(), math.log(len(terms))
     return MutualInformationResult(mi, ceiling, kl, kl - mi, mi > 0.95 * ceiling)
 
 
@@ -31,8 +35,14 @@ LIVE_PAIR_IMAGES = 100  # a flow's live MI scores the pairs of this many held-ou
 
 
 def live_mi(q) -> dict:
-    result = mutual_information_of(q.for_pairs(LIVE_PAIR_IMAGES))
-    return {"mi": result.mi, "mi_ceiling": result.ceiling}
+    """MI on the held-out batch, with its standard error: the per-image terms' standard deviation over
+    sqrt(B). For a fixed batch, term i depends on its own draw z_i alone (the mixture is over the batch's
+    images, not their codes), so the terms are independent and this is the usual error of a mean; it counts
+    the spread between images too, so it errs on the large side for the draws alone. Near MI = 0 the draws
+    are all there is, which is how one estimate dips below 0."""
+    terms = mi_terms(q.for_pairs(LIVE_PAIR_IMAGES))
+    se = terms.std().item() / math.sqrt(len(terms))
+    return {"mi": terms.mean().item(), "mi_se": se, "mi_ceiling": math.log(len(terms))}
 
 
 @register("mutual-information", live=live_mi)

@@ -1,0 +1,111 @@
+"""The numbers a room reads off the screen: MI with its noise and never a bare negative, round axis ticks,
+one colour scale for heatmaps side by side, the fit in one sign convention, a verdict that fits its column,
+a grouped Gallery, and slide frames a projector can fill."""
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from plotly.colors import sample_colorscale
+
+from conftest import ROOT, small_config
+from core import pictures
+from core.diagnostics.mutual_information import live_mi
+from core.engine import Trainer
+from core.evaluate import eval_split
+from dashboard import plots
+
+SHIPPED = ROOT / "checkpoints"
+
+
+def ship(folder, *names):
+    for name in names:
+        for ext in (".json", ".safetensors"):
+            shutil.copy(SHIPPED / f"{name}{ext}", folder / f"{name}{ext}")
+
+
+# ---------------------------------------------------------------- MI and its standard error
+
+@pytest.mark.parametrize("steps", [0, 150])
+def test_the_live_mi_standard_error_matches_the_spread_of_repeated_estimates(digits, steps):
+    """On the fixed held-out batch, the live estimate changes only with its draws of z: the standard error it
+    reports is what 100 estimates with other draws spread by (it also counts the images' spread, so it may
+    run a little large, never small). An untrained model has MI near 0, where single estimates fall below 0."""
+    trainer = Trainer(small_config(), digits, live_every=50)
+    trainer.step(steps)
+    if steps:
+        assert {"mi", "mi_se", "mi_ceiling"} <= set(trainer.live[-1]) and trainer.live[-1]["mi_se"] > 0
+    x, y = eval_split(digits, 500)
+    with torch.no_grad():
+        q = trainer.snapshot().posterior(x, y)
+        rows = []
+        for seed in range(100):
+            torch.manual_seed(seed)
+            rows.append(live_mi(q))
+    spread, se = np.std([r["mi"] for r in rows], ddof=1), np.mean([r["mi_se"] for r in rows])
+    assert 0.8 * se < spread < 1.1 * se, (spread, se)
+    if not steps:
+        assert min(r["mi"] for r in rows) < 0  # why the text below never shows one bare
+
+
+def test_mi_text_never_shows_a_bare_negative_number():
+    assert plots.mi_text({"mi": 1.234, "mi_se": 0.051}) == "1.23 ± 0.05"
+    assert plots.mi_text({"mi": -0.07, "mi_se": 0.15}) == "≈ 0 (−0.07 ± 0.15)"
+    assert plots.mi_text({"mi": -0.07}) == "≈ 0 (−0.07)"  # a row saved before the error existed
+    assert plots.mi_text({"mi": -0.001, "mi_se": 0.1}) == "0.00 ± 0.10"
+    assert plots.mi_text({"mi": 2.5}) == "2.50" and plots.mi_text({}) == "–"
+    for mi in np.linspace(-1, 1, 41):
+        text = plots.mi_text({"mi": mi, "mi_se": 0.2})
+        assert not text.startswith(("-", "−")) and "-" not in text
+    assert "below 0" in plots.MI_HELP and "log B" in plots.MI_HELP
+
+
+def is_round(step: float) -> bool:
+    """1, 2 or 5 times a power of ten."""
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    return any(math.isclose(mantissa, m) for m in (1, 2, 5))
+
+
+def test_live_metrics_ticks_are_round_and_the_mi_axis_spans_zero_the_bands_and_the_ceiling():
+    live = [{"step": s, "au": a, "mi": m, "mi_se": se, "mi_ceiling": 6.2146, "kl_per_dim": [0.1] * 16}
+            for s, a, m, se in [(50, 3, -0.52, 0.2), (100, 9, 1.94, 0.15), (150, 14, 3.99, 0.1), (200, 16, 5.99, 0.1)]]
+    fig = plots.live_metrics(live)
+    au, mi = fig.layout.yaxis, fig.layout.yaxis2
+    assert list(au.tickvals) == list(range(0, 17, 2))  # whole units, 0 to the latent size
+    assert au.range[0] < 0 < 16 < au.range[1] < 17
+    assert mi.tickmode == "linear" and mi.tick0 == 0 and is_round(mi.dtick)
+    assert mi.range[0] <= -0.52 - 2 * 0.2 and mi.range[1] > 6.2146 and mi.range[1] < 6.2146 * 1.2
+    assert (mi.range[1] - mi.range[0]) / mi.dtick <= 7  # a handful of ticks, not a crowd
+    band = next(t for t in fig.data if t.name == "MI ± 2 se")
+    assert band.fill == "toself" and band.yaxis == "y2"
+    assert min(band.y) == pytest.approx(-0.92) and max(band.y) == pytest.approx(6.19)
+    # rows saved before the standard error existed draw as they did, with no band
+    old = [{k: v for k, v in r.items() if k != "mi_se"} for r in live]
+    assert [t.name for t in plots.live_metrics(old).data] == ["active units", "MI (nats)", "MI ceiling log B"]
+    for dims, ticks in [(2, [0, 1, 2]), (32, list(range(0, 33, 4))), (13, [0, 2, 4, 6, 8, 10, 13])]:
+        assert plots.unit_ticks(dims) == ticks
+
+
+# ---------------------------------------------------------------- one colour scale for heatmaps side by side
+
+def test_heatmaps_side_by_side_share_one_colour_scale_in_plotly_and_in_pixels():
+    strong = [{"step": 50, "kl_per_dim": [4.0, 1.0]}, {"step": 100, "kl_per_dim": [2.0, 0.0]}]
+    weak = [{"step": 50, "kl_per_dim": [1.0, 0.5]}, {"step": 100, "kl_per_dim": [2.0, 0.25]}]
+    top = max(pictures.kl_top(strong), pictures.kl_top(weak))
+    assert top == 4.0
+    top_colour = sample_colorscale("Viridis", [1.0])[0]
+    for live in (strong, weak):
+        fig = plots.kl_heatmap(live, zmax=top)
+        assert fig.data[0].zmin == 0 and fig.data[0].zmax == top and fig.data[0].colorscale[-1][1] == "#fde725"
+        image = pictures.kl_heatmap_image(live, height=20, width=20, top=top)
+        for (d, r), value in np.ndenumerate(pictures.kl_values(live)):
+            pixel = image[d * 10 + 5, r * 10 + 5]
+            plotly_rgb = [int(c) for c in sample_colorscale("Viridis", [value / top])[0][4:-1].split(",")]
+            assert np.abs(pixel.astype(int) - plotly_rgb).max() <= 1, (value, pixel, plotly_rgb)
+    # z0 at step 50 of the strong run is the top, in both; the weak run's 2.0 is half way, not yellow
+    assert tuple(pictures.kl_heatmap_image(strong, 20, 20, top=top)[5, 5]) == (253, 231, 37) == \
+        tuple(int(c) for c in top_colour[4:-1].split(","))
+    assert tuple(pictures.kl_heatmap_image(weak, 20, 20, top=top)[5, 15]) != (253, 231, 37)
+    assert tuple(pictures.kl_heatmap_image(weak, 20, 20)[5, 15]) == (253, 231, 37)  # its own scale, as before
+    assert plots.kl_heatmap(weak).data[0].zmax == 2.0
