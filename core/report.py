@@ -81,15 +81,26 @@ def from_dict(results: dict) -> dict:
             for name, d in results.items()}
 
 
+VERDICTS = ("active", "unused by decoder", "collapsed")
+
+
+def verdict_counts(results: dict) -> dict | None:
+    """How many dimensions the collapse report calls active, unused by the decoder and collapsed."""
+    collapse = results.get("collapse")
+    if collapse is None or isinstance(collapse, Skipped):
+        return None
+    return {v: collapse.verdicts.count(v) for v in VERDICTS}
+
+
 def headline(results: dict) -> dict:
-    """The comparison table's row: ELBO, IWAE NLL, KL, AU, MI, probe accuracy, decoder-reliance gap and
-    the collapse verdict, from run_all's results (None where a diagnostic was skipped or not run)."""
+    """The results table's row (a sweep's results.csv, and the base of the Compare table's): ELBO, IWAE NLL,
+    KL, AU, MI, probe accuracy, decoder-reliance gap and the collapse verdict, from run_all's results (None
+    where a diagnostic was skipped or not run)."""
     def get(name, field):
         result = results.get(name)
         return None if result is None or isinstance(result, Skipped) else getattr(result, field)
 
-    verdicts = get("collapse", "verdicts")
-    counts = None if verdicts is None else {v: verdicts.count(v) for v in ("active", "unused by decoder", "collapsed")}
+    counts = verdict_counts(results)
     iwae = get("iwae", "iwae")
     return {
         "ELBO": get("iwae", "elbo"),
@@ -102,6 +113,17 @@ def headline(results: dict) -> dict:
         "reliance gap": get("decoder-reliance", "gap"),
         "verdict": None if counts is None else " / ".join(f"{n} {v}" for v, n in counts.items()),
     }
+
+
+def compare_row(results: dict) -> dict:
+    """The Compare page's row: headline's, with the fit in one sign convention, positive nats per image
+    where lower is better, "−ELBO" beside "IWAE NLL" (−ELBO ≥ IWAE NLL ≥ −log p(x)), and a verdict short
+    enough for its column (the counts that are not 0: "12 active / 4 collapsed")."""
+    row = headline(results)
+    elbo = row.pop("ELBO")
+    counts = verdict_counts(results)
+    short = None if counts is None else " / ".join(f"{n} {v.split()[0]}" for v, n in counts.items() if n)
+    return {"−ELBO": None if elbo is None else -elbo, **row, "verdict": short}
 
 
 def data_identity(data) -> dict:

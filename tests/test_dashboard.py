@@ -373,8 +373,8 @@ def test_compare_page_tables_the_runs(app):
     assert not app.exception and not app.error
     table = app.dataframe[0].value
     assert list(table.index) == ["run: vae", "run: beta-vae"]
-    assert {"ELBO", "IWAE NLL", "KL", "AU", "MI", "probe accuracy", "reliance gap", "verdict"} <= set(table.columns)
-    assert (table["IWAE NLL"] <= -table["ELBO"] + 1e-6).all()  # IWAE_k is the tighter bound
+    assert {"−ELBO", "IWAE NLL", "KL", "AU", "MI", "probe accuracy", "reliance gap", "verdict"} <= set(table.columns)
+    assert (table["IWAE NLL"] <= table["−ELBO"] + 1e-6).all()  # IWAE_k is the tighter bound
     assert app.get("download_button")
 
 
@@ -513,14 +513,14 @@ def test_without_mnist_or_network_the_first_screen_uses_the_subset_and_says_so(t
 def test_compare_shows_a_live_flow_run_as_its_saved_copy(app, tmp_path, objective):
     """The live run's numbers on Compare come from its flow (whose weights cross the process boundary),
     and equal those of the same run saved and loaded."""
-    from core.report import COMPARE, headline, run_all
+    from core.report import COMPARE, compare_row, run_all
     run = train(app, 100, objectives=[objective])[objective]
     app.switch_page("views/compare.py").run()
     assert not app.exception and not app.error
     row = app.dataframe[0].value.loc[f"run: {objective}"]
-    numbers = ["ELBO", "IWAE NLL", "AU", "MI", "probe accuracy", "reliance gap"]
+    numbers = ["−ELBO", "IWAE NLL", "AU", "MI", "probe accuracy", "reliance gap"]
     assert all(np.isfinite(float(row[c])) for c in numbers)
-    saved = headline(run_all(checkpoint.load(run.save(tmp_path / "copy")), run.data, COMPARE))
+    saved = compare_row(run_all(checkpoint.load(run.save(tmp_path / "copy")), run.data, COMPARE))
     assert [float(row[c]) for c in numbers] == pytest.approx([saved[c] for c in numbers], abs=1e-9)
     assert row["KL"] == f"{saved['KL']:.2f}" + ("" if saved["KL exact"] else " (est.)")
 

@@ -1,6 +1,7 @@
 """The numbers a room reads off the screen: MI with its noise and never a bare negative, round axis ticks,
 one colour scale for heatmaps side by side, the fit in one sign convention, a verdict that fits its column,
 a grouped Gallery, and slide frames a projector can fill."""
+import json
 import math
 import shutil
 
@@ -9,11 +10,12 @@ import pytest
 import torch
 from plotly.colors import sample_colorscale
 
-from conftest import ROOT, small_config
+from conftest import ROOT, needs_shared, small_config
 from core import pictures
 from core.diagnostics.mutual_information import live_mi
 from core.engine import Trainer
 from core.evaluate import eval_split
+from core.report import compare_row, from_dict, headline
 from dashboard import plots
 
 SHIPPED = ROOT / "checkpoints"
@@ -109,3 +111,39 @@ def test_heatmaps_side_by_side_share_one_colour_scale_in_plotly_and_in_pixels():
     assert tuple(pictures.kl_heatmap_image(weak, 20, 20, top=top)[5, 15]) != (253, 231, 37)
     assert tuple(pictures.kl_heatmap_image(weak, 20, 20)[5, 15]) == (253, 231, 37)  # its own scale, as before
     assert plots.kl_heatmap(weak).data[0].zmax == 2.0
+
+
+# ---------------------------------------------------------------- Compare: the fit in one sign, a verdict that fits
+
+def shipped_names():
+    return sorted(p.stem for p in SHIPPED.glob("*.json"))
+
+
+def test_compare_rows_of_every_shipped_checkpoint_read_the_same_way():
+    """−ELBO ≥ IWAE NLL for all 24 (both positive nats where the pixels are discrete; a density's can be
+    negative: Frey faces), and a verdict short enough for its column that still counts every dimension."""
+    for name in shipped_names():
+        meta = json.loads((SHIPPED / f"{name}.json").read_text())
+        results = from_dict(meta["diagnostics"]["results"])
+        row, record = compare_row(results), headline(results)
+        assert "ELBO" not in row and row["−ELBO"] == -record["ELBO"] and row["IWAE NLL"] == record["IWAE NLL"]
+        assert row["−ELBO"] >= row["IWAE NLL"], name
+        if meta["config"]["data"]["name"] != "frey":
+            assert row["IWAE NLL"] > 0, name
+        assert len(row["verdict"]) <= len("16 active / 16 unused / 16 collapsed") < len(record["verdict"])
+        counts = [int(part.split()[0]) for part in row["verdict"].split(" / ")]
+        assert sum(counts) == meta["config"]["model"]["latent_dim"] and 0 not in counts, name
+
+
+@needs_shared
+def test_the_compare_page_shows_minus_elbo_beside_the_iwae_nll_for_the_shipped_vae(app, tmp_path):
+    ship(tmp_path, "mnist-vae")
+    app.switch_page("views/compare.py").run()
+    assert not app.exception and not app.error
+    table = app.dataframe[0].value
+    row = table.loc["file: mnist-vae"]
+    assert "ELBO" not in table.columns and row["−ELBO"] >= row["IWAE NLL"] > 0
+    assert row["verdict"] == "16 active"
+    config = json.loads(app.dataframe[0].proto.columns)
+    assert "−ELBO ≥ IWAE NLL ≥ −log p(x)" in config["−ELBO"]["help"]  # the help says how they relate
+    assert "unused" in config["verdict"]["help"]

@@ -8,7 +8,7 @@ from core import limits, snapshots
 from core.errors import LabError
 from core.posterior import Factorized
 
-from core.report import COMPARE, Skipped, data_identity, headline, run_all
+from core.report import COMPARE, Skipped, compare_row, data_identity, run_all
 from dashboard import plots
 from dashboard.state import Kind, pick_step, sources
 
@@ -29,9 +29,18 @@ def measured(results: dict, name: str):
     return None if result is None or isinstance(result, Skipped) else result
 
 
+FIT_HELP = ("Nats per image on the same test images, lower is better: −ELBO ≥ IWAE NLL ≥ −log p(x), the true "
+            "negative log-likelihood, so both are upper bounds on it, w = p(x, z) / q(z|x) being the importance "
+            "weight.")
+VERDICT_HELP = ("How many latent dimensions the collapse report puts in each class (those with none are left out): "
+                "**active**, the encoder varies the dimension with the image and the decoder uses it; **unused** by "
+                "the decoder, the encoder varies it but zeroing it costs the decoder nothing; **collapsed**, its "
+                "posterior mean is the same for every image.")
+
 st.title("Compare and diagnose")
-st.caption("Several models on the same held-out images. ELBO and IWAE NLL measure fit (IWAE_k with the model's own "
-           "posterior is the tighter bound). KL, active units (AU) and mutual information (MI) measure how much the "
+st.caption("Several models on the same held-out images. −ELBO and IWAE NLL measure fit, both in nats per image where "
+           "lower is better (IWAE_k with the model's own posterior is the tighter bound, so IWAE NLL ≤ −ELBO). KL, "
+           "active units (AU) and mutual information (MI) measure how much the "
            "code is used; the probe asks whether a linear classifier can read the class from the code; the "
            "reliance gap is how much worse the decoder does with another image's code. The verdict counts the "
            "dimensions that are active, unused by the decoder, or collapsed.")
@@ -85,7 +94,7 @@ for message in failed:
 if not reports:
     st.stop()
 
-table = pd.DataFrame({label: headline(r) for label, r in reports.items()}).T
+table = pd.DataFrame({label: compare_row(r) for label, r in reports.items()}).T
 table.insert(0, "measured", ["now" if label in measured_now else "when saved" for label in table.index])
 table.insert(0, "step", [shown_at[label] for label in table.index])
 if step is not None and any(shown_at[label] != step for label in reports):
@@ -97,13 +106,21 @@ st.dataframe(table, width="stretch", column_config={
     "step": st.column_config.NumberColumn(format="%d", help="the step of the run whose weights are measured"),
     "measured": st.column_config.TextColumn(help="when saved: read from the checkpoint's sidecar; now: measured "
                                                  "on this page (a run, or a checkpoint without recorded diagnostics)"),
-    "ELBO": st.column_config.NumberColumn(format="%.2f", help="nats per image, the objective's posterior"),
-    "IWAE NLL": st.column_config.NumberColumn(format="%.2f", help="-IWAE_k: an upper bound on -log p(x)"),
+    "−ELBO": st.column_config.NumberColumn(format="%.2f", help=FIT_HELP + " **−ELBO**: the mean of −log w over k "
+                                                                          "samples of the model's own posterior."),
+    "IWAE NLL": st.column_config.NumberColumn(format="%.2f", help=FIT_HELP + " **IWAE NLL** = −IWAE_k: −log of the "
+                                                                             "mean of the same k weights w."),
     "KL": st.column_config.TextColumn(help="E_x KL(q(z|x) || p(z)) of the model's own posterior, nats; (est.): a "
                                            "Monte Carlo estimate, for a flow posterior that has no closed form"),
-    "MI": st.column_config.NumberColumn(format="%.2f"),
-    "probe accuracy": st.column_config.NumberColumn(format="%.3f"),
-    "reliance gap": st.column_config.NumberColumn(format="%.1f")})
+    "MI": st.column_config.NumberColumn(format="%.2f", help="mutual information between image and code, nats: an "
+                                        "estimate on N test images (at most 1,000), whose expectation cannot pass "
+                                        "log N (log 1,000 = 6.91): near it, read \"at least this\""),
+    # short labels and a short verdict, so the table fits the page's width without scrolling sideways
+    "probe accuracy": st.column_config.NumberColumn("probe", format="%.3f", help="probe accuracy: a logistic "
+                                                    "regression reading the class from the posterior mean"),
+    "reliance gap": st.column_config.NumberColumn("reliance", format="%.1f", help="reliance gap, nats per image: "
+                                                  "how much worse the decoder does with another image's code"),
+    "verdict": st.column_config.TextColumn(help=VERDICT_HELP)})
 st.download_button("Download the table as CSV", table.to_csv().encode(), "vaelab-compare.csv", "text/csv")
 flags = [f"{label}: {flag}" for label, r in reports.items() for flag in getattr(measured(r, "collapse"), "flags", [])]
 if flags:
