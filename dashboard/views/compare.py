@@ -31,7 +31,8 @@ def measured(results: dict, name: str):
 
 FIT_HELP = ("Nats per image on the same test images, lower is better: −ELBO ≥ IWAE NLL ≥ −log p(x), the true "
             "negative log-likelihood, so both are upper bounds on it, w = p(x, z) / q(z|x) being the importance "
-            "weight.")
+            "weight. Positive for images of discrete pixels; for a density over real-valued pixels (Frey faces) "
+            "both can be below 0, and lower is still better.")
 VERDICT_HELP = ("How many latent dimensions the collapse report puts in each class (those with none are left out): "
                 "**active**, the encoder varies the dimension with the image and the decoder uses it; **unused** by "
                 "the decoder, the encoder varies it but zeroing it costs the decoder nothing; **collapsed**, its "
