@@ -147,3 +147,24 @@ def test_the_compare_page_shows_minus_elbo_beside_the_iwae_nll_for_the_shipped_v
     config = json.loads(app.dataframe[0].proto.columns)
     assert "−ELBO ≥ IWAE NLL ≥ −log p(x)" in config["−ELBO"]["help"]  # the help says how they relate
     assert "unused" in config["verdict"]["help"]
+
+
+# ---------------------------------------------------------------- Gallery: grouped, described, buttons that fit
+
+def test_the_gallery_groups_its_cards_and_says_what_each_shows(app, tmp_path, digits):
+    ship(tmp_path, "mnist-vae", "mnist-beta8", "mnist-bernoulli")
+    Trainer(small_config(), digits).save(tmp_path / "my-digits")  # a file the table does not know
+    app.switch_page("views/gallery.py").run()
+    assert not app.exception and not app.error
+    assert [h.value for h in app.subheader] == ["The plain VAE", "Posterior collapse and its fixes",
+                                                "Discrete latents"]
+    names = [m.value for m in app.markdown if m.value.startswith("**")]
+    assert names == ["**mnist-vae**", "**my-digits**", "**mnist-beta8**", "**mnist-bernoulli**"]
+    captions = " ".join(c.value for c in app.caption)
+    assert "file:" not in " ".join(names) + captions
+    assert "a quarter of the dimensions collapse" in captions and "*Induce collapse: β=8*" in captions
+    assert "vae, after Kingma & Welling" in captions  # the rule's line for a file the table does not know
+    labels = {b.label for b in app.button if b.key.startswith("open-")}
+    assert labels == {"Explore", "Map", "Compare"}  # "Latent map" was cut to "Latent…" at three cards a row
+    app.button(key="open-Latent map-file: mnist-beta8").click().run()
+    assert not app.exception
