@@ -5,13 +5,14 @@ import json
 import math
 import shutil
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 from plotly.colors import sample_colorscale
 
 from conftest import ROOT, needs_shared, small_config
-from core import pictures
+from core import checkpoint, pictures, timeline
 from core.diagnostics.mutual_information import live_mi
 from core.engine import Trainer
 from core.evaluate import eval_split
@@ -168,3 +169,36 @@ def test_the_gallery_groups_its_cards_and_says_what_each_shows(app, tmp_path, di
     assert labels == {"Explore", "Map", "Compare"}  # "Latent map" was cut to "Latent…" at three cards a row
     app.button(key="open-Latent map-file: mnist-beta8").click().run()
     assert not app.exception
+
+
+# ---------------------------------------------------------------- slide frames
+
+@pytest.fixture(scope="module")
+def kept(tmp_path_factory, digits):
+    trainer = Trainer(small_config(), digits, snapshot_mb=0.125, live_every=20)
+    trainer.step(120)
+    return checkpoint.load_steps(trainer.save(tmp_path_factory.mktemp("run") / "r"))
+
+
+def colour_bar(frame: np.ndarray) -> np.ndarray:
+    """Down the column of the frame's right quarter that passes through the most colours of the Viridis scale
+    (a heatmap's column has a few, one per dimension), each pixel's position on the scale (0..255)."""
+    from scipy.spatial import cKDTree
+    right = frame[:, frame.shape[1] * 3 // 4:].astype(float)
+    distance, position = cKDTree(pictures.viridis(np.linspace(0, 1, 256)) * 255).query(right.reshape(-1, 3))
+    distance, position = distance.reshape(right.shape[:2]), position.reshape(right.shape[:2])
+    columns = [position[distance[:, x] < 3.5, x] for x in range(right.shape[1])]
+    return max(columns, key=lambda c: len(set(c)))
+
+
+def test_a_slide_frame_is_full_hd_and_the_heatmap_has_axes_and_a_colour_bar(kept, digits):
+    heat = timeline.frames("heatmap", kept[-2:], digits, title="digits-vae")
+    samples = timeline.frames("samples", kept[-1:], digits, title="digits-vae")
+    for frame in heat + samples:
+        assert frame.shape == (1080, 1920, 3)
+    assert iio.imread(timeline.encode(heat[-1:], ".png")).shape[1] == 1920
+    scale = colour_bar(heat[-1])
+    assert len(scale) > 500 and len(set(scale)) > 200  # a bar most of the frame's height, through the scale
+    assert (np.diff(scale) <= 0).all() and scale[0] >= 250 and scale[-1] <= 5  # top colour down to 0, in order
+    words = timeline.caption("heatmap", kept[-1], "digits-vae").split(" · ")
+    assert words == ["digits-vae", "KL per dimension on held-out images", "step 120", f"epoch {kept[-1].epoch:.1f}"]
