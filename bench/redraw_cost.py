@@ -4,9 +4,10 @@ each time, as the Train page's live view does while a run trains.
 
     python bench/redraw_cost.py [--seconds 20]
 
-Elements: the Train page's Plotly figures (loss curves, KL heatmap, AU/MI), the same data as Vega-Lite
-charts (st.line_chart), the KL heatmap as a PNG (dashboard.plots.kl_heatmap_image), and nothing (the
-fragment's rerun alone).
+Elements: the loss curves, KL heatmap and AU/MI as three Plotly figures (built again at every redraw),
+the same as the Train page's Vega-Lite charts (dashboard/live_charts.py: one spec each, the data replaced
+in place), the KL heatmap as a PNG (core.pictures.kl_heatmap_image), and nothing (the fragment's rerun
+alone).
 """
 import argparse
 import os
@@ -24,7 +25,9 @@ APP = textwrap.dedent('''
     import sys, time
     import numpy as np
     import streamlit as st
-    from dashboard import plots
+    import plotly.express as px
+    from core import pictures
+    from dashboard import live_charts
 
     KIND = st.query_params.get("kind", "none")
 
@@ -36,15 +39,17 @@ APP = textwrap.dedent('''
         live = [{{"step": 50 * (i + 1), "kl_per_dim": list(np.abs(np.sin(np.arange(20) + i / 7))), "au": 10,
                   "mi": 2.0, "mi_ceiling": 6.2}} for i in range(n // 50)]
         st.caption(f"{{n}} steps")
-        if KIND == "plotly":
-            st.plotly_chart(plots.loss_curves(history), key="loss")
-            st.plotly_chart(plots.kl_heatmap(live), key="heat")
-            st.plotly_chart(plots.live_metrics(live), key="live")
-        elif KIND == "vega":
-            st.line_chart({{"loss": [r["loss"] for r in history]}}, height=250)
-            st.line_chart({{"au": [r["au"] for r in live], "mi": [r["mi"] for r in live]}}, height=250)
+        if KIND == "plotly":  # the figures the Train page drew before its charts took data in place
+            loss = live_charts.loss_data(history)
+            st.plotly_chart(px.line(loss, x="step", y="nats", color="term"), key="loss")
+            st.plotly_chart(px.imshow(pictures.kl_values(live), aspect="auto"), key="heat")
+            st.plotly_chart(px.line(live_charts.metrics_data(live), x="step", y=["au", "mi"]), key="live")
+        elif KIND == "vega":  # the Train page's charts now: one spec each, new data in place
+            st.vega_lite_chart(*live_charts.loss_chart(history), width="stretch")
+            st.vega_lite_chart(*live_charts.heatmap_chart(live, top=1.0), width="stretch")
+            st.vega_lite_chart(*live_charts.metrics_chart(live, dims=20), width="stretch")
         elif KIND == "image":
-            st.image(plots.kl_heatmap_image(live))
+            st.image(pictures.kl_heatmap_image(live))
     live()
 ''')
 

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image
 
-from core.pictures import image_grid, kl_top, kl_values
+from core.pictures import image_grid
 from core.timeline import map_limits
 
 LOSS_TERMS = ("loss", "recon", "kl")
@@ -41,18 +41,6 @@ def mark(fig: go.Figure, step: int | None) -> go.Figure:
     return fig
 
 
-def loss_curves(history: list[dict], terms=LOSS_TERMS, smooth: int = 20, marker: int | None = None) -> go.Figure:
-    """One line per term against the step, as a running mean over `smooth` steps; marker: a step to mark."""
-    fig = go.Figure()
-    for term in terms:
-        steps, values = smoothed(history, term, smooth)
-        if len(values):
-            fig.add_scatter(x=steps, y=values, mode="lines", name=term)
-    fig.update_layout(xaxis_title="step", yaxis_title="nats per image", height=320,
-                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12))
-    return mark(fig, marker)
-
-
 def race_curves(histories: dict[str, list[dict]], term: str = "loss", smooth: int = 20,
                 branched: dict[str, int] | None = None, marker: int | None = None) -> go.Figure:
     """One term (running mean) of several runs against the step, one line per run. branched: a branch's
@@ -72,22 +60,6 @@ def race_curves(histories: dict[str, list[dict]], term: str = "loss", smooth: in
                       annotation_position="top left")
     fig.update_layout(xaxis_title="step", yaxis_title=f"{term} (nats per image)", height=300,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.15))
-    return mark(fig, marker)
-
-
-def kl_heatmap(live: list[dict], title: str = "KL per dimension over training", marker: int | None = None,
-               zmax: float | None = None) -> go.Figure:
-    """Dimension x step heatmap of the held-out KL per dimension: a dimension that collapses turns dark.
-    zmax: the top of the colour scale in nats (None: these rows' largest KL); give heatmaps shown side by
-    side the same, the largest over all of them (core.pictures.kl_top), so one colour is one KL in each."""
-    steps = [r["step"] for r in live]
-    values = kl_values(live)
-    top = kl_top(live) if zmax is None else zmax
-    fig = go.Figure(go.Heatmap(z=values, x=steps, y=[f"z{i}" for i in range(len(values))], colorscale="Viridis",
-                               colorbar=dict(title="nats"), zmin=0, zmax=max(top, 1e-12),
-                               hovertemplate="step %{x}<br>%{y}: %{z:.3f} nats<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="step", height=320, margin=dict(l=10, r=10, t=40, b=10),
-                      yaxis=dict(autorange="reversed"))
     return mark(fig, marker)
 
 
@@ -124,62 +96,6 @@ def unit_ticks(dims: int, most: int = 8) -> list[int]:
     step = max(1, int(round_step(dims, most)))
     ticks = list(range(0, dims + 1, step))
     return ticks[:-1] + [dims] if dims - ticks[-1] <= step / 2 else ticks + [dims]
-
-
-def _segments(rows: list[dict]) -> list[list[dict]]:
-    """Runs of consecutive rows that have an MI and its standard error (older rows have no error)."""
-    runs, current = [], []
-    for r in rows:
-        if r.get("mi") is not None and r.get("mi_se") is not None:
-            current.append(r)
-        elif current:
-            runs, current = runs + [current], []
-    return runs + [current] if current else runs
-
-
-AU_COLOR, MI_COLOR, MI_BAND = "#636efa", "#ef553b", "rgba(239, 85, 59, 0.18)"
-
-
-def live_metrics(live: list[dict], marker: int | None = None, dims: int | None = None) -> go.Figure:
-    """Active units (left axis: whole units, 0 to the latent size) and mutual information (right axis, from
-    0 or the lowest band to past its log-batch ceiling, shaded ± 2 standard errors) on held-out images, by
-    step. dims: the latent size (default: the rows' number of KL values)."""
-    steps = [r["step"] for r in live]
-    fig = go.Figure()
-    fig.add_scatter(x=steps, y=[r.get("au") for r in live], name="active units", mode="lines+markers",
-                    line=dict(color=AU_COLOR))
-    for i, seg in enumerate(_segments(live)):  # drawn first, so the line stays on top
-        upper = [r["mi"] + 2 * r["mi_se"] for r in seg]
-        lower = [r["mi"] - 2 * r["mi_se"] for r in seg]
-        fig.add_scatter(x=[r["step"] for r in seg] + [r["step"] for r in seg[::-1]], y=upper + lower[::-1],
-                        fill="toself", fillcolor=MI_BAND, line=dict(width=0), name="MI ± 2 se", yaxis="y2",
-                        legendgroup="band", showlegend=i == 0, hoverinfo="skip")
-    fig.add_scatter(x=steps, y=[r.get("mi") for r in live], name="MI (nats)", mode="lines+markers", yaxis="y2",
-                    line=dict(color=MI_COLOR), text=[mi_text(r) for r in live],
-                    hovertemplate="step %{x}<br>MI %{text} nats<extra></extra>")
-    ceilings = [r["mi_ceiling"] for r in live if r.get("mi_ceiling") is not None]
-    if live and ceilings:
-        fig.add_scatter(x=[steps[0], steps[-1]], y=[ceilings[-1]] * 2, name="MI ceiling log B",
-                        mode="lines", line=dict(dash="dot", color="grey"), yaxis="y2")
-
-    # AU: whole units from 0 to the latent size
-    sizes = [len(r["kl_per_dim"]) for r in live if r.get("kl_per_dim")]
-    dims = dims or (sizes[-1] if sizes else max([r.get("au") or 0 for r in live], default=0)) or 1
-    pad = max(0.3, 0.03 * dims)
-    # MI: from 0 (or the lowest band) to a little past the ceiling, ticks at round values from 0
-    bands = [(r["mi"] - 2 * (r.get("mi_se") or 0), r["mi"] + 2 * (r.get("mi_se") or 0))
-             for r in live if r.get("mi") is not None]
-    low = min([0.0] + [b[0] for b in bands])
-    high = max([ceilings[-1] if ceilings else 0.0] + [b[1] for b in bands]) or 1.0
-    low, high = low - 0.03 * (high - low), high + 0.06 * (high - low)  # room for the markers
-    fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="step",
-                      yaxis=dict(title="active units", range=[-pad, dims + pad], tickmode="array",
-                                 tickvals=unit_ticks(dims)),
-                      yaxis2=dict(title="MI (nats)", overlaying="y", side="right", range=[low, high],
-                                  tickmode="linear", tick0=0, dtick=round_step(high - low), showgrid=False,
-                                  zeroline=False),
-                      legend=dict(orientation="h", y=1.2))
-    return mark(fig, marker)
 
 
 def png_data_uris(images: torch.Tensor, scale: int | None = None) -> list[str]:

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import APP, ROOT, needs_shared, session_runs, small_config, train
 from core import checkpoint, explore, pictures
 from core.engine import Trainer
-from dashboard import plots, state
+from dashboard import live_charts, plots, state
 from dashboard.lessons import LESSONS
 
 
@@ -32,11 +32,11 @@ def wait_for_run(at, name, timeout=60.0):
 
 def test_loss_curves_smooth_each_term():
     history = [{"step": i + 1, "loss": float(i), "recon": 2.0 * i, "kl": 1.0} for i in range(10)]
-    fig = plots.loss_curves(history, smooth=5)
-    names = [t.name for t in fig.data]
-    assert names == ["loss", "recon", "kl"]
-    assert list(fig.data[0].x) == list(range(5, 11))
-    assert list(fig.data[0].y) == pytest.approx([2, 3, 4, 5, 6, 7])  # running mean of 0..9 over 5
+    data = live_charts.loss_data(history, smooth=5)
+    assert list(dict.fromkeys(data.term)) == ["loss", "recon", "kl"]
+    loss = data[data.term == "loss"]
+    assert list(loss.step) == list(range(5, 11))
+    assert list(loss.nats) == pytest.approx([2, 3, 4, 5, 6, 7])  # running mean of 0..9 over 5
 
 
 def test_image_grid_is_uint8_picture():
@@ -91,7 +91,7 @@ def test_train_page_trains_the_offline_default_and_shows_it(app):
     last = t.history[-1]
     assert metrics["−ELBO"] == f"{last['recon'] + last['kl']:.1f}"  # β = 1: the loss is −ELBO, shown once
     assert "training loss" not in metrics
-    assert len(app.get("plotly_chart")) == 3  # losses, KL heatmap, AU and MI
+    assert len(app.get("vega_lite_chart")) == 3 and not app.get("plotly_chart")  # losses, KL heatmap, AU and MI
     assert app.select_slider(key="refresh").value == 2  # how often the live view redraws
 
 
@@ -134,8 +134,9 @@ def test_train_page_controls_change_a_running_run(app, tmp_path):
         app.run()
         # While it trains, the KL heatmap is a picture (cheap to redraw), of this run's live rows.
         heat = [i for i in app.get("image") if "KL per dimension" in i.proto.imgs[0].caption]
-        traces = [d.get("type") for c in app.get("plotly_chart") for d in json.loads(c.proto.spec)["data"]]
-        assert len(heat) == 1 and "heatmap" not in traces and "scatter" in traces
+        marks = [json.dumps(json.loads(c.proto.spec)) for c in app.get("vega_lite_chart")]
+        assert len(heat) == 1 and len(marks) == 2 and not any('"rect"' in m for m in marks)  # curves, AU and MI
+        assert not app.get("plotly_chart")
         app.button(key="pause-vae").click().run()
         assert t.state == "paused"
         app.number_input(key="beta-vae").set_value(8.0).run()
@@ -160,7 +161,7 @@ def test_train_page_races_several_objectives_on_one_seed(app):
     a, b = runs.values()
     assert a.config.seed == b.config.seed and a.config.model == b.config.model
     assert runs["beta-vae"].beta == 4.0
-    assert len(app.get("plotly_chart")) == 1 + 2 * 2  # the race overlay, then heatmap and AU/MI per run
+    assert len(app.get("vega_lite_chart")) == 1 + 2 * 2  # the race overlay, then heatmap and AU/MI per run
     assert sum("step 100" in m.value for m in app.markdown) == 2
 
 
@@ -266,10 +267,12 @@ def test_image_grid_enlarges_pixels_into_sharp_blocks():
 
 def test_kl_heatmap_is_dimension_by_step():
     live = [{"step": 50, "kl_per_dim": [1.0, 0.5, None]}, {"step": 100, "kl_per_dim": [2.0, 0.0, 0.1]}]
-    fig = plots.kl_heatmap(live)
-    heat = fig.data[0]
-    assert list(heat.x) == [50, 100] and list(heat.y) == ["z0", "z1", "z2"]
-    assert heat.z[0][1] == 2.0 and heat.z[1][1] == 0.0 and np.isnan(heat.z[2][0])  # a missing value stays a gap
+    data, spec = live_charts.heatmap_chart(live)
+    cell = {(d, s): (kl, end) for d, s, kl, end in zip(data.dim, data.step, data.kl, data.end)}
+    assert sorted(cell) == [(d, s) for d in range(3) for s in (50, 100)]
+    assert cell[0, 100] == (2.0, 150) and cell[1, 100][0] == 0.0 and cell[0, 50][1] == 100  # each step its own column
+    assert np.isnan(cell[2, 50][0])  # a missing value stays a gap
+    assert spec["layer"][0]["encoding"]["color"]["scale"]["domain"] == [0, 2.0]
 
 
 def test_the_kl_heatmap_as_a_picture_is_dimension_by_step():
@@ -284,9 +287,10 @@ def test_the_kl_heatmap_as_a_picture_is_dimension_by_step():
 
 def test_live_metrics_draws_au_mi_and_the_ceiling():
     live = [{"step": s, "au": a, "mi": m, "mi_ceiling": 6.2} for s, a, m in [(50, 3, 1.0), (100, 5, 2.5)]]
-    fig = plots.live_metrics(live)
-    assert [t.name for t in fig.data] == ["active units", "MI (nats)", "MI ceiling log B"]
-    assert list(fig.data[0].y) == [3, 5] and list(fig.data[2].y) == [6.2, 6.2] and fig.data[1].yaxis == "y2"
+    data, spec = live_charts.metrics_chart(live, dims=8)
+    assert list(data.au) == [3, 5] and list(data.mi) == [1.0, 2.5] and list(data.mi_ceiling) == [6.2, 6.2]
+    fields = [layer["encoding"]["y"]["field"] for layer in spec["layer"][1]["layer"]]
+    assert fields == ["mi_low", "mi", "mi_ceiling"] and spec["resolve"]["scale"]["y"] == "independent"
 
 
 def test_race_curves_one_line_per_run_and_skips_empty_runs():
@@ -456,7 +460,7 @@ def test_first_screen_shows_the_shipped_vae_as_a_recorded_run(app, tmp_path):
     assert any(f"step {ck.step:,} · epoch 5.0 " in m.value and "recorded" in m.value for m in app.markdown)
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["active units"] == f"{ck.live[-1]['au']} / 16"
-    assert len(app.get("plotly_chart")) == 3 and len(app.get("image")) == 2
+    assert len(app.get("vega_lite_chart")) == 3 and len(app.get("image")) == 2
     assert not app.get("button") or all("Pause" not in b.label for b in app.button)  # nothing to control
 
 
@@ -469,7 +473,7 @@ def test_a_lesson_shows_its_recorded_runs_at_once(app, tmp_path):
     assert len(shown) == 2 and "mnist-vae" in shown[0] and "mnist-beta8" in shown[1]
     commands = [c.value for c in app.caption if " train --dataset" in c.value]  # as the sidecar recorded it
     assert len(commands) == 2 and "--beta 8" in commands[1]
-    assert len(app.get("plotly_chart")) == 5  # the race's losses, then a heatmap and AU/MI for each
+    assert len(app.get("vega_lite_chart")) == 5  # the race's losses, then a heatmap and AU/MI for each
 
 
 @needs_shared

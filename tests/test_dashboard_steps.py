@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from core import checkpoint, explore, timeline
+from core import data as datasets
 from core.engine import Trainer
-from dashboard import plots
+from dashboard import live_charts, plots
 from tests.conftest import needs_shared, session_runs, small_config, train
 from tests.test_dashboard import ship
 
@@ -72,12 +73,16 @@ def test_the_latent_map_plays_the_run_aligned(app, kept, digits):
 def test_every_curve_marks_the_step():
     history = [{"step": s, "loss": 100.0 / s, "recon": 90.0, "kl": 10.0} for s in range(1, 301)]
     live = [{"step": s, "kl_per_dim": [1.0, 0.5], "au": 2, "mi": 1.0, "mi_ceiling": 6.2} for s in (50, 100, 150)]
-    figures = [plots.loss_curves(history, marker=100), plots.kl_heatmap(live, marker=100),
-               plots.live_metrics(live, marker=100), plots.race_curves({"a": history}, marker=100)]
-    for figure in figures:
-        assert [(s.x0, s.x1) for s in figure.layout.shapes] == [(100, 100)]
-        assert figure.layout.annotations[-1].text == "step 100"
-    assert not plots.loss_curves(history).layout.shapes
+    figure = plots.race_curves({"a": history}, marker=100)  # Compare's
+    assert [(s.x0, s.x1) for s in figure.layout.shapes] == [(100, 100)]
+    assert figure.layout.annotations[-1].text == "step 100"
+    # the Train page's: the step travels in the data, so the chart stays and only its data changes
+    charts = [live_charts.loss_chart, live_charts.heatmap_chart, live_charts.metrics_chart,
+              lambda rows, marker=None: live_charts.race_chart({"a": history}, marker=marker)]
+    for chart, rows in zip(charts, [history, live, live, history]):
+        (data, spec), (still, same) = chart(rows, marker=100), chart(rows)
+        assert (data.marker == 100).all() and still.marker.isna().all() and spec == same
+        assert live_charts.MARKER in spec["layer"]
 
 
 @needs_shared
@@ -132,3 +137,16 @@ def test_a_finished_run_of_the_train_page_goes_back_to_its_kept_steps(app):
     assert checkpoint.load(run.path, step=20).step == 20
     app.switch_page("views/explore.py").run()
     assert not app.exception and app.select_slider(key="step-slider").value == 20
+
+
+def test_explore_opens_at_a_test_images_code_and_its_link_shows_the_same_picture(app, kept):
+    """Not at z = 0 (a grey smudge on most models): at test image 0's posterior mean, as the link keeps it."""
+    app.query_params["model"] = "file: kept"
+    app.switch_page("views/explore.py").run()
+    assert not app.exception and not app.error
+    model = checkpoint.load(kept)
+    data = datasets.load(model.config.data)
+    code = [float(v) for v in app.query_params["z"].split(",")]
+    assert code == [round(v, 2) for v in explore.encode_mean(model, data.test_x[0], data.test_y[0])]
+    assert any(abs(v) > 0.05 for v in code)
+    assert torch.equal(app.session_state["decoded"], explore.decode(model.network, code).clamp(0, 1))

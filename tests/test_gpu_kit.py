@@ -47,7 +47,7 @@ def test_the_module_check_installs_what_is_missing_from_the_kit_alone_and_names_
     wheel = probe_wheel(tmp_path)
     with lzma.open(kit / "wheels.tar.xz", "w") as xz, tarfile.open(fileobj=xz, mode="w|") as tar:
         tar.add(wheel, wheel.name)
-    env = {**os.environ, "PYTHON": sys.executable, "GPU_KIT": str(kit), "GPU_CARRY": "vaelab-probe",
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_KIT": str(kit),
            "GPU_NEEDS": "json vaelab_probe:vaelab-probe vaelab_nowhere_module"}
     env.pop("PYTHONPATH", None)
     out = subprocess.run(["bash", str(GPU_SH), "--check", str(tmp_path / "out")], env=env, capture_output=True,

@@ -2,7 +2,6 @@
 one colour scale for heatmaps side by side, the fit in one sign convention, a verdict that fits its column,
 a grouped Gallery, and slide frames a projector can fill."""
 import json
-import math
 import shutil
 
 import imageio.v3 as iio
@@ -17,7 +16,7 @@ from core.diagnostics.mutual_information import live_mi
 from core.engine import Trainer
 from core.evaluate import eval_split
 from core.report import compare_row, from_dict, headline
-from dashboard import plots
+from dashboard import live_charts, plots
 
 SHIPPED = ROOT / "checkpoints"
 
@@ -64,54 +63,44 @@ def test_mi_text_never_shows_a_bare_negative_number():
     assert "below 0" in plots.MI_HELP and "log B" in plots.MI_HELP
 
 
-def is_round(step: float) -> bool:
-    """1, 2 or 5 times a power of ten."""
-    mantissa = step / 10 ** math.floor(math.log10(step))
-    return any(math.isclose(mantissa, m) for m in (1, 2, 5))
-
-
 def test_live_metrics_ticks_are_round_and_the_mi_axis_spans_zero_the_bands_and_the_ceiling():
     live = [{"step": s, "au": a, "mi": m, "mi_se": se, "mi_ceiling": 6.2146, "kl_per_dim": [0.1] * 16}
             for s, a, m, se in [(50, 3, -0.52, 0.2), (100, 9, 1.94, 0.15), (150, 14, 3.99, 0.1), (200, 16, 5.99, 0.1)]]
-    fig = plots.live_metrics(live)
-    au, mi = fig.layout.yaxis, fig.layout.yaxis2
-    assert list(au.tickvals) == list(range(0, 17, 2))  # whole units, 0 to the latent size
-    assert au.range[0] < 0 < 16 < au.range[1] < 17
-    assert mi.tickmode == "linear" and mi.tick0 == 0 and is_round(mi.dtick)
-    assert mi.range[0] <= -0.52 - 2 * 0.2 and mi.range[1] > 6.2146 and mi.range[1] < 6.2146 * 1.2
-    assert (mi.range[1] - mi.range[0]) / mi.dtick <= 7  # a handful of ticks, not a crowd
-    band = next(t for t in fig.data if t.name == "MI ± 2 se")
-    assert band.fill == "toself" and band.yaxis == "y2"
-    assert min(band.y) == pytest.approx(-0.92) and max(band.y) == pytest.approx(6.19)
+    data, spec = live_charts.metrics_chart(live)
+    au = spec["layer"][0]["encoding"]["y"]
+    assert au["axis"]["values"] == list(range(0, 17, 2)) and au["scale"]["domain"] == [0, 16]  # whole units, to 16
+    band, mi, ceiling = spec["layer"][1]["layer"]
+    # one right-hand scale for the band, the estimate and the ceiling, from 0 (Vega's round ticks: nice by default)
+    assert ceiling["encoding"]["y"]["scale"]["zero"] and "nice" not in ceiling["encoding"]["y"]["scale"]
+    assert data.mi_low.min() == pytest.approx(-0.92) and data.mi_high.max() == pytest.approx(6.19)
+    assert list(data.mi_text)[0] == plots.mi_text(live[0]) and "±" in data.mi_text[0]
     # rows saved before the standard error existed draw as they did, with no band
     old = [{k: v for k, v in r.items() if k != "mi_se"} for r in live]
-    assert [t.name for t in plots.live_metrics(old).data] == ["active units", "MI (nats)", "MI ceiling log B"]
+    assert live_charts.metrics_data(old).mi_low.isna().all()
     for dims, ticks in [(2, [0, 1, 2]), (32, list(range(0, 33, 4))), (13, [0, 2, 4, 6, 8, 10, 13])]:
         assert plots.unit_ticks(dims) == ticks
 
 
 # ---------------------------------------------------------------- one colour scale for heatmaps side by side
 
-def test_heatmaps_side_by_side_share_one_colour_scale_in_plotly_and_in_pixels():
+def test_heatmaps_side_by_side_share_one_colour_scale_in_the_chart_and_in_pixels():
     strong = [{"step": 50, "kl_per_dim": [4.0, 1.0]}, {"step": 100, "kl_per_dim": [2.0, 0.0]}]
     weak = [{"step": 50, "kl_per_dim": [1.0, 0.5]}, {"step": 100, "kl_per_dim": [2.0, 0.25]}]
     top = max(pictures.kl_top(strong), pictures.kl_top(weak))
     assert top == 4.0
-    top_colour = sample_colorscale("Viridis", [1.0])[0]
     for live in (strong, weak):
-        fig = plots.kl_heatmap(live, zmax=top)
-        assert fig.data[0].zmin == 0 and fig.data[0].zmax == top and fig.data[0].colorscale[-1][1] == "#fde725"
+        colour = live_charts.heatmap_chart(live, top=top)[1]["layer"][0]["encoding"]["color"]["scale"]
+        assert colour["domain"] == [0, top] and colour["scheme"] == "viridis"
         image = pictures.kl_heatmap_image(live, height=20, width=20, top=top)
         for (d, r), value in np.ndenumerate(pictures.kl_values(live)):
             pixel = image[d * 10 + 5, r * 10 + 5]
             plotly_rgb = [int(c) for c in sample_colorscale("Viridis", [value / top])[0][4:-1].split(",")]
             assert np.abs(pixel.astype(int) - plotly_rgb).max() <= 1, (value, pixel, plotly_rgb)
-    # z0 at step 50 of the strong run is the top, in both; the weak run's 2.0 is half way, not yellow
-    assert tuple(pictures.kl_heatmap_image(strong, 20, 20, top=top)[5, 5]) == (253, 231, 37) == \
-        tuple(int(c) for c in top_colour[4:-1].split(","))
+    # z0 at step 50 of the strong run is the top; the weak run's 2.0 is half way, not yellow
+    assert tuple(pictures.kl_heatmap_image(strong, 20, 20, top=top)[5, 5]) == (253, 231, 37)
     assert tuple(pictures.kl_heatmap_image(weak, 20, 20, top=top)[5, 15]) != (253, 231, 37)
     assert tuple(pictures.kl_heatmap_image(weak, 20, 20)[5, 15]) == (253, 231, 37)  # its own scale, as before
-    assert plots.kl_heatmap(weak).data[0].zmax == 2.0
+    assert live_charts.heatmap_chart(weak)[1]["layer"][0]["encoding"]["color"]["scale"]["domain"] == [0, 2.0]
 
 
 # ---------------------------------------------------------------- Compare: the fit in one sign, a verdict that fits

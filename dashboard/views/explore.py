@@ -103,9 +103,10 @@ if start_key not in st.session_state and st.query_params.get("z"):
         st.warning("The link's slider values are not numbers; starting from a test image's code.")
 if start_key not in st.session_state and data is not None:
     # A first look starts at a real image's code (its posterior mean), not at z = 0, which decodes to a
-    # grey average on most models.
+    # grey average on most models; rounded as the link keeps it, so a shared link shows the same picture.
     first = min(int(st.session_state.get("image", 0)), len(data.test_x) - 1)
-    st.session_state[start_key] = explore.encode_mean(bundle, data.test_x[first], data.test_y[first])
+    st.session_state[start_key] = [round(v, 2) for v in explore.encode_mean(bundle, data.test_x[first],
+                                                                               data.test_y[first])]
 
 with tab_sliders:
     slider_panel()

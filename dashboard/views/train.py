@@ -16,7 +16,7 @@ from core.pool import PooledRun
 from core.posterior import Factorized
 from dashboard import live_charts, plots
 from dashboard.lessons import LESSONS, widget_values
-from dashboard.state import (Kind, Source, allowed_path, chart, data_roots, default, load_checkpoint, load_data, owner,
+from dashboard.state import (Kind, Source, allowed_path, data_roots, default, load_checkpoint, load_data, owner,
                              pick_step, pool, recorded_run, runs, saved_dir, shipped, to_image, vega_spec_chart)
 
 DASHBOARD = PRESETS["dashboard"]  # the smaller network a laptop trains live while people watch
@@ -362,30 +362,27 @@ def run_panel(name: str, t, race: bool, step: int | None = None, top: float | No
         ("active units", f"{last.get('au', '–')} / {t.latent_dim}", "Latent dimensions whose posterior mean varies "
          "with the image (Cov_x E_q[z] > 0.01), on held-out images."),
         ("MI (nats)", plots.mi_text(last) if last.get("mi") is not None else "–", plots.MI_HELP)], 2 if race else 4)
-    running = t.state == RunState.RUNNING  # redrawn every few seconds: charts that take new data in place
+    # Charts whose spec stays put: a redraw while it trains, or a move of the Step slider, replaces their
+    # data in place (dashboard/live_charts.py) rather than building them again.
     if not race:
-        if running:
-            vega_spec_chart(*live_charts.loss_chart(history))
-        else:
-            chart(plots.loss_curves(history, marker=marker), key=f"loss-{name}")
-    if live and running:
-        # Redrawn every few seconds while it trains: a picture costs the browser a quarter of a Plotly heatmap
-        # (bench/redraw_cost.py), CPU that the run would otherwise lose. Finished runs get the chart.
-        scale = top if top is not None else max((v for r in live for v in r["kl_per_dim"] if v is not None), default=0.0)
+        vega_spec_chart(*live_charts.loss_chart(history, marker))
+    if live and t.state == RunState.RUNNING:
+        # While it trains the colour scale's top grows, which would rebuild a chart at every redraw: a picture
+        # instead, swapped in place (and a picture costs the browser a quarter of a heatmap, bench/redraw_cost.py).
+        scale = top if top is not None else pictures.kl_top(live)
         st.image(pictures.kl_heatmap_image(live, top=top), width="stretch", output_format="PNG",
                  caption=f"KL per dimension, held-out: rows z0 (top) to z{t.latent_dim - 1}, steps {live[0]['step']:,} to "
                          f"{live[-1]['step']:,} left to right; dark 0, yellow {scale:.2f} nats"
                          f"{' (one scale for every run)' if top is not None else ''}; hover values once it stops")
     elif live:
-        chart(plots.kl_heatmap(live, title="KL per dimension, held-out", marker=marker, zmax=top), key=f"heat-{name}")
+        st.caption("KL per dimension on held-out images (nats): a row that turns dark is a dimension that collapsed"
+                   + (" · one colour scale for every run" if top is not None else ""))
+        vega_spec_chart(*live_charts.heatmap_chart(live, marker, top))
     if live:
         meaning = per_dim_meaning(bundle.config.objective, bundle)
         if meaning != Factorized.per_dim:
             st.caption(f"Per dimension: {meaning}.")
-        if running:
-            vega_spec_chart(*live_charts.metrics_chart(live))
-        else:
-            chart(plots.live_metrics(live, marker=marker), key=f"live-{name}")
+        vega_spec_chart(*live_charts.metrics_chart(live, marker, t.latent_dim))
     gen = torch.Generator().manual_seed(0)
     data, spec = t.data, bundle.config.data
     if data is not None:
@@ -478,10 +475,8 @@ def panels(current: dict):
         step = pick_step(sorted({s for t in current.values() for s in kept_steps(t)}), key="train-step")
     if race:
         histories = {n: list(t.history) for n, t in current.items()}
-        if training(current) and any(histories.values()):  # new points in place while they train
-            vega_spec_chart(*live_charts.race_chart(histories))
-        elif any(histories.values()):  # nothing to draw while every run waits for a core
-            chart(plots.race_curves(histories, marker=step), key="race")
+        if any(histories.values()):  # nothing to draw while every run waits for a core
+            vega_spec_chart(*live_charts.race_chart(histories, marker=step))
         st.toggle("One KL colour scale for all runs", key=default("one-scale", True),
                   help="Side by side, the heatmaps share one scale so that their colours compare; off: each "
                        "run's own, to see the detail of a run whose KL is small.")
