@@ -3,8 +3,9 @@
 # machine's own python3 and PyTorch (it need not be ours), no network, and no ../shared beside it.
 #
 #   bench/gpu.sh --prepare    here, once, with network: fills bench/gpu-kit/ (git-ignored; it travels with
-#                             the checkout): the MNIST files the benchmarks read, and wheels.tar.xz, the
-#                             wheels of what the GPU parts import besides torch, for CPython 3.10 to 3.13
+#                             the checkout, which counts towards the same 64 MiB): mnist.tar.xz, the MNIST
+#                             files the benchmarks read, and wheels.tar.xz, the wheels of the small packages
+#                             the GPU parts import besides torch, for CPython 3.10 to 3.13
 #   bench/gpu.sh [OUT]        there, from the repository root: which modules $PYTHON (default python3)
 #                             has, the missing ones installed from the kit; then the GPU tests, the
 #                             throughput benchmark with every way side by side, a live run trained as the
@@ -20,10 +21,12 @@ PYTHON=${PYTHON:-python3}
 # bench/train_throughput.py, bench/gpu_live.py, and what they import from core/), as module[:distribution].
 # tests/test_gpu_kit.py fails when one of them imports something new that is not here.
 NEEDS=${GPU_NEEDS:-"numpy safetensors tqdm pytest sklearn:scikit-learn scipy streamlit torchvision PIL:pillow"}
-# The ones the kit carries: every part needs numpy and safetensors, the tests pytest; all small but numpy.
-CARRY=${GPU_CARRY:-"numpy safetensors tqdm pytest"}
+# The ones --prepare puts in the kit: small. The checkout is 52 MiB of the 64 MiB that travel, which leaves
+# no room for numpy (16 MB of wheels for each Python, 19 MB for four in one xz stream); GPU_CARRY can add it.
+CARRY=${GPU_CARRY:-"safetensors tqdm pytest"}
 # Why the others are not carried, and what a machine without them loses.
 declare -A WHY=(
+  [numpy]="not in the kit (see CARRY in bench/gpu.sh): nothing of the package imports without it"
   [sklearn]="not in the kit (scikit-learn and scipy are 44 to 47 MB of wheels for each Python): the tests on the digits fixture fail"
   [scipy]="not in the kit (see sklearn)"
   [streamlit]="not in the kit (117 MB of wheels for each Python, with pandas and pyarrow): tests/conftest.py imports it for the dashboard tests alone, so the GPU tests run with a stand-in that fails if used"
@@ -33,11 +36,9 @@ declare -A WHY=(
 PLATFORMS="--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_28_x86_64"
 
 if [ "${1:-}" = "--prepare" ]; then
-  source=${VAELAB_DATA:-../shared/data}
-  mkdir -p "$KIT/data/MNIST/raw"
-  cp "$source"/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz "$KIT/data/MNIST/raw/" || exit 1
   here=python3
   [ -x .venv/bin/python ] && here=.venv/bin/python
+  mkdir -p "$KIT"
   stage=$(mktemp -d)
   trap 'rm -rf "$stage"' EXIT
   download() {  # download PYTHON_VERSION PIP_ARGS...
@@ -57,6 +58,20 @@ if [ "${1:-}" = "--prepare" ]; then
         { echo "no wheel of $dist for Python $version"; tail -3 "$stage/pip.txt"; }
     done
   done
+  # MNIST's four files, unpacked and in one xz stream: 9 MB rather than 11.6 MB gzipped.
+  "$here" - "${VAELAB_DATA:-../shared/data}/MNIST/raw" "$KIT/mnist.tar.xz" <<'EOF' || exit 1
+import gzip, io, lzma, sys, tarfile
+from pathlib import Path
+
+source, kit = Path(sys.argv[1]), sys.argv[2]
+with lzma.open(kit, "w", preset=9 | lzma.PRESET_EXTREME) as xz, tarfile.open(fileobj=xz, mode="w|") as tar:
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        body = gzip.decompress((source / f"{name}.gz").read_bytes())
+        member = tarfile.TarInfo(name)
+        member.size = len(body)
+        tar.addfile(member, io.BytesIO(body))
+EOF
   # Never torch or CUDA's libraries: none of the carried packages needs them, and the machine has its own.
   rm -f "$stage"/wheels/{torch,torchvision,triton,nvidia_,cuda_}*.whl
   # A wheel is a zip of files deflated one by one. Stored uncompressed in one xz stream with a large window,
@@ -81,8 +96,14 @@ with lzma.open(kit, "w", filters=window) as xz, tarfile.open(fileobj=xz, mode="w
         tar.addfile(member, stored)
         print(f"{wheel.stat().st_size / 2**20:6.2f} MiB  {wheel.name}")
 EOF
-  du -sh "$KIT/data" "$KIT/wheels.tar.xz"
-  du -sh "$KIT"  # what travels: keep it well under 64 MiB
+  rm -rf "$KIT/data"  # the kit's earlier form: MNIST gzipped
+  # What travels: the checkout's files (tracked, and untracked but not ignored) and the kit.
+  checkout=$(git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s 2>/dev/null |
+             awk '{n += $1} END {print n}')
+  kit=$(du -sb "$KIT" | cut -f1)
+  du -b "$KIT"/*.tar.xz
+  awk -v c="$checkout" -v k="$kit" 'BEGIN {m = 2^20; printf "travels: the checkout %.1f MiB + the kit %.1f MiB = %.1f MiB of 64 MiB%s\n", c/m, k/m, (c+k)/m,
+    (c + k > 64 * m) ? ": too much, it will not travel" : ""}'
   exit 0
 fi
 
@@ -98,9 +119,33 @@ trap 'rm -rf "$WORK"' EXIT
 SITE=$WORK/site
 # The package is not installed there: the repository root is on the path, and what the kit installs.
 export PYTHONPATH=$PWD:$SITE${PYTHONPATH:+:$PYTHONPATH}
-export VAELAB_DATA=$KIT/data VAELAB_OFFLINE=1 PYTHONUNBUFFERED=1
+export VAELAB_DATA=$WORK/data VAELAB_OFFLINE=1 PYTHONUNBUFFERED=1
 
 declare -A HAVE  # module -> present | kit | missing
+unpack() {  # unpack ARCHIVE FOLDER, with that python (no xz needed)
+  "$PYTHON" - "$1" "$2" <<'EOF'
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as tar:
+    tar.extractall(sys.argv[2], **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+EOF
+}
+
+data() {  # MNIST from the kit into $VAELAB_DATA, gzipped again (the tutorial way reads .gz) but quickly
+  [ -f "$KIT/mnist.tar.xz" ] || { echo "no $KIT/mnist.tar.xz: the parts on MNIST fail"; return; }
+  "$PYTHON" - "$KIT/mnist.tar.xz" "$VAELAB_DATA/MNIST/raw" <<'EOF'
+import gzip, sys, tarfile
+from pathlib import Path
+
+raw = Path(sys.argv[2])
+raw.mkdir(parents=True)
+with tarfile.open(sys.argv[1]) as tar:
+    for member in tar:
+        with gzip.open(raw / f"{Path(member.name).name}.gz", "wb", compresslevel=1) as f:
+            f.write(tar.extractfile(member).read())
+print(f"MNIST: {', '.join(sorted(p.name for p in raw.iterdir()))} from the kit")
+EOF
+}
+
 version_of() {  # prints the module's version, or fails with the import's error in $WORK/error
   "$PYTHON" -c "import $1 as m; print(getattr(m, '__version__', ''))" 2>"$WORK/error"
 }
@@ -116,23 +161,17 @@ check_modules() {
     if line=$(version_of "$m"); then HAVE[$m]=present; echo "$m${line:+ $line}: present"; else missing+=("$need"); fi
   done
   [ ${#missing[@]} -eq 0 ] && return
-  local carried=()
-  for need in "${missing[@]}"; do
-    [[ " $CARRY " == *" ${need#*:} "* ]] && carried+=("${need#*:}")
-  done
-  if [ ${#carried[@]} -gt 0 ] && [ -f "$KIT/wheels.tar.xz" ]; then
+  if [ -f "$KIT/wheels.tar.xz" ]; then
     if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
       echo "no pip for $PYTHON: nothing can be installed from the kit"
     else
-      "$PYTHON" - "$KIT/wheels.tar.xz" "$WORK/wheels" <<'EOF'
-import sys, tarfile
-with tarfile.open(sys.argv[1]) as tar:
-    tar.extractall(sys.argv[2], **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-EOF
+      unpack "$KIT/wheels.tar.xz" "$WORK/wheels"
       # --target: never into that python's own packages, its torch untouched (pip then does not look at
       # what is installed there: a package's dependencies come along); --isolated: none of that machine's
       # pip settings apply.
-      for dist in "${carried[@]}"; do
+      for need in "${missing[@]}"; do
+        dist=${need#*:}
+        ls "$WORK/wheels" | grep -qi "^${dist//-/_}-" || continue  # not in the kit: said below
         timeout 120 "$PYTHON" -m pip --isolated install -q --no-index --find-links "$WORK/wheels" --target "$SITE" \
           --no-warn-script-location "$dist" >>"$OUT/pip.txt" 2>&1 || echo "$dist: pip failed: $(tail -1 "$OUT/pip.txt")"
       done
@@ -170,6 +209,7 @@ echo "== modules ($(date -u +%H:%M:%S))" | tee -a "$LOG"
 check_modules > "$OUT/modules.txt" 2>&1  # not in a pipeline: HAVE is kept
 tee -a "$LOG" < "$OUT/modules.txt"
 [ "$mode" = check ] && exit 0
+data 2>&1 | tee -a "$LOG"
 
 part 20 "machine" bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; echo "cores: $(nproc)"
   "$1" -c "import torch; print(\"torch\", torch.__version__, \"CUDA\", torch.version.cuda, \"device:\",
