@@ -158,16 +158,24 @@ def tab_switches(page, rounds: int = 2) -> list[float]:
     return times
 
 
+PAGE_TITLES = {"Explore": "Explore", "Compare": "Compare and diagnose", "Gallery": "Gallery", "Train": "Train"}
+
+
 def page_switches(page, rounds: int = 2) -> list[float]:
-    titles = {"Explore": "Explore", "Compare": "Compare and diagnose", "Gallery": "Gallery", "Train": "Train"}
+    """Clicks on the sidebar's links, each page in turn; the times in PAGE_TITLES order, round after round."""
     times = []
     for _ in range(rounds):
-        for link, title in titles.items():
+        for link, title in PAGE_TITLES.items():
             t0 = now(page)
             page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=link, exact=True).click()
             ready = f"[...document.querySelectorAll('h1')].some(h => h.innerText.trim() === {title!r})"
             times.append(settled_ms(page, t0, ready))
     return times
+
+
+def by_page(times: list[float]) -> str:
+    names = list(PAGE_TITLES)
+    return ", ".join(f"{name} {max(times[i::len(names)]):.0f}" for i, name in enumerate(names))
 
 
 def first_map(page, url: str, model: str) -> float:
@@ -189,7 +197,10 @@ def interaction(moves: int = 12, against: Path | None = None):
     trees = {"this": sessions.ROOT, **({"against": Path(against).resolve()} if against else {})}
     results = {}
     with contextlib.ExitStack() as stack, sync_playwright() as p:
-        servers = {name: stack.enter_context(serve({"VAELAB_RUNS": str(folder / name / "runs"), "VAELAB_OFFLINE": "1"},
+        # Two training processes at most, and a closed page's run gone within 30 s on either checkout: the
+        # runs of one condition never hold cores into the next.
+        env = {"VAELAB_OFFLINE": "1", "VAELAB_MAX_RUNS": "2", "VAELAB_GRACE": "30"}
+        servers = {name: stack.enter_context(serve({**env, "VAELAB_RUNS": str(folder / name / "runs")},
                                                    root=root))[0] for name, root in trees.items()}
         watchers = {name: browser(p, folder / name / "watcher") for name in trees}
         trainers = {name: browser(p, folder / name / "trainer") for name in trees}
@@ -215,13 +226,15 @@ def interaction(moves: int = 12, against: Path | None = None):
                 page.close()
                 if trains:
                     for stop in trains.get_by_role("button", name="Stop").all():
-                        stop.click()
+                        with contextlib.suppress(Exception):  # redrawn meanwhile: closing the page ends it too
+                            stop.click(timeout=5000)
                     trains.close()
+                    time.sleep(3)
                 results[name, runs] = dict(step=step, tabs=tabs, pages=pages, pca=pca, load=load)
                 what = ["on a quiet machine", "while training", "while two runs train"][runs]
                 print(f"{name:>7}: interaction p95 {what}: {p95(step):.0f} ms (Step slider, {moves} moves, p50 "
                       f"{statistics.median(step):.0f}); Explore tab switch p95 {p95(tabs):.0f} ms; page switch p95 "
-                      f"{p95(pages):.0f} ms; first PCA map of 2,000 codes {pca / 1000:.1f} s; load average {load:.1f}",
+                      f"{p95(pages):.0f} ms (slowest of each: {by_page(pages)}); first PCA map of 2,000 codes {pca / 1000:.1f} s; load average {load:.1f}",
                       flush=True)
     for name in trees:
         quiet, busy, two = (results[name, runs]["step"] for runs in (0, 1, 2))

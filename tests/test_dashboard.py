@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import APP, ROOT, needs_shared, session_runs, small_config, train
 from core import checkpoint, explore, pictures
+from core import data as datasets
 from core.engine import Trainer
 from dashboard import live_charts, plots, state
 from dashboard.lessons import LESSONS
@@ -201,7 +202,9 @@ def test_explore_sliders_decode_in_the_browser_as_the_server_does(app):
     assert app.selectbox(key="source").value == "run: vae"
     data = pad(app)
     assert [d["label"].split(" ")[0] for d in data["dims"]] == [f"z{i}" for i in range(8)]
-    assert data["code"] == [0.0] * 8 and data["program"] is not None  # an MLP decoder: decoded in the browser
+    first = explore.encode_mean(run.snapshot(), run.data.test_x[0], run.data.test_y[0])
+    assert data["code"] == [round(v, 2) for v in first]  # test image 0's code, as the link keeps it
+    assert data["program"] is not None  # an MLP decoder: decoded in the browser
     network = run.snapshot().network
     for code in ([0.0] * 8, [2.5, -1.0, 0.3, 0.0, 1.0, -2.0, 0.5, 0.1]):
         want = explore.decode(network, code)[0].clamp(0, 1).numpy()
@@ -250,7 +253,7 @@ def test_explore_shows_a_corrupt_checkpoint_as_an_error_card(app, tmp_path, digi
     t.save(tmp_path / "bad")
     (tmp_path / "bad.safetensors").write_bytes(b"junk")
     app.switch_page("views/explore.py").run()
-    assert app.selectbox(key="source").options == ["file: bad", "file: good"]
+    assert app.selectbox(key="source").options == ["bad", "good"]  # shown by name; the value is "file: good"
     assert app.error and "checksum" in app.error[0].value and not app.exception
     app.selectbox(key="source").set_value("file: good").run()
     assert not app.error and not app.exception and pad(app)["dims"]
@@ -361,13 +364,13 @@ def test_latent_map_shows_up_to_four_models_side_by_side(app):
     app.switch_page("views/latent_map.py").run()
     assert len(app.get("vega_lite_chart")) == 1
     beside = app.multiselect(key="map-beside")
-    assert beside.options == ["run: beta-vae"]  # every model but the one mapped
+    assert beside.options == ["beta-vae (training here)"]  # every model but the one mapped
     beside.set_value(["run: beta-vae"]).run()
     assert not app.exception and not app.error
     charts = app.get("vega_lite_chart")
     assert len(charts) == 2
     specs = [c.proto.spec for c in charts]
-    assert '"run: vae"' in specs[0] and '"run: beta-vae"' in specs[1]  # each titled with its model
+    assert '"vae (training here)"' in specs[0] and '"beta-vae (training here)"' in specs[1]  # each titled with its model
 
 
 @pytest.mark.slow
@@ -376,7 +379,7 @@ def test_compare_page_tables_the_runs(app):
     app.switch_page("views/compare.py").run()
     assert not app.exception and not app.error
     table = app.dataframe[0].value
-    assert list(table.index) == ["run: vae", "run: beta-vae"]
+    assert list(table.index) == ["vae (training here)", "beta-vae (training here)"]  # runs of this session
     assert {"−ELBO", "IWAE NLL", "KL", "AU", "MI", "probe accuracy", "reliance gap", "verdict"} <= set(table.columns)
     assert (table["IWAE NLL"] <= table["−ELBO"] + 1e-6).all()  # IWAE_k is the tighter bound
     assert app.get("download_button")
@@ -490,9 +493,9 @@ def test_compare_reads_recorded_diagnostics_and_measures_the_rest(app, tmp_path,
     app.multiselect(key="compare").set_value(["file: digits-vae", "file: mnist-vae"]).run()
     assert not app.exception and not app.error
     table = app.dataframe[0].value
-    assert table.loc["file: mnist-vae", "AU"] == diagnostics["results"]["active-units"]["count"]
-    assert table.loc["file: mnist-vae", "measured"] == "when saved"
-    assert table.loc["file: digits-vae", "measured"] == "now"
+    assert table.loc["mnist-vae", "AU"] == diagnostics["results"]["active-units"]["count"]
+    assert table.loc["mnist-vae", "measured"] == "when saved"
+    assert table.loc["digits-vae", "measured"] == "now"
 
 
 def test_without_mnist_or_network_the_first_screen_uses_the_subset_and_says_so(tmp_path, monkeypatch):
@@ -521,7 +524,7 @@ def test_compare_shows_a_live_flow_run_as_its_saved_copy(app, tmp_path, objectiv
     run = train(app, 100, objectives=[objective])[objective]
     app.switch_page("views/compare.py").run()
     assert not app.exception and not app.error
-    row = app.dataframe[0].value.loc[f"run: {objective}"]
+    row = app.dataframe[0].value.loc[f"{objective} (training here)"]
     numbers = ["−ELBO", "IWAE NLL", "AU", "MI", "probe accuracy", "reliance gap"]
     assert all(np.isfinite(float(row[c])) for c in numbers)
     saved = compare_row(run_all(checkpoint.load(run.save(tmp_path / "copy")), run.data, COMPARE))
@@ -540,7 +543,7 @@ def test_a_restarted_run_with_another_latent_size_is_shown_everywhere(app):
     assert second.run_id != first.run_id and second.latent_dim == 4
     app.switch_page("views/compare.py").run()
     assert not app.exception and not app.error
-    verdict = app.dataframe[0].value.loc["run: vae", "verdict"]
+    verdict = app.dataframe[0].value.loc["vae (training here)", "verdict"]
     assert sum(int(p.split()[0]) for p in verdict.split(" / ")) == 4  # four dimensions: the new run
     app.switch_page("views/latent_map.py").run()
     assert not app.exception and not app.error
@@ -563,7 +566,9 @@ def test_encode_it_on_one_model_then_pick_another(app, tmp_path):
     assert not app.exception and not app.error
     data = pad(app)
     assert len(data["dims"]) == 16 and data["key"].startswith(f"pad-0@{large.ref.id}")
-    assert data["code"] == [0.0] * 16  # the new model's own start, not the other's code
+    mnist = datasets.load(large.config.data)
+    own = [round(v, 2) for v in explore.encode_mean(large, mnist.test_x[3], mnist.test_y[3])]
+    assert data["code"] == own  # the new model's own code of test image 3, not the other model's code
 
 
 def offline_app(tmp_path, monkeypatch, *names):
@@ -643,7 +648,7 @@ def test_compare_overlays_a_branch_and_names_its_parent(app, tmp_path, digits):
     app.switch_page("views/compare.py").run()
     app.multiselect(key="compare").set_value(["file: parent", "file: branch"]).run()
     assert not app.exception
-    assert any("**file: branch** branched from file: parent at step 30" in c.value for c in app.caption)
+    assert any("**branch** branched from parent at step 30" in c.value for c in app.caption)  # named without "file: "
     race = app.get("plotly_chart")[-1]
     assert '"x0":30' in race.proto.spec.replace(" ", "")
 

@@ -131,7 +131,7 @@ def test_the_compare_page_shows_minus_elbo_beside_the_iwae_nll_for_the_shipped_v
     app.switch_page("views/compare.py").run()
     assert not app.exception and not app.error
     table = app.dataframe[0].value
-    row = table.loc["file: mnist-vae"]
+    row = table.loc["mnist-vae"]
     assert "ELBO" not in table.columns and row["−ELBO"] >= row["IWAE NLL"] > 0
     assert row["verdict"] == "16 active"
     config = json.loads(app.dataframe[0].proto.columns)

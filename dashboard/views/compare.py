@@ -10,7 +10,7 @@ from core.posterior import Factorized
 
 from core.report import COMPARE, Skipped, compare_row, data_identity, run_all
 from dashboard import plots
-from dashboard.state import Kind, pick_step, sources
+from dashboard.state import Kind, chart, pick_step, shown_as, sources
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -55,7 +55,7 @@ trio = [x for x in map(Kind.FILE.label, ("mnist-vae", "mnist-beta8", "mnist-free
 runs_here = [s.label for s in options if s.run is not None]
 most = limits.maximum("compare")
 default = ([x for x in st.query_params.get_all("compare") if x in labels] or runs_here or trio or labels[:3])[:most]
-chosen = st.multiselect("Models", labels, default=default, key="compare", max_selections=most)
+chosen = st.multiselect("Models", labels, default=default, key="compare", max_selections=most, format_func=shown_as)
 st.query_params["compare"] = chosen
 reports, histories, failed, measured_now, branched, shown_at = {}, {}, [], [], {}, {}
 sidecars = {str(s.path.resolve()): s.label for s in options if s.path is not None}
@@ -86,7 +86,7 @@ for label in chosen:
         if isinstance(parent, dict) and isinstance(parent.get("step"), int):
             branched[label] = parent["step"]
             of = sidecars.get(str(Path(str(parent.get("path"))).resolve()), "a run not listed here")
-            st.caption(f"**{label}** branched from {of} at step {parent['step']:,}"
+            st.caption(f"**{shown_as(label)}** branched from {shown_as(of)} at step {parent['step']:,}"
                        + ("" if of in chosen else " (add it to the models to overlay its curve)"))
     except Exception as e:  # one bad model (a corrupt file, a crash in a diagnostic) must not hide the others
         failed.append(f"{label}: {type(e).__name__}: {e}" if not isinstance(e, LabError) else f"{label}: {e}")
@@ -95,12 +95,12 @@ for message in failed:
 if not reports:
     st.stop()
 
-table = pd.DataFrame({label: compare_row(r) for label, r in reports.items()}).T
-table.insert(0, "measured", ["now" if label in measured_now else "when saved" for label in table.index])
-table.insert(0, "step", [shown_at[label] for label in table.index])
+table = pd.DataFrame({shown_as(label): compare_row(r) for label, r in reports.items()}).T
+table.insert(0, "measured", ["now" if label in measured_now else "when saved" for label in reports])
+table.insert(0, "step", [shown_at[label] for label in reports])
 if step is not None and any(shown_at[label] != step for label in reports):
     st.caption("Each model is shown at its kept step nearest the slider's: "
-               + ", ".join(f"{label} at {shown_at[label]:,}" for label in reports) + ".")
+               + ", ".join(f"{shown_as(label)} at {shown_at[label]:,}" for label in reports) + ".")
 table["KL"] = [f"{kl:.2f}" + ("" if exact in (True, None) else " (est.)") if kl is not None else None
                for kl, exact in zip(table["KL"], table.pop("KL exact"))]
 st.dataframe(table, width="stretch", column_config={
@@ -123,14 +123,15 @@ st.dataframe(table, width="stretch", column_config={
                                                   "how much worse the decoder does with another image's code"),
     "verdict": st.column_config.TextColumn(help=VERDICT_HELP)})
 st.download_button("Download the table as CSV", table.to_csv().encode(), "vaelab-compare.csv", "text/csv")
-flags = [f"{label}: {flag}" for label, r in reports.items() for flag in getattr(measured(r, "collapse"), "flags", [])]
+flags = [f"{shown_as(label)}: {flag}" for label, r in reports.items() for flag in getattr(measured(r, "collapse"), "flags", [])]
 if flags:
     with st.expander(f"Where the diagnostics disagree ({len(flags)})"):
         st.markdown("\n".join(f"- {f}" for f in flags))
 
 left, right = st.columns(2)
 kls = {k: measured(r, "kl") for k, r in reports.items() if measured(r, "kl")}
-left.plotly_chart(plots.kl_compare({k: kl.per_dim for k, kl in kls.items()}), width="stretch")
+with left:
+    chart(plots.kl_compare({shown_as(k): kl.per_dim for k, kl in kls.items()}))
 meanings = {}
 for k, kl in kls.items():
     if kl.per_dim_meaning != Factorized.per_dim:
@@ -141,6 +142,8 @@ aggregates = {k: measured(r, "aggregate-posterior") for k, r in reports.items() 
 if aggregates:
     dims = min(len(a.q_mass) for a in aggregates.values())
     dim = right.selectbox("Dimension", list(range(dims)), key="agg-dim", format_func=lambda d: f"z{d}")
-    right.plotly_chart(plots.aggregate_vs_prior(aggregates, dim), width="stretch")
-st.plotly_chart(plots.race_curves(histories, branched=branched, marker=step), width="stretch")
+    with right:
+        chart(plots.aggregate_vs_prior({shown_as(k): a for k, a in aggregates.items()}, dim))
+chart(plots.race_curves({shown_as(k): h for k, h in histories.items()},
+                        branched={shown_as(k): s for k, s in branched.items()}, marker=step))
 st.caption("Charts export as PNG from the camera icon in their toolbar.")

@@ -5,7 +5,7 @@ import streamlit as st
 
 from core import sweep
 from dashboard import plots
-from dashboard.state import sweep_folders, trial_label
+from dashboard.state import chart, sweep_folders, trial_label
 
 PAGES = {"Explore": "views/explore.py", "Latent map": "views/latent_map.py", "Compare": "views/compare.py"}
 # What the phase diagram can colour by, with what it means; the names are results.csv's columns.
@@ -59,8 +59,7 @@ def body():
         with st.expander("Spec"):
             st.code(spec.read_text(), language="toml")
     diagrams = sweep.phase_cells(rows, metric)
-    event = st.plotly_chart(plots.phase_diagram(diagrams, metric), width="stretch", on_select="rerun",
-                            selection_mode="points", key="phase")
+    event = chart(plots.phase_diagram(diagrams, metric), on_select="rerun", selection_mode="points", key="phase")
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     cell = [t for p in points for t in str(p.get("customdata", "")).split(",") if t]
     if cell:
