@@ -66,6 +66,11 @@ def slider_panel():
                     help=f"{sum(ranges.active)} of {bundle.latent_dim} dimensions are active.")
     if data is not None:
         index = b.number_input("Start from test image #", 0, len(data.test_x) - 1, key=default("image", 0))
+        if start_key not in st.session_state:
+            # A first look starts at this image's code (its posterior mean), not at z = 0, which decodes to
+            # a grey average on most models; rounded as the link keeps it, so a shared link shows the same.
+            code = explore.encode_mean(bundle, data.test_x[index], data.test_y[index])
+            st.session_state[start_key] = [round(v, 2) for v in code]
         if c.button("Encode it", help="Set the sliders to this image's posterior mean."):
             start = explore.encode_mean(bundle, data.test_x[index], data.test_y[index])
             mine = [model_state(bundle, name) for name in ("category", *(f"bit-{i}" for i in range(bundle.latent_dim)))]
@@ -101,12 +106,6 @@ if start_key not in st.session_state and st.query_params.get("z"):
             st.session_state[start_key] = [limits.clamp(v, lo, hi) for v, lo, hi in zip(shared, ranges.low, ranges.high)]
     except ValueError:
         st.warning("The link's slider values are not numbers; starting from a test image's code.")
-if start_key not in st.session_state and data is not None:
-    # A first look starts at a real image's code (its posterior mean), not at z = 0, which decodes to a
-    # grey average on most models; rounded as the link keeps it, so a shared link shows the same picture.
-    first = min(int(st.session_state.get("image", 0)), len(data.test_x) - 1)
-    st.session_state[start_key] = [round(v, 2) for v in explore.encode_mean(bundle, data.test_x[first],
-                                                                               data.test_y[first])]
 
 with tab_sliders:
     slider_panel()
