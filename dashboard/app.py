@@ -78,7 +78,6 @@ def main():
         return
     if not signed_in():
         return
-    preload()
     keep_widget_values()
     owner()  # this session's token, in the URL, before any page reads its runs
     st.fragment(run_every=HEARTBEAT)(heartbeat)()
@@ -104,6 +103,7 @@ def main():
         st.query_params.pop("present", None)
     st.html(NO_FADE_CSS)
     page.run()
+    preload()  # after the page: its own imports come first
 
 
 # Streamlit runs this script as __main__. A training child process started by multiprocessing's spawn (where

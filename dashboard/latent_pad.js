@@ -70,7 +70,7 @@ function build(parent, data, setStateValue) {
   root.append(grid, view);
   parent.append(root);
 
-  const pad = { key: data.key, frames: 0, inputs: [], fixed: data.code.slice(), last: 0, timer: null };
+  const pad = { key: data.key, root, frames: 0, inputs: [], fixed: data.code.slice(), last: 0, timer: null };
   pad.code = () => {
     const z = pad.fixed.slice();
     pad.inputs.forEach(([i, input]) => { z[i] = parseFloat(input.value); });
@@ -155,12 +155,13 @@ function build(parent, data, setStateValue) {
 
 export default function (component) {
   const { data, parentElement, setStateValue } = component;
-  // The picture's largest size: twice as large in presentation mode.
-  parentElement.style.setProperty("--pad-picture", `${data.picture_px || 256}px`);
   let pad = parentElement.__pad;
   if (!pad || pad.key !== data.key) {
     pad = parentElement.__pad = build(parentElement, data, setStateValue);
   }
+  // The picture's largest size: twice as large in presentation mode (on the pad itself: the component's
+  // parent may be a shadow root, which has no style).
+  pad.root.style.setProperty("--pad-picture", `${data.picture_px || 256}px`);
   if (!data.program && data.image) {
     // A rerun's picture; the sliders keep what the hand is doing.
     pad.image.src = data.image;

@@ -62,9 +62,11 @@ def chart(fig, **kw):
     """A Plotly figure across its column; in presentation mode with a projector's type sizes and the
     height to fit them (the axes make room for their larger labels)."""
     if presenting():
-        fig.update_layout(font_size=PRESENT_FONT, height=int((fig.layout.height or 400) * 1.4))
-        fig.update_xaxes(automargin=True)
-        fig.update_yaxes(automargin=True)
+        # Streamlit's chart theme sets the axes' and legend's own sizes: the layout's font alone leaves them small
+        big = dict(size=PRESENT_FONT)
+        fig.update_layout(font_size=PRESENT_FONT, height=int((fig.layout.height or 400) * 1.4), legend_font=big)
+        fig.update_xaxes(automargin=True, tickfont=big, title_font=big)
+        fig.update_yaxes(automargin=True, tickfont=big, title_font=big)
     return st.plotly_chart(fig, width="stretch", **kw)
 
 

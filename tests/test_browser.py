@@ -296,7 +296,7 @@ def test_a_click_on_a_phase_diagram_cell_opens_that_model_in_explore(page, tmp_p
         assert "model=sweep" in page.url and "beta-vae-beta8-latent8-seed0" in page.url
         page.screenshot(path=shots(tmp_path) / "sweeps-explore.png", full_page=True)
         picker = page.locator("[data-testid='stSelectbox']").first.inner_html()  # the picked model, as drawn
-        assert "sweep: digits-collapse/beta-vae-beta8-latent8-seed0" in picker
+        assert "digits-collapse/beta-vae-beta8-latent8-seed0 (sweep trial)" in picker
         assert not page.locator("[data-testid='stException']").count()
         page.screenshot(path=shots(tmp_path) / "sweeps-explore.png", full_page=True)
 

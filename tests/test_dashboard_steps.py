@@ -55,7 +55,7 @@ def test_the_step_goes_from_page_to_page_and_an_unkept_one_to_the_nearest(app, k
     app.multiselect(key="compare").set_value(["file: kept"]).run()
     assert not app.exception and not app.error
     table = app.dataframe[0].value
-    assert table.loc["file: kept", "step"] == 20 and table.loc["file: kept", "measured"] == "now"
+    assert table.loc["kept", "step"] == 20 and table.loc["kept", "measured"] == "now"
 
 
 def test_the_latent_map_plays_the_run_aligned(app, kept, digits):

@@ -169,7 +169,8 @@ def test_a_session_cannot_read_another_sessions_uploads_nor_list_its_saved_runs(
     alice.switch_page("views/gallery.py").run()
     bob.switch_page("views/gallery.py").run()
     assert not alice.exception and not bob.exception
-    assert any("saved/alices-run" in m.value for m in alice.markdown)
+    assert any("alices-run" in m.value for m in alice.markdown)  # in her "Saved from the Train page" group
+    assert any("Saved from the Train page" in h.value for h in [*alice.subheader, *alice.markdown])
     assert not any("alices-run" in m.value for m in bob.markdown) and any("mnist-vae" in m.value for m in bob.markdown)
 
 

@@ -488,7 +488,9 @@ def panels(current: dict):
                 run_panel(name, t, race, step, top)
 
 
-LIVE = (RunState.RUNNING, RunState.PAUSED, RunState.QUEUED, RunState.STARTING)
+# A run the page keeps redrawing: one that trains, waits, or is done and about to be saved (a done run
+# becomes a recorded one once the pool has saved it; the page must redraw to show that).
+LIVE = (RunState.RUNNING, RunState.PAUSED, RunState.QUEUED, RunState.STARTING, RunState.DONE)
 
 
 def training(current: dict) -> bool:
