@@ -102,8 +102,10 @@ def main():
     else:
         st.query_params.pop("present", None)
     st.html(NO_FADE_CSS)
-    page.run()
-    preload()  # after the page: its own imports come first
+    try:
+        page.run()
+    finally:
+        preload()  # after the page (its own imports come first), and after a page that stops early too
 
 
 # Streamlit runs this script as __main__. A training child process started by multiprocessing's spawn (where
