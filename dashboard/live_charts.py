@@ -109,7 +109,7 @@ def metrics_spec(dims: int) -> dict:
                               "tooltip": [{"field": "step", "format": ","}, {"field": "mi_text", "title": "MI (nats)"}]}},
                 {"mark": {"type": "line", "strokeDash": [4, 4], "color": "grey"},
                  "encoding": {"x": _STEP, "y": {"field": "mi_ceiling", "type": "quantitative",
-                                                "title": "MI, nats (band ± 2 s.e.; dashed: log B)",
+                                                "title": "MI (nats)",
                                                 "scale": {"zero": True},
                                                 "axis": {"orient": "right", "titleColor": MI_COLOR, "grid": False}}}},
             ]},

@@ -74,11 +74,15 @@ def vega_spec_chart(data, spec: dict, **kw):
     """A Vega-Lite spec drawn over its data, across its column: while the spec stays the same, new data
     replaces the old in the same view (dashboard/live_charts.py). In presentation mode with a projector's
     type sizes."""
+    spec = {**spec, "config": {"legend": {"labelLimit": 0}}}  # a legend's names whole, never "mnist-kl-annea…"
     if presenting():
+        # Streamlit's chart theme sets its own type sizes over a spec's: the spec's own config, without it
         big = PRESENT_FONT
-        spec = {**spec, "config": {"axis": {"labelFontSize": big - 2, "titleFontSize": big},
-                                   "legend": {"labelFontSize": big - 2, "titleFontSize": big}}}
+        spec["config"] = {"axis": {"labelFontSize": big - 2, "titleFontSize": big},
+                          "legend": {"labelFontSize": big - 2, "titleFontSize": big, "labelLimit": 0},
+                          "text": {"fontSize": big - 2}}
         spec["height"] = int(spec.get("height", 300) * 1.4)
+        kw.setdefault("theme", None)
     return st.vega_lite_chart(data, spec, width="stretch", **kw)
 
 

@@ -383,6 +383,8 @@ def run_panel(name: str, t, race: bool, step: int | None = None, top: float | No
         if meaning != Factorized.per_dim:
             st.caption(f"Per dimension: {meaning}.")
         vega_spec_chart(*live_charts.metrics_chart(live, marker, t.latent_dim))
+        st.caption("Blue: active units (left). Red: the MI estimate (right), shaded ± 2 standard errors; dashed: "
+                   "its ceiling log B.")
     gen = torch.Generator().manual_seed(0)
     data, spec = t.data, bundle.config.data
     if data is not None:
