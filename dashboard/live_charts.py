@@ -34,29 +34,41 @@ def with_marker(data: pd.DataFrame, marker: int | None) -> pd.DataFrame:
     return data.assign(marker=np.nan if marker is None else float(marker))
 
 
-LOSS_SPEC = {
-    "height": 320,
-    "layer": [{
-        "mark": {"type": "line", "clip": True},
-        "encoding": {
-            "x": _STEP,
-            "y": {"field": "nats", "type": "quantitative", "title": "nats per image", "scale": {"zero": False}},
-            "color": {"field": "term", "type": "nominal", "title": None, "sort": list(LOSS_TERMS),
-                      "legend": {"orient": "top"}},
-            "tooltip": [{"field": "term"}, {"field": "step", "format": ","}, {"field": "nats", "format": ".2f"}],
-        },
-    }, MARKER],
-}
+def curves_spec(colour: str, title: str, height: int, sort: list | None = None) -> dict:
+    """Running means by step, one line per value of `colour` (a loss term, or a run), and the step marker."""
+    return {
+        "height": height,
+        "layer": [{
+            "mark": {"type": "line", "clip": True},
+            "encoding": {
+                "x": _STEP,
+                "y": {"field": "nats", "type": "quantitative", "title": title, "scale": {"zero": False}},
+                "color": {"field": colour, "type": "nominal", "title": None, "legend": {"orient": "top"},
+                          **({"sort": sort} if sort else {})},
+                "tooltip": [{"field": colour}, {"field": "step", "format": ","}, {"field": "nats", "format": ".2f"}],
+            },
+        }, MARKER],
+    }
+
+
+def curves_data(lines: dict[str, tuple[list[dict], str]], colour: str, smooth: int) -> pd.DataFrame:
+    """{name: (history, term)} -> long-form (step, colour, nats): each term's running mean over `smooth`
+    steps, thinned as plots.smoothed thins it."""
+    parts = []
+    for name, (history, term) in lines.items():
+        steps, values = smoothed(history, term, smooth)
+        if len(values):
+            parts.append(pd.DataFrame({"step": steps, colour: name, "nats": values}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["step", colour, "nats"])
+
+
+LOSS_SPEC = curves_spec("term", "nats per image", 320, sort=list(LOSS_TERMS))
+RACE_SPEC = curves_spec("run", "training loss (nats per image)", 300)
 
 
 def loss_data(history: list[dict], terms=LOSS_TERMS, smooth: int = 20) -> pd.DataFrame:
-    """The loss terms' running means by step, long-form (step, term, nats), as plots.loss_curves draws them."""
-    parts = []
-    for term in terms:
-        steps, values = smoothed(history, term, smooth)
-        if len(values):
-            parts.append(pd.DataFrame({"step": steps, "term": term, "nats": values}))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["step", "term", "nats"])
+    """The loss terms' running means by step, long-form (step, term, nats)."""
+    return curves_data({term: (history, term) for term in terms}, "term", smooth)
 
 
 def loss_chart(history: list[dict], marker: int | None = None) -> tuple[pd.DataFrame, dict]:
@@ -136,28 +148,8 @@ def metrics_chart(live: list[dict], marker: int | None = None, dims: int | None 
     return with_marker(metrics_data(live), marker), metrics_spec(dims)
 
 
-RACE_SPEC = {
-    "height": 300,
-    "layer": [{
-        "mark": {"type": "line", "clip": True},
-        "encoding": {
-            "x": _STEP,
-            "y": {"field": "nats", "type": "quantitative", "title": "training loss (nats per image)",
-                  "scale": {"zero": False}},
-            "color": {"field": "run", "type": "nominal", "title": None, "legend": {"orient": "top"}},
-            "tooltip": [{"field": "run"}, {"field": "step", "format": ","}, {"field": "nats", "format": ".2f"}],
-        },
-    }, MARKER],
-}
-
-
 def race_chart(histories: dict[str, list[dict]], smooth: int = 20, marker: int | None = None
                ) -> tuple[pd.DataFrame, dict]:
     """Several runs' training losses (running means) by step, long-form (step, run, nats)."""
-    parts = []
-    for name, history in histories.items():
-        steps, values = smoothed(history, "loss", smooth)
-        if len(values):
-            parts.append(pd.DataFrame({"step": steps, "run": name, "nats": values}))
-    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["step", "run", "nats"])
+    data = curves_data({name: (history, "loss") for name, history in histories.items()}, "run", smooth)
     return with_marker(data, marker), RACE_SPEC
