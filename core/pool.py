@@ -166,10 +166,10 @@ class PooledRun:
 
 class Pool:
     def __init__(self, folder: Path, limit: int | None = None, save_every: str = SAVE_EVERY, grace: float = GRACE,
-                 cores: int | None = None):
+                 cores: int | None = None, nice: int = TRAINING_NICE):
         """cores: the torch threads to split between the live runs (default: as many as torch finds in a
         training process, one per core)."""
-        self.folder, self.save_every, self.grace, self.cores = Path(folder), save_every, grace, cores
+        self.folder, self.save_every, self.grace, self.cores, self.nice = Path(folder), save_every, grace, cores, nice
         self.limit = max(1, limit or os.cpu_count() or 1)
         self._runs: dict[str, dict[str, PooledRun]] = {}
         self._queue: list[PooledRun] = []
@@ -386,10 +386,10 @@ class Pool:
                     meta = checkpoint.read_sidecar(checkpoint.paths(run.path)[1])
                     run.config = RunConfig.from_dict(meta["config"])
                     process = ProcessRun(run.config, run.data, resume_from=run.path, autosave=autosave,
-                                         control=run.control, nice=TRAINING_NICE)
+                                         control=run.control, nice=self.nice)
                 else:
                     process = ProcessRun(run.config, run.data, branch=run.branch, autosave=autosave,
-                                         control=run.control, nice=TRAINING_NICE)
+                                         control=run.control, nice=self.nice)
                 with self._lock:
                     run.inner = process
                 if run.state == RunState.STOPPED:  # stopped while its process was being spawned

@@ -32,6 +32,8 @@ class Settings:
     max_runs: int | None       # VAELAB_MAX_RUNS: training processes at once (default: one per core)
     grace: float | None        # VAELAB_GRACE: seconds a closed tab keeps its runs before they are saved and
                                # ended (default: core.pool's)
+    training_nice: int | None  # VAELAB_TRAINING_NICE: how far below the server's a training process's priority
+                               # is, 0 to 19 (default: core.pool's; 0: the same)
     save_every: str | None     # VAELAB_SAVE_EVERY: how often a dashboard run checkpoints (default: core.pool's)
     password: str              # VAELAB_PASSWORD: the dashboard asks for it when set
     compile_backend: str       # VAELAB_COMPILE_BACKEND: torch.compile's backend ("eager" tests the plumbing)
@@ -56,6 +58,14 @@ def _positive(name: str, text: str, default, kind=int):
     return value
 
 
+def _nice(name: str, text: str):
+    if not text.strip():
+        return None
+    if not text.strip().isascii() or not text.strip().isdigit() or int(text) > 19:
+        raise ConfigError(f"{name}={text!r}: give a whole number from 0 (the server's priority) to 19 (the lowest)")
+    return int(text)
+
+
 def get(environ=None) -> Settings:
     """The settings as the environment gives them now."""
     env = os.environ if environ is None else environ
@@ -71,6 +81,7 @@ def get(environ=None) -> Settings:
         max_memory_mb=_positive("VAELAB_MAX_MEMORY_MB", text["max_memory_mb"], None),
         max_runs=_positive("VAELAB_MAX_RUNS", text["max_runs"], None),
         grace=_positive("VAELAB_GRACE", text["grace"], None, float),
+        training_nice=_nice("VAELAB_TRAINING_NICE", text["training_nice"]),
         save_every=text["save_every"] or None,
         password=text["password"],
         compile_backend=text["compile_backend"] or "inductor",

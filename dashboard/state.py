@@ -18,7 +18,7 @@ from core import data as datasets
 from core.bundle import Bundle
 from core.control import RecordedRun
 from core.errors import LabError
-from core.pool import GRACE, OWNER, SAVE_EVERY, Pool, PooledRun
+from core.pool import GRACE, OWNER, SAVE_EVERY, TRAINING_NICE, Pool, PooledRun
 
 
 
@@ -132,12 +132,13 @@ def pool() -> Pool:
     checkpointed every $VAELAB_SAVE_EVERY, a session's runs saved and ended when its pages have been gone
     for $VAELAB_GRACE seconds (defaults: core.pool.SAVE_EVERY, GRACE)."""
     given = settings.get()
-    return _pool(str(given.runs), given.max_runs, given.save_every or SAVE_EVERY, given.grace or GRACE)
+    nice = TRAINING_NICE if given.training_nice is None else given.training_nice
+    return _pool(str(given.runs), given.max_runs, given.save_every or SAVE_EVERY, given.grace or GRACE, nice)
 
 
 @st.cache_resource
-def _pool(folder: str, limit: int | None, save_every: str, grace: float) -> Pool:
-    return Pool(Path(folder), limit=limit, save_every=save_every, grace=grace)
+def _pool(folder: str, limit: int | None, save_every: str, grace: float, nice: int) -> Pool:
+    return Pool(Path(folder), limit=limit, save_every=save_every, grace=grace, nice=nice)
 
 
 def owner() -> str:

@@ -13,6 +13,9 @@ os.environ.setdefault("VAELAB_OFFLINE", "1")
 # training processes the tests start (threads spinning for cores another worker holds slow both).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # ... and their training processes at the workers' own priority: at a lower one (the dashboard's default,
+    # which keeps a laptop's pages quick) a run starves whenever the other worker is busy.
+    os.environ.setdefault("VAELAB_TRAINING_NICE", "0")
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 HAVE_SHARED = (Path(os.environ["VAELAB_DATA"]) / "MNIST" / "raw").exists()

@@ -205,3 +205,15 @@ def test_live_runs_split_the_cores_and_a_lone_run_gets_them_back(pool, digits):
     second.stop()
     wait_until(lambda: first.threads == 2)
     first.stop()
+
+
+@pytest.mark.slow
+def test_a_training_process_runs_at_the_pools_lower_priority(pool, digits):
+    """The pages answer first while runs train: the pool's training process runs `nice` below the server."""
+    import os
+    p = pool(limit=1, nice=7)
+    run = p.submit(A, "vae", small_config(), steps=100_000, data=digits)
+    wait_until(lambda: run.state == RunState.RUNNING)
+    child = run.inner._process.pid
+    assert os.getpriority(os.PRIO_PROCESS, child) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7)
+    run.stop()
