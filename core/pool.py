@@ -355,9 +355,8 @@ class Pool:
     def _tend(self):
         with self._lock:
             runs = [r for owner in self._runs.values() for r in owner.values()]
-        now = time.monotonic()
-        with self._lock:
             waiting = bool(self._queue) and self.active() >= self.limit
+        now = time.monotonic()
         for run in runs:
             if isinstance(run.inner, ProcessRun):
                 if run.inner.state.finished:

@@ -52,6 +52,10 @@ FIRST_MODEL = Kind.FILE.label("mnist-vae")  # what Explore and Latent map open f
 
 PRESENT = "present"  # the presentation-mode toggle's key; the link keeps it (?present=1)
 PRESENT_FONT = 20      # chart type, in px, that reads from the back of a room on a 1280x720 projector
+# A Vega-Lite chart's type in presentation mode (its own config: Streamlit's chart theme would set smaller).
+PRESENT_VEGA = {"axis": {"labelFontSize": PRESENT_FONT - 2, "titleFontSize": PRESENT_FONT},
+                "legend": {"labelFontSize": PRESENT_FONT - 2, "titleFontSize": PRESENT_FONT, "labelLimit": 0},
+                "title": {"fontSize": PRESENT_FONT + 2}, "text": {"fontSize": PRESENT_FONT - 2}}
 
 
 def presenting() -> bool:
@@ -76,12 +80,7 @@ def vega_spec_chart(data, spec: dict, **kw):
     type sizes."""
     spec = {**spec, "config": {"legend": {"labelLimit": 0}}}  # a legend's names whole, never "mnist-kl-annea…"
     if presenting():
-        # Streamlit's chart theme sets its own type sizes over a spec's: the spec's own config, without it
-        big = PRESENT_FONT
-        spec["config"] = {"axis": {"labelFontSize": big - 2, "titleFontSize": big},
-                          "legend": {"labelFontSize": big - 2, "titleFontSize": big, "labelLimit": 0},
-                          "text": {"fontSize": big - 2}}
-        spec["height"] = int(spec.get("height", 300) * 1.4)
+        spec["config"], spec["height"] = PRESENT_VEGA, int(spec.get("height", 300) * 1.4)
         kw.setdefault("theme", None)
     return st.vega_lite_chart(data, spec, width="stretch", **kw)
 
@@ -89,9 +88,8 @@ def vega_spec_chart(data, spec: dict, **kw):
 def vega_chart(fig, **kw):
     """An Altair chart across its column; in presentation mode with a projector's type sizes."""
     if presenting():
-        big = PRESENT_FONT
-        fig = (fig.configure_axis(labelFontSize=big - 2, titleFontSize=big).configure_legend(
-            labelFontSize=big - 2, titleFontSize=big).configure_title(fontSize=big + 2))
+        fig = fig.configure(**PRESENT_VEGA)
+        kw.setdefault("theme", None)
     return st.altair_chart(fig, width="stretch", **kw)
 
 

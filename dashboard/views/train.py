@@ -465,7 +465,7 @@ def kl_top(current: dict) -> float | None:
     """The top of one KL colour scale for runs shown side by side (None: one run, or each its own scale)."""
     if len(current) < 2 or not st.session_state.get("one-scale", True):
         return None
-    return max((v for t in current.values() for r in t.live for v in r["kl_per_dim"] if v is not None), default=0.0)
+    return max(pictures.kl_top(t.live) for t in current.values())
 
 
 def panels(current: dict):
@@ -517,8 +517,7 @@ def live_view(refreshing: bool):
                f"updates every {st.session_state['refresh']} seconds · checkpointed in runs/ as they train")
     if first.data is not None and first.data.info.note:
         st.warning(first.data.info.note)
-    with st.container(key="live"):  # never faded while it redraws (dashboard/app.py, NO_FADE_CSS)
-        panels(current)
+    panels(current)
 
 
 def recorded_view(names: list[str], intro: str):
