@@ -19,6 +19,7 @@ os.environ.setdefault("VAELAB_OFFLINE", "1")  # the reproductions read the share
 RESULTS = Path(__file__).resolve().parent / "results"
 FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
 MODELS = Path(__file__).resolve().parent / "models"  # each cell's trained model, for the figure scripts (not committed)
+RESUME_EVERY = "2m"  # how often a long cell saves the point it would resume from
 
 
 def model_path(table: str, key: str) -> Path:
@@ -36,16 +37,59 @@ def keep(trainer: Trainer, table: str, key: str):
         print(f"{key}: not saved: {e}", file=sys.stderr)
 
 
-def train(config: RunConfig, data, steps: int, label: str, after_step=None) -> Trainer:
+def train(config: RunConfig, data, steps: int, label: str, after_step=None, resume: Path | None = None,
+          every: str = RESUME_EVERY) -> Trainer:
     """Train to `steps` steps with a progress bar; a diverged run keeps its last good weights (and
-    `trainer.diverged` says where). after_step(trainer), if given, runs after every step."""
-    return advance(Trainer(config, data, live_every=0), steps, label, after_step)
+    `trainer.diverged` says where). after_step(trainer), if given, runs after every step.
+
+    With `resume`, the run keeps a resumable checkpoint there (every `every`: '2m', '500') and a stopped
+    script continues it from that point: the papers' budgets take hours, and a stop loses minutes. A
+    checkpoint of other settings is not resumed; `done(resume)` removes it once the cell is kept."""
+    trainer = resumed(resume, config, data) if resume else None
+    if trainer is None:
+        trainer = Trainer(config, data, live_every=0)
+    if resume:
+        trainer.autosave(resume, every, asked=asked(config))
+    return advance(trainer, steps - trainer.step_count, label, after_step)
+
+
+def asked(config: RunConfig) -> dict:
+    return json.loads(json.dumps(config.to_dict()))
+
+
+def resumed(path: Path, config: RunConfig, data) -> Trainer | None:
+    """The run saved at `path` if it was started with these settings, else None."""
+    from core import checkpoint
+    from core.errors import LabError
+    try:
+        meta = checkpoint.read_sidecar(checkpoint.paths(path)[1])
+        if meta.get("asked") != asked(config):
+            print(f"{path.name}: saved with other settings, so the run starts again", file=sys.stderr)
+            return None
+        trainer = Trainer.load(path, data)
+    except LabError as e:
+        if checkpoint.paths(path)[1].exists():
+            print(f"{path.name}: not resumed: {e}", file=sys.stderr)
+        return None
+    print(f"{path.name}: resumed at step {trainer.step_count:,}", file=sys.stderr)
+    return trainer
+
+
+def resume_path(table: str, key: str) -> Path:
+    return model_path(table, key).with_name(model_path(table, key).name + ".partial")
+
+
+def done(resume: Path):
+    """Remove a finished cell's resumable checkpoint (its model is kept by keep())."""
+    from core import checkpoint
+    for path in checkpoint.paths(resume):
+        path.unlink(missing_ok=True)
 
 
 def advance(trainer: Trainer, steps: int, label: str, after_step=None) -> Trainer:
     """Train an existing run `steps` steps further, as train() does."""
     chunk = 1 if after_step else 50
-    end = trainer.step_count + steps
+    end = trainer.step_count + max(steps, 0)
     with tqdm(total=steps, desc=label, unit="step", leave=False, file=sys.stderr) as bar:
         while trainer.step_count < end:
             try:
@@ -61,16 +105,21 @@ def advance(trainer: Trainer, steps: int, label: str, after_step=None) -> Traine
 
 
 def seconds_per_step(trainer: Trainer) -> float:
-    """The median time of one training step (the engine logs each step's cumulative seconds)."""
-    times = [b["seconds"] - a["seconds"] for a, b in zip(trainer.history, trainer.history[1:])]
+    """The median time of one training step (the engine logs each step's cumulative seconds; a resumed
+    run's history is thinned past step 1,000, so each gap is divided by the steps it spans)."""
+    times = [(b["seconds"] - a["seconds"]) / (b["step"] - a["step"])
+             for a, b in zip(trainer.history, trainer.history[1:]) if b["step"] > a["step"]]
     return statistics.median(times) if times else float("nan")
 
 
 def per_epoch(trainer: Trainer, key: str = "loss") -> list[float]:
-    """The mean of a logged term over each epoch's steps: the training curve at one point per epoch."""
+    """The mean of a logged term over each epoch's steps: the training curve at one point per epoch. (A
+    resumed run's history before its last save is thinned: there it is the mean of the rows kept.)"""
     n = trainer.steps_per_epoch
-    values = [row[key] for row in trainer.history]
-    return [round(sum(values[i:i + n]) / len(values[i:i + n]), 3) for i in range(0, len(values), n)]
+    epochs: dict[int, list[float]] = {}
+    for row in trainer.history:
+        epochs.setdefault((row["step"] - 1) // n, []).append(row[key])
+    return [round(sum(v) / len(v), 3) for _, v in sorted(epochs.items())]
 
 
 class Cells:
