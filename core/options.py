@@ -172,8 +172,9 @@ TABLE = [
       "data.data_dir", where=CLI),
     Opt("binarize", "data", "dynamic: a fresh Bernoulli draw of every pixel in every minibatch; invert-nonzero: 0 where "
       "a pixel is > 0, 1 elsewhere (seed 'Improving VAEs')", "data.binarize", choices=datasets.BINARIZATIONS),
-    Opt("normalize", "data", "mean: subtract pixel means, scale images to unit mean square norm (VLAE recipe)",
-      "data.normalize", choices=("none", "mean")),
+    Opt("normalize", "data", "pixel-rms: subtract the pixel means, divide by the pixels' RMS deviation (the VLAE "
+        "authors' code); mean: scale to unit mean squared image norm instead (28x larger on MNIST)",
+      "data.normalize", choices=datasets.NORMALIZATIONS),
     Opt("offline", "data", "never try to download", kind="flag", default=False, where=CLI),
     # ---------------------------------------------------------------- model
     Opt("arch", "model", "an MLP or a convolutional network", "model.arch", choices=("mlp", "conv")),

@@ -54,11 +54,33 @@ def test_digits_always_available_and_mean_normalization():
     assert torch.allclose(ds.to_image(ds.test_x), raw.test_x, atol=1e-5)
 
 
+@needs_shared
+def test_pixel_rms_normalization_is_the_vlae_authors_scale_and_28_times_below_the_image_norm():
+    """yookoon/VLAE's datasets.py (before commit e304349): mean = train.mean(0); std = ((train -
+    mean)**2).view([-1, 1, 28, 28]).sum(1).mean().sqrt(); x -> (x - mean) / std. On MNIST that is 0.2593;
+    "mean" (unit mean squared image norm) is sqrt(784) = 28 times it."""
+    raw = data.load("mnist")
+    train = raw.train_x.flatten(1)
+    mean = train.mean(0)
+    std = ((train - mean) ** 2).view([-1, 1, 28, 28]).sum(1).mean().sqrt().item()  # the authors' line
+    rms = data.load(data.DataSpec("mnist", normalize="pixel-rms"))
+    assert rms.scale == pytest.approx(std, rel=1e-5) and rms.scale == pytest.approx(0.2593, abs=1e-4)
+    assert rms.train_x.pow(2).mean().item() == pytest.approx(1.0, abs=1e-4)  # a pixel's squared deviation: 1
+    assert torch.allclose(rms.test_x, (raw.test_x - mean.view(1, 1, 28, 28)) / std, atol=1e-4)
+    ours = data.load(data.DataSpec("mnist", normalize="mean"))
+    assert ours.scale / rms.scale == pytest.approx(28.0, rel=1e-4) and ours.scale == pytest.approx(7.2612, abs=1e-3)
+    assert torch.allclose(rms.to_image(rms.test_x[:50]), raw.test_x[:50], atol=1e-5)
+
+
 def test_unknown_option_and_incompatible_options_are_refused():
     with pytest.raises(Exception, match="unknown dataset 'nope'"):
         data.load("nope")
     with pytest.raises(DataError, match="exclude each other"):
         data.load(data.DataSpec("digits", binarize="dynamic", normalize="mean"))
+    with pytest.raises(DataError, match="exclude each other"):
+        data.load(data.DataSpec("digits", binarize="dynamic", normalize="pixel-rms"))
+    with pytest.raises(DataError, match="pixel-rms"):
+        data.load(data.DataSpec("digits", normalize="rms"))
 
 
 def test_missing_dataset_names_where_it_looked(tmp_path):
