@@ -239,10 +239,14 @@ def test_iaf_log_det_equals_autograd_jacobian(digits, steps):
 
 # ---------------------------------------------------------------- SA-VAE
 
-def test_sa_vae_refined_elbo_is_at_least_the_amortized_elbo(digits):
+@pytest.mark.parametrize("grad, lr", [("per-image", 0.0005), ("batch-mean", 0.0005 * 64),
+                                      ("batch-mean-as-written", 0.0005 * 64)])
+def test_sa_vae_refined_elbo_is_at_least_the_amortized_elbo(digits, grad, lr):
+    """Kim et al.'s ascent raises every image's ELBO; so does the VLAE authors' batch-mean gradient at
+    B times the step; their code as written steps along the loss's gradient and lowers it."""
     torch.manual_seed(0)
     m = model(latent=4)
-    obj = build("sa-vae", {"refine_steps": 4}, m)
+    obj = build("sa-vae", {"refine_steps": 4, "refine_grad": grad, "refine_lr": lr}, m)
     x = digits.test_x[:64]
     lam0 = m.encoder_head(m.encode_features(x)).detach()
     lamT = obj.refine(m, lam0, x, None, create_graph=False)[0].detach()
@@ -258,8 +262,36 @@ def test_sa_vae_refined_elbo_is_at_least_the_amortized_elbo(digits):
         return log_px.mean(0) - kl_divergence(q, m.prior()).sum(-1)
 
     amortized, refined = expected_elbo(lam0), expected_elbo(lamT)
+    if grad == "batch-mean-as-written":
+        amortized, refined = refined, amortized
     assert refined.mean() > amortized.mean()
     assert (refined >= amortized - 0.05).float().mean() > 0.9  # image by image, up to sampling noise
+
+
+def test_sa_vae_batch_mean_gradient_is_each_images_own_over_b_with_its_squared_norm_clipped(digits):
+    """yookoon/VLAE: grad of -mean(ELBO) over the batch, so image i's is 1/B of its own; each of the mu
+    and log sigma^2 parts divided by max(1, |g|^2 / clip)."""
+    m = model(latent=4)
+    x = digits.test_x[:16]
+    lam = m.encoder_head(m.encode_features(x)).detach()
+    lam[:, 4:] = -14.0  # sigma ~ 1e-3: z ~ mu, so the mu part of the gradient barely depends on the draw
+    lam.requires_grad_()
+
+    def gradient(grad, clip, rows=slice(None)):
+        obj = build("sa-vae", {"refine_grad": grad, "refine_clip": clip}, m)
+        torch.manual_seed(7)
+        return obj.authors_gradient(m, lam[rows], x[rows], None, create_graph=False)[1]
+
+    whole = gradient("batch-mean", 1e9)
+    for i in (0, 5):
+        alone = gradient("batch-mean", 1e9, slice(i, i + 1))
+        assert torch.allclose(whole[i, :4] * 16, alone[0, :4], rtol=0.02, atol=2e-3)
+    assert torch.allclose(gradient("batch-mean-as-written", 1e9), -whole)
+    lam.data[:, 4:] = 0.0
+    clip = 1e-6
+    whole, clipped = gradient("batch-mean", 1e9), gradient("batch-mean", clip)
+    for raw, cut in zip(whole.chunk(2, -1), clipped.chunk(2, -1)):
+        assert torch.allclose(cut.norm(dim=-1), clip / raw.norm(dim=-1), rtol=1e-4)  # |g| / (|g|^2 / clip)
 
 
 def test_sa_vae_trains_the_encoder_through_the_refinement(digits):

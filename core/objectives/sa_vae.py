@@ -14,6 +14,15 @@ class SemiAmortizedVAE(Objective):
     and the model is trained on ELBO(x; lambda_T), backpropagating through the refinement into the
     encoder (second-order terms by autograd). Step alpha = 0.0005 and per-image gradient-norm clipping,
     as in the VLAE supplement's SA-VAE baseline. 'elbo_gain' reports ELBO(lambda_T) - ELBO(lambda_0).
+
+    What one step alpha means depends on the gradient it multiplies (`refine_grad`):
+    - per-image (Kim et al.'s Algorithm 1): each image's own ELBO gradient (closed-form KL), its L2 norm
+      over (mu, log sigma^2) clipped at refine_clip;
+    - batch-mean (the VLAE authors' code, yookoon/VLAE models.py SAVAE): the gradient of the batch's
+      mean loss, one-sample KL, so each image moves alpha/B times its own gradient; mu's and log sigma^2's
+      gradients each divided by max(1, |g|^2 / clip) (utils.clip_grad_norm: the squared norm);
+    - batch-mean-as-written: the same, but stepping along +grad of the *loss* (-ELBO), as that code's
+      `mu_svi + svi_lr * grad(loss, mu_svi)` does: each refinement lowers the ELBO.
     """
     paper = "Kim, Wiseman, Miller, Sontag & Rush, Semi-Amortized Variational Autoencoders, ICML 2018, Alg. 1"
     equation = (r"\lambda_t = \lambda_{t-1} + \alpha\,\nabla_{\lambda}\,\mathrm{ELBO}(x;\lambda_{t-1}),"
@@ -22,6 +31,9 @@ class SemiAmortizedVAE(Objective):
         "refine_steps": Knob(4, "T: SGD refinements of each image's (mu, log sigma^2)", min=1, limit="inner_steps"),
         "refine_lr": Knob(0.0005, "alpha: step size of each refinement (the seed's 0.0005)", min=0.0),
         "refine_clip": Knob(5.0, "per-image gradient norm above which a refinement step is scaled down", min=1e-6),
+        "refine_grad": Knob("per-image", "the gradient alpha multiplies: each image's (Kim et al.), the batch "
+                            "mean's (the VLAE authors' code), or that code's as written (along -ELBO)",
+                            choices=("per-image", "batch-mean", "batch-mean-as-written")),
     }
 
     def elbo(self, model, lam, x, y):
@@ -36,14 +48,29 @@ class SemiAmortizedVAE(Objective):
         for _ in range(self.refine_steps):
             if not lam.requires_grad:
                 lam = lam.detach().requires_grad_()
-            recon, kl = self.elbo(model, lam, x, y)
-            elbo = -(recon + kl.sum(-1))
+            if self.refine_grad == "per-image":
+                recon, kl = self.elbo(model, lam, x, y)
+                elbo = -(recon + kl.sum(-1))
+                (grad,) = torch.autograd.grad(elbo.sum(), lam, create_graph=create_graph)
+                grad = grad * (self.refine_clip / grad.norm(dim=-1, keepdim=True).clamp(min=self.refine_clip))
+            else:
+                elbo, grad = self.authors_gradient(model, lam, x, y, create_graph)
             start = elbo.detach() if start is None else start
-            (grad,) = torch.autograd.grad(elbo.sum(), lam, create_graph=create_graph)
-            norm = grad.norm(dim=-1, keepdim=True)
-            grad = grad * (self.refine_clip / norm.clamp(min=self.refine_clip))
             lam = lam + self.refine_lr * grad
         return lam, start
+
+    def authors_gradient(self, model, lam, x, y, create_graph):
+        """The per-image one-sample ELBO and the step direction of the authors' code: the gradient of the
+        batch-mean ELBO (or, as written, of the batch-mean loss), mu's and log sigma^2's parts each divided
+        by max(1, squared norm / clip)."""
+        q, prior = model.posterior(lam), model.prior()
+        z = q.rsample()
+        elbo = model.decode(z, y).log_prob(x) + prior.log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
+        objective = -elbo.mean() if self.refine_grad == "batch-mean-as-written" else elbo.mean()
+        (grad,) = torch.autograd.grad(objective, lam, create_graph=create_graph)
+        parts = grad.chunk(2, dim=-1)  # (mu, log sigma^2), as model.posterior reads lam
+        grad = torch.cat([g / torch.clamp(g.pow(2).sum(-1, keepdim=True) / self.refine_clip, min=1.0) for g in parts], -1)
+        return elbo, grad
 
     def posterior(self, model, x, y=None):
         """The refined q(z|x; lambda_T), a diagonal Gaussian. Its refinement draws z, so callers seed the
