@@ -35,10 +35,12 @@ TABLE = "vlae_nll"
 
 
 def sa_vae_step() -> float:
-    """SA-VAE's refinement step: the grid's best (sa_vae_step.py), or the supplement's pick."""
+    """SA-VAE's refinement step: the grid's best (sa_vae_step.py) under the objective's default step
+    convention (per-image), or the supplement's pick."""
     path = RESULTS / "sa_vae_step.json"
     cells = json.loads(path.read_text())["cells"] if path.exists() else {}
-    ok = [c for c in cells.values() if not c["diverged"] and isinstance(c["nll"], float)]
+    ok = [c for c in cells.values() if not c["diverged"] and isinstance(c["nll"], float)
+          and c.get("grad", "per-image") == "per-image"]
     return min(ok, key=lambda c: c["nll"])["alpha"] if ok else 0.0005
 
 
