@@ -16,13 +16,21 @@ on one fixed batch of the first 2048 test images (the paper's batch size), from 
   goes to 0 or 1;
 - `q(1-q)`: the factor of sec. 4's argument (for a categorical latent, 1 - sum q_i^2), averaged.
 
-    python experiments/discrete_curves.py [--epochs 20] [--samples 1] [--repeats 16] [--only NAME]
+    python experiments/discrete_curves.py [--epochs 20] [--samples 1] [--repeats 16] [--only NAME,...]
+    python experiments/discrete_curves.py --name discrete_curves_300ep --epochs 300 --log-every 10 \
+        --only "FC BVAE mnist,FC CVAE mnist"     # the paper's budget (experiments/papers_budgets.sh)
+
+A run saves the point it would resume from (with its logged rows) every few minutes, at an epoch's end.
 """
 import argparse
+import time
 from dataclasses import replace
 
 import torch
-from common import Cells, advance, keep, seconds_per_step, train
+from common import Cells, advance, asked, done, keep, resume_path, resumed, seconds_per_step
+
+from core import checkpoint
+from core.engine import Trainer
 
 from core import data as datasets
 from core.config import RunConfig
@@ -74,9 +82,11 @@ def run(name, args):
     config = RunConfig(data=spec, model=replace(network, latent_dim=c),
                        objective="discrete-is", settings={"latent_type": latent, "samples": args.samples},
                        batch_size=BATCH, lr=1e-3)
-    trainer = train(config, data, 0, name)
+    resume = resume_path(args.name, name)
+    trainer = resumed(resume, config, data) or Trainer(config, data, live_every=0)
+    rows = checkpoint.read_sidecar(checkpoint.paths(resume)[1]).get("rows", []) if trainer.step_count else []
     per_epoch = trainer.steps_per_epoch
-    rows = []
+    saved = time.monotonic()
 
     def log(epoch):
         recent = trainer.history[-per_epoch:]
@@ -89,14 +99,20 @@ def run(name, args):
               f"E_q ln p(x|z) {row.get('log_likelihood', float('nan')):8.2f}  var(weights) {row['var_weights']:.3g}  "
               f"var(logits) {row['var_logits']:.3g}  q(1-q) {row['q(1-q)']:.3g}", flush=True)
 
-    log(0)
-    for epoch in range(1, args.epochs + 1):
+    if not rows:
+        log(0)
+    for epoch in range(trainer.step_count // per_epoch + 1, args.epochs + 1):
         advance(trainer, per_epoch, f"{name} epoch {epoch}")
         if trainer.diverged:
             rows.append({"epoch": epoch, "diverged": str(trainer.diverged)})
             break
-        log(epoch)
-    keep(trainer, TABLE, name)
+        if epoch == 1 or epoch % args.log_every == 0 or epoch == args.epochs:
+            log(epoch)
+        if time.monotonic() - saved > 120:  # at an epoch's end, with the rows logged so far
+            trainer.save(resume, resumable=True, asked=asked(config), rows=rows)
+            saved = time.monotonic()
+    keep(trainer, args.name, name)
+    done(resume)
     return {"rows": rows, "train_seconds": round(trainer.seconds, 1), "steps_per_epoch": per_epoch,
             "seconds_per_step": seconds_per_step(trainer)}
 
@@ -106,11 +122,18 @@ def main():
     parser.add_argument("--epochs", type=int, default=20, help="the paper trains 300")
     parser.add_argument("--samples", type=int, default=1, help="M, samples of z per image (the paper does not say)")
     parser.add_argument("--repeats", type=int, default=16, help="gradient estimates per variance point")
-    parser.add_argument("--only", choices=list(RUNS), help="run just this one")
+    parser.add_argument("--only", help=f"run just these (comma-separated): {', '.join(RUNS)}")
     parser.add_argument("--name", default=TABLE, help="results file name (another budget keeps its own)")
+    parser.add_argument("--log-every", type=int, default=1,
+                        help="epochs between logged points (after epoch 1; the last is always logged)")
     args = parser.parse_args()
-    cells = Cells(args.name, epochs=args.epochs, samples=args.samples, repeats=args.repeats)
-    for name in [args.only] if args.only else RUNS:
+    only = args.only.split(",") if args.only else list(RUNS)
+    if unknown := [n for n in only if n not in RUNS]:
+        parser.error(f"unknown run {unknown[0]!r}; runs: {', '.join(RUNS)}")
+    # The 20-epoch table predates --log-every, so its settings name it only when it is not 1.
+    cells = Cells(args.name, epochs=args.epochs, samples=args.samples, repeats=args.repeats,
+                  **({"log_every": args.log_every} if args.log_every != 1 else {}))
+    for name in only:
         if name not in cells:
             cells.put(name, run(name, args))
 

@@ -17,7 +17,8 @@ The mu-VAE's variance term is the bounded default; `--variance log` runs the pap
 Budget: --epochs passes (the paper does not state its own). Finished cells are kept in
 experiments/results/mu_vae_probe.json and not trained again.
 
-    python experiments/mu_vae_probe.py [--epochs 1] [--datasets mnist] [--variance log]
+    python experiments/mu_vae_probe.py [--epochs 1] [--datasets mnist] [--variance log] [--name NAME]
+    python experiments/mu_vae_probe.py --name mu_vae_probe_5ep --epochs 5   # experiments/papers_budgets.sh
 """
 import argparse
 import math
@@ -85,9 +86,10 @@ def main():
     parser.add_argument("--models", default=",".join(m[0] for m in MODELS))
     parser.add_argument("--variance", default="bounded", choices=["bounded", "log", "exp-minus-one"],
                         help="the mu-VAE's variance term (the paper's eq. 6: log)")
+    parser.add_argument("--name", help="results file name (default mu_vae_probe, with _VARIANCE for another term)")
     args = parser.parse_args()
     suffix = "" if args.variance == "bounded" else f"_{args.variance}"
-    table = f"mu_vae_probe{suffix}"
+    table = args.name or f"mu_vae_probe{suffix}"
     cells = Cells(table, epochs=args.epochs, variance=args.variance)
     for name in args.datasets.split(","):
         data = datasets.load(DataSpec(name))
