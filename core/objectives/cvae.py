@@ -11,8 +11,10 @@ class ConditionalVAE(Objective):
         L(x; y) = E_q(z|x,y)[log p(x|z,y)] - KL(q(z|x,y) || p(z)).
 
     Encoder and decoder both take a one-hot y, concatenated to their inputs (as constant planes
-    for a conv encoder). The prior stays N(0, I), as in the seed "Improving VAEs" (sec. 4.2.3), so
-    z carries style and y carries class: decoding one z under each label draws each class.
+    for a conv encoder). The prior is N(0, I), not conditioned on y: our choice, so that z carries style
+    and y carries class and decoding one z under each label draws each class. The seed "Improving VAEs"
+    (sec. 4.2.3, eq. 3) writes Sohn et al.'s conditional prior p(z|x) instead, and says only that its
+    CVAE concatenates the one-hot label to the 784 inputs (794 features).
     """
     paper = "Sohn, Lee & Yan, Learning Structured Output Representation using Deep Conditional Generative Models, NeurIPS 2015, eq. 4"
     equation = r"\mathcal{L}(x;y) = \mathbb{E}_{q(z|x,y)}[\log p(x|z,y)] - \mathrm{KL}(q(z|x,y)\,\|\,p(z))"

@@ -1,0 +1,42 @@
+"""docs/results.md quotes the experiments' results: every table on it is written by experiments/tables.py from
+experiments/results/*.json, and the numbers its sentences quote are checked the same way (tables.CLAIMS)."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
+import tables  # noqa: E402
+
+
+def test_every_table_on_the_results_page_is_what_the_results_say():
+    text = tables.PAGE.read_text()
+    names = [m.group(2) for m in tables.MARKER.finditer(text)]
+    assert set(names) == set(tables.TABLES), "each table the script writes is on the page once, and no other"
+    assert len(names) == len(set(names))
+    assert tables.render(text) == text, "a table differs from its JSON: run `python experiments/tables.py`"
+
+
+def test_every_number_quoted_in_a_sentence_is_what_the_results_say():
+    assert tables.missing_claims(tables.PAGE.read_text()) == []
+
+
+def test_a_changed_result_is_caught(monkeypatch):
+    """The check can fail: change one cell of a results file and the page no longer matches."""
+    real = tables.cells
+
+    def edited(name):
+        out = real(name)
+        if name == "improving_vaes_table1":
+            out = {**out, "IWAE z=200": {**out["IWAE z=200"], "ours": -99.0, "iw50": -99.0}}
+        return out
+
+    monkeypatch.setattr(tables, "cells", edited)
+    text = tables.PAGE.read_text()
+    assert tables.render(text) != text
+    assert any("lose from z = 20 to 200" in claim for claim in tables.missing_claims(text))
+
+
+def test_a_table_the_script_does_not_know_is_refused():
+    with pytest.raises(KeyError, match="nope"):
+        tables.render("<!-- table: nope -->\n| a |\n<!-- /table -->")
