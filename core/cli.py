@@ -478,7 +478,7 @@ def print_collapse(report: dict):
     print(f"  {'dim':<5}{'KL':>9}{'AU var':>10}{'zeroing':>10}  verdict")
     for d, (verdict, kl, var, cost) in enumerate(zip(report["verdicts"], report["kl_per_dim"],
                                                      report["au_variances"], report["zeroing_cost"])):
-        print(f"  z{d:<4}{kl:9.3f}{var:10.3g}{cost:10.3f}  {verdict}")
+        print(f"  z{d:<4}{kl:9.3f}{var:10.3g}" + (f"{cost:10.3f}" if cost is not None else f"{'–':>10}") + f"  {verdict}")
     counts = {v: report["verdicts"].count(v) for v in ("active", "unused by decoder", "collapsed")}
     print("  " + ", ".join(f"{n} {v}" for v, n in counts.items()) +
           f"; MI {report['mi']:.2f} nats (ceiling {report['mi_ceiling']:.2f})")

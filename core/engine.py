@@ -87,6 +87,9 @@ def shaped(config: RunConfig, info: datasets.DataInfo, objective) -> RunConfig:
     takes the dataset's)."""
     likelihood = info.likelihood if config.model.likelihood == "auto" else config.model.likelihood
     model = objective.configure_model(replace(config.model, image_shape=info.shape, likelihood=likelihood), info)
+    if model.latent_below and objective.name != "iwae":
+        raise ConfigError(f"two stochastic layers (latent_below) train with the iwae objective only (k = 1 is their "
+                          f"ELBO), not {objective.name!r}")
     return replace(config, model=model)
 
 

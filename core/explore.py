@@ -37,7 +37,7 @@ def latent_ranges(model, data, n: int = 500, spread: float = 3.0) -> LatentRange
     x, y = held_out(bundle, data, n)
     with sampling(x.device):
         q = bundle.posterior(x, y)
-        z = q.sample(1)[0][0]
+        z = q.sample(1)[0][0, :, -bundle.latent_dim:]  # the top layer of a two-layer model's joint codes
         au = active_units_of(q)
     mean, std = z.mean(0), z.std(0).clamp(min=1e-3)
     active = [v > au.threshold for v in au.variances]

@@ -16,6 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Independent, Normal, OneHotCategorical
 
+from .posterior import as_event
+
 from . import limits
 from .errors import ConfigError
 
@@ -53,21 +55,27 @@ class ModelConfig:
     decoder_channels: tuple[int, ...] = ()     # widths the transposed convs read (the first is the linear head's);
                                                # the last layer writes the image. (): the encoder's mirror
     decoder_strides: tuple[int, ...] = ()      # their strides; (): the encoder's, reversed
+    latent_below: int = 0                      # > 0: a second stochastic layer z1 of this size between x and the latent
+                                               # z (Burda et al. 2016's two-layer IWAE); `hidden` sits between x and z1
+    hidden_above: tuple[int, ...] = ()         # with latent_below: the widths between z1 and z (decoder: reversed)
     decoder_variance: str = "softplus"         # learned Gaussian std: "softplus" (std = softplus + 0.01), or
                                                # "tanh" (log sigma^2 = tanh, so sigma^2 in (1/e, e): seed "Improving VAEs", sec. 4.1), or
                                                # "shared": one learned log sigma^2 for every pixel, from 0 (the VLAE authors' code)
 
     def __post_init__(self):
         # JSON turns tuples into lists; accept both so a config round-trips through a checkpoint.
-        for name in ("hidden", "channels", "image_shape", "strides", "decoder_channels", "decoder_strides"):
+        for name in ("hidden", "channels", "image_shape", "strides", "decoder_channels", "decoder_strides", "hidden_above"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         n_conv = len(self.channels)
         # The table of limits first: a sidecar or a flag asking for a billion units is refused before
         # anything is built from it.
         limits.check("latent", self.latent_dim, "latent size")
         limits.check("layers", len(self.hidden), "the number of hidden layers")
+        limits.check("layers", len(self.hidden_above), "the number of hidden layers above the lower latent")
+        if self.latent_below:
+            limits.check("latent", self.latent_below, "the lower latent's size")
         limits.check("layers", len(self.decoder_channels), "the number of decoder conv layers")
-        for width in self.hidden + self.channels + self.decoder_channels:
+        for width in self.hidden + self.channels + self.decoder_channels + self.hidden_above:
             limits.check("width", width, "a layer width")
         limits.check("kernel", self.kernel, "kernel size")
         for stride in self.strides + self.decoder_strides:
@@ -98,6 +106,12 @@ class ModelConfig:
             (all(s >= 1 for s in self.strides + self.decoder_strides), "strides must be at least 1"),
             (len(self.decoder_strides) == len(self.decoder_channels),
              "give the decoder's channels and strides together, one stride per layer"),
+            (self.latent_below >= 0, "the lower latent's size must be >= 0"),
+            (self.latent_below or not self.hidden_above, "hidden_above needs a lower latent (latent_below > 0)"),
+            (not self.latent_below or (self.arch == "mlp" and self.latent == "gaussian" and not self.n_classes
+                                       and not self.latent_clip and not self.batch_norm),
+             "two stochastic layers (latent_below) need an MLP with Gaussian latents, no labels, no latent clipping "
+             "and no batch norm"),
         ]
         for ok, message in check:
             if not ok:
@@ -212,15 +226,19 @@ class VAE(nn.Module):
             widths = [c * h * w + cfg.n_classes, *cfg.hidden]
             self.encoder_body = nn.Sequential(nn.Flatten(), mlp(widths, cfg, last_act=bool(cfg.hidden)))
             self.features = widths[-1]
+            # With a lower latent z1 the decoder reads z1, and z reaches it through p(z1|z) (build_layer_below).
             self.decoder = nn.Sequential(
-                mlp([d + cfg.n_classes, *reversed(cfg.hidden), out_channels * h * w], cfg, decoder=True),
+                mlp([(cfg.latent_below or d) + cfg.n_classes, *reversed(cfg.hidden), out_channels * h * w], cfg, decoder=True),
                 nn.Unflatten(1, (out_channels, h, w)))
         else:
             self.encoder_body = ConvEncoder(cfg)
             self.features = self.encoder_body.width
             self.decoder = ConvDecoder(cfg, out_channels)
+        if cfg.latent_below:
+            self.build_layer_below(cfg)
         # Gaussian: (mu, log sigma^2) per dimension; discrete latents: one logit per dimension.
-        self.encoder_head = nn.Linear(self.features, 2 * d if cfg.latent == "gaussian" else d)
+        self.encoder_head = nn.Linear(self.upper_features if cfg.latent_below else self.features,
+                                      2 * d if cfg.latent == "gaussian" else d)
         if shared_std:
             # held by the decoder, so whatever reads the decoder's parameters sees it too
             self.decoder.log_var = nn.Parameter(torch.zeros(()))
@@ -229,9 +247,44 @@ class VAE(nn.Module):
         self.register_buffer("prior_scale", torch.ones(d))
         initialize(self, cfg.init)
 
+    def build_layer_below(self, cfg: ModelConfig):
+        """Burda et al. (2016), sec. 5: x -> hidden -> z1 -> hidden_above -> z on the way up, q(z1|x) q(z|z1);
+        z -> reversed(hidden_above) -> z1 -> reversed(hidden) -> x on the way down, p(z) p(z1|z) p(x|z1). Every
+        stochastic layer is a diagonal Gaussian from (mu, log sigma^2)."""
+        d, d1 = cfg.latent_dim, cfg.latent_below
+        self.below_head = nn.Linear(self.features, 2 * d1)                      # q(z1|x)
+        self.encoder_above = mlp([d1, *cfg.hidden_above], cfg, last_act=bool(cfg.hidden_above))  # z1 -> features of q(z|z1)
+        self.upper_features = cfg.hidden_above[-1] if cfg.hidden_above else d1
+        self.decoder_above = mlp([d, *reversed(cfg.hidden_above), 2 * d1], cfg, decoder=True)    # p(z1|z)
+
     @property
     def latent_dim(self) -> int:
         return self.cfg.latent_dim
+
+    @property
+    def layered(self) -> bool:
+        """True for two stochastic layers: a code is then (z1, z), d1 + d numbers (layer_codes splits it)."""
+        return self.cfg.latent_below > 0
+
+    def layer_codes(self, code):
+        """A joint code (..., d1 + d) -> (z1, z)."""
+        return code[..., :self.cfg.latent_below], code[..., self.cfg.latent_below:]
+
+    def layer_below(self, z):
+        """p(z1|z), a diagonal Gaussian with batch shape (..., d1)."""
+        mu, logvar = self.decoder_above(z).chunk(2, dim=-1)
+        return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
+
+    def log_prior(self, z):
+        """log p(z) of codes (..., d): summed over dimensions; with a lower latent, log p(z1|z) + log p(z) of
+        joint codes (z1, z)."""
+        if not self.layered:
+            return as_event(self.prior()).log_prob(z)
+        z1, top = self.layer_codes(z)
+        shape = top.shape[:-1]
+        below = self.layer_below(top.reshape(-1, top.shape[-1]))
+        return (Independent(below, 1).log_prob(z1.reshape(-1, z1.shape[-1])).view(shape)
+                + Independent(self.prior(), 1).log_prob(top))
 
     def prior(self):
         """p(z): N(0, I); Bernoulli(1/2) per dimension; or uniform over the d categories."""
@@ -267,7 +320,18 @@ class VAE(nn.Module):
 
     def encode(self, x, y=None) -> Normal:
         """q(z|x) = N(mu(x), diag sigma^2(x)); batch shape (B, d) so KL can be read per dimension."""
+        if self.layered:
+            raise ConfigError("this model has two stochastic layers: q(z|x) is not one Gaussian; read its posterior "
+                              "(core.posterior.Layered) and train it with iwae (k = 1 is its ELBO)")
         return self.posterior(self.encoder_head(self.encode_features(x, y)))
+
+    def encode_below(self, x) -> Normal:
+        """q(z1|x) of a model with two stochastic layers."""
+        return self.posterior(self.below_head(self.encode_features(x)))
+
+    def encode_above(self, z1) -> Normal:
+        """q(z|z1) of a model with two stochastic layers."""
+        return self.posterior(self.encoder_head(self.encoder_above(z1)))
 
     def posterior(self, params):
         """Encoder-head output -> q(z|x): Normal from (mu, log sigma^2), with latent clipping when
@@ -284,8 +348,15 @@ class VAE(nn.Module):
         return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
 
     def decode(self, z, y=None) -> Independent:
-        """p(x|z), a distribution over whole images (event shape C x H x W)."""
-        out = self.decoder(self.with_label(z, y))
+        """p(x|z), a distribution over whole images (event shape C x H x W). With two stochastic layers, z is
+        a joint code (z1, z) and p(x|z1) is read; a code of the top layer alone goes through the mean of
+        p(z1|z), the picture Explore and the samples show."""
+        if self.layered:
+            z = self.layer_codes(z)[0] if z.shape[-1] == self.cfg.latent_below + self.latent_dim else self.layer_below(z).mean
+        return self.likelihood(self.decoder(self.with_label(z, y)))
+
+    def likelihood(self, out) -> Independent:
+        """The decoder's output -> p(x|z) over whole images."""
         if self.cfg.likelihood == "bernoulli":
             # Bernoulli on logits: log_prob is -BCE-with-logits, stable for any logit.
             return Independent(Bernoulli(logits=out, validate_args=False), 3)
@@ -331,6 +402,8 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x, y=None) -> torch.Tensor:
+        if self.layered:  # p(x|z1) at the mean of q(z1|x)
+            return self.likelihood(self.decoder(self.encode_below(x).mean)).base_dist.mean
         return self.mean_image(self.encode(x, y).mean, y)
 
 

@@ -179,6 +179,11 @@ TABLE = [
     # ---------------------------------------------------------------- model
     Opt("arch", "model", "an MLP or a convolutional network", "model.arch", choices=("mlp", "conv")),
     Opt("hidden", "model", "MLP widths, input side first", "model.hidden", "widths"),
+    Opt("latent_below", "model", "a second stochastic layer of this size between the image and the latent (0: none; "
+        "Burda et al.'s two-layer IWAE: --hidden 200,200 --latent-below 100 --hidden-above 100,100; iwae only)",
+        "model.latent_below", "int", low=0, limit="latent"),
+    Opt("hidden_above", "model", "with --latent-below: the MLP widths between it and the latent",
+        "model.hidden_above", "widths"),
     Opt("channels", "model", "conv widths, one per layer", "model.channels", "widths"),
     Opt("activation", "model", "the encoder's, and the decoder's unless --decoder-activation", "model.activation",
       choices=tuple(ACTIVATIONS)),

@@ -11,7 +11,7 @@ objective trained the model.
     q.marginals()                # per-dimension distributions q(z_d|x), batch shape (B, d)
     q.log_prob_matrix(z)         # (n, B)  log q(z_i | x_j) for n codes and every image j
 
-Three families:
+Four families:
   Factorized   the encoder's diagonal Gaussian, Bernoulli bits or one categorical (and SA-VAE's refined
                diagonal Gaussian): everything in closed form, the per-dimension KLs sum to the KL.
   Gaussian     a full-covariance Gaussian (the VLAE's Laplace posterior, a Householder flow, which maps a
@@ -20,6 +20,10 @@ Three families:
   Flow         a non-linear flow q_T (IAF): the KL and the mean are Monte Carlo estimates over z_T; the
                marginals are Gaussians fitted to draws of z_T, so their KLs are estimates too (and lower
                bounds on each true marginal's KL: a Gaussian has the most entropy for its variance).
+  Layered      two stochastic layers, q(z1|x) q(z|z1) (Burda et al. 2016): a code is the joint (z1, z), and
+               the KL, the entropy and the pairwise densities are of both layers; the mean, the marginals and
+               the per-dimension KL are of the top layer z, the one with the N(0, I) prior that Explore's
+               sliders move, as Monte Carlo estimates over draws.
 """
 from __future__ import annotations
 
@@ -242,3 +246,73 @@ class Flow(Posterior):
         """Fewer draws per image: the live rows' estimates are noisier than the diagnostics', and cheap."""
         return Flow(self.q0, self.h, self.flow, self.inverse, self.prior, LIVE_MC_SAMPLES)
 
+
+
+class Layered(Posterior):
+    """q(z1, z|x) = q(z1|x) q(z|z1) of a model with two stochastic layers (core.models, latent_below). sample()
+    gives joint codes (z1, z), (k, B, d1 + d), scored against the model's joint prior p(z) p(z1|z). Draws come
+    from torch's global stream: callers seed it."""
+    exact = False
+    per_dim = (f"the top layer's KL(q(z|z1) || N(0, I)) per dimension, averaged over draws of z1 ~ q(z1|x) ({MC_SAMPLES} "
+               f"per image); the lower layer's share of the KL is not split by dimension, so they sum to less than the KL")
+    per_dim_sums_to_kl = False
+
+    def __init__(self, network, below: Normal, samples: int = MC_SAMPLES):
+        super().__init__(network.prior())
+        self.network, self.below, self.samples = network, below, samples
+        self._draws = None
+
+    @classmethod
+    def of(cls, network, x) -> "Layered":
+        return cls(network, network.encode_below(x))
+
+    @property
+    def batch(self) -> int:
+        return self.below.loc.shape[0]
+
+    def sample(self, k: int = 1):
+        return self.sample_with_above(k)[:2]
+
+    def sample_with_above(self, k: int):
+        """(joint codes, log q(z1, z|x), q(z|z1) of each draw): (k, B, d1 + d), (k, B), batch (k, B, d)."""
+        z1 = self.below.rsample((k,))
+        above = self.network.encode_above(z1)
+        z = above.rsample()
+        log_q = Independent(self.below, 1).log_prob(z1) + Independent(above, 1).log_prob(z)
+        return torch.cat([z1, z], -1), log_q, above
+
+    def draws(self):
+        if self._draws is None:
+            self._draws = self.sample_with_above(self.samples)
+        return self._draws
+
+    @property
+    def mean(self):
+        return self.network.layer_codes(self.draws()[0])[1].mean(0)
+
+    def marginals(self):
+        z = self.network.layer_codes(self.draws()[0])[1]
+        return Normal(z.mean(0), z.std(0).clamp(min=1e-6), validate_args=False)
+
+    def kl_per_dim(self):
+        above = self.draws()[2]
+        return kl_divergence(above, self.prior.expand(above.batch_shape)).mean(0)
+
+    def kl(self):
+        z, log_q, _ = self.draws()
+        return (log_q - self.network.log_prior(z)).mean(0)
+
+    def expected_log_q(self):
+        return self.draws()[1].mean(0)
+
+    def log_prob_matrix(self, z):
+        z1, top = self.network.layer_codes(z)
+        return pairwise_log_density(self.below, z1) + Independent(self.network.encode_above(z1), 1).log_prob(top)[:, None]
+
+    def for_pairs(self, n: int) -> "Layered":
+        if self.batch <= n:
+            return self
+        return Layered(self.network, Normal(self.below.loc[:n], self.below.scale[:n], validate_args=False), self.samples)
+
+    def for_live(self) -> "Layered":
+        return Layered(self.network, self.below, LIVE_MC_SAMPLES)

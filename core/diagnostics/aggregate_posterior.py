@@ -47,6 +47,9 @@ def aggregate_posterior(model, data, n: int = 1000, bins: int = 40, seed: int = 
     if bundle.network.cfg.latent == "categorical":
         raise ConfigError("the aggregate posterior per dimension is for Gaussian or bit latents; "
                           "for a categorical latent use code-usage")
+    if getattr(bundle.network, "layered", False):
+        raise ConfigError("the aggregate posterior per dimension needs q(z|x) of the top layer, which a model with "
+                          "two stochastic layers has only as an integral over z1; not computed for it")
     x, y = held_out(bundle, data, n, seed)
     with sampling(x.device, seed):
         q = bundle.posterior(x, y)

@@ -1,3 +1,4 @@
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -45,17 +46,20 @@ def collapse(model, data, n: int = 1000, au_threshold: float = AU_THRESHOLD, kl_
     bundle = as_bundle(model)
     kls, au = kl(bundle, data, n), active_units(bundle, data, n, au_threshold)
     mi, reliance = mutual_information(bundle, data, n), decoder_reliance(bundle, data, n)
-    cost = [reliance.posterior - z for z in reliance.zeroed]
+    cost = [reliance.posterior - z for z in reliance.zeroed] or [math.nan] * len(kls.per_dim)
     verdicts, flags = [], []
+    if not reliance.zeroed:
+        flags.append("two stochastic layers: the decoder reads z1, so zeroing a top dimension is not measured; the "
+                     "verdicts are the encoder's view alone")
     for d, (k, v, c) in enumerate(zip(kls.per_dim, au.variances, cost)):
-        encoder_uses, decoder_uses = v > au_threshold, c > reliance_threshold
+        encoder_uses, decoder_uses = v > au_threshold, c > reliance_threshold or math.isnan(c)
         verdicts.append("collapsed" if not encoder_uses else "active" if decoder_uses else "unused by decoder")
         if encoder_uses and not decoder_uses:
             flags.append(f"z{d}: AU counts it active (Var {v:.3g}), but zeroing it costs the decoder only {c:.3g} nats")
         if not encoder_uses and k > kl_threshold:
             flags.append(f"z{d}: KL {k:.3g} nats spent, but E_q[z{d}] barely varies with x (Var {v:.3g}): "
                          "the KL buys no information")
-        if not encoder_uses and decoder_uses:
+        if not encoder_uses and decoder_uses and not math.isnan(c):
             flags.append(f"z{d}: carries no information, yet zeroing it costs {c:.3g} nats: the decoder relies "
                          "on its constant value")
     if mi.at_ceiling:

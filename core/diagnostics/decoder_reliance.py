@@ -30,12 +30,16 @@ def decoder_reliance(model, data, n: int = 1000, seed: int = 0) -> DecoderRelian
         z = bundle.posterior(x, y).sample(1)[0][0].detach()
         shuffled = z[torch.randperm(len(z), device=z.device)]
         prior = bundle.network.prior().sample((len(z),))
+        if layered := getattr(bundle.network, "layered", False):  # a joint draw (z1, z) ~ p(z1|z) p(z)
+            prior = torch.cat([bundle.network.layer_below(prior).sample(), prior], -1)
 
     def score(codes):
         return bundle.network.decode(codes, y).log_prob(x).mean().item()
 
+    # With two stochastic layers the decoder reads z1 only, so zeroing a top dimension would change nothing
+    # it sees: the per-dimension view is left empty (core.diagnostics.collapse says so).
     zeroed = []
-    for d in range(z.shape[1]):
+    for d in range(0 if layered else z.shape[1]):
         cut = z.clone()
         cut[:, d] = 0
         zeroed.append(score(cut))

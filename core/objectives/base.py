@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from .. import limits
 from ..errors import ConfigError
-from ..posterior import Factorized, Flow, Posterior, as_event, kl_per_dim
+from ..posterior import Factorized, Flow, Layered, Posterior, as_event, kl_per_dim
 from ..registry import Registry
 
 OBJECTIVES = Registry("objective")
@@ -95,7 +95,10 @@ class Objective(nn.Module):
     def posterior(self, model, x, y=None) -> Posterior:
         """This objective's posterior q(z|x) for a batch (core.posterior): what every diagnostic, the
         evaluation and the pages read. Default: the encoder's factorized q. Objectives that refine or
-        transform q (flows, SA-VAE, VLAE) override it, so a diagnostic never needs to know which did."""
+        transform q (flows, SA-VAE, VLAE) override it, so a diagnostic never needs to know which did. A
+        model with two stochastic layers has its own (core.posterior.Layered)."""
+        if getattr(model, "layered", False):
+            return Layered.of(model, x)
         return Factorized(model.encode(x, y), model.prior())
 
     def configure_model(self, cfg, info):
@@ -155,7 +158,8 @@ def log_weights(model, x, y, z, log_q):
     log w = log p(x|z) + log p(z) - log q(z|x). Returns log w and log p(x|z), both (k, B).
     All k*B images go through the decoder as one batch."""
     log_px = decode_log_prob(model, x, y, z)
-    return log_px + as_event(model.prior()).log_prob(z) - log_q, log_px
+    log_prior = model.log_prior(z) if getattr(model, "layered", False) else as_event(model.prior()).log_prob(z)
+    return log_px + log_prior - log_q, log_px
 
 
 def decode_log_prob(model, x, y, z):

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from ..posterior import as_event, draw, kl_per_dim
+from ..posterior import Layered, as_event, draw, kl_per_dim
 from .base import Knob, Objective, Output, log_weights, register, shared_terms
 
 
@@ -15,6 +15,11 @@ class IWAE(Objective):
     L_1 is the ELBO, L_k >= L_{k-1} in expectation, and L_k -> log p(x) as k grows. The mean is taken
     with logsumexp, so log-weights of -1e4 do not underflow. beta != 1 scales log p(z) - log q(z|x)
     inside each weight (beta = 1 is the paper's bound). Reported 'kl' is the closed-form KL of q.
+
+    A model with two stochastic layers (latent_below; Burda et al.'s sec. 5) is trained on the same bound
+    with joint samples (z1, z) ~ q(z1|x) q(z|z1) and log p(x, z1, z) = log p(x|z1) + log p(z1|z) + log p(z);
+    its 'kl' is then the one-sample estimate E_q[log q - log p] of both layers, and 'kl_per_dim' the top
+    layer's KL(q(z|z1) || N(0, I)) per dimension at the drawn z1.
     """
     paper = "Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders, ICLR 2016, eq. 8"
     equation = (r"\mathcal{L}_k(x) = \mathbb{E}_{z_{1..k}\sim q(z|x)}\Big[\log \frac{1}{k}\sum_{i=1}^{k}"
@@ -22,6 +27,8 @@ class IWAE(Objective):
     knobs = {"k": Knob(5, "importance samples per image; 1 is the ELBO (the seed uses 5 and 50)", min=1, limit="k")}
 
     def forward(self, model, x, y=None, step=0):
+        if getattr(model, "layered", False):
+            return self.layered(model, x, y)
         q = model.encode(x, y)
         log_w, log_px = log_weights(model, x, y, *draw(as_event(q), self.k))
         if self.beta != 1:
@@ -29,3 +36,13 @@ class IWAE(Objective):
         bound = (torch.logsumexp(log_w, dim=0) - math.log(self.k)).mean()
         kl = kl_per_dim(q, model.prior())
         return Output(-bound, shared_terms(-log_px, kl) | {"iwae_bound": bound})
+
+    def layered(self, model, x, y):
+        z, log_q, above = Layered.of(model, x).sample_with_above(self.k)
+        log_w, log_px = log_weights(model, x, y, z, log_q)
+        if self.beta != 1:
+            log_w = log_px + self.beta * (log_w - log_px)
+        bound = (torch.logsumexp(log_w, dim=0) - math.log(self.k)).mean()
+        per_dim = kl_per_dim(above, model.prior()).mean(0)  # (B, d): the top layer's, at the drawn z1
+        return Output(-bound, {"recon": -log_px.mean(), "kl": (log_px - log_w).mean(),
+                               "kl_per_dim": per_dim.mean(0), "iwae_bound": bound})
