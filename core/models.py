@@ -57,7 +57,7 @@ class ModelConfig:
     decoder_strides: tuple[int, ...] = ()      # their strides; (): the encoder's, reversed
     latent_below: int = 0                      # > 0: a second stochastic layer z1 of this size between x and the latent
                                                # z (Burda et al. 2016's two-layer IWAE); `hidden` sits between x and z1
-    hidden_above: tuple[int, ...] = ()         # with latent_below: the widths between z1 and z (decoder: reversed)
+    hidden_above: tuple[int, ...] = ()         # with latent_below: the widths between z1 and z (decoder: reversed); unused without
     decoder_variance: str = "softplus"         # learned Gaussian std: "softplus" (std = softplus + 0.01), or
                                                # "tanh" (log sigma^2 = tanh, so sigma^2 in (1/e, e): seed "Improving VAEs", sec. 4.1), or
                                                # "shared": one learned log sigma^2 for every pixel, from 0 (the VLAE authors' code)
@@ -107,7 +107,6 @@ class ModelConfig:
             (len(self.decoder_strides) == len(self.decoder_channels),
              "give the decoder's channels and strides together, one stride per layer"),
             (self.latent_below >= 0, "the lower latent's size must be >= 0"),
-            (self.latent_below or not self.hidden_above, "hidden_above needs a lower latent (latent_below > 0)"),
             (not self.latent_below or (self.arch == "mlp" and self.latent == "gaussian" and not self.n_classes
                                        and not self.latent_clip and not self.batch_norm),
              "two stochastic layers (latent_below) need an MLP with Gaussian latents, no labels, no latent clipping "

@@ -66,11 +66,24 @@ PAPER_TABLE1 = {  # seed 002, Table 1, nats per test image
 }
 
 
+EARLIER = {"IWAE, one stochastic layer": "IWAE"}  # our rows beside the paper's (improving_vaes_table1.py), and whose paper row they read
+TABLE1_ROWS = {**{row: row for row in PAPER_TABLE1}, **EARLIER}
+
+
+def table1_order() -> list[str]:
+    """The paper's rows, each of ours after the one it reads."""
+    rows = []
+    for row in PAPER_TABLE1:
+        rows += [row] + [ours for ours, paper in EARLIER.items() if paper == row]
+    return rows
+
+
 @table
 def improving_vaes_table1() -> str:
     done = cells("improving_vaes_table1")
     body = []
-    for row, paper in PAPER_TABLE1.items():
+    for row in table1_order():
+        paper = PAPER_TABLE1[TABLE1_ROWS[row]]
         if row == "VAE original":
             body.append([row] + [f"{p:.2f}" for p in paper])
             continue
@@ -86,7 +99,7 @@ def improving_vaes_table1() -> str:
 def improving_vaes_table1_iw50() -> str:
     done = cells("improving_vaes_table1")
     body = [[row] + [f"{done[f'{row} z={z}']['iw50']:.2f}" if f"{row} z={z}" in done else "–" for z in LATENTS]
-            for row in PAPER_TABLE1 if row != "VAE original"]
+            for row in table1_order() if row != "VAE original"]
     return rows(["model"] + [f"z={z}" for z in LATENTS], body)
 
 
@@ -337,9 +350,11 @@ def paper_iwae_below_its_vae() -> str:
 @claim
 def table1_rows_losing_past_z20() -> str:
     t = cells("improving_vaes_table1")
-    change = {r: t[f"{r} z=20"]["ours"] - t[f"{r} z=200"]["ours"] for r in PAPER_TABLE1 if r != "VAE original"}
+    change = {r: t[f"{r} z=20"]["ours"] - t[f"{r} z=200"]["ours"] for r in table1_order()
+              if f"{r} z=20" in t and f"{r} z=200" in t}
     lose = [v for v in change.values() if v > 0]
-    return f"Of our seven trained rows, {WORDS[len(lose)]} lose from z = 20 to 200 (by {min(lose):.1f} to {max(lose):.0f} nats)"
+    return (f"Of our {WORDS[len(change)]} trained rows, {WORDS[len(lose)]} lose from z = 20 to 200 "
+            f"(by {min(lose):.1f} to {max(lose):.0f} nats)")
 
 
 @claim

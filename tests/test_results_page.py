@@ -28,7 +28,7 @@ def test_a_changed_result_is_caught(monkeypatch):
     def edited(name):
         out = real(name)
         if name == "improving_vaes_table1":
-            out = {**out, "IWAE z=200": {**out["IWAE z=200"], "ours": -99.0, "iw50": -99.0}}
+            out = {**out, "VAE CNN z=200": {**out["VAE CNN z=200"], "ours": -200.0, "iw50": -200.0}}
         return out
 
     monkeypatch.setattr(tables, "cells", edited)

@@ -55,6 +55,8 @@ def network(config, batch_norm: bool = True) -> dict:
     model["decoder_activation"] = model["decoder_activation"] or model["activation"]
     for key in CONV_ONLY if model["arch"] == "mlp" else ("hidden",):
         del model[key]
+    if not model["latent_below"]:
+        del model["hidden_above"]  # read only by a second stochastic layer
     if not batch_norm:
         del model["batch_norm"]
     return d
@@ -128,7 +130,8 @@ def test_table1_networks_are_the_papers():
             assert model["batch_norm"] and c["optimizer"] == "adam" and tuple(c["betas"]) == (0.9, 0.99)
             assert c["lr"] == (1e-3 if t.axes["latent"] == 200 else 1e-2)
         elif c["objective"] == "iwae":
-            assert tuple(model["hidden"]) == (200, 100) and model["activation"] == "tanh"
+            assert tuple(model["hidden"]) == (200, 200) and model["activation"] == "tanh"
+            assert model["latent_below"] == 100 and tuple(model["hidden_above"]) == (100, 100)  # Burda et al.'s App. C
             assert c["settings"]["k"] == 50 and c["optimizer"] == "adam" and c["lr"] == 1e-3
             assert tuple(c["betas"]) == (0.9, 0.999)
         elif model["activation"] == "tanh":  # VAE implementation, beta-VAE: Adagrad
