@@ -438,6 +438,26 @@ def cnn_bvae_kl() -> str:
     return f"from epoch 4 on its KL is {min(kl):.3f} to {max(kl):.3f} nats"
 
 
+def ratios_from_step_10(key: str) -> list[float]:
+    return [number(g["ratio"]) for g in cells("vlae_init")[key]["gradient_sources"] if g["step"] >= 10]
+
+
+@claim
+def vlae_init_ratio_at_authors_scale() -> str:
+    calm = [r for key in ("recipe (authors' code), pixel RMS", "normalization only, pixel RMS") for r in ratios_from_step_10(key)]
+    peak = max(ratios_from_step_10("recipe (as worded), pixel RMS"))
+    end = [cells("vlae_init")[key]["gradient_sources"][-1]["ratio"] for key in VLAE_INIT_ROWS.values() if "pixel RMS" in key]
+    return (f"scale it stays between {min(calm):.1f} and {max(calm):.1f} from step 10 on (the init as worded peaks at "
+            f"{peak:.1f} in the first steps)\n  and is {min(end):.2f} to {max(end):.2f} at step 2,000")
+
+
+@claim
+def vlae_init_ratio_at_old_scale() -> str:
+    old = [r for key in ("recipe (as worded)", "recipe (authors' code)", "normalization only")
+           for r in ratios_from_step_10(key) if math.isfinite(r)]
+    return f"step 10 on stays between {min(old):.1f} and {max(old):,.0f}"
+
+
 # ---------------------------------------------------------------- the page
 
 def render(text: str) -> str:
