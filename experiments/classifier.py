@@ -6,6 +6,10 @@ latent holds without shaping it. The codes are draws z ~ q(z|x), the latent vari
 """
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -49,3 +53,35 @@ class LatentClassifier(nn.Module):
         right = sum((self.net(self.codes(network, xb)).argmax(1) == yb).sum().item()
                     for xb, yb in zip(x.split(batch_size), y.split(batch_size)))
         return right / len(x)
+
+    def save(self, path: Path, step: int, **streams: torch.Generator):
+        """Its weights, its optimizer's state and the random streams it draws from, at `step`, written
+        atomically beside the VAE's resumable checkpoint (safetensors: nothing is unpickled)."""
+        from safetensors.torch import save_file
+
+        from core import weights
+        tensors, groups = weights.optimizer_tensors(self.optimizer)
+        tensors |= {f"net.{k}": v.detach().clone().contiguous() for k, v in self.net.state_dict().items()}
+        tensors |= {f"stream.{k}": g.get_state() for k, g in {"codes": self.generator, **streams}.items()}
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, tmp, metadata={"step": str(step), "groups": json.dumps(groups)})
+        os.replace(tmp, path)
+
+    def restore(self, path: Path, step: int, **streams: torch.Generator) -> bool:
+        """Take back what save() wrote at `step`; False (nothing changed) when the file is missing or of
+        another step."""
+        from safetensors import safe_open
+
+        from core import weights
+        if not path.exists():
+            return False
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("step") != str(step):
+                return False
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        weights.load_optimizer(self.optimizer, tensors, json.loads(meta["groups"]))
+        for name, g in {"codes": self.generator, **streams}.items():
+            g.set_state(tensors[f"stream.{name}"])
+        return True

@@ -27,7 +27,10 @@ import time
 import torch
 
 from classifier import LatentClassifier
-from common import Cells, keep, train
+from common import Cells, advance, asked, done, keep, resume_path, resumed
+
+from core import checkpoint
+from core.engine import Trainer
 
 from core import data as datasets
 from core.config import RunConfig
@@ -50,25 +53,44 @@ def run(table: str, name: str, label: str, objective: str, settings: dict, steps
                        batch_size=64, lr=1e-4)
     classifier = LatentClassifier(TABLE4.latent_dim, data.info.n_classes, lr=1e-4)
     order = torch.Generator().manual_seed(1)
-    accuracy = []
+    # A run saves where it would resume from every 2 minutes: the VAE (with its history of accuracies) and,
+    # beside it, the classifier with both its random streams, so a resumed run goes on exactly.
+    resume = resume_path(table, f"{name} {label}")
+    beside = resume.with_name(resume.name + ".classifier.safetensors")
+    t = resumed(resume, config, data)
+    accuracy = checkpoint.read_sidecar(checkpoint.paths(resume)[1]).get("accuracy", []) if t else []
+    if t is not None and (len(accuracy) != t.step_count or not classifier.restore(beside, t.step_count, order=order)):
+        print(f"{resume.name}: the classifier's state is not of step {t.step_count}; the run starts again")
+        t, accuracy = None, []
+    t = t or Trainer(config, data, live_every=0)
+    saved = time.monotonic()
 
     def classifier_step(trainer):
+        nonlocal saved
         idx = torch.randint(len(data.train_x), (64,), generator=order)
         accuracy.append(classifier.update(trainer.model, data.train_x[idx], data.train_y[idx])[1])
+        if time.monotonic() - saved > 120:
+            trainer.save(resume, resumable=True, asked=asked(config), accuracy=accuracy)
+            classifier.save(beside, trainer.step_count, order=order)
+            saved = time.monotonic()
 
-    t = train(config, data, steps, f"{name} {label}", after_step=classifier_step)
+    advance(t, steps - t.step_count, f"{name} {label}", classifier_step)
     keep(t, table, f"{name} {label}")
+    done(resume)
+    beside.unlink(missing_ok=True)
     bundle = t.snapshot()
     start = time.perf_counter()
     ev = evaluate(bundle, data)
     mse_constant = 0.5 * math.log(math.pi) * math.prod(data.info.shape)
     curves = {key: [] for key in ("mse", "kl", "classifier_accuracy", "mu_regularizer")}
-    for i in range(0, len(t.history), CURVE_EVERY):
-        rows = t.history[i:i + CURVE_EVERY]
+    for i in range(0, t.step_count, CURVE_EVERY):
+        # by step: a resumed run's history before its last save is thinned (the mean of the rows kept)
+        rows = [r for r in t.history if i < r["step"] <= i + CURVE_EVERY]
         mean = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
         curves["mse"].append(round(mean("recon") - mse_constant, 3))
         curves["kl"].append(round(mean("kl"), 3))
-        curves["classifier_accuracy"].append(round(sum(accuracy[i:i + CURVE_EVERY]) / len(rows), 4))
+        window = accuracy[i:i + CURVE_EVERY]
+        curves["classifier_accuracy"].append(round(sum(window) / len(window), 4))
         if "mu_regularizer" in rows[0]:
             curves["mu_regularizer"].append(round(mean("mu_regularizer"), 3))
     return {"joint": round(100 * classifier.accuracy(bundle.network, data.test_x, data.test_y), 2),

@@ -28,3 +28,26 @@ def test_classifier_and_vae_updates_leave_each_other_untouched(digits):
     trainer.step(3)
     assert all(torch.equal(a, b) for a, b in zip(kept, classifier.parameters()))
     assert 0.0 <= classifier.accuracy(trainer.model, digits.test_x, digits.test_y) <= 1.0
+
+
+def test_a_saved_classifier_goes_on_exactly_as_one_that_never_stopped(digits, tmp_path):
+    """The mu-VAE reproduction resumes a stopped run: weights, Adam's state and both random streams."""
+    trainer = Trainer(small_config(model=ModelConfig(hidden=(32,), latent_dim=3)), digits, live_every=0)
+    x, y = digits.train_x, digits.train_y
+
+    def steps(c, order, n):
+        for _ in range(n):
+            idx = torch.randint(len(x), (32,), generator=order)
+            c.update(trainer.model, x[idx], y[idx])
+
+    torch.manual_seed(0)
+    a, order_a = LatentClassifier(3, 10, width=16, lr=1e-3), torch.Generator().manual_seed(1)
+    steps(a, order_a, 5)
+    a.save(tmp_path / "c.safetensors", 5, order=order_a)
+    steps(a, order_a, 5)
+    torch.manual_seed(9)  # another start: everything must come from the file
+    b, order_b = LatentClassifier(3, 10, width=16, lr=1e-3, seed=4), torch.Generator().manual_seed(2)
+    assert not b.restore(tmp_path / "c.safetensors", 6, order=order_b)  # another step: refused, nothing changed
+    assert b.restore(tmp_path / "c.safetensors", 5, order=order_b)
+    steps(b, order_b, 5)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
