@@ -95,6 +95,8 @@ def decoder_program(network, y=None, data=None) -> DecoderProgram | None:
     cfg = network.cfg
     if cfg.arch != "mlp" or not isinstance(getattr(network, "decoder", None), torch.nn.Sequential):
         return None  # a conv decoder, or a user's own module
+    if getattr(network, "layered", False):
+        return None  # the sliders' z reaches the decoder through p(z1|z): decoded on the server
     layers = []
     for m in network.decoder[0]:
         if isinstance(m, torch.nn.Linear):

@@ -124,6 +124,9 @@ def test_the_posterior_views_agree_and_the_top_layer_is_what_the_sliders_move():
         assert torch.equal(m.mean_image(top), m.decode(torch.cat([m.layer_below(top).mean, top], -1)).base_dist.mean)
     with pytest.raises(ConfigError, match="two stochastic layers"):
         m.encode(x)
+    from core import explore
+    assert explore.decoder_program(m) is None  # the browser's own decoder reads z1, not the sliders' z
+    assert explore.traversal(m, [0.0, 0.0, 0.0], [1], [-1.0, 1.0]).shape == (2, 1, 8, 8)
 
 
 def test_iwae_trains_two_layers_and_k_1_is_their_elbo():
