@@ -17,6 +17,7 @@ from conftest import APP, ROOT, needs_shared, session_runs, small_config, train
 from core import checkpoint, explore, pictures
 from core import data as datasets
 from core.engine import Trainer
+from core.models import ModelConfig
 from dashboard import live_charts, plots, state
 from dashboard.lessons import LESSONS
 
@@ -753,3 +754,20 @@ def test_a_running_sweep_says_so_and_shows_its_pending_trials(app, tmp_path):
     (folder / "progress.json").write_text(json.dumps({"finished": True, "updated": time.time()}))
     app.run()
     assert "**running**" not in " ".join(c.value for c in app.caption)
+
+
+def test_a_model_with_two_stochastic_layers_opens_in_explore_and_the_latent_map(app, tmp_path, digits):
+    """Seed 002's IWAE: the sliders move the top layer, decoded on the server through p(z1|z)."""
+    config = small_config(objective="iwae", settings={"k": 3},
+                          model=ModelConfig(hidden=(32,), latent_below=6, hidden_above=(16,), latent_dim=3))
+    t = Trainer(config, digits)
+    t.step(5)
+    t.save(tmp_path / "two-layers")
+    app.switch_page("views/explore.py").run()
+    app.selectbox(key="source").set_value("file: two-layers").run()
+    assert not app.exception and not app.error
+    data = pad(app)
+    assert len(data["dims"]) == 3 and data["program"] is None and data["image"].startswith("data:image/png")
+    app.switch_page("views/latent_map.py").run()
+    app.selectbox(key="source").set_value("file: two-layers").run()
+    assert not app.exception and not app.error and app.get("vega_lite_chart")
