@@ -31,6 +31,7 @@ from core import checkpoint  # noqa: E402
 from core import data as datasets  # noqa: E402
 from core.config import RunConfig  # noqa: E402
 from core.data import DataSpec  # noqa: E402
+from core.diagnostics import DIAGNOSTICS  # noqa: E402
 from core.evaluate import importance_weighted_bound  # noqa: E402
 from dashboard.plots import image_grid  # noqa: E402
 
@@ -57,6 +58,15 @@ def spec_and_model(label, normalize=NORMALIZE):
 
 def saved_model(label, table=TABLE):
     return model_path(*SAME_AS[label]) if label in SAME_AS else model_path(table, label)
+
+
+def usage(label, table, normalize) -> dict:
+    """Whether the saved model uses its code: active units and KL of its own posterior on 1,000 test images."""
+    bundle = checkpoint.load(saved_model(label, table))
+    data = datasets.load(spec_and_model(label, normalize)[0])
+    kl = DIAGNOSTICS.get("kl")(bundle, data)
+    return {"kl": kl.total, "active_units": DIAGNOSTICS.get("active-units")(bundle, data).count,
+            "decoder_log_var": bundle.network.decoder.log_var.item()}
 
 
 def figures(cells, table, normalize, suffix=""):
@@ -120,6 +130,8 @@ def main():
                               "steps": t.step_count, "diverged": t.diverged})
         if label not in cells:
             continue
+        if label not in SAME_AS and "active_units" not in cells[label] and checkpoint.paths(saved_model(label, args.name))[1].exists():
+            cells.put(label, {**cells[label], **usage(label, args.name, args.normalize)})
         r = cells[label]
         print(f"{label:18s} IW-100 NLL {r['nll']:9.2f}  ELBO {r['elbo']:9.2f}  ({r['train_seconds']:.0f} s)", flush=True)
     figures(cells, args.name, args.normalize, "" if args.name == TABLE else args.name.removeprefix(TABLE))
