@@ -768,6 +768,7 @@ def test_a_model_with_two_stochastic_layers_opens_in_explore_and_the_latent_map(
     assert not app.exception and not app.error
     data = pad(app)
     assert len(data["dims"]) == 3 and data["program"] is None and data["image"].startswith("data:image/png")
+    assert any("the sliders set the top layer z" in c.value for c in app.caption)
     app.switch_page("views/latent_map.py").run()
     app.selectbox(key="source").set_value("file: two-layers").run()
     assert not app.exception and not app.error and app.get("vega_lite_chart")

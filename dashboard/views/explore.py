@@ -83,6 +83,10 @@ def slider_panel():
         pad_key = model_state(bundle, f"pad-{st.session_state.get(pad_version, 0)}")
         code, image = latent_pad(bundle, ranges, start or [0.0] * bundle.latent_dim, hide, y, data, decoded,
                                  pad_key, in_browser=st.query_params.get("decode") != "server")
+        if getattr(network, "layered", False):
+            st.caption(f"Two stochastic layers: the sliders set the top layer z ({bundle.latent_dim} numbers); the "
+                       f"picture is p(x | z1) at the mean of p(z1 | z), the {network.cfg.latent_below}-number layer "
+                       "below, so it is decoded on the server.")
     else:
         left, right = st.columns([3, 2])
         with left:
