@@ -75,6 +75,29 @@ def resumed(path: Path, config: RunConfig, data) -> Trainer | None:
     return trainer
 
 
+def kept(table: str, key: str, config: RunConfig, steps: int, data):
+    """The model keep() saved for this cell, if it is this config trained for `steps` steps: (its bundle, its
+    training seconds), else None. A cell whose result was lost but whose model is kept is measured again from
+    the model, not trained again."""
+    from core import checkpoint
+    from core.errors import LabError
+    path = model_path(table, key)
+    try:
+        meta = checkpoint.read_sidecar(checkpoint.paths(path)[1])
+        if meta.get("step") != steps or not same_settings(with_knobs(meta["config"]),
+                                                           with_knobs(asked(Trainer(config, data, live_every=0).config))):
+            return None
+        return checkpoint.load(path), meta["history"][-1]["seconds"]
+    except (LabError, KeyError, IndexError):
+        return None
+
+
+def with_knobs(config: dict) -> dict:
+    """A config dict with every knob of its objective spelled out (a checkpoint stores them all)."""
+    from core.objectives import build
+    return {**config, "settings": build(config["objective"], config["settings"]).settings()}
+
+
 def resume_path(table: str, key: str) -> Path:
     return model_path(table, key).with_name(model_path(table, key).name + ".partial")
 
@@ -130,10 +153,11 @@ class Cells:
         settings = json.loads(json.dumps(settings))  # as the file holds them: tuples are lists there
         self.path = RESULTS / f"{name}.json"
         old = json.loads(self.path.read_text()) if self.path.exists() else {}
-        if old.get("settings", settings) != settings:
+        if not same_settings(old.get("settings", settings), settings):
             print(f"{self.path.name}: the settings changed, so its cells are measured again", file=sys.stderr)
             old = {}
-        self.payload = {"settings": settings, "cells": old.get("cells", {})}
+        # The file's settings are kept when they differ only by model fields added since: same cells, same table.
+        self.payload = {"settings": old.get("settings", settings), "cells": old.get("cells", {})}
 
     def __contains__(self, key: str) -> bool:
         return key in self.payload["cells"]
@@ -146,7 +170,7 @@ class Cells:
         if self.path.exists():
             with contextlib.suppress(ValueError, OSError):
                 now = json.loads(self.path.read_text())
-                if now.get("settings") == self.payload["settings"]:
+                if same_settings(now.get("settings"), self.payload["settings"]):
                     self.payload["cells"] = {**now.get("cells", {}), **self.payload["cells"]}
         self.payload["cells"][key] = json_safe(value)
         self.payload.update(torch=torch.__version__, threads=torch.get_num_threads(), date=time.strftime("%Y-%m-%d"))
@@ -154,6 +178,19 @@ class Cells:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.payload, indent=1))
         tmp.replace(self.path)
+
+
+def same_settings(old, new) -> bool:
+    """A table's settings as its file holds them against the script's: equal, or equal but for model fields
+    added to ModelConfig since the file was written, at their defaults (a new model option must not void
+    every table whose settings name the network)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        from core.models import ModelConfig
+        defaults = json.loads(json.dumps(ModelConfig().to_dict()))
+        return all(same_settings(old[k], new[k]) if k in old and k in new else
+                   (k in defaults and (old.get(k, new.get(k)) == defaults[k]))
+                   for k in set(old) | set(new))
+    return old == new
 
 
 def save_figure(fig, name: str, dpi: int = 80):

@@ -24,7 +24,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from common import RESULTS, Cells, done, keep, model_path, resume_path, save_figure, train  # noqa: E402
+from common import RESULTS, Cells, done, keep, kept, model_path, resume_path, save_figure, train  # noqa: E402
 from vlae_nll import NETWORK  # noqa: E402
 
 from core import checkpoint  # noqa: E402
@@ -119,15 +119,20 @@ def main():
             data = datasets.load(spec)
             config = RunConfig(data=spec, model=model, objective="vlae",
                                settings={"mode_steps": 4}, lr=5e-4)
-            resume = resume_path(args.name, label)
-            t = train(config, data, args.steps, label, resume=resume)
-            bound = importance_weighted_bound(t.snapshot(), data, k=100, n=1000, chunk=25)
-            keep(t, args.name, label)
-            done(resume)
+            found = kept(args.name, label, config, args.steps, data)
+            if found:
+                bundle, seconds, diverged = *found, None
+            else:
+                resume = resume_path(args.name, label)
+                t = train(config, data, args.steps, label, resume=resume)
+                keep(t, args.name, label)
+                done(resume)
+                bundle, seconds, diverged = t.snapshot(), t.seconds, t.diverged
+            bound = importance_weighted_bound(bundle, data, k=100, n=1000, chunk=25)
             pixels = data.info.shape[0] * data.info.shape[1] * data.info.shape[2]
             cells.put(label, {"nll": -bound.iwae, "elbo": bound.elbo, "scale": data.scale,
-                              "pixel_units_offset": pixels * math.log(data.scale), "train_seconds": t.seconds,
-                              "steps": t.step_count, "diverged": t.diverged})
+                              "pixel_units_offset": pixels * math.log(data.scale), "train_seconds": seconds,
+                              "steps": args.steps, "diverged": diverged})
         if label not in cells:
             continue
         if label not in SAME_AS and "active_units" not in cells[label] and checkpoint.paths(saved_model(label, args.name))[1].exists():
