@@ -1,5 +1,6 @@
 """docs/results.md quotes the experiments' results: every table on it is written by experiments/tables.py from
 experiments/results/*.json, and the numbers its sentences quote are checked the same way (tables.CLAIMS)."""
+import json
 import sys
 from pathlib import Path
 
@@ -40,3 +41,15 @@ def test_a_changed_result_is_caught(monkeypatch):
 def test_a_table_the_script_does_not_know_is_refused():
     with pytest.raises(KeyError, match="nope"):
         tables.render("<!-- table: nope -->\n| a |\n<!-- /table -->")
+
+
+def test_a_new_model_field_at_its_default_keeps_a_tables_cells():
+    """Adding a ModelConfig field must not void every table whose settings name the network; changing one must."""
+    import common
+    from core.models import ModelConfig
+    network = ModelConfig(hidden=(500, 500)).to_dict()
+    written = {"steps": 1000, "network": {k: v for k, v in network.items() if k not in ("latent_below", "hidden_above")}}
+    now = json.loads(json.dumps({"steps": 1000, "network": network}))
+    assert common.same_settings(json.loads(json.dumps(written)), now)
+    assert not common.same_settings(json.loads(json.dumps(written)), {**now, "network": {**now["network"], "latent_below": 4}})
+    assert not common.same_settings(json.loads(json.dumps(written)), {**now, "steps": 999})
