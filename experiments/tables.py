@@ -526,6 +526,58 @@ def vlae_gaussian_uses_its_code() -> str:
     return f"with a KL of {min(kl):.0f} to {max(kl):.0f} nats"
 
 
+@claim
+def frey_collapse_and_adam() -> str:
+    ada, adam = cells("improving_vaes_frey").values(), cells("improving_vaes_frey_adam").values()
+    assert all(c["test_kl"] < 0.005 for c in ada) and len({c["lr"] for c in ada}) == 1
+    test, train = {round(c["test_neg_elbo"], 1) for c in ada}, [c["test_kl"] for c in adam]
+    assert len(test) == 1
+    held = [c["test_neg_elbo"] for c in adam]
+    trained = {round(c["train_neg_elbo"], 1) for c in adam}
+    assert len(trained) == 1
+    return (f"KL = 0.00 nats, and −ELBO is {test.pop():.1f} for every z|The rate picked was {next(iter(ada))['lr']} for every z"
+            f"|KL {min(train):.1f} to {max(train):.1f} nats at every z, and −ELBO {min(held):.1f} to {max(held):.1f} on\n  the held-out "
+            f"faces and {trained.pop():.1f} on the training faces")
+
+
+MU_NAMES = {"VAE": "VAE", "beta-VAE": "β-VAE", "mu-VAE#1": "μ-VAE#1", "mu-VAE#2": "μ-VAE#2"}
+
+
+@claim
+def mu_vae_ranks() -> str:
+    m = cells("mu_vae_probe")
+    ranks = {}
+    for ds in ("mnist", "fashion-mnist"):
+        joint = {label: m[f"{ds} {label}"]["joint"] for label in MU_MODELS}
+        ranks[ds] = sorted(joint, key=joint.get, reverse=True)
+        paper = {label: m[f"{ds} {label}"]["paper"] for label in MU_MODELS}
+        assert ranks[ds] == sorted(paper, key=paper.get, reverse=True), f"{ds}: the paper's order"
+    kl = {label: m[f"mnist {label}"]["test_kl"] for label in MU_MODELS}
+    fashion = [m[f"fashion-mnist {label}"]["joint"] for label in ranks["fashion-mnist"]]
+    gaps = [c["paper"] - c["joint"] for c in m.values()]
+    probes = [m[f"mnist {label}"]["probe"] for label in MU_MODELS]
+    return (MU_NAMES[ranks["mnist"][0]] + " >\n" + " > ".join(MU_NAMES[label] for label in ranks["mnist"][1:])
+            + f"|far higher ({kl['mu-VAE#1']:.0f} and {kl['mu-VAE#2']:.0f} nats against the VAE's {kl['VAE']:.0f})"
+            + f"|the lowest KL ({kl['beta-VAE']:.1f} nats)"
+            + f"|same way ({z_list([f'{a:.1f}' for a in fashion])}"
+            + f"|{fashion[0] - fashion[1]:.2f} points above #1"
+            + f"|Our accuracies are {min(gaps):.0f} to {max(gaps):.0f} points below the paper's"
+            + f"|within {max(probes) - min(probes):.0f} points on MNIST ({min(probes):.1f} to {max(probes):.1f})")
+
+
+@claim
+def discrete_curve_upticks() -> str:
+    d = cells("discrete_curves")
+
+    def ups(name):
+        rows_ = [r for r in d[name]["rows"] if "loss" in r]
+        return [(r["epoch"], r["loss"] - p["loss"]) for p, r in zip(rows_, rows_[1:]) if r["loss"] > p["loss"]]
+    (e1, a), (e2, b) = ups("FC BVAE mnist")[0], ups("FC CVAE mnist")[0]
+    (e3, c), (e4, f) = ups("FC BVAE fashion")
+    assert e1 == e2
+    return f"+{a:.1f} and +{b:.1f} nats at epoch {e1} (FC\n  BVAE, FC CVAE), +{c:.1f} at epoch {e3} and +{f:.1f} at {e4} (Fashion)"
+
+
 def ratios_from_step_10(key: str) -> list[float]:
     return [number(g["ratio"]) for g in cells("vlae_init")[key]["gradient_sources"] if g["step"] >= 10]
 
