@@ -63,7 +63,7 @@ def resumed(path: Path, config: RunConfig, data) -> Trainer | None:
     from core.errors import LabError
     try:
         meta = checkpoint.read_sidecar(checkpoint.paths(path)[1])
-        if meta.get("asked") != asked(config):
+        if not same_settings(meta.get("asked"), asked(config)):
             print(f"{path.name}: saved with other settings, so the run starts again", file=sys.stderr)
             return None
         trainer = Trainer.load(path, data)
