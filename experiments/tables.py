@@ -578,6 +578,26 @@ def discrete_curve_upticks() -> str:
     return f"+{a:.1f} and +{b:.1f} nats at epoch {e1} (FC\n  BVAE, FC CVAE), +{c:.1f} at epoch {e3} and +{f:.1f} at {e4} (Fashion)"
 
 
+@claim
+def discrete_curve_variances() -> str:
+    from scipy.stats import spearmanr
+    d = cells("discrete_curves")
+
+    def run(name):
+        logged = [r for r in d[name]["rows"] if "diverged" not in r and r["epoch"] > 0]
+        rho = spearmanr([r["epoch"] for r in logged], [r["var_weights"] for r in logged]).statistic
+        return logged[0], logged[-1], rho
+    (b0, b1, brho), (c0, c1, crho), (f0, f1, frho), (n0, n1, nrho) = (
+        run(n) for n in ("FC BVAE mnist", "FC CVAE mnist", "FC BVAE fashion", "CNN BVAE mnist"))
+    q = [x["q(1-q)"] for x in (b1, c1, f1)]
+    return (f"rises slightly (ρ = {brho:+.2f}; {b0['var_weights']:.3f} at epoch 1, {b1['var_weights']:.3f} at epoch {b1['epoch']}). "
+            f"The FC CVAE's falls {c0['var_weights'] / c1['var_weights']:.1f}-fold but not\n  steadily (ρ = {crho:+.2f}). "
+            f"Fashion's falls {f0['var_weights'] / f1['var_weights']:.1f}-fold (ρ = {frho:+.2f}). q(1−q) is still "
+            f"{min(q):.2f} to {max(q):.2f} at epoch {b1['epoch']}"
+            f"|(loss {c1['loss']:.1f} against {b1['loss']:.1f} at epoch {b1['epoch']})"
+            f"|does fall {n0['var_weights'] / n1['var_weights']:.0f}-fold (ρ = {nrho:+.2f})").replace("-", "−").replace("−fold", "-fold").replace("q(1−q)", "q(1−q)")
+
+
 def ratios_from_step_10(key: str) -> list[float]:
     return [number(g["ratio"]) for g in cells("vlae_init")[key]["gradient_sources"] if g["step"] >= 10]
 
