@@ -16,10 +16,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Independent, Normal, OneHotCategorical
 
-from .posterior import as_event
-
 from . import limits
 from .errors import ConfigError
+from .posterior import as_event
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky-relu": nn.LeakyReLU, "tanh": nn.Tanh}
 LIKELIHOODS = ("bernoulli", "gaussian", "mse")

@@ -31,6 +31,7 @@ from torch.distributions import Bernoulli, Distribution, Independent, Normal, On
 from . import limits, safefs
 from .errors import CheckpointError, ConfigError, LabError
 from .models import ModelConfig
+from .posterior import as_event
 
 FAMILIES = {Normal: "gaussian", Bernoulli: "bernoulli", OneHotCategorical: "categorical"}
 
@@ -99,6 +100,9 @@ class UserVAE(nn.Module):
 
     def prior(self):
         return per_dimension(self.module.prior(), "prior()", (self.latent_dim,))
+
+    def log_prior(self, z):
+        return as_event(self.prior()).log_prob(z)
 
     def mean_image(self, z, y=None):
         return self.decode(z).mean

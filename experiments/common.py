@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from core import engine
 from core.config import RunConfig
 from core.engine import Diverged, Trainer
 
@@ -19,7 +20,8 @@ os.environ.setdefault("VAELAB_OFFLINE", "1")  # the reproductions read the share
 RESULTS = Path(__file__).resolve().parent / "results"
 FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
 MODELS = Path(__file__).resolve().parent / "models"  # each cell's trained model, for the figure scripts (not committed)
-RESUME_EVERY = "2m"  # how often a long cell saves the point it would resume from
+RESUME_SECONDS = 120  # how often a long cell saves the point it would resume from
+RESUME_EVERY = f"{RESUME_SECONDS}s"  # the same, as the engine's autosave reads it
 
 
 def model_path(table: str, key: str) -> Path:
@@ -84,8 +86,8 @@ def kept(table: str, key: str, config: RunConfig, steps: int, data):
     path = model_path(table, key)
     try:
         meta = checkpoint.read_sidecar(checkpoint.paths(path)[1])
-        if meta.get("step") != steps or not same_settings(with_knobs(meta["config"]),
-                                                           with_knobs(asked(Trainer(config, data, live_every=0).config))):
+        shaped = engine.shaped(config, data.info, engine.build_objective(config.objective, config.settings))
+        if meta.get("step") != steps or not same_settings(with_knobs(meta["config"]), with_knobs(asked(shaped))):
             return None
         return checkpoint.load(path), meta["history"][-1]["seconds"]
     except (LabError, KeyError, IndexError):

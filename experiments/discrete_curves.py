@@ -27,7 +27,7 @@ import time
 from dataclasses import replace
 
 import torch
-from common import Cells, advance, asked, done, keep, resume_path, resumed, seconds_per_step
+from common import RESUME_SECONDS, Cells, advance, asked, done, keep, resume_path, resumed, seconds_per_step
 
 from core import checkpoint
 from core.engine import Trainer
@@ -108,7 +108,7 @@ def run(name, args):
             break
         if epoch == 1 or epoch % args.log_every == 0 or epoch == args.epochs:
             log(epoch)
-        if time.monotonic() - saved > 120:  # at an epoch's end, with the rows logged so far
+        if time.monotonic() - saved > RESUME_SECONDS:  # at an epoch's end, with the rows logged so far
             trainer.save(resume, resumable=True, asked=asked(config), rows=rows)
             saved = time.monotonic()
     keep(trainer, args.name, name)

@@ -27,7 +27,7 @@ import time
 import torch
 
 from classifier import LatentClassifier
-from common import Cells, advance, asked, done, keep, resume_path, resumed
+from common import RESUME_SECONDS, Cells, advance, asked, done, keep, resume_path, resumed
 
 from core import checkpoint
 from core.engine import Trainer
@@ -69,7 +69,7 @@ def run(table: str, name: str, label: str, objective: str, settings: dict, steps
         nonlocal saved
         idx = torch.randint(len(data.train_x), (64,), generator=order)
         accuracy.append(classifier.update(trainer.model, data.train_x[idx], data.train_y[idx])[1])
-        if time.monotonic() - saved > 120:
+        if time.monotonic() - saved > RESUME_SECONDS:
             trainer.save(resume, resumable=True, asked=asked(config), accuracy=accuracy)
             classifier.save(beside, trainer.step_count, order=order)
             saved = time.monotonic()

@@ -1,13 +1,9 @@
 """docs/results.md quotes the experiments' results: every table on it is written by experiments/tables.py from
 experiments/results/*.json, and the numbers its sentences quote are checked the same way (tables.CLAIMS)."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
-import tables  # noqa: E402
+import tables  # experiments/, on the tests' path (pyproject.toml)
 
 
 def test_every_table_on_the_results_page_is_what_the_results_say():

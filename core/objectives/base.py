@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from .. import limits
 from ..errors import ConfigError
-from ..posterior import Factorized, Flow, Layered, Posterior, as_event, kl_per_dim
+from ..posterior import Factorized, Flow, Layered, Posterior, kl_per_dim
 from ..registry import Registry
 
 OBJECTIVES = Registry("objective")
@@ -158,8 +158,7 @@ def log_weights(model, x, y, z, log_q):
     log w = log p(x|z) + log p(z) - log q(z|x). Returns log w and log p(x|z), both (k, B).
     All k*B images go through the decoder as one batch."""
     log_px = decode_log_prob(model, x, y, z)
-    log_prior = model.log_prior(z) if getattr(model, "layered", False) else as_event(model.prior()).log_prob(z)
-    return log_px + log_prior - log_q, log_px
+    return log_px + model.log_prior(z) - log_q, log_px
 
 
 def decode_log_prob(model, x, y, z):

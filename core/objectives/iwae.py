@@ -27,22 +27,18 @@ class IWAE(Objective):
     knobs = {"k": Knob(5, "importance samples per image; 1 is the ELBO (the seed uses 5 and 50)", min=1, limit="k")}
 
     def forward(self, model, x, y=None, step=0):
-        if getattr(model, "layered", False):
-            return self.layered(model, x, y)
-        q = model.encode(x, y)
-        log_w, log_px = log_weights(model, x, y, *draw(as_event(q), self.k))
-        if self.beta != 1:
-            log_w = log_px + self.beta * (log_w - log_px)
-        bound = (torch.logsumexp(log_w, dim=0) - math.log(self.k)).mean()
-        kl = kl_per_dim(q, model.prior())
-        return Output(-bound, shared_terms(-log_px, kl) | {"iwae_bound": bound})
-
-    def layered(self, model, x, y):
-        z, log_q, above = Layered.of(model, x).sample_with_above(self.k)
+        layered = getattr(model, "layered", False)
+        if layered:
+            z, log_q, q = Layered.of(model, x).sample_with_above(self.k)  # q: q(z|z1) of each draw
+        else:
+            q = model.encode(x, y)
+            z, log_q = draw(as_event(q), self.k)
         log_w, log_px = log_weights(model, x, y, z, log_q)
         if self.beta != 1:
             log_w = log_px + self.beta * (log_w - log_px)
         bound = (torch.logsumexp(log_w, dim=0) - math.log(self.k)).mean()
-        per_dim = kl_per_dim(above, model.prior()).mean(0)  # (B, d): the top layer's, at the drawn z1
-        return Output(-bound, {"recon": -log_px.mean(), "kl": (log_px - log_w).mean(),
-                               "kl_per_dim": per_dim.mean(0), "iwae_bound": bound})
+        kl = kl_per_dim(q, model.prior())
+        terms = shared_terms(-log_px, kl.mean(0) if layered else kl)
+        if layered:  # both layers' KL has no closed form: the estimate from these draws
+            terms["kl"] = (log_px - log_w).mean()
+        return Output(-bound, terms | {"iwae_bound": bound})
