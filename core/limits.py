@@ -108,7 +108,9 @@ def activations(model) -> int:
         hidden = 2 * layers
     else:
         hidden = 2 * sum(model.hidden)
-    return hidden + 4 * model.latent_dim + 3 * pixels
+    # a PixelCNN layer keeps its two gates' pre-activations, their product and its output at every pixel
+    autoregressive = 5 * model.pixelcnn_layers * model.pixelcnn_channels * h * w
+    return hidden + autoregressive + 4 * model.latent_dim + 3 * pixels
 
 
 def samples_per_image(settings: dict) -> int:

@@ -18,6 +18,7 @@ from torch.distributions import Bernoulli, Independent, Normal, OneHotCategorica
 
 from . import limits
 from .errors import ConfigError
+from .pixelcnn import PixelCNN, PixelCNNBernoulli
 from .posterior import as_event
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky-relu": nn.LeakyReLU, "tanh": nn.Tanh}
@@ -60,10 +61,16 @@ class ModelConfig:
     decoder_variance: str = "softplus"         # learned Gaussian std: "softplus" (std = softplus + 0.01), or
                                                # "tanh" (log sigma^2 = tanh, so sigma^2 in (1/e, e): seed "Improving VAEs", sec. 4.1), or
                                                # "shared": one learned log sigma^2 for every pixel, from 0 (the VLAE authors' code)
+    pixelcnn_layers: int = 0                   # > 0: a PixelCNN of this many gated masked layers reads the plain decoder's
+                                               # map of z and the pixels before each one (core.pixelcnn); binary images only
+    pixelcnn_channels: int = 32                # its channels
+    pixelcnn_kernels: tuple[int, ...] = ()     # its kernel sizes, one a layer, odd; (): 7 for the first, 3 after (van den Oord et al.)
+    skip_z: bool = False                       # z enters every layer of an MLP decoder, not only the first (Dieng et al. 2019)
 
     def __post_init__(self):
         # JSON turns tuples into lists; accept both so a config round-trips through a checkpoint.
-        for name in ("hidden", "channels", "image_shape", "strides", "decoder_channels", "decoder_strides", "hidden_above"):
+        for name in ("hidden", "channels", "image_shape", "strides", "decoder_channels", "decoder_strides", "hidden_above",
+                     "pixelcnn_kernels"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         n_conv = len(self.channels)
         # The table of limits first: a sidecar or a flag asking for a billion units is refused before
@@ -77,6 +84,10 @@ class ModelConfig:
         for width in self.hidden + self.channels + self.decoder_channels + self.hidden_above:
             limits.check("width", width, "a layer width")
         limits.check("kernel", self.kernel, "kernel size")
+        limits.check("layers", self.pixelcnn_layers, "the number of PixelCNN layers")
+        limits.check("width", self.pixelcnn_channels, "the PixelCNN's channels")
+        for kernel in self.pixelcnn_kernels:
+            limits.check("kernel", kernel, "a PixelCNN kernel size")
         for stride in self.strides + self.decoder_strides:
             limits.check("stride", stride, "a stride")
         limits.check("width", self.n_classes, "the number of classes")
@@ -110,6 +121,16 @@ class ModelConfig:
                                        and not self.latent_clip and not self.batch_norm),
              "two stochastic layers (latent_below) need an MLP with Gaussian latents, no labels, no latent clipping "
              "and no batch norm"),
+            (not self.pixelcnn_kernels or len(self.pixelcnn_kernels) == self.pixelcnn_layers,
+             f"give one PixelCNN kernel size per layer ({self.pixelcnn_layers})"),
+            (all(k % 2 == 1 for k in self.pixelcnn_kernels), "PixelCNN kernel sizes must be odd (the pixel sits at the centre)"),
+            (self.pixelcnn_channels >= 1, "the PixelCNN needs at least 1 channel"),
+            (not self.pixelcnn_layers or (self.image_shape[0] == 1 and self.likelihood in ("bernoulli", "auto")
+                                          and not self.n_classes and not self.latent_below),
+             "a PixelCNN decoder models binary one-channel images (bernoulli likelihood), without labels or a second "
+             "stochastic layer"),
+            (not self.skip_z or (self.arch == "mlp" and not self.batch_norm and not self.latent_below),
+             "skip connections from z (skip_z) need an MLP decoder without batch norm or a second stochastic layer"),
         ]
         for ok, message in check:
             if not ok:
@@ -117,6 +138,10 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def pixelcnn_kernel_sizes(self) -> tuple[int, ...]:
+        return self.pixelcnn_kernels or (7, *(3,) * (self.pixelcnn_layers - 1))[:self.pixelcnn_layers]
 
     @property
     def encoder_strides(self) -> tuple[int, ...]:
@@ -138,6 +163,23 @@ def mlp(widths: list[int], cfg: ModelConfig, decoder: bool = False, last_act: bo
             layers += [nn.BatchNorm1d(b)] if cfg.batch_norm else []
             layers.append(cfg.act(decoder))
     return nn.Sequential(*layers)
+
+
+class SkipMLP(nn.Module):
+    """Dieng et al. (2019), eq. 5: every layer of the decoder reads its input (z) beside the layer below,
+    h_l = act(W_l h_{l-1} + U_l z), so the path from z to the image is one layer long wherever it is read."""
+
+    def __init__(self, widths: list[int], cfg: ModelConfig):
+        super().__init__()
+        first = widths[0]
+        self.layers = nn.ModuleList(nn.Linear(a + (first if i else 0), b) for i, (a, b) in enumerate(zip(widths, widths[1:])))
+        self.acts = nn.ModuleList(cfg.act(decoder=True) for _ in self.layers[:-1])
+
+    def forward(self, z):
+        h = self.layers[0](z)
+        for act, layer in zip(self.acts, self.layers[1:]):
+            h = layer(torch.cat([act(h), z], -1))
+        return h
 
 
 def conv_size(n: int, kernel: int, stride: int) -> int:
@@ -225,15 +267,18 @@ class VAE(nn.Module):
             self.encoder_body = nn.Sequential(nn.Flatten(), mlp(widths, cfg, last_act=bool(cfg.hidden)))
             self.features = widths[-1]
             # With a lower latent z1 the decoder reads z1, and z reaches it through p(z1|z) (build_layer_below).
-            self.decoder = nn.Sequential(
-                mlp([(cfg.latent_below or d) + cfg.n_classes, *reversed(cfg.hidden), out_channels * h * w], cfg, decoder=True),
-                nn.Unflatten(1, (out_channels, h, w)))
+            widths = [(cfg.latent_below or d) + cfg.n_classes, *reversed(cfg.hidden), out_channels * h * w]
+            self.decoder = nn.Sequential(SkipMLP(widths, cfg) if cfg.skip_z else mlp(widths, cfg, decoder=True),
+                                         nn.Unflatten(1, (out_channels, h, w)))
         else:
             self.encoder_body = ConvEncoder(cfg)
             self.features = self.encoder_body.width
             self.decoder = ConvDecoder(cfg, out_channels)
         if cfg.latent_below:
             self.build_layer_below(cfg)
+        if cfg.pixelcnn_layers:
+            # p(x|z) = prod_i p(x_i | x_<i, z): the plain decoder's map of z conditions every masked layer
+            self.pixelcnn = PixelCNN(cfg.pixelcnn_kernel_sizes, cfg.pixelcnn_channels, out_channels, d)
         # Gaussian: (mu, log sigma^2) per dimension; discrete latents: one logit per dimension.
         self.encoder_head = nn.Linear(self.upper_features if cfg.latent_below else self.features,
                                       2 * d if cfg.latent == "gaussian" else d)
@@ -258,6 +303,11 @@ class VAE(nn.Module):
     @property
     def latent_dim(self) -> int:
         return self.cfg.latent_dim
+
+    @property
+    def autoregressive(self) -> bool:
+        """True for a PixelCNN decoder: log p(x|z) needs x (teacher forcing), and a picture is drawn pixel by pixel."""
+        return self.cfg.pixelcnn_layers > 0
 
     @property
     def layered(self) -> bool:
@@ -310,7 +360,7 @@ class VAE(nn.Module):
         return [*self.encoder_body.parameters(), *self.encoder_head.parameters()]
 
     def decoder_parameters(self) -> list[nn.Parameter]:
-        return list(self.decoder.parameters())
+        return list(self.decoder.parameters()) + (list(self.pixelcnn.parameters()) if self.autoregressive else [])
 
     def encode_features(self, x, y=None) -> torch.Tensor:
         """The last hidden layer of the encoder, h(x)."""
@@ -351,7 +401,10 @@ class VAE(nn.Module):
         p(z1|z), the picture Explore and the samples show."""
         if self.layered:
             z = self.layer_codes(z)[0] if z.shape[-1] == self.cfg.latent_below + self.latent_dim else self.layer_below(z).mean
-        return self.likelihood(self.decoder(self.with_label(z, y)))
+        out = self.decoder(self.with_label(z, y))
+        if self.autoregressive:
+            return PixelCNNBernoulli(self.pixelcnn, out, z)
+        return self.likelihood(out)
 
     def likelihood(self, out) -> Independent:
         """The decoder's output -> p(x|z) over whole images."""
@@ -380,8 +433,15 @@ class VAE(nn.Module):
         return Independent(Normal(loc, F.softplus(raw) + 1e-2, validate_args=False), 3)
 
     def mean_image(self, z, y=None) -> torch.Tensor:
-        """The decoder's mean, the picture to show for a latent code."""
-        return self.decode(z, y).base_dist.mean
+        """The decoder's mean, the picture to show for a latent code. A PixelCNN has no mean in closed form:
+        its picture is a draw, pixel by pixel, with one fixed noise image for every code (PICTURE_NOISE_SEED),
+        so a change of z changes only what z changes."""
+        p = self.decode(z, y)
+        if self.autoregressive:
+            g = torch.Generator().manual_seed(PICTURE_NOISE_SEED)
+            noise = torch.rand((1, *p.event_shape), generator=g).to(z.device).expand(p.batch_shape + p.event_shape)
+            return p.sample(noise=noise)
+        return p.base_dist.mean
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, y=None) -> torch.Tensor:
@@ -403,6 +463,9 @@ class VAE(nn.Module):
         if self.layered:  # p(x|z1) at the mean of q(z1|x)
             return self.likelihood(self.decoder(self.encode_below(x).mean)).base_dist.mean
         return self.mean_image(self.encode(x, y).mean, y)
+
+
+PICTURE_NOISE_SEED = 0  # the noise a PixelCNN's pictures are drawn with (mean_image)
 
 
 VLAE_GAIN = 2 ** (1 / 3)

@@ -96,7 +96,7 @@ class Option:
             if not widths or min(widths) < 1:
                 raise ConfigError(f"{self.flag}: widths must be at least 1, not {value!r}")
             for width in widths:
-                limits.check(self.limit or "width", width, f"{self.flag}: a {'stride' if self.limit else 'width'}")
+                limits.check(self.limit or "width", width, f"{self.flag}: {WHAT_WIDTHS.get(self.limit, 'a width')}")
             return widths
         if self.kind in ("int", "float"):
             if isinstance(value, bool):
@@ -120,6 +120,9 @@ class Option:
 
     def words(self, value) -> list[str]:
         return flag_words(self.flag, value)
+
+
+WHAT_WIDTHS = {"stride": "a stride", "kernel": "a kernel size"}  # what one number of a "widths" option is, by its limit
 
 
 def flag_of(name: str) -> str:
@@ -197,6 +200,14 @@ TABLE = [
       "model.decoder_channels", "widths"),
     Opt("decoder_strides", "model", "their strides (default: the encoder's, reversed)", "model.decoder_strides",
       "widths", limit="stride"),
+    Opt("pixelcnn_layers", "model", "a PixelCNN decoder: this many gated masked layers over the pixels, each conditioned "
+        "on z (0: none; binary one-channel images). It can model the images without z: the collapse of strong decoders",
+        "model.pixelcnn_layers", "int", low=0, limit="layers", metavar="N"),
+    Opt("pixelcnn_channels", "model", "the PixelCNN's channels", "model.pixelcnn_channels", "int", low=1, limit="width"),
+    Opt("pixelcnn_kernels", "model", "its kernel sizes, one a layer, odd (default: 7 for the first, 3 after)",
+        "model.pixelcnn_kernels", "widths", limit="kernel"),
+    Opt("skip_z", "model", "z enters every layer of the MLP decoder, not only the first (skip-VAE, Dieng et al. 2019)",
+        "model.skip_z", "flag"),
     Opt("latent", "model", "latent size", "model.latent_dim", "int", low=1, limit="latent", where=ON_PAGE,
         page=Widget("Latent size", "latent", 2, 64, 1, PRESETS["dashboard"].latent_dim, slider=True)),
     Opt("likelihood", "model", "auto: what suits the dataset; mse: the squared error (a Gaussian of variance 1/2)",
