@@ -108,8 +108,8 @@ class PixelCNNBernoulli(Distribution):
     def probs(self, x):
         return torch.sigmoid(self.logits(x))
 
-    def sample(self, sample_shape=torch.Size(), generator=None, noise=None):
-        if sample_shape != torch.Size():
+    def sample(self, sample_shape=(), generator=None, noise=None):
+        if tuple(sample_shape) != ():
             raise ValueError("draw one image per code: repeat the codes for more")
         if noise is None:
             noise = torch.rand(self.batch_shape + self.event_shape, device=self.m.device, generator=generator)
