@@ -12,7 +12,7 @@ model is the plain decoder's. A masked stack has the blind spot van den Oord et 
 it is kept for its simplicity (the pixels it cannot see are still modelled through the ones it can).
 
 The likelihood needs x: log_prob runs one teacher-forced pass over the image; sample draws pixel by pixel,
-recomputing only the rows the next pixel can see.
+recomputing only the window of pixels the next one can see.
 """
 from __future__ import annotations
 
@@ -76,14 +76,18 @@ class PixelCNN(nn.Module):
     def sample(self, m, z, noise):
         """Images drawn pixel by pixel: x_i = 1 where noise_i < p(x_i = 1 | x_<i, z). The same noise (B, 1, H, W)
         for every code, so a change of z changes only what z changes. Each pixel reruns the layers on the
-        rows it can see (reach + 1 of them), not on the whole image."""
+        window it can see (reach rows up, reach columns either side), not on the whole image."""
         x = torch.zeros_like(noise)
         height, width = x.shape[-2:]
+        r = self.reach
         for row in range(height):
-            top = max(0, row - self.reach)
+            top = max(0, row - r)
             for col in range(width):
-                logits = self(x[..., top:row + 1, :], m[..., top:row + 1, :], z)
-                x[..., row, col] = (noise[..., row, col] < torch.sigmoid(logits[..., -1, col])).float()
+                # The window's own edges are padded with zeros, which reaches r pixels in: not this one.
+                left, right = max(0, col - r), min(width, col + r + 1)
+                window = (..., slice(top, row + 1), slice(left, right))
+                logit = self(x[window], m[window], z)[..., -1, col - left]
+                x[..., row, col] = (noise[..., row, col] < torch.sigmoid(logit)).float()
         return x
 
 

@@ -1,0 +1,81 @@
+"""The remedies for a strong decoder's collapse, each against the floor its paper promises."""
+import math
+
+import pytest
+import torch
+
+from conftest import small_config
+from core import checkpoint
+from core.engine import Trainer
+from core.models import VAE, ModelConfig
+from core.objectives import build
+from core.objectives.delta_vae import committed_std
+
+
+def wild_model(seed=0):
+    """An untrained model whose encoder outputs span a wide range (log-variances from about -30 to 30)."""
+    torch.manual_seed(seed)
+    m = VAE(ModelConfig(hidden=(32,), latent_dim=6, image_shape=(1, 8, 8), likelihood="bernoulli"))
+    with torch.no_grad():
+        m.encoder_head.weight.mul_(40)
+    return m
+
+
+def test_bn_vae_puts_its_floor_under_the_batch_kl():
+    m = wild_model()
+    objective = build("bn-vae", {"gamma": 0.7}, model=m)
+    with torch.no_grad():
+        objective.shift.copy_(torch.linspace(-1, 1, 6))
+    x = torch.rand(200, 1, 8, 8)
+    m.train()
+    with torch.no_grad():
+        q = objective.posterior(m, x)
+    floor = (0.7 ** 2 + objective.shift ** 2).sum() / 2
+    assert torch.allclose(q.mean.var(0, unbiased=False), torch.full((6,), 0.49), rtol=1e-3)  # gamma^2, fixed
+    assert q.kl().mean() >= floor * (1 - 1e-3)
+    assert floor > 6 * 0.7 ** 2 / 2
+    # gamma = 0 is the collapse itself: every mean is its shift, here 0
+    objective.gamma = 0.0
+    with torch.no_grad():
+        objective.shift.zero_()
+    assert objective.posterior(m, x).mean.abs().max() < 1e-6
+
+
+def test_bn_vae_evaluates_each_image_alone_with_its_running_statistics(digits, tmp_path):
+    t = Trainer(small_config(objective="bn-vae", settings={"gamma": 0.5}, lr=3e-3), digits, live_every=0)
+    t.step(40)
+    bundle = t.snapshot()
+    assert not torch.equal(bundle.objective.running_var, torch.ones(4))  # the batches' statistics were kept
+    x = torch.as_tensor(digits.test_x[:10])
+    with torch.no_grad():
+        together, alone = bundle.posterior(x).mean, bundle.posterior(x[3:4]).mean
+        assert torch.allclose(together[3], alone[0], atol=1e-6)
+        checkpoint.save(tmp_path / "bn", bundle)
+        assert torch.equal(checkpoint.load(tmp_path / "bn").posterior(x).mean, together)
+
+
+@pytest.mark.parametrize("delta", [1e-3, 0.1, 2.0])
+def test_the_committed_std_is_delta_nats_from_the_prior(delta):
+    s2 = committed_std(delta) ** 2
+    assert s2 < 1 and (s2 - math.log(s2) - 1) / 2 == pytest.approx(delta, rel=1e-9)
+
+
+@pytest.mark.parametrize("delta", [0.05, 0.5])
+def test_delta_vae_keeps_every_dimension_of_every_image_delta_nats_from_the_prior(delta):
+    m = wild_model()
+    objective = build("delta-vae", {"delta": delta}, model=m)
+    x = torch.cat([torch.rand(300, 1, 8, 8), torch.zeros(1, 1, 8, 8), torch.ones(1, 1, 8, 8)])
+    with torch.no_grad():
+        per_dim = objective.posterior(m, x).kl_per_dim()
+    assert per_dim.min() >= delta * (1 - 1e-5)
+    # the floor binds: the smallest KL is near delta, not far above it
+    plain = build("vae", model=m).posterior(m, x).kl_per_dim()
+    assert plain.min() < delta and per_dim.min() < 3 * delta
+
+
+def test_both_remedies_train_a_pixelcnn_with_their_floors_held(digits):
+    model = ModelConfig(hidden=(64,), latent_dim=4, pixelcnn_layers=2, pixelcnn_channels=8)
+    for name, settings, floor in [("bn-vae", {"gamma": 0.8}, 4 * 0.8 ** 2 / 2), ("delta-vae", {"delta": 0.3}, 4 * 0.3)]:
+        t = Trainer(small_config(model=model, objective=name, settings=settings, lr=3e-3), digits, live_every=0)
+        t.step(60)
+        assert min(row["kl"] for row in t.history) >= floor * 0.999, name
