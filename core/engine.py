@@ -252,6 +252,7 @@ class Trainer:
             x, y = self._next_batch()
             if not self.model.training:  # only the live rows switch it (a walk over every module)
                 self.model.train()
+            self.objective.before_step(self.model, x, y, self._next_batch, self.step_count)
             out = self._loss(self.model, x, y, self.step_count)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()

@@ -94,6 +94,15 @@ class Posterior:
         return self
 
 
+def mi_terms(q) -> torch.Tensor:
+    """The estimator's per-image terms (B,), whose mean is the MI estimate: from a posterior (core.posterior)
+    of a batch of B images, one code z_i ~ q(z|x_i) per image, and log q(z_i|x_i)'s expectation minus
+    log q(z_i) ~ logsumexp_j log q(z_i|x_j) - log B, the batch's mixture as the aggregate posterior."""
+    z = q.sample(1)[0][0]
+    log_qz = torch.logsumexp(q.log_prob_matrix(z), dim=1) - math.log(len(z))
+    return q.expected_log_q() - log_qz
+
+
 class Factorized(Posterior):
     """A posterior that factorizes over dimensions: Normal, Bernoulli or one OneHotCategorical."""
     per_dim = "KL of each dimension, closed form; they sum to the KL"

@@ -79,3 +79,50 @@ def test_both_remedies_train_a_pixelcnn_with_their_floors_held(digits):
         t = Trainer(small_config(model=model, objective=name, settings=settings, lr=3e-3), digits, live_every=0)
         t.step(60)
         assert min(row["kl"] for row in t.history) >= floor * 0.999, name
+
+
+def aggressive_trainer(digits, steps=0, **settings):
+    model = ModelConfig(hidden=(64,), latent_dim=4, pixelcnn_layers=1, pixelcnn_channels=8)
+    t = Trainer(small_config(model=model, objective="aggressive", settings=settings, lr=3e-3), digits, live_every=0)
+    t.step(steps) if steps else None
+    return t
+
+
+def test_the_inner_loop_stops_when_its_windowed_loss_rises_or_at_its_cap(digits):
+    t = aggressive_trainer(digits, check_every=3, inner_steps=40)
+    seen = []
+    for _ in range(12):
+        t.step(1)
+        seen.append(list(t.objective.inner_losses))
+        assert t.history[-1]["inner_steps"] == len(seen[-1])
+    for losses in seen:
+        windows = [sum(losses[i:i + 3]) / 3 for i in range(0, len(losses) // 3 * 3, 3)]
+        assert all(a >= b for a, b in zip(windows, windows[1:-1]))  # it went on while the loss fell ...
+        assert len(losses) == 40 or (len(losses) % 3 == 0 and windows[-1] > windows[-2])  # ... and stopped as it rose
+    assert any(len(losses) < 40 for losses in seen) and len({len(losses) for losses in seen}) > 1
+
+
+def test_while_aggressive_the_training_step_moves_the_decoder_alone(digits):
+    t = aggressive_trainer(digits)
+    x = torch.as_tensor(digits.train_x[:32])
+    out = t.objective(t.model, x, None, 0)
+    out.loss.backward()
+    assert all(p.grad is None for p in t.model.encoder_parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in t.model.decoder_parameters())
+    t.objective.aggressive.fill_(False)
+    t.model.zero_grad(set_to_none=True)
+    t.objective(t.model, x, None, 0).loss.backward()
+    assert all(p.grad is not None for p in t.model.encoder_parameters())
+
+
+def test_aggressive_training_ends_when_the_mutual_information_stops_rising_and_a_resume_keeps_the_phase(digits, tmp_path):
+    t = aggressive_trainer(digits, steps=120, mi_every=10, patience=2, inner_steps=5)
+    phase = [row["aggressive"] for row in t.history]
+    assert phase[0] == 1 and phase[-1] == 0 and sorted(phase, reverse=True) == phase  # once off, it stays off
+    assert t.objective.worse_checks.item() == 2
+    bundle = t.snapshot()
+    checkpoint.save(tmp_path / "agg", bundle)
+    assert not checkpoint.load(tmp_path / "agg").objective.aggressive
+    # the inner loop draws from the run's own random stream: the same seed, the same run
+    again = aggressive_trainer(digits, steps=120, mi_every=10, patience=2, inner_steps=5)
+    assert [r["loss"] for r in again.history] == [r["loss"] for r in t.history]

@@ -3,6 +3,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..posterior import mi_terms
 from . import as_bundle, held_out, register, sampling
 
 
@@ -14,15 +15,6 @@ class MutualInformationResult:
     kl: float                 # E_x KL(q(z|x) || p(z))
     aggregate_kl: float       # KL(q(z) || p(z)) = kl - mi, by the decomposition below
     at_ceiling: bool          # within 5% of the ceiling: read it as "at least this", not a measure
-
-
-def mi_terms(q) -> torch.Tensor:
-    """The estimator's per-image terms (B,), whose mean is the MI estimate: from a posterior (core.posterior)
-    of a batch of B images, one code z_i ~ q(z|x_i) per image, and log q(z_i|x_i)'s expectation minus
-    log q(z_i) ~ logsumexp_j log q(z_i|x_j) - log B, the batch's mixture as the aggregate posterior."""
-    z = q.sample(1)[0][0]
-    log_qz = torch.logsumexp(q.log_prob_matrix(z), dim=1) - math.log(len(z))
-    return q.expected_log_q() - log_qz
 
 
 def mutual_information_of(q) -> MutualInformationResult:

@@ -110,6 +110,10 @@ class Objective(nn.Module):
         """Create any parameters this objective owns that depend on the model (flows sized from the
         encoder's features). Called once, after the model is built; the engine trains them too."""
 
+    def before_step(self, model, x, y, next_batch, step: int):
+        """Work before the training step on (x, y): aggressive training's encoder-only inner loop, which draws
+        fresh batches with next_batch(). Default: none."""
+
     def set_beta(self, beta: float):
         self.beta = BETA.check("beta", beta)
 
