@@ -59,6 +59,24 @@ def decode(network, z, y=None) -> torch.Tensor:
     return network.mean_image(z, y).cpu()
 
 
+@torch.no_grad()
+def teacher_forced(network, z, x) -> torch.Tensor:
+    """A PixelCNN's p(x_i = 1 | x_<i, z) at every pixel of the images x (B, 1, H, W) under the codes z (B, d),
+    or one image under many codes: one pass, where a drawn picture takes one per pixel. What z changes in
+    it is what the decoder reads from z; a collapsed model gives the same map for every code."""
+    z = torch.as_tensor(z, dtype=torch.float32, device=network.prior_loc.device).reshape(-1, network.latent_dim)
+    x = x.to(z.device).reshape(-1, *network.cfg.image_shape).expand(len(z), *network.cfg.image_shape)
+    return network.decode(z).probs(x).cpu()
+
+
+def slow_pictures(network) -> bool:
+    """True where a picture is drawn pixel by pixel (a PixelCNN): the pages draw few, and say so."""
+    return getattr(network, "autoregressive", False)
+
+
+DRAWN = 16  # pictures a page draws pixel by pixel at most, for one view of a PixelCNN
+
+
 @dataclass
 class DecoderProgram:
     """An MLP decoder as plain affine layers, for a client to decode codes itself (the Explore sliders
@@ -95,8 +113,8 @@ def decoder_program(network, y=None, data=None) -> DecoderProgram | None:
     cfg = network.cfg
     if cfg.arch != "mlp" or not isinstance(getattr(network, "decoder", None), torch.nn.Sequential):
         return None  # a conv decoder, or a user's own module
-    if getattr(network, "layered", False):
-        return None  # the sliders' z reaches the decoder through p(z1|z): decoded on the server
+    if getattr(network, "layered", False) or getattr(network, "autoregressive", False) or getattr(cfg, "skip_z", False):
+        return None  # p(z1|z), a PixelCNN or z entering every layer: decoded on the server
     layers = []
     for m in network.decoder[0]:
         if isinstance(m, torch.nn.Linear):
@@ -136,14 +154,19 @@ def encode_mean(model, x, y=None) -> list[float]:
         return bundle.posterior(x[None].to(device), y).mean[0].tolist()
 
 
-def traversal(network, z, dims: list[int], values: list[float], y=None) -> torch.Tensor:
-    """One row per dimension in dims: the code z with that dimension swept over values, decoded
-    (len(dims) * len(values) pictures, row by row), as in the mu-VAE paper's Fig. 7."""
+def traversal_codes(z, dims: list[int], values: list[float]) -> torch.Tensor:
+    """One row per dimension in dims: the code z with that dimension swept over values (len(dims) * len(values)
+    codes, row by row)."""
     base = torch.as_tensor(z, dtype=torch.float32)
     codes = base.repeat(len(dims) * len(values), 1)
     for row, d in enumerate(dims):
         codes[row * len(values):(row + 1) * len(values), d] = torch.as_tensor(values, dtype=torch.float32)
-    return decode(network, codes, y)
+    return codes
+
+
+def traversal(network, z, dims: list[int], values: list[float], y=None) -> torch.Tensor:
+    """The traversal's codes decoded, as in the mu-VAE paper's Fig. 7."""
+    return decode(network, traversal_codes(z, dims, values), y)
 
 
 def interpolate(network, z_a, z_b, steps: int = 10, y=None) -> torch.Tensor:

@@ -756,6 +756,31 @@ def test_a_running_sweep_says_so_and_shows_its_pending_trials(app, tmp_path):
     assert "**running**" not in " ".join(c.value for c in app.caption)
 
 
+@pytest.mark.parametrize("model", [ModelConfig(hidden=(32,), latent_dim=3, pixelcnn_layers=2, pixelcnn_channels=8),
+                                   ModelConfig(hidden=(32, 16), latent_dim=3, skip_z=True)], ids=["pixelcnn", "skip-z"])
+def test_a_strong_or_skip_decoder_opens_in_explore_decoded_on_the_server(app, tmp_path, digits, model):
+    """A PixelCNN's sliders show one teacher-forced pass over a test image, and a button draws the picture pixel
+    by pixel; z entering every layer is not a plain MLP program either."""
+    t = Trainer(small_config(model=model), digits)
+    t.step(5)
+    t.save(tmp_path / "strong")
+    app.switch_page("views/explore.py").run()
+    app.selectbox(key="source").set_value("file: strong").run()
+    assert not app.exception and not app.error
+    data = pad(app)
+    assert len(data["dims"]) == 3 and data["program"] is None and data["image"].startswith("data:image/png")
+    autoregressive = model.pixelcnn_layers > 0
+    assert any("p(x_i = 1 | x_<i, z)" in c.value for c in app.caption) == autoregressive
+    if autoregressive:
+        next(b for b in app.button if b.label.startswith("Draw a picture")).click().run()
+        captions = [i.proto.imgs[0].caption for i in app.get("image")]
+        assert not app.exception and any(c.startswith("drawn pixel by pixel in") for c in captions)
+        assert any(c.endswith(f"; {explore.DRAWN}, each drawn pixel by pixel") for c in captions)  # prior samples
+    app.switch_page("views/latent_map.py").run()
+    app.selectbox(key="source").set_value("file: strong").run()
+    assert not app.exception and not app.error
+
+
 def test_a_model_with_two_stochastic_layers_opens_in_explore_and_the_latent_map(app, tmp_path, digits):
     """Seed 002's IWAE: the sliders move the top layer, decoded on the server through p(z1|z)."""
     config = small_config(objective="iwae", settings={"k": 3},

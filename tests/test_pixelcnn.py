@@ -124,3 +124,23 @@ def test_a_pixelcnn_checkpoint_scores_and_draws_as_it_did(trained, digits, tmp_p
     with torch.no_grad():
         assert torch.equal(again.network.decode(z).log_prob(x), bundle.network.decode(z).log_prob(x))
     assert torch.equal(again.network.mean_image(z), bundle.network.mean_image(z))
+
+
+def test_one_teacher_forced_pass_shows_what_z_changes():
+    from core import explore
+    m = pixelcnn_model()
+    x = (torch.rand(1, 8, 8) < 0.5).float()
+    codes = torch.randn(3, 3)
+    maps = explore.teacher_forced(m, codes, x)
+    assert maps.shape == (3, 1, 8, 8) and not torch.allclose(maps[0], maps[1])
+    with torch.no_grad():
+        assert torch.allclose(maps[2], m.decode(codes[2:]).probs(x[None])[0])
+    # with U z and the map of z removed, the decoder reads nothing of z: one map for every code
+    with torch.no_grad():
+        for layer in m.pixelcnn.layers:
+            layer.from_z.weight.zero_()
+            layer.from_map.weight.zero_()
+        m.decoder[0][-1].weight.zero_()
+    deaf = explore.teacher_forced(m, codes, x)
+    assert torch.allclose(deaf[0], deaf[1]) and torch.allclose(deaf[0], deaf[2])
+    assert explore.decoder_program(m) is None

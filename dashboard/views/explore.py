@@ -1,4 +1,6 @@
 """Explore: drag a slider per latent dimension and watch the decoder answer."""
+import time
+
 import streamlit as st
 import torch
 
@@ -83,7 +85,13 @@ def slider_panel():
         pad_key = model_state(bundle, f"pad-{st.session_state.get(pad_version, 0)}")
         code, image = latent_pad(bundle, ranges, start or [0.0] * bundle.latent_dim, hide, y, data, decoded,
                                  pad_key, in_browser=st.query_params.get("decode") != "server")
-        if getattr(network, "layered", False):
+        if forced:
+            st.caption(f"PixelCNN decoder: a picture is drawn pixel by pixel, too slow to follow a slider. The picture "
+                       f"is p(x_i = 1 | x_<i, z) at each pixel of test image #{st.session_state.get('image', 0)} under "
+                       "this code, one pass: bright where the decoder expects ink. What moves as you drag is what "
+                       "the decoder reads from z; on a collapsed model nothing moves.")
+            draw_button(code)
+        elif getattr(network, "layered", False):
             st.caption(f"Two stochastic layers: the sliders set the top layer z ({bundle.latent_dim} numbers); the "
                        f"picture is p(x | z1) at the mean of p(z1 | z), the {network.cfg.latent_below}-number layer "
                        "below, so it is decoded on the server.")
@@ -98,8 +106,31 @@ def slider_panel():
     st.session_state["decoded"] = image
 
 
+# A PixelCNN draws a picture pixel by pixel (a pass per pixel, bench/pixelcnn.py); the sliders and traversals show
+# instead what z changes in one pass: each pixel's probability given the pixels before it in one test image.
+forced = explore.slow_pictures(network) and data is not None
+
+
+def forced_image():
+    """The test image the start widget names, its pixels rounded where the model was trained on binary draws."""
+    x = data.test_x[st.session_state.get("image", 0)]
+    return (x > 0.5).float() if spec.binarize == "dynamic" else x
+
+
 def decoded(code):
+    if forced:
+        return explore.teacher_forced(network, code, forced_image())
     return to_image(explore.decode(network, code, y), spec, data)
+
+
+def draw_button(code):
+    """A PixelCNN's picture of this code, drawn pixel by pixel on request, with what it took."""
+    if st.button("Draw a picture from this code", help="Pixel by pixel, with the same noise for every code, so "
+                 "two codes' pictures differ only by what z changes."):
+        start = time.perf_counter()
+        picture = to_image(explore.decode(network, code, y), spec, data)
+        st.image(plots.image_grid(picture, nrow=1, scale=max(1, 256 // picture.shape[-1])), width=256,
+                 caption=f"drawn pixel by pixel in {time.perf_counter() - start:.1f} s")
 
 
 pad_version = model_state(bundle, "pad-version")
@@ -122,9 +153,15 @@ with tab_traverse:
     n = st.slider("Steps per row", 3, 40, key=default("traverse-steps", 9))
     if dims and network.cfg.latent == "gaussian":
         values = [-reach + 2 * reach * i / (n - 1) for i in range(n)]
-        grid = explore.traversal(network, [0.0] * bundle.latent_dim, dims, values, y)
+        if forced:
+            grid = explore.teacher_forced(network, explore.traversal_codes([0.0] * bundle.latent_dim, dims, values),
+                                          forced_image())
+        else:
+            grid = explore.traversal(network, [0.0] * bundle.latent_dim, dims, values, y)
         st.image(plots.image_grid(to_image(grid, spec, data), nrow=n), width="stretch",
-                 caption=f"rows: z{', z'.join(map(str, dims))}; columns: {values[0]:.1f} → {values[-1]:.1f}")
+                 caption=f"rows: z{', z'.join(map(str, dims))}; columns: {values[0]:.1f} → {values[-1]:.1f}"
+                         + (f"; each picture p(x_i = 1 | x_<i, z) over test image #{st.session_state.get('image', 0)}"
+                            if forced else ""))
     elif network.cfg.latent != "gaussian":
         st.info("Traversals sweep a continuous coordinate; this model's latents are discrete.")
 
@@ -144,8 +181,12 @@ with tab_between:
 with tab_prior:
     sigma = st.slider("σ of the codes", 0.1, 5.0, step=0.1, key=default("sigma", 1.0),
                       help="The prior is N(0, I); μ-VAE codes spread wider and want σ ≈ 3.")
-    st.image(plots.image_grid(to_image(explore.prior_samples(network, 32, sigma, y=y), spec, data)), width="stretch",
-             caption=f"decoded z ~ N(0, {sigma:g}² I)" if network.cfg.latent == "gaussian" else "decoded prior samples")
+    count = explore.DRAWN if explore.slow_pictures(network) else 32
+    with st.spinner(f"Drawing {count} pictures pixel by pixel ..." if explore.slow_pictures(network) else None):
+        samples = explore.prior_samples(network, count, sigma, y=y)
+    st.image(plots.image_grid(to_image(samples, spec, data)), width="stretch",
+             caption=(f"decoded z ~ N(0, {sigma:g}² I)" if network.cfg.latent == "gaussian" else "decoded prior samples")
+             + (f"; {count}, each drawn pixel by pixel" if explore.slow_pictures(network) else ""))
 
 with tab_recon:
     if data is None:

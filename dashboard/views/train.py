@@ -6,7 +6,7 @@ import torch
 
 from pathlib import Path
 
-from core import data as datasets, files, limits, options, pictures, recipe, snapshots, timeline, track
+from core import data as datasets, explore, files, limits, options, pictures, recipe, snapshots, timeline, track
 from core.config import PRESETS, RunConfig
 from core.control import RunState
 from core.engine import check_run, describe_device, pick_device
@@ -387,14 +387,18 @@ def run_panel(name: str, t, race: bool, step: int | None = None, top: float | No
                    "its ceiling log B.")
     gen = torch.Generator().manual_seed(0)
     data, spec = t.data, bundle.config.data
-    if data is not None:
+    if explore.slow_pictures(bundle.network) and t.state in (RunState.RUNNING, RunState.QUEUED):
+        st.caption("Reconstructions and samples appear when the run stops: a PixelCNN draws each picture pixel by "
+                   "pixel, seconds a picture, which would hold up the page at every redraw.")
+    elif data is not None:
         x, y = data.test_x[:8], data.test_y[:8]
         st.image(plots.image_grid(data.to_image(torch.cat([x, bundle.reconstruct(x, y)]))), width="stretch",
                  caption=f"test images and their reconstructions{at}")
     else:
         st.caption(f"No reconstructions: {getattr(t, 'data_error', None) or 'its dataset is not here'}")
-    st.image(plots.image_grid(to_image(bundle.network.sample(16, generator=gen), spec, data)), width="stretch",
-             caption=f"samples from the prior{at}")
+    if not explore.slow_pictures(bundle.network) or t.state not in (RunState.RUNNING, RunState.QUEUED):
+        st.image(plots.image_grid(to_image(bundle.network.sample(16, generator=gen), spec, data)), width="stretch",
+                 caption=f"samples from the prior{at}")
     title = f"{spec.short_name}-{name}-z{t.latent_dim}"
     if t.state in (RunState.RUNNING, RunState.PAUSED):
         export(title, bundle, data)  # slides once it stops: they read the steps it kept in its saved file
