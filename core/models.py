@@ -26,6 +26,7 @@ LIKELIHOODS = ("bernoulli", "gaussian", "mse")
 INITS = ("default", "he", "vlae", "vlae-code")
 LATENTS = ("gaussian", "bernoulli", "categorical")
 DECODER_VARIANCES = ("softplus", "tanh", "shared")
+PIXELCNN_Z = ("map", "bias")
 # "mse": the squared error as a density. A Gaussian of variance 1/2 has
 # -log p(x|z) = ||x - x'||^2 + (J/2) log pi, so training on it is training on the summed squared error
 # (Ucar 2019, app. B) while every bound stays a bound, in nats.
@@ -65,6 +66,8 @@ class ModelConfig:
                                                # map of z and the pixels before each one (core.pixelcnn); binary images only
     pixelcnn_channels: int = 32                # its channels
     pixelcnn_kernels: tuple[int, ...] = ()     # its kernel sizes, one a layer, odd; (): 7 for the first, 3 after (van den Oord et al.)
+    pixelcnn_z: str = "map"                    # how z reaches every layer: "map", the plain decoder's picture of z and a
+                                               # bias U z; "bias", U z alone (no plain decoder: the collapse shows)
     skip_z: bool = False                       # z enters every layer of an MLP decoder, not only the first (Dieng et al. 2019)
 
     def __post_init__(self):
@@ -125,6 +128,7 @@ class ModelConfig:
              f"give one PixelCNN kernel size per layer ({self.pixelcnn_layers})"),
             (all(k % 2 == 1 for k in self.pixelcnn_kernels), "PixelCNN kernel sizes must be odd (the pixel sits at the centre)"),
             (self.pixelcnn_channels >= 1, "the PixelCNN needs at least 1 channel"),
+            (self.pixelcnn_z in PIXELCNN_Z, f"pixelcnn_z must be one of {', '.join(PIXELCNN_Z)}"),
             (not self.pixelcnn_layers or (self.image_shape[0] == 1 and self.likelihood in ("bernoulli", "auto")
                                           and not self.n_classes and not self.latent_below),
              "a PixelCNN decoder models binary one-channel images (bernoulli likelihood), without labels or a second "
@@ -277,8 +281,11 @@ class VAE(nn.Module):
         if cfg.latent_below:
             self.build_layer_below(cfg)
         if cfg.pixelcnn_layers:
-            # p(x|z) = prod_i p(x_i | x_<i, z): the plain decoder's map of z conditions every masked layer
-            self.pixelcnn = PixelCNN(cfg.pixelcnn_kernel_sizes, cfg.pixelcnn_channels, out_channels, d)
+            # p(x|z) = prod_i p(x_i | x_<i, z): z, and the plain decoder's map of it, condition every masked layer
+            by_map = cfg.pixelcnn_z == "map"
+            self.pixelcnn = PixelCNN(cfg.pixelcnn_kernel_sizes, cfg.pixelcnn_channels, out_channels if by_map else 0, d)
+            if not by_map:
+                self.decoder = nn.Sequential()  # no plain decoder: z enters the layers as a bias alone
         # Gaussian: (mu, log sigma^2) per dimension; discrete latents: one logit per dimension.
         self.encoder_head = nn.Linear(self.upper_features if cfg.latent_below else self.features,
                                       2 * d if cfg.latent == "gaussian" else d)
@@ -401,10 +408,10 @@ class VAE(nn.Module):
         p(z1|z), the picture Explore and the samples show."""
         if self.layered:
             z = self.layer_codes(z)[0] if z.shape[-1] == self.cfg.latent_below + self.latent_dim else self.layer_below(z).mean
-        out = self.decoder(self.with_label(z, y))
         if self.autoregressive:
-            return PixelCNNBernoulli(self.pixelcnn, out, z)
-        return self.likelihood(out)
+            m = self.decoder(z) if self.cfg.pixelcnn_z == "map" else None
+            return PixelCNNBernoulli(self.pixelcnn, m, z, self.cfg.image_shape)
+        return self.likelihood(self.decoder(self.with_label(z, y)))
 
     def likelihood(self, out) -> Independent:
         """The decoder's output -> p(x|z) over whole images."""

@@ -24,7 +24,7 @@ from . import data as datasets
 from . import files, limits, safefs, snapshots
 from .config import COMPILE_MODES, LIVE_EVERY, OPTIMIZERS, PRESETS, SAVE_EVERY, RunConfig
 from .errors import ConfigError
-from .models import ACTIVATIONS, DECODER_VARIANCES, INITS, LIKELIHOODS, ModelConfig
+from .models import ACTIVATIONS, DECODER_VARIANCES, INITS, LIKELIHOODS, PIXELCNN_Z, ModelConfig
 from .objectives import OBJECTIVES
 from .objectives import build as build_objective
 
@@ -206,6 +206,9 @@ TABLE = [
     Opt("pixelcnn_channels", "model", "the PixelCNN's channels", "model.pixelcnn_channels", "int", low=1, limit="width"),
     Opt("pixelcnn_kernels", "model", "its kernel sizes, one a layer, odd (default: 7 for the first, 3 after)",
         "model.pixelcnn_kernels", "widths", limit="kernel"),
+    Opt("pixelcnn_z", "model", "how z reaches every PixelCNN layer: map, the plain decoder's picture of z plus a bias "
+        "(PixelVAE); bias, a bias alone (van den Oord et al.'s global conditioning: the collapse shows)",
+        "model.pixelcnn_z", choices=PIXELCNN_Z),
     Opt("skip_z", "model", "z enters every layer of the MLP decoder, not only the first (skip-VAE, Dieng et al. 2019)",
         "model.skip_z", "flag"),
     Opt("latent", "model", "latent size", "model.latent_dim", "int", low=1, limit="latent", where=ON_PAGE,

@@ -6,10 +6,12 @@ it (He et al. 2019). Each layer is a masked convolution with the gated activatio
 
     h' = h + W_o (tanh(W_f * h + V_f m + U_f z) . sigmoid(W_g * h + V_g m + U_g z)),
 
-conditioned on z at every layer twice: through m, the map the plain decoder makes of z (PixelVAE,
-Gulrajani et al. 2017), and through a per-channel bias U z. The output logit adds m, so with no layers the
-model is the plain decoder's. A masked stack has the blind spot van den Oord et al. remove with two stacks;
-it is kept for its simplicity (the pixels it cannot see are still modelled through the ones it can).
+conditioned on z at every layer: always through a per-channel bias U z (van den Oord et al.'s global
+conditioning), and with `map` also through m, the picture the plain decoder makes of z (PixelVAE,
+Gulrajani et al. 2017), pixel by pixel. The map hands every layer a template of the image, so z stays in use
+far longer; the bias alone is the harder case, where the collapse shows. A masked stack has the blind spot van
+den Oord et al. remove with two stacks; it is kept for its simplicity (the pixels it cannot see are still
+modelled through the ones it can).
 
 The likelihood needs x: log_prob runs one teacher-forced pass over the image; sample draws pixel by pixel,
 recomputing only the window of pixels the next one can see.
@@ -42,20 +44,22 @@ class GatedLayer(nn.Module):
     def __init__(self, mask: str, in_channels: int, channels: int, kernel: int, map_channels: int, latent: int):
         super().__init__()
         self.conv = MaskedConv2d(mask, in_channels, 2 * channels, kernel)
-        self.from_map = nn.Conv2d(map_channels, 2 * channels, 1)  # V m: the decoder's picture of z, pixel by pixel
+        # V m: the decoder's picture of z, pixel by pixel (none without a map)
+        self.from_map = nn.Conv2d(map_channels, 2 * channels, 1) if map_channels else None
         self.from_z = nn.Linear(latent, 2 * channels)             # U z: z itself, the same at every pixel
         self.out = nn.Conv2d(channels, channels, 1)
         self.residual = in_channels == channels
 
     def forward(self, h, m, z):
-        f, g = (self.conv(h) + self.from_map(m) + self.from_z(z)[:, :, None, None]).chunk(2, 1)
+        pre = self.conv(h) + self.from_z(z)[:, :, None, None]
+        f, g = (pre if m is None else pre + self.from_map(m)).chunk(2, 1)
         out = self.out(torch.tanh(f) * torch.sigmoid(g))
         return h + out if self.residual else out
 
 
 class PixelCNN(nn.Module):
-    """Gated masked layers over a binary image x (B, 1, H, W), conditioned on the map m (B, C, H, W) and
-    the code z (B, d); returns the logit of each pixel given the pixels before it."""
+    """Gated masked layers over a binary image x (B, 1, H, W), conditioned on the code z (B, d) and, where
+    map_channels > 0, the map m (B, C, H, W); returns the logit of each pixel given the pixels before it."""
 
     def __init__(self, kernels: tuple[int, ...], channels: int, map_channels: int, latent: int):
         super().__init__()
@@ -70,7 +74,7 @@ class PixelCNN(nn.Module):
         h = x
         for layer in self.layers:
             h = layer(h, m, z)
-        return self.head(h) + m[:, :1]
+        return self.head(h)
 
     @torch.no_grad()
     def sample(self, m, z, noise):
@@ -86,7 +90,7 @@ class PixelCNN(nn.Module):
                 # The window's own edges are padded with zeros, which reaches r pixels in: not this one.
                 left, right = max(0, col - r), min(width, col + r + 1)
                 window = (..., slice(top, row + 1), slice(left, right))
-                logit = self(x[window], m[window], z)[..., -1, col - left]
+                logit = self(x[window], None if m is None else m[window], z)[..., -1, col - left]
                 x[..., row, col] = (noise[..., row, col] < torch.sigmoid(logit)).float()
         return x
 
@@ -97,9 +101,9 @@ class PixelCNNBernoulli(Distribution):
     arg_constraints = {}
     support = constraints.independent(constraints.boolean, 3)
 
-    def __init__(self, net: PixelCNN, m: torch.Tensor, z: torch.Tensor):
+    def __init__(self, net: PixelCNN, m: torch.Tensor | None, z: torch.Tensor, image_shape: tuple[int, int, int]):
         self.net, self.m, self.z = net, m, z
-        super().__init__(batch_shape=m.shape[:1], event_shape=(1, *m.shape[2:]), validate_args=False)
+        super().__init__(batch_shape=z.shape[:1], event_shape=image_shape, validate_args=False)
 
     def logits(self, x):
         x = x.expand(self.batch_shape + self.event_shape)
@@ -116,5 +120,5 @@ class PixelCNNBernoulli(Distribution):
         if tuple(sample_shape) != ():
             raise ValueError("draw one image per code: repeat the codes for more")
         if noise is None:
-            noise = torch.rand(self.batch_shape + self.event_shape, device=self.m.device, generator=generator)
+            noise = torch.rand(self.batch_shape + self.event_shape, device=self.z.device, generator=generator)
         return self.net.sample(self.m, self.z, noise)

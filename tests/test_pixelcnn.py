@@ -16,18 +16,19 @@ from core.models import VAE, ModelConfig
 from core.report import Skipped, run_all
 
 
-def pixelcnn_model(side=8, kernels=(5, 3, 3), channels=6, latent=3, seed=0):
+def pixelcnn_model(side=8, kernels=(5, 3, 3), channels=6, latent=3, seed=0, by="map"):
     torch.manual_seed(seed)
     m = VAE(ModelConfig(hidden=(16,), latent_dim=latent, image_shape=(1, side, side), likelihood="bernoulli",
-                        pixelcnn_layers=len(kernels), pixelcnn_kernels=kernels, pixelcnn_channels=channels))
+                        pixelcnn_layers=len(kernels), pixelcnn_kernels=kernels, pixelcnn_channels=channels, pixelcnn_z=by))
     with torch.no_grad():  # untrained gates sit near 0.5; larger weights make every dependence visible
         for p in m.pixelcnn.parameters():
             p.mul_(3)
     return m.eval()
 
 
-def test_a_pixels_logit_never_reads_that_pixel_or_any_after_it():
-    m = pixelcnn_model()
+@pytest.mark.parametrize("by", ["map", "bias"])
+def test_a_pixels_logit_never_reads_that_pixel_or_any_after_it(by):
+    m = pixelcnn_model(by=by)
     z = torch.randn(1, 3)
     x = (torch.rand(1, 1, 8, 8) < 0.5).float()
     batch = x.repeat(65, 1, 1, 1)  # the image, then 64 copies with one pixel flipped each
@@ -40,9 +41,9 @@ def test_a_pixels_logit_never_reads_that_pixel_or_any_after_it():
     assert (change[:-1].max(1).values > 1e-3).all()       # and the next pixels do read it
 
 
-@pytest.mark.parametrize("side,kernels", [(2, (3,)), (3, (5, 3))])
-def test_the_likelihood_sums_to_one_over_every_image(side, kernels):
-    m = pixelcnn_model(side, kernels)
+@pytest.mark.parametrize("side,kernels,by", [(2, (3,), "map"), (3, (5, 3), "map"), (3, (5, 3), "bias")])
+def test_the_likelihood_sums_to_one_over_every_image(side, kernels, by):
+    m = pixelcnn_model(side, kernels, by=by)
     pixels = side * side
     every = torch.tensor(list(itertools.product([0.0, 1.0], repeat=pixels))).view(-1, 1, side, side)
     z = torch.randn(1, 3).expand(len(every), 3)
@@ -61,8 +62,9 @@ def naive_sample(p, noise):
     return x, logs
 
 
-def test_the_sampler_draws_what_teacher_forcing_scores():
-    m = pixelcnn_model(side=10, kernels=(7, 5, 3))
+@pytest.mark.parametrize("by", ["map", "bias"])
+def test_the_sampler_draws_what_teacher_forcing_scores(by):
+    m = pixelcnn_model(side=10, kernels=(7, 5, 3), by=by)
     with torch.no_grad():
         p = m.decode(torch.randn(4, 3))
         noise = torch.rand(4, 1, 10, 10)
