@@ -20,7 +20,7 @@ What differs, each by choice of budget or by what this machine holds:
            Aggressive training checks I_q every --mi-every steps (the paper: every epoch) with the authors'
            patience of 5; the annealed rows raise the KL weight over --warm-up epochs (the paper: 10, from 0.1)
 
-    python experiments/lagging_omniglot.py [--epochs 5] [--rows "VAE,Aggressive"] [--k 100] [--n-test 1000]
+    python experiments/lagging_omniglot.py [--epochs 5] [--rows "VAE,Aggressive"] [--k 100] [--n-test 500]
 """
 import argparse
 import math
@@ -98,7 +98,7 @@ def main():
     parser.add_argument("--name", default="lagging_omniglot")
     parser.add_argument("--rows", default=",".join(PAPER))
     parser.add_argument("--k", type=int, default=100, help="importance samples of the NLL (the paper: 500)")
-    parser.add_argument("--n-test", type=int, default=1000, help="test images scored")
+    parser.add_argument("--n-test", type=int, default=500, help="test images scored")
     parser.add_argument("--mi-every", type=int, default=100, help="aggressive training: steps between I_q checks")
     parser.add_argument("--warm-up", type=float, default=2.0, help="annealed rows: epochs of the KL warm-up")
     args = parser.parse_args()
