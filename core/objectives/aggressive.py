@@ -94,9 +94,13 @@ class Aggressive(Objective):
                 previous = window
 
     def forward(self, model, x, y=None, step=0):
+        """The training step's loss; on a model being evaluated (eval mode), the ELBO with the gradient reaching
+        both networks, which is also what the inner loop's encoder steps follow."""
         aggressive = bool(self.aggressive)
-        q, recon, kl = self.parts(model, x, y, encoder_still=aggressive)
+        q, recon, kl = self.parts(model, x, y, encoder_still=aggressive and model.training)
         out = weighted_kl_output(recon, kl, self.kl_weight(step))
+        if self.warm_up:
+            out.terms["kl_weight"] = x.new_tensor(self.kl_weight(step))
         if model.training:
             self.watch_mi(Factorized(q, model.prior()), step)
         out.terms["aggressive"] = x.new_tensor(float(aggressive))
