@@ -74,10 +74,11 @@ class RunConfig:
 
 
 # Named presets of the model config. The dashboard trains live on a laptop CPU while a class watches,
-# so its default network is smaller than the command line's (ModelConfig's own defaults).
+# so its default network is smaller than the command line's (ModelConfig's own defaults); its PixelCNN, when
+# the page asks for one, is the lesson's: 24 channels, z reaching each layer as a bias (where collapse shows).
 PRESETS = {
     "default": ModelConfig(),
-    "dashboard": replace(ModelConfig(), hidden=(256, 128), latent_dim=8),
+    "dashboard": replace(ModelConfig(), hidden=(256, 128), latent_dim=8, pixelcnn_channels=24, pixelcnn_z="bias"),
 }
 
 

@@ -202,7 +202,8 @@ TABLE = [
       "widths", limit="stride"),
     Opt("pixelcnn_layers", "model", "a PixelCNN decoder: this many gated masked layers over the pixels, each conditioned "
         "on z (0: none; binary one-channel images). It can model the images without z: the collapse of strong decoders",
-        "model.pixelcnn_layers", "int", low=0, limit="layers", metavar="N"),
+        "model.pixelcnn_layers", "int", low=0, limit="layers", metavar="N", where=ON_PAGE,
+        page=Widget("PixelCNN decoder layers", "pixelcnn", 0, 8, 1, slider=True)),
     Opt("pixelcnn_channels", "model", "the PixelCNN's channels", "model.pixelcnn_channels", "int", low=1, limit="width"),
     Opt("pixelcnn_kernels", "model", "its kernel sizes, one a layer, odd (default: 7 for the first, 3 after)",
         "model.pixelcnn_kernels", "widths", limit="kernel"),

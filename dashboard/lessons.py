@@ -79,7 +79,7 @@ def widget_values(name: str) -> dict:
     """The Train page's widget keys and values that a lesson sets."""
     lesson = LESSONS[name]
     values = {"objectives": lesson["objectives"], "dataset": lesson["dataset"], "latent": lesson["latent"],
-              "steps": lesson["steps"]}
+              "steps": lesson["steps"], "pixelcnn": lesson.get("pixelcnn", 0)}
     for objective, knobs in lesson["knobs"].items():
         values |= {f"knob-{objective}-{k}": v for k, v in knobs.items()}
     return values

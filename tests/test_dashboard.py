@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import APP, ROOT, needs_shared, session_runs, small_config, train
+from conftest import APP, HAVE_SHARED, ROOT, needs_shared, session_runs, small_config, train
 from core import checkpoint, explore, pictures
 from core import data as datasets
 from core.engine import Trainer
@@ -165,6 +165,24 @@ def test_train_page_races_several_objectives_on_one_seed(app):
     assert runs["beta-vae"].beta == 4.0
     assert len(app.get("vega_lite_chart")) == 1 + 2 * 2  # the race overlay, then heatmap and AU/MI per run
     assert sum("step 100" in m.value for m in app.markdown) == 2
+
+
+@pytest.mark.slow
+def test_train_page_races_remedies_on_a_pixelcnn_decoder(app):
+    app.sidebar.slider(key="pixelcnn").set_value(2)
+    runs = train(app, 30, objectives=["vae", "bn-vae"])
+    assert not app.exception and not app.error
+    model = runs["vae"].config.model
+    assert (model.pixelcnn_layers, model.pixelcnn_channels, model.pixelcnn_z) == (2, 24, "bias")
+    assert runs["bn-vae"].config.model == model
+    # the runs stopped, so their pictures are drawn: test images, reconstructions and samples per run
+    assert sum("samples from the prior" in i.proto.imgs[0].caption for i in app.get("image")) == 2
+    if not HAVE_SHARED:
+        return
+    # a PixelCNN models binary images: Frey Faces' grey levels are refused in one line, before anything runs
+    app.sidebar.selectbox(key="dataset").set_value("frey").run()
+    app.sidebar.button[0].click().run()
+    assert not app.exception and app.error and "binary one-channel" in app.error[0].value
 
 
 def test_train_page_says_what_is_wrong_instead_of_failing(app):

@@ -138,6 +138,9 @@ def setup():
         hidden = st.selectbox("MLP widths", list(HIDDEN), key=default("hidden", next(iter(HIDDEN))),
                               disabled=arch != "mlp")
         latent = option_widget("latent")
+        pixelcnn = option_widget("pixelcnn_layers", help="0: the MLP or conv decoder alone. More: a PixelCNN of that "
+                                 "many layers over the pixels, z entering each (binary images): a strong decoder, "
+                                 "which can model the images without z")
         objectives = st.multiselect("Objectives", OBJECTIVES.names(), key=default("objectives", ["vae"]),
                                     max_selections=limits.maximum("race"),
                                     help="Pick several to race them: same data, network and seed, side by side.")
@@ -158,7 +161,7 @@ def setup():
         st.error("Give a folder or .npz on the server, or upload a .zip or .npz, before training on your own images.")
         return objectives, None
     spec = datasets.DataSpec(dataset, "dynamic" if binarize else "none", size=size, color=color)
-    model = replace(DASHBOARD, arch=arch, hidden=HIDDEN[hidden], latent_dim=latent)
+    model = replace(DASHBOARD, arch=arch, hidden=HIDDEN[hidden], latent_dim=latent, pixelcnn_layers=int(pixelcnn))
     configs = {name: RunConfig(data=spec, model=model, objective=name, settings=settings.get(name, {}),
                                batch_size=int(batch), lr=float(lr), seed=int(seed), device=device)
                for name in objectives}
