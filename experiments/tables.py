@@ -326,6 +326,27 @@ def per_step(run: dict) -> float:
     return run["train_seconds"] / run["steps"]
 
 
+# ---------------------------------------------------------------- He et al. 2019
+
+import lagging_omniglot  # noqa: E402
+
+
+@table
+def lagging_omniglot_table() -> str:
+    """He et al.'s Omniglot rows beside ours at our budget: NLL (IW), KL, minibatch MI and AU."""
+    done = cells("lagging_omniglot")
+    body = []
+    for row, paper in lagging_omniglot.PAPER.items():
+        c = done.get(row)
+        nll, kl, mi = paper if paper else ("–", "–", "–")
+        ours = ([f"{c['nll']:.2f}", f"{c['kl']:.2f}", f"{c['mi']:.2f}", f"{c['au']} / 32",
+                 f"{c['aggressive_steps']:,}" if c["aggressive_steps"] else "–", minutes(c["train_seconds"])]
+                if c else ["running"] + ["–"] * 5)
+        body.append([row, nll, ours[0], kl, ours[1], mi, ours[2], ours[3], ours[4], ours[5]])
+    return rows(["row", "NLL, paper", "NLL, ours", "KL, paper", "KL, ours", "MI, paper", "MI, ours", "AU, ours",
+                 "aggressive steps", "training time"], body, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+
 @table
 def sweep_costs() -> str:
     """Each reproduction sweep at its spec's budget, from the per-step times measured here (one core of this
