@@ -338,7 +338,7 @@ def lagging_omniglot_table() -> str:
     body = []
     for row, paper in lagging_omniglot.PAPER.items():
         c = done.get(row)
-        nll, kl, mi = paper if paper else ("–", "–", "–")
+        nll, kl, mi = (f"{paper[0]:.2f}", f"{paper[1]:.1f}", f"{paper[2]:.1f}") if paper else ("–", "–", "–")
         ours = ([f"{c['nll']:.2f}", f"{c['kl']:.2f}", f"{c['mi']:.2f}", f"{c['au']} / 32",
                  f"{c['aggressive_steps']:,}" if c["aggressive_steps"] else "–", minutes(c["train_seconds"])]
                 if c else ["running"] + ["–"] * 5)
