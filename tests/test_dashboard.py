@@ -185,6 +185,17 @@ def test_train_page_races_remedies_on_a_pixelcnn_decoder(app):
     assert not app.exception and app.error and "binary one-channel" in app.error[0].value
 
 
+def test_the_strong_decoder_lesson_opens_on_its_recorded_runs_and_sets_the_pixelcnn():
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["lesson"] = "A strong decoder ignores z"
+    at.run()
+    assert not at.exception and not at.error
+    assert at.sidebar.slider(key="pixelcnn").value == 8 and at.sidebar.number_input(key="steps").value == 400
+    assert at.sidebar.multiselect(key="objectives").value == ["vae", "aggressive", "bn-vae", "delta-vae"]
+    shown = " ".join(m.value for m in at.markdown)
+    assert all(name in shown for name in LESSONS["A strong decoder ignores z"]["shipped"])
+
+
 def test_train_page_says_what_is_wrong_instead_of_failing(app):
     app.sidebar.selectbox(key="dataset").set_value("svhn").run()
     app.sidebar.button[0].click().run()

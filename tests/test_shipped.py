@@ -106,3 +106,32 @@ def test_the_shipped_sweep_is_complete_within_its_budget_and_was_made_by_its_spe
     rows = sweep.read_rows(folder)
     assert [r["trial"] for r in rows] == [t.id for t in trials] and {r["status"] for r in rows} == {"done"}
     assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) <= 8 * MB
+
+
+def test_the_strong_decoder_lessons_numbers_are_its_checkpoints():
+    """Every number the lesson "A strong decoder ignores z" quotes, from the shipped sidecars and from
+    experiments/strong_decoder_lesson.py's measurement of the sliders (experiments/results)."""
+    text = LESSONS["A strong decoder ignores z"]["text"]
+    live = {n: {r["step"]: r for r in json.loads((HERE / f"digits-pixelcnn-{n}.json").read_text())["live"]}
+            for n in ("vae", "aggressive", "bn-vae", "delta-vae")}
+    early = [r for step, r in live["vae"].items() if step <= 300]
+    assert all(r["au"] == 0 for r in early) and live["vae"][350]["au"] > 0  # collapsed for its first 300 steps
+    assert f"{min(r['kl'] for r in early):.2f} to {max(r['kl'] for r in early):.2f} nats" == "0.04 to 0.05 nats"
+    assert "(0.65 nats, 5 active units at step 1,500)" in text and live["vae"][1500]["au"] == 5
+    assert f"{live['vae'][1500]['kl']:.2f}" == "0.65"
+    measured = json.loads((ROOT / "experiments" / "results" / "strong_decoder_lesson.json").read_text())
+    at_200 = measured["digits-pixelcnn-vae"]["slider_reach_at_200"]
+    assert f"by at most {min(at_200):.2f} to {max(at_200):.2f}" in text
+    alive = measured["digits-pixelcnn-bn-vae"]["slider_reach"] + measured["digits-pixelcnn-delta-vae"]["slider_reach"]
+    assert f"by {min(alive):.2f} to {max(alive):.2f}" in text
+    history = json.loads((HERE / "digits-pixelcnn-aggressive.json").read_text())["history"]
+    aggressive = [r for r in history if r["aggressive"] == 1]
+    inner = sum(r["inner_steps"] for r in aggressive) / len(aggressive)
+    assert f"({aggressive[-1]['step']} steps, {inner:.0f} encoder steps each)" in text
+    active = [r["au"] for step, r in live["aggressive"].items() if step >= 50]
+    assert f"{min(active)} to {max(active)} units active from step 50" in text
+    assert f"{live['aggressive'][1500]['kl']:.1f} nats at the end" in text
+    assert min(r["kl"] for r in live["bn-vae"].values()) >= 8 * 0.5 ** 2 / 2  # its floor, from step 50
+    assert f"({live['delta-vae'][50]['kl']:.1f} nats at step 50)" in text and live["delta-vae"][50]["au"] == 1
+    nll = [measured[f"digits-pixelcnn-{n}"]["nll"] for n in ("vae", "aggressive", "bn-vae", "delta-vae")]
+    assert f"(IWAE NLL {min(nll):.1f} to {max(nll):.1f})" in text and max(nll) - min(nll) < 0.4 + 0.05
