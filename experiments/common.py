@@ -55,6 +55,16 @@ def train(config: RunConfig, data, steps: int, label: str, after_step=None, resu
     return advance(trainer, steps - trainer.step_count, label, after_step)
 
 
+def train_cell(config: RunConfig, data, steps: int, table: str, key: str) -> Trainer:
+    """One cell of a table trained to `steps` steps, resumable after a stop (train's `resume`), its model kept
+    (keep) and its resume point removed once it is."""
+    resume = resume_path(table, key)
+    trainer = train(config, data, steps, key, resume=resume)
+    keep(trainer, table, key)
+    done(resume)
+    return trainer
+
+
 def asked(config: RunConfig) -> dict:
     return json.loads(json.dumps(config.to_dict()))
 

@@ -31,7 +31,7 @@ import argparse
 import time
 from dataclasses import replace
 
-from common import Cells, done, keep, per_epoch, resume_path, train
+from common import Cells, per_epoch, train, train_cell
 
 from core import data as datasets
 from core.config import RunConfig
@@ -106,10 +106,7 @@ def pick_rate(variants, data, steps: int, label: str):
 def measure(config: RunConfig, data, steps: int, label: str, k: int, n: int, n_iw: int, table: str) -> dict:
     """Train one run, keep its model and score it: the ELBO (one draw per image) of the first n test
     images, and the IW-k bound of the first n_iw."""
-    resume = resume_path(table, label)
-    t = train(config, data, steps, label, resume=resume)
-    keep(t, table, label)
-    done(resume)
+    t = train_cell(config, data, steps, table, label)
     bundle = t.snapshot()
     start = time.perf_counter()
     one = evaluate(bundle, data, n=n)

@@ -29,7 +29,7 @@ import math
 import time
 
 import torch
-from common import Cells, done, keep, per_epoch, resume_path, seconds_per_step, train
+from common import Cells, per_epoch, seconds_per_step, train_cell
 
 from core import data as datasets
 from core.config import RunConfig
@@ -76,10 +76,7 @@ def minibatch_mi(bundle, data, n: int, batch: int = 50) -> float:
 
 
 def measure(row: str, config: RunConfig, data, steps: int, args, table: str) -> dict:
-    resume = resume_path(table, row)
-    t = train(config, data, steps, row, resume=resume)
-    keep(t, table, row)
-    done(resume)
+    t = train_cell(config, data, steps, table, row)
     bundle = t.snapshot()
     start = time.perf_counter()
     bound = importance_weighted_bound(bundle, data, k=args.k, n=args.n_test)

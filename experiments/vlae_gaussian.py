@@ -24,7 +24,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from common import RESULTS, Cells, done, keep, kept, model_path, resume_path, save_figure, train  # noqa: E402
+from common import RESULTS, Cells, kept, model_path, save_figure, train_cell  # noqa: E402
 from vlae_nll import NETWORK  # noqa: E402
 
 from core import checkpoint  # noqa: E402
@@ -123,10 +123,7 @@ def main():
             if found:
                 bundle, seconds, diverged = *found, None
             else:
-                resume = resume_path(args.name, label)
-                t = train(config, data, args.steps, label, resume=resume)
-                keep(t, args.name, label)
-                done(resume)
+                t = train_cell(config, data, args.steps, args.name, label)
                 bundle, seconds, diverged = t.snapshot(), t.seconds, t.diverged
             bound = importance_weighted_bound(bundle, data, k=100, n=1000, chunk=25)
             pixels = data.info.shape[0] * data.info.shape[1] * data.info.shape[2]

@@ -785,19 +785,25 @@ def test_a_running_sweep_says_so_and_shows_its_pending_trials(app, tmp_path):
     assert "**running**" not in " ".join(c.value for c in app.caption)
 
 
+def open_in_explore(app, path, config, digits):
+    """A 3-dimensional model trained 5 steps, saved at path and opened in Explore: its sliders are decoded on the
+    server (no MLP program for the browser) and a picture comes back."""
+    t = Trainer(config, digits)
+    t.step(5)
+    t.save(path)
+    app.switch_page("views/explore.py").run()
+    app.selectbox(key="source").set_value(f"file: {path.name}").run()
+    assert not app.exception and not app.error
+    data = pad(app)
+    assert len(data["dims"]) == 3 and data["program"] is None and data["image"].startswith("data:image/png")
+
+
 @pytest.mark.parametrize("model", [ModelConfig(hidden=(32,), latent_dim=3, pixelcnn_layers=2, pixelcnn_channels=8),
                                    ModelConfig(hidden=(32, 16), latent_dim=3, skip_z=True)], ids=["pixelcnn", "skip-z"])
 def test_a_strong_or_skip_decoder_opens_in_explore_decoded_on_the_server(app, tmp_path, digits, model):
     """A PixelCNN's sliders show one teacher-forced pass over a test image, and a button draws the picture pixel
     by pixel; z entering every layer is not a plain MLP program either."""
-    t = Trainer(small_config(model=model), digits)
-    t.step(5)
-    t.save(tmp_path / "strong")
-    app.switch_page("views/explore.py").run()
-    app.selectbox(key="source").set_value("file: strong").run()
-    assert not app.exception and not app.error
-    data = pad(app)
-    assert len(data["dims"]) == 3 and data["program"] is None and data["image"].startswith("data:image/png")
+    open_in_explore(app, tmp_path / "strong", small_config(model=model), digits)
     autoregressive = model.pixelcnn_layers > 0
     assert any("p(x_i = 1 | x_<i, z)" in c.value for c in app.caption) == autoregressive
     if autoregressive:
@@ -814,14 +820,7 @@ def test_a_model_with_two_stochastic_layers_opens_in_explore_and_the_latent_map(
     """Seed 002's IWAE: the sliders move the top layer, decoded on the server through p(z1|z)."""
     config = small_config(objective="iwae", settings={"k": 3},
                           model=ModelConfig(hidden=(32,), latent_below=6, hidden_above=(16,), latent_dim=3))
-    t = Trainer(config, digits)
-    t.step(5)
-    t.save(tmp_path / "two-layers")
-    app.switch_page("views/explore.py").run()
-    app.selectbox(key="source").set_value("file: two-layers").run()
-    assert not app.exception and not app.error
-    data = pad(app)
-    assert len(data["dims"]) == 3 and data["program"] is None and data["image"].startswith("data:image/png")
+    open_in_explore(app, tmp_path / "two-layers", config, digits)
     assert any("the sliders set the top layer z" in c.value for c in app.caption)
     app.switch_page("views/latent_map.py").run()
     app.selectbox(key="source").set_value("file: two-layers").run()
