@@ -88,6 +88,11 @@ def arguments(name: str) -> str:
     return f"{SHIPPED[name]} --snapshot-budget {SNAPSHOT_MB.get(name, SNAPSHOT_MB_OTHERS)} --save-every 0"
 
 
+def command(name: str) -> str:
+    """The command that trains it, as its sidecar records it."""
+    return f"python -m core train {arguments(name)} --offline --out checkpoints --name {name}"
+
+
 TABLE_START, TABLE_END = "<!-- table: written by regenerate.py -->", "<!-- end of table -->"
 
 
@@ -105,6 +110,8 @@ def build(name: str) -> float:
     """Train and record one checkpoint; returns the seconds it took."""
     start, before = time.perf_counter(), weights_sha(name)
     cli("train", *arguments(name).split(), "--offline", "--out", "checkpoints", "--name", name)
+    from core import checkpoint
+    checkpoint.annotate(HERE / name, command=command(name))  # as a reader types it here, not as the CLI names itself
     cli("diagnose", f"checkpoints/{name}", "--record", "--offline")
     if before:
         same = weights_sha(name) == before
@@ -139,8 +146,7 @@ def with_snapshots(name: str) -> float:
         return time.perf_counter() - start
     for ext in (".safetensors", ".json"):
         shutil.move(scratch / f"{name}{ext}", HERE / f"{name}{ext}")
-    command = f"python -m core train {arguments(name)} --offline --out checkpoints --name {name}"
-    checkpoint.annotate(HERE / name, command=command,
+    checkpoint.annotate(HERE / name, command=command(name),
                         **{k: old_meta[k] for k in ("evaluation", "diagnostics") if k in old_meta})
     kept = checkpoint.read_sidecar(HERE / f"{name}.json")["snapshots"]["steps"]
     print(f"{name}: weights reproduced bit for bit; keeps steps {kept}")
