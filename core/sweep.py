@@ -693,9 +693,20 @@ class PhaseCells:
     trials: list     # [row][column]: the trial ids in that cell
 
 
+def phase_axes(rows: list[dict]) -> tuple[str, str]:
+    """The phase diagram's axes: the sweep's grid keys other than the objective and the seed, in the spec's order
+    (results.csv holds them between 'status' and 'step'): beta and the latent size for digits-collapse, the
+    PixelCNN's layers alone for digits-strong-decoder (then y is "", one row a diagram)."""
+    keys = list(rows[0]) if rows else []
+    grid = keys[keys.index("status") + 1:keys.index("step")] if {"status", "step"} <= set(keys) else []
+    axes = [k for k in grid if k not in ("objective", "seed")] or ["beta", "latent"]
+    return axes[0], axes[1] if len(axes) > 1 else ""
+
+
 def phase_cells(rows: list[dict], metric: str, x: str = "beta", y: str = "latent") -> list[PhaseCells]:
     """The collapse phase diagram's numbers: for each objective, the metric averaged over the trials
-    (seeds, and any other axis) that share a beta and a latent size. Failed trials count in no mean."""
+    (seeds, and any other axis) that share an x and a y (a beta and a latent size by default; y "": one row).
+    Failed trials count in no mean."""
     objectives = list(dict.fromkeys(r.get("objective", "") for r in rows))
     diagrams = []
     for objective in objectives:

@@ -194,7 +194,7 @@ def phase_diagram(diagrams: list, metric: str, x_name: str = "β", y_name: str =
 
     for i, d in enumerate(diagrams, start=1):
         text = [[label(m, s, n) for m, s, n in zip(*cells)] for cells in zip(d.mean, d.sd, d.n)]
-        xs, ys = [f"{v:g}" for v in d.x], [f"{v:g}" for v in d.y]
+        xs, ys = [f"{v:g}" for v in d.x], ["" if v is None else f"{v:g}" for v in d.y]
         fig.add_trace(go.Heatmap(
             z=d.mean, x=xs, y=ys, text=text, texttemplate="%{text}", textfont={"size": 12}, zmin=low, zmax=high,
             colorscale="Viridis", showscale=i == len(diagrams), colorbar={"title": metric}, hoverinfo="skip"),

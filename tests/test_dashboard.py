@@ -727,6 +727,21 @@ def test_the_phase_diagram_averages_seeds_and_keeps_each_cells_trials():
     assert list(zip(fig.data[1].x, fig.data[1].y, fig.data[1].customdata)) == [("1", "2", "t0,t1,t9"), ("4", "2", "t2,t3")]
 
 
+def test_the_phase_diagram_runs_along_the_sweeps_own_grid():
+    """digits-collapse's grid is beta x latent; a decoder-strength sweep's is the PixelCNN's layers alone, one
+    row of cells an objective (the page once took beta and latent from every sweep, and drew one blank cell)."""
+    from core import sweep
+    assert sweep.phase_axes(sweep.read_rows(SHIPPED_SWEEP)) == ("beta", "latent")
+    rows = [{"trial": f"{o}-{n}", "status": "done", "objective": o, "pixelcnn_layers": n, "step": "10", "KL": kl}
+            for o, n, kl in [("vae", "0", "4.3"), ("vae", "8", "0.6"), ("bn-vae", "0", "4.1"), ("bn-vae", "8", "1.2")]]
+    x, y = sweep.phase_axes(rows)
+    assert (x, y) == ("pixelcnn_layers", "")
+    vae, bn = sweep.phase_cells(rows, "KL", x, y)
+    assert (vae.x, vae.y, vae.mean, bn.mean) == ([0.0, 8.0], [None], [[4.3, 0.6]], [[4.1, 1.2]])
+    fig = plots.phase_diagram([vae, bn], "KL", "PixelCNN layers", "")
+    assert list(fig.data[1].x) == ["0", "8"] and list(fig.data[1].y) == ["", ""]
+
+
 def test_the_sweeps_page_shows_the_shipped_sweep_and_opens_a_trial(app, monkeypatch):
     import pandas as pd
     monkeypatch.setenv("VAELAB_SWEEPS", str(SHIPPED_SWEEP.parent))

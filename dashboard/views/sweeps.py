@@ -1,4 +1,4 @@
-"""Sweeps: a sweep's trials as a table, and the collapse phase diagram of each objective over β × latent size.
+"""Sweeps: a sweep's trials as a table, and the collapse phase diagram of each objective over its grid (β × latent size).
 A click on a cell (or a row) opens its models in Explore, Latent map or Compare."""
 import pandas as pd
 import streamlit as st
@@ -18,11 +18,13 @@ METRICS = {
     "ELBO": "test ELBO on 1,000 test images, nats",
 }
 REFRESH = 5  # seconds between redraws while a sweep is running
+AXES = {"beta": "β", "latent": "latent size", "pixelcnn_layers": "PixelCNN layers"}  # the grid keys' names on the page
 
 st.title("Sweeps")
 st.caption("Every trial of a sweep (`vaelab sweep SPEC`, see the README's 'Sweeps'), with the diagnostics "
            "recorded when it finished. The phase diagram shows, for each objective, where the code stops being used "
-           "as β grows and the latent size changes: the mean over seeds, ± their standard deviation.")
+           "along the sweep's grid (β and the latent size; a decoder's strength): the mean over seeds, ± their "
+           "standard deviation.")
 folders = sweep_folders()
 if not folders:
     st.info("No sweep yet. Run one with `vaelab sweep experiments/sweeps/digits-collapse.toml`; it lands "
@@ -58,8 +60,10 @@ def body():
     if spec.exists():
         with st.expander("Spec"):
             st.code(spec.read_text(), language="toml")
-    diagrams = sweep.phase_cells(rows, metric)
-    event = chart(plots.phase_diagram(diagrams, metric), on_select="rerun", selection_mode="points", key="phase")
+    x, y = sweep.phase_axes(rows)
+    diagrams = sweep.phase_cells(rows, metric, x, y)
+    event = chart(plots.phase_diagram(diagrams, metric, AXES.get(x, x), AXES.get(y, y)), on_select="rerun",
+                  selection_mode="points", key="phase")
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     cell = [t for p in points for t in str(p.get("customdata", "")).split(",") if t]
     if cell:
