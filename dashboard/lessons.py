@@ -83,12 +83,14 @@ LESSONS = {
                 "50, 1.2 nats at the end. **BN-VAE** holds the KL at its floor of 1 nat from step 50; **δ-VAE** "
                 "keeps every dimension 0.25 nats from the prior (2.2 nats at step 50), yet with one active unit "
                 "then: a KL floor is not information. On these two the sliders move pixels by 0.50 to 0.95. All four score "
-                "within 0.4 nats (IWAE NLL 23.1 to 23.5). Press **Train** to race them for 400 steps.",
+                "within 0.4 nats (IWAE NLL 23.1 to 23.5). The shipped sweep digits-strong-decoder (**Sweeps** page) "
+                "trains the same with 0 to 8 layers and six objectives: one layer is enough to collapse the plain VAE. "
+                "Press **Train** to race them for 400 steps.",
         "objectives": ["vae", "aggressive", "bn-vae", "delta-vae"],
         "knobs": {"aggressive": {"mi_every": 50}, "bn-vae": {"gamma": 0.5}, "delta-vae": {"delta": 0.25}},
         "dataset": "digits", "latent": 8, "steps": 400, "pixelcnn": 8,
         "shipped": ["digits-pixelcnn-vae", "digits-pixelcnn-aggressive", "digits-pixelcnn-bn-vae",
-                    "digits-pixelcnn-delta-vae"],
+                    "digits-pixelcnn-delta-vae"], "sweep": "digits-strong-decoder",
     },
 }
 

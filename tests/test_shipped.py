@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import ROOT, needs_shared
-from core import checkpoint, report, snapshots
+from core import checkpoint, report, snapshots, sweep
 from core import data as datasets
 from core.evaluate import evaluate
 from dashboard.lessons import LESSONS
@@ -137,3 +137,7 @@ def test_the_strong_decoder_lessons_numbers_are_its_checkpoints():
     assert f"({live['delta-vae'][50]['kl']:.1f} nats at step 50)" in text and live["delta-vae"][50]["au"] == 1
     nll = [measured[f"digits-pixelcnn-{n}"]["nll"] for n in ("vae", "aggressive", "bn-vae", "delta-vae")]
     assert f"(IWAE NLL {min(nll):.1f} to {max(nll):.1f})" in text and max(nll) - min(nll) < 0.4 + 0.05
+    # the sweep: one PixelCNN layer takes the plain VAE from its plain decoder's KL to a fifth of a nat
+    rows = {(r["objective"], r["pixelcnn_layers"]): r for r in sweep.read_rows(HERE / "sweeps" / "digits-strong-decoder")}
+    assert float(rows["vae", "0"]["KL"]) > 4 and float(rows["vae", "1"]["KL"]) < 0.25
+    assert "one layer is enough to collapse the plain VAE" in text
