@@ -182,6 +182,8 @@ def phase_diagram(diagrams: list, metric: str, x_name: str = "β", y_name: str =
     names the models behind it."""
     from plotly.subplots import make_subplots
 
+    if diagrams and all(d.y == [None] for d in diagrams) and len({tuple(d.x) for d in diagrams}) == 1:
+        return one_axis_diagram(diagrams, metric, x_name)
     fig = make_subplots(rows=1, cols=max(1, len(diagrams)), subplot_titles=[d.objective for d in diagrams],
                         horizontal_spacing=0.06)
     values = [v for d in diagrams for row in d.mean for v in row if v is not None]
@@ -211,6 +213,27 @@ def phase_diagram(diagrams: list, metric: str, x_name: str = "β", y_name: str =
         fig.update_yaxes(title_text=y_name if i == 1 else None, type="category", row=1, col=i)
     fig.update_layout(height=360, margin={"t": 40, "b": 10, "l": 10, "r": 10}, clickmode="event+select",
                       dragmode=False)
+    return fig
+
+
+def one_axis_diagram(diagrams: list, metric: str, x_name: str) -> go.Figure:
+    """A sweep whose grid has one axis beside the objective (a decoder's strength): one heatmap, a row per
+    objective, so every cell is wide enough for its label; clickable as phase_diagram's cells are."""
+    xs, names = [f"{v:g}" for v in diagrams[0].x], [d.objective for d in diagrams]
+    mean = [d.mean[0] for d in diagrams]
+    text = [["–" if m is None else f"{m:.3g}" + (f" ± {s:.2g}" if n > 1 else "") for m, s, n in zip(d.mean[0], d.sd[0], d.n[0])]
+            for d in diagrams]
+    fig = go.Figure(go.Heatmap(z=mean, x=xs, y=names, text=text, texttemplate="%{text}", textfont={"size": 13},
+                               colorscale="Viridis", colorbar={"title": metric}, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=[x for _ in names for x in xs], y=[n for n in names for _ in xs], mode="markers", showlegend=False,
+        marker={"symbol": "square", "size": 44, "opacity": 0.01, "color": "white"},
+        customdata=[",".join(ids) for d in diagrams for ids in d.trials[0]], text=[t for row in text for t in row],
+        hovertemplate=f"%{{y}}<br>{x_name} %{{x}}<br>{metric} %{{text}}<br>click to open its models<extra></extra>"))
+    fig.update_xaxes(title_text=x_name, type="category")
+    fig.update_yaxes(type="category", autorange="reversed")
+    fig.update_layout(height=max(300, 60 * len(names) + 100), margin={"t": 20, "b": 10, "l": 10, "r": 10},
+                      clickmode="event+select", dragmode=False)
     return fig
 
 

@@ -738,8 +738,11 @@ def test_the_phase_diagram_runs_along_the_sweeps_own_grid():
     assert (x, y) == ("pixelcnn_layers", "")
     vae, bn = sweep.phase_cells(rows, "KL", x, y)
     assert (vae.x, vae.y, vae.mean, bn.mean) == ([0.0, 8.0], [None], [[4.3, 0.6]], [[4.1, 1.2]])
-    fig = plots.phase_diagram([vae, bn], "KL", "PixelCNN layers", "")
-    assert list(fig.data[1].x) == ["0", "8"] and list(fig.data[1].y) == ["", ""]
+    fig = plots.phase_diagram([vae, bn], "KL", "PixelCNN layers", "")  # one heatmap, an objective a row
+    assert [t.type for t in fig.data] == ["heatmap", "scatter"] and list(fig.data[0].y) == ["vae", "bn-vae"]
+    assert [list(r) for r in fig.data[0].z] == [[4.3, 0.6], [4.1, 1.2]]
+    assert list(zip(fig.data[1].x, fig.data[1].y, fig.data[1].customdata)) == [
+        ("0", "vae", "vae-0"), ("8", "vae", "vae-8"), ("0", "bn-vae", "bn-vae-0"), ("8", "bn-vae", "bn-vae-8")]
 
 
 def test_the_sweeps_page_shows_the_shipped_sweep_and_opens_a_trial(app, monkeypatch):
