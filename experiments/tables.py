@@ -696,6 +696,16 @@ def lagging_vae_row() -> str:
             f"{c['kl']:.2f} nats against {kl}, MI {c['mi']:.2f} against {mi}|active units count {c['au']} of 32")
 
 
+@claim
+def lagging_anneal_gain() -> str:
+    c = cells("lagging_omniglot")
+    vae, anneal = c["VAE"], c["VAE + anneal"]
+    (pn, pk, pm), (an, ak, am) = vae["paper"], anneal["paper"]
+    return (f"annealing adds {anneal['kl'] - vae['kl']:.2f} nats of KL and {anneal['mi'] - vae['mi']:.2f} of MI (the "
+            f"paper: {ak - pk:.1f} and {am - pm:.1f}) and lowers the NLL by {vae['nll'] - anneal['nll']:.2f} nats (the "
+            f"paper: {pn - an:.2f})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the page is stale")
