@@ -439,7 +439,10 @@ def implementation_row_at_100_epochs() -> str:
     far = [z for z in gaps if z not in near]
     text = f"the implementation row's cells are within 0.6 nats of the paper at z = {z_list(near)}"
     above = [z for z in near if gaps[z] > 0]
-    text += "".join(f" (z = {z} is {gaps[z]:.2f} above it)" for z in above)
+    if len(above) == 1:
+        text += f" (z = {above[0]} is {gaps[above[0]]:.2f} above it)"
+    elif above:
+        text += f" (z = {z_list(above)} are {z_list([f'{gaps[z]:.2f}' for z in above])} above it)"
     return text + "".join(f", and {abs(gaps[z]):.1f} {'below' if gaps[z] < 0 else 'above'} it at z = {z}" for z in far)
 
 
