@@ -62,8 +62,8 @@ class ModelConfig:
     decoder_variance: str = "softplus"         # learned Gaussian std: "softplus" (std = softplus + 0.01), or
                                                # "tanh" (log sigma^2 = tanh, so sigma^2 in (1/e, e): seed "Improving VAEs", sec. 4.1), or
                                                # "shared": one learned log sigma^2 for every pixel, from 0 (the VLAE authors' code)
-    pixelcnn_layers: int = 0                   # > 0: a PixelCNN of this many gated masked layers reads the plain decoder's
-                                               # map of z and the pixels before each one (core.pixelcnn); binary images only
+    pixelcnn_layers: int = 0                   # > 0: a PixelCNN of this many gated masked layers reads z and the pixels
+                                               # before each one (core.pixelcnn); binary images only
     pixelcnn_channels: int = 32                # its channels
     pixelcnn_kernels: tuple[int, ...] = ()     # its kernel sizes, one a layer, odd; (): 7 for the first, 3 after (van den Oord et al.)
     pixelcnn_z: str = "map"                    # how z reaches every layer: "map", the plain decoder's picture of z and a

@@ -4,7 +4,7 @@ import torch
 from torch.distributions import Normal
 
 from ..posterior import Factorized, mi_terms
-from .base import BETA, Knob, Objective, register, weighted_kl_output
+from .base import BETA, Knob, Objective, elbo_parts, register, weighted_kl_output
 from .kl_annealing import linear_warmup
 
 
@@ -52,7 +52,7 @@ class Aggressive(Objective):
         self.register_buffer("mi_checks", torch.tensor(0))
         self.register_buffer("worse_checks", torch.tensor(0))
         self.register_buffer("mi_window", torch.zeros(2))  # the window's summed I_q and its count of steps
-        self._inner, self._inner_steps_taken, self.inner_losses = None, 0, []
+        self._inner, self.inner_losses = None, []  # the last inner loop's losses: its length is its step count
 
     def __getstate__(self):  # a snapshot's copy keeps no optimizer holding the live model's parameters
         return self.__dict__ | {"_inner": None}
@@ -66,12 +66,11 @@ class Aggressive(Objective):
         q = model.encode(x, y)
         if encoder_still:  # the decoder's step: no gradient reaches the encoder
             q = Normal(q.loc.detach(), q.scale.detach(), validate_args=False)
-        recon = -model.decode(q.rsample(), y).log_prob(x)
-        return q, recon, Factorized(q, model.prior()).kl_per_dim()
+        return (q, *elbo_parts(model, x, y, q=q))
 
     def before_step(self, model, x, y, next_batch, step: int):
         """The inner loop: encoder updates on x, then on fresh batches, until the loss stops falling."""
-        self._inner_steps_taken, self.inner_losses = 0, []
+        self.inner_losses = []
         if not bool(self.aggressive):
             return
         params = model.encoder_parameters()
@@ -86,7 +85,6 @@ class Aggressive(Objective):
                 p.grad = g
             self._inner.step()
             losses.append(loss.item())
-            self._inner_steps_taken = i + 1
             if (i + 1) % self.check_every == 0:
                 window = sum(losses[-self.check_every:]) / self.check_every
                 if window > previous:
@@ -104,7 +102,7 @@ class Aggressive(Objective):
         if model.training:
             self.watch_mi(Factorized(q, model.prior()), step)
         out.terms["aggressive"] = x.new_tensor(float(aggressive))
-        out.terms["inner_steps"] = x.new_tensor(float(self._inner_steps_taken))
+        out.terms["inner_steps"] = x.new_tensor(float(len(self.inner_losses)))
         return out
 
     @torch.no_grad()

@@ -141,19 +141,19 @@ def build(name: str, settings: dict | None = None, model=None) -> Objective:
     return obj
 
 
-def sample_and_score(model, x, y=None, target=None):
-    """q(z|x), one reparameterized z ~ q and -log p(target|z) per image (B,); target defaults to x.
-    y reaches conditional models."""
-    q = model.encode(x, y)
+def sample_and_score(model, x, y=None, target=None, q=None):
+    """q(z|x), one reparameterized z ~ q and -log p(target|z) per image (B,); target defaults to x, q to the
+    encoder's (an objective that shapes its posterior passes its own). y reaches conditional models."""
+    q = model.encode(x, y) if q is None else q
     z = q.rsample() if q.has_rsample else q.sample()  # discrete latents: no reparameterization
     recon = -model.decode(z, y).log_prob(x if target is None else target)
     return q, z, recon
 
 
-def elbo_parts(model, x, y=None, target=None):
+def elbo_parts(model, x, y=None, target=None, q=None):
     """-log p(target|z) per image (B,) for one z ~ q(z|x), and the closed-form KL(q(z|x) || p(z))
-    per image and dimension (B, d)."""
-    q, _, recon = sample_and_score(model, x, y, target)
+    per image and dimension (B, d); q defaults to the encoder's."""
+    q, _, recon = sample_and_score(model, x, y, target, q)
     return recon, kl_per_dim(q, model.prior())
 
 

@@ -3,8 +3,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Normal
 
-from ..posterior import Factorized, kl_per_dim
-from .base import BETA, Knob, Objective, register, weighted_kl_output
+from ..posterior import Factorized
+from .base import BETA, Knob, Objective, elbo_parts, register, weighted_kl_output
 
 
 @register("bn-vae")
@@ -43,6 +43,5 @@ class BNVAE(Objective):
         return Factorized(Normal(mu, q.scale, validate_args=False), model.prior())
 
     def forward(self, model, x, y=None, step=0):
-        q = self.posterior(model, x, y).dist
-        recon = -model.decode(q.rsample(), y).log_prob(x)
-        return weighted_kl_output(recon, kl_per_dim(q, model.prior()), self.beta)
+        recon, kl = elbo_parts(model, x, y, q=self.posterior(model, x, y).dist)
+        return weighted_kl_output(recon, kl, self.beta)

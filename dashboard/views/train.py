@@ -390,7 +390,9 @@ def run_panel(name: str, t, race: bool, step: int | None = None, top: float | No
                    "its ceiling log B.")
     gen = torch.Generator().manual_seed(0)
     data, spec = t.data, bundle.config.data
-    if explore.slow_pictures(bundle.network) and t.state in (RunState.RUNNING, RunState.QUEUED):
+    # a PixelCNN draws each picture pixel by pixel: not at every redraw of a training run
+    later = explore.slow_pictures(bundle.network) and t.state in (RunState.RUNNING, RunState.QUEUED)
+    if later:
         st.caption("Reconstructions and samples appear when the run stops: a PixelCNN draws each picture pixel by "
                    "pixel, seconds a picture, which would hold up the page at every redraw.")
     elif data is not None:
@@ -399,7 +401,7 @@ def run_panel(name: str, t, race: bool, step: int | None = None, top: float | No
                  caption=f"test images and their reconstructions{at}")
     else:
         st.caption(f"No reconstructions: {getattr(t, 'data_error', None) or 'its dataset is not here'}")
-    if not explore.slow_pictures(bundle.network) or t.state not in (RunState.RUNNING, RunState.QUEUED):
+    if not later:
         st.image(plots.image_grid(to_image(bundle.network.sample(16, generator=gen), spec, data)), width="stretch",
                  caption=f"samples from the prior{at}")
     title = f"{spec.short_name}-{name}-z{t.latent_dim}"
