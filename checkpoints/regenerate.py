@@ -90,7 +90,7 @@ def arguments(name: str) -> str:
 
 def command(name: str) -> str:
     """The command that trains it, as its sidecar records it."""
-    return f"python -m core train {arguments(name)} --offline --out checkpoints --name {name}"
+    return f"python -m core train {arguments(name)} --offline --out checkpoints --name {name} --overwrite"
 
 
 TABLE_START, TABLE_END = "<!-- table: written by regenerate.py -->", "<!-- end of table -->"
@@ -109,7 +109,7 @@ def weights_sha(name: str) -> str | None:
 def build(name: str) -> float:
     """Train and record one checkpoint; returns the seconds it took."""
     start, before = time.perf_counter(), weights_sha(name)
-    cli("train", *arguments(name).split(), "--offline", "--out", "checkpoints", "--name", name)
+    cli("train", *arguments(name).split(), "--offline", "--out", "checkpoints", "--name", name, "--overwrite")
     from core import checkpoint
     checkpoint.annotate(HERE / name, command=command(name))  # as a reader types it here, not as the CLI names itself
     cli("diagnose", f"checkpoints/{name}", "--record", "--offline")

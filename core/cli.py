@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, files, limits, options, settings, timeline
+from . import checkpoint, files, limits, options, progress, settings, timeline
 from . import data as datasets
 from . import sweep as sweeps
 from .config import EPOCHS, RunConfig, save_every
@@ -305,9 +305,21 @@ def continued(args):
     return trainer, trainer.step_count + more, folder / name, {}
 
 
-def train(args) -> int:
-    from tqdm import tqdm
+def free_name(out: Path) -> Path:
+    """out, or out-2, out-3, ... : the first name no checkpoint in its folder has, so that training never
+    replaces one silently (a user's digits.npz and the built-in digits are both "digits")."""
+    taken = lambda p: any(f.exists() for f in checkpoint.paths(p))  # noqa: E731
+    if not taken(out):
+        return out
+    for i in range(2, 10_000):
+        other = out.with_name(f"{out.name}-{i}")
+        if not taken(other):
+            print(f"{out} exists: saving to {other.name} instead (--overwrite replaces it)", file=sys.stderr)
+            return other
+    raise LabError(f"{out.parent} holds {out.name}-2 to -9999 already; give --name or --overwrite")
 
+
+def train(args) -> int:
     if args.epochs and args.steps:
         raise LabError("give --epochs or --steps, not both")
     if args.resume and args.branch:
@@ -331,6 +343,8 @@ def train(args) -> int:
         total = args.steps or (args.epochs or EPOCHS) * trainer.steps_per_epoch
         name = plain_name(args.name) if args.name else f"{config.data.short_name}-{config.objective}-z{config.model.latent_dim}"
         fields, start, out = {"command": command}, 0, Path(args.out) / name
+        if not args.overwrite:
+            out = free_name(out)
     config, data = trainer.config, trainer.data
     if "snapshot_budget" in given_options(args):  # a resumed run keeps its own budget unless told
         trainer.kept.budget_mb = args.snapshot_budget
@@ -344,7 +358,7 @@ def train(args) -> int:
           + (f", saving to {out} every {args.save_every}" if resumable else ""), file=sys.stderr)
     failure = None
     tracker = Tracker(out.name, config.to_dict(), args.tensorboard, args.mlflow) if args.tensorboard or args.mlflow else None
-    bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+    bar = progress.bar(total=total, initial=start, unit="step", dynamic_ncols=True)
     seen = [trainer.step_count, trainer.seconds]
 
     def after():
@@ -359,7 +373,8 @@ def train(args) -> int:
         bar.update(n)
         row = trainer.history[-1]
         live = {"AU": trainer.live[-1]["au"], "MI": f"{trainer.live[-1]['mi']:.2f}"} if trainer.live else {}
-        bar.set_postfix(loss=f"{row['loss']:.2f}", kl=f"{row['kl']:.2f}", **live, samples_s=f"{rate:,.0f}")
+        bar.set_postfix(loss=f"{row['loss']:.2f}", kl=f"{row['kl']:.2f}", **live, samples_s=f"{rate:,.0f}",
+                        refresh=False)  # drawn by update(), as often as the bar draws
 
     try:
         control = train_to(trainer, total, after)  # the one training loop (core.control)
@@ -409,10 +424,10 @@ def evaluate_cmd(args) -> int:
     ckpt, spec, data = load_checkpoint_and_data(args)
     result = evaluate(ckpt, data)
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": spec.name, "step": ckpt.step,
+        print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": spec.name, "step": step_of(ckpt),
                           **result.to_dict()}, indent=1))
         return 0
-    print(f"{args.checkpoint}: {ckpt.config.objective} on {spec.name}, step {ckpt.step:,}, {result.n:,} test images")
+    print(f"{args.checkpoint}: {ckpt.config.objective} on {spec.name}{at_step(ckpt)}, {result.n:,} test images")
     print(f"  test ELBO       {result.elbo:10.2f} nats")
     print(f"  reconstruction  {result.recon:10.2f}")
     print(f"  KL              {result.kl:10.2f}" + ("" if result.kl_exact else "  (Monte Carlo estimate)"))
@@ -420,6 +435,15 @@ def evaluate_cmd(args) -> int:
     for i, v in enumerate(result.kl_per_dim):
         print(f"    z{i:<3d} {v:8.3f} {'#' * min(40, round(v * 4))}")
     return 0
+
+
+def step_of(bundle) -> int | None:
+    """The training step of a checkpoint; None for a user's --model, whose file records no step."""
+    return None if "model" in bundle.meta else bundle.step
+
+
+def at_step(bundle) -> str:
+    return "" if step_of(bundle) is None else f", step {bundle.step:,}"
 
 
 def diagnose_cmd(args) -> int:
@@ -438,9 +462,9 @@ def diagnose_cmd(args) -> int:
         results = to_dict(run_all(ckpt, data, args.only, options, bars=True))
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "objective": ckpt.config.objective,
-                          "dataset": spec.name, "step": ckpt.step, "diagnostics": results}, indent=1))
+                          "dataset": spec.name, "step": step_of(ckpt), "diagnostics": results}, indent=1))
         return 0
-    print(f"{args.checkpoint}: {ckpt.config.objective} on {spec.name}, step {ckpt.step:,}, "
+    print(f"{args.checkpoint}: {ckpt.config.objective} on {spec.name}{at_step(ckpt)}, "
           f"z={ckpt.config.model.latent_dim} ({ckpt.config.model.latent})")
     for name, result in results.items():
         print(f"\n{name}")
@@ -473,7 +497,7 @@ def print_fields(result: dict, indent: str):
 
 def print_collapse(report: dict):
     t = report["thresholds"]
-    print(f"  thresholds: active when Var_x E[z_d] > {t['au_variance']:g} and zeroing z_d costs > "
+    print(f"  thresholds: active when Var_x E[z_d] > {t['au_variance']:g} and zeroing z_d changes log p(x|z) by > "
           f"{t['zeroing_cost_nats']:g} nats; KL below {t['kl_nats']:g} nats is nothing")
     print(f"  {'dim':<5}{'KL':>9}{'AU var':>10}{'zeroing':>10}  verdict")
     for d, (verdict, kl, var, cost) in enumerate(zip(report["verdicts"], report["kl_per_dim"],
@@ -542,8 +566,6 @@ def sweep_cmd(args) -> int:
 
 
 def animate_cmd(args) -> int:
-    from tqdm import tqdm
-
     path = checkpoint.paths(args.checkpoint)[1]
     if args.step is not None:
         bundles = [checkpoint.load(path, step=args.step)]
@@ -562,7 +584,7 @@ def animate_cmd(args) -> int:
     if args.view == "map":
         if args.method == "raw" and bundles[0].latent_dim != 2:
             raise LabError(f"--method raw draws a 2-D code, and this model's has {bundles[0].latent_dim} dimensions")
-        with tqdm(total=len(bundles), unit="step", desc=f"{args.method} maps") as bar:
+        with progress.bar(total=len(bundles), unit="step", desc=f"{args.method} maps") as bar:
             maps = timeline.maps_over_time(bundles, data, args.method, args.images, align=not args.no_align,
                                            progress=lambda done, total: bar.update(1))
     pictures = timeline.frames(args.view, bundles, data, maps=maps, title=name)

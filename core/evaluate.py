@@ -26,10 +26,14 @@ class EvalResult:
         return asdict(self)
 
 
+def as_seen(data: Dataset, x: torch.Tensor) -> torch.Tensor:
+    """Images as the model sees them: with dynamic binarization, one Bernoulli draw of each (seed first)."""
+    return torch.bernoulli(x) if data.spec.binarize == "dynamic" else x
+
+
 def eval_split(data: Dataset, n: int | None = None):
     """The first n test images and labels; with dynamic binarization, binarized once (seed first)."""
-    x = data.test_x[:n]
-    return (torch.bernoulli(x) if data.spec.binarize == "dynamic" else x), data.test_y[:n]
+    return as_seen(data, data.test_x[:n]), data.test_y[:n]
 
 
 @torch.no_grad()

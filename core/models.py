@@ -101,7 +101,8 @@ class ModelConfig:
             (self.decoder_activation in ("",) + tuple(ACTIVATIONS),
              f"decoder activation must be one of {', '.join(ACTIVATIONS)}, or empty for the encoder's"),
             (math.isfinite(self.leaky_slope) and 0 <= self.leaky_slope < 1, "leaky slope must be in [0, 1)"),
-            (self.likelihood in LIKELIHOODS + ("auto",), f"likelihood must be one of {', '.join(LIKELIHOODS)} or auto"),
+            (self.likelihood in LIKELIHOODS + ("auto", "other"),  # other: a user's own decoder (core.protocol)
+             f"likelihood must be one of {', '.join(LIKELIHOODS)} or auto"),
             (self.init in INITS, f"init must be one of {', '.join(INITS)}"),
             (math.isfinite(self.obs_std) and self.obs_std >= 0, "obs_std must be a finite number >= 0"),
             (self.gaussian_mean in ("identity", "sigmoid"), "gaussian_mean must be 'identity' or 'sigmoid'"),

@@ -247,7 +247,10 @@ TABLE = [
     Opt("live_every", "training", "held-out KL, active units and MI every N steps, shown in the bar and saved (0: off)",
       kind="int", low=0, limit="steps", default=LIVE_EVERY, metavar="N"),
     Opt("out", "training", "output folder", default="checkpoints", where=CLI),
-    Opt("name", "training", "checkpoint name (default: DATASET-OBJECTIVE-zLATENT)", where=CLI),
+    Opt("name", "training", "checkpoint name (default: DATASET-OBJECTIVE-zLATENT; when OUT has one by that name, "
+      "NAME-2, NAME-3, ... unless --overwrite)", where=CLI),
+    Opt("overwrite", "training", "replace a checkpoint of the same name in OUT (without it a new name is taken)",
+      kind="flag", default=False, where=CLI),
     Opt("snapshot_budget", "training", "keep the weights of steps 0, 10, 20, 50, 100, 200, 500 and every 100 after, "
       "thinned to fit MB megabytes, in the checkpoint: every view can go back to them (0: keep none)",
       kind="float", low=0, default=snapshots.BUDGET_MB, metavar="MB"),

@@ -9,10 +9,14 @@
                                              #   batch shape (B, d) (or that wrapped in Independent(., 1)),
                                              #   or a OneHotCategorical over d categories
         def decode(self, z) -> Distribution  # p(x|z) for codes z (B, d): log_prob(x) gives one number per image (B,)
+          -- or, for a likelihood that needs x (an autoregressive decoder, teacher-forced), instead of decode:
+        def log_likelihood(self, x, z) -> Tensor   # log p(x|z), one number per example (B,)
+        def sample(self, z) -> Tensor        # optional: one x ~ p(x|z) per code, for the views that draw pictures
         def prior(self) -> Distribution      # p(z): Normal(0, 1) or Bernoulli(1/2) with batch shape (d,), or a
                                              #   uniform OneHotCategorical; the same family as q
 
-Pixels reach encode and log_prob as the dataset gives them (N x C x H x W in [0, 1]; binarized when asked).
+Data need not be images: with log_likelihood, x is whatever the data holds (token ids, say), and the views
+that draw pictures say why they are skipped. Pixels reach encode and log_prob as the dataset gives them (N x C x H x W in [0, 1]; binarized when asked).
 Its posterior is the encoder's q(z|x), so it is measured with objectives whose posterior that is (the plain
 ELBO by default, beta-VAE, IWAE, free bits, ...). Weights come from a safetensors file, never a pickle:
 `safetensors.torch.save_file(model.state_dict(), "my_vae.safetensors")`.
@@ -34,6 +38,7 @@ from .models import ModelConfig
 from .posterior import as_event
 
 FAMILIES = {Normal: "gaussian", Bernoulli: "bernoulli", OneHotCategorical: "categorical"}
+LIKELIHOODS = {Bernoulli: "bernoulli", Normal: "gaussian"}  # any other decoder family is "other", by its name
 
 
 def per_dimension(dist, what: str, batch: tuple) -> Distribution:
@@ -55,8 +60,9 @@ class UserVAE(nn.Module):
     """A module that follows the protocol, with the few things our code reads from a network (cfg, the
     device, the mean image, prior samples, the halves' parameters)."""
 
-    def __init__(self, module: nn.Module, x: torch.Tensor, name: str = ""):
-        """x: a few images as the data gives them, to check the protocol on before any diagnostic runs."""
+    def __init__(self, module: nn.Module, x: torch.Tensor, name: str = "", binary: bool = False):
+        """x: a few images as the data gives them, to check the protocol on before any diagnostic runs;
+        binary: whether the data was binarized (else a refusal of grey pixels suggests it)."""
         super().__init__()
         self.module, self.name = module, name
         d = getattr(module, "latent_dim", None)
@@ -71,21 +77,27 @@ class UserVAE(nn.Module):
                 raise ConfigError(f"prior() is a {type(prior).__name__} but encode(x) a {type(q).__name__}; they must be one family")
             if isinstance(prior, Normal) and not (torch.all(prior.loc == 0) and torch.all(prior.scale == 1)):
                 raise ConfigError("a Gaussian prior() must be the standard normal N(0, I), as the diagnostics assume")
-            p = module.decode(q.mean)
+            if not callable(getattr(module, "decode", None)) and not callable(getattr(module, "log_likelihood", None)):
+                raise ConfigError("the model needs decode(z), returning p(x|z), or log_likelihood(x, z)")
+            p = self._decoded(q.mean)
             if not isinstance(p, Distribution):
                 raise ConfigError(f"decode(z) must return a torch.distributions object, not {type(p).__name__}")
             try:
                 log_p = p.log_prob(x)
             except ValueError as e:  # torch.distributions' argument checks, e.g. grey pixels for a Bernoulli
-                raise ConfigError(f"decode(z).log_prob(x) refuses this data's images: {str(e).splitlines()[0][:200]} "
-                                  f"(binary pixels: --binarize dynamic)") from None
+                grey = "support" in str(e) and not binary and bool(((x > 0) & (x < 1)).any())
+                raise ConfigError(f"{p.what} refuses this data's images: {str(e).splitlines()[0][:200]}"
+                                  + (" (its pixels are grey; binary pixels: --binarize dynamic)" if grey else "")) from None
             if tuple(log_p.shape) != (len(x),):
-                raise ConfigError(f"decode(z).log_prob(x) must give one number per image, shape (B,); it gave "
-                                  f"{tuple(log_p.shape)} (wrap a per-pixel distribution in Independent(., 3))")
+                raise ConfigError(f"{p.what} must give one number per example, shape (B,); it gave {tuple(log_p.shape)}"
+                                  + (" (wrap a per-pixel distribution in Independent(., 3))" if p.what[0] == "d" else ""))
         base = p.base_dist if isinstance(p, Independent) else p
-        likelihood = "bernoulli" if isinstance(base, Bernoulli) else "gaussian"
-        self.cfg = ModelConfig(hidden=(), latent_dim=d, likelihood=likelihood, image_shape=tuple(image_shape),
-                               latent=FAMILIES[type(q)])
+        # what its decoder is: Bernoulli, Normal, ContinuousBernoulli, ..., or its own log_likelihood(x, z)
+        self.family = "log_likelihood" if isinstance(p, Likelihood) else type(base).__name__
+        self.images = len(image_shape) == 3 and image_shape[0] in (1, 3)  # else pictures are not drawn
+        shape = image_shape if self.images else (1, 1, int(torch.tensor(image_shape).prod()))  # a size, no picture
+        self.cfg = ModelConfig(hidden=(), latent_dim=d, likelihood=LIKELIHOODS.get(type(base), "other"),
+                               image_shape=shape, latent=FAMILIES[type(q)])
         self.register_buffer("prior_loc", torch.zeros(d, device=x.device))  # follows .to(): the model's device
 
     @property
@@ -96,7 +108,15 @@ class UserVAE(nn.Module):
         return per_dimension(self.module.encode(x), "encode(x)", (len(x), self.latent_dim))
 
     def decode(self, z, y=None):
-        return self.module.decode(z)
+        return self._decoded(z)
+
+    def _decoded(self, z):
+        if callable(getattr(self.module, "decode", None)):
+            p = self.module.decode(z)
+            if isinstance(p, Distribution):
+                p.what = "decode(z).log_prob(x)"
+            return p
+        return Likelihood(self.module, z)
 
     def prior(self):
         return per_dimension(self.module.prior(), "prior()", (self.latent_dim,))
@@ -105,6 +125,8 @@ class UserVAE(nn.Module):
         return as_event(self.prior()).log_prob(z)
 
     def mean_image(self, z, y=None):
+        if not self.images:
+            raise ConfigError(f"{self.name or 'this model'}'s data are not images: there is no picture to draw")
         return self.decode(z).mean
 
     def encoder_parameters(self) -> list[nn.Parameter]:
@@ -132,6 +154,29 @@ class UserVAE(nn.Module):
         return self.mean_image(self.encode(x).mean)
 
 
+class Likelihood(Distribution):
+    """p(x|z) of a model that defines log_likelihood(x, z) rather than decode(z): its log_prob is the model's
+    own (teacher-forced, for an autoregressive decoder), and a draw is its sample(z), where it has one."""
+    arg_constraints, what = {}, "log_likelihood(x, z)"
+
+    def __init__(self, module: nn.Module, z: torch.Tensor):
+        self.module, self.z = module, z
+        super().__init__(batch_shape=z.shape[:1], validate_args=False)
+
+    def log_prob(self, x):
+        return self.module.log_likelihood(x, self.z)
+
+    def sample(self, sample_shape=()):
+        draw = getattr(self.module, "sample", None)
+        if not callable(draw):
+            raise ConfigError("the model defines log_likelihood(x, z) but no sample(z): no pictures can be drawn")
+        return draw(self.z)
+
+    @property
+    def mean(self):  # the pages' "decoder's mean": a draw, as for the lab's own autoregressive decoder
+        return self.sample()
+
+
 def import_factory(text: str):
     """'package.module:factory' or 'path/to/file.py:factory' -> the callable. The module is the user's own code."""
     where, _, attr = text.rpartition(":")
@@ -142,6 +187,9 @@ def import_factory(text: str):
             path = Path(where).expanduser()
             if not path.is_file():
                 raise LabError(f"--model {text!r}: no file {path}")
+            folder = str(path.resolve().parent)
+            if folder not in sys.path:  # as `python file.py` would: the modules beside it import
+                sys.path.insert(0, folder)
             spec = importlib.util.spec_from_file_location(path.stem, path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[path.stem] = module
@@ -160,7 +208,7 @@ def import_factory(text: str):
     return factory
 
 
-def load_user_model(text: str, weights: str | None, x: torch.Tensor, device="cpu"):
+def load_user_model(text: str, weights: str | None, x: torch.Tensor, device="cpu", binary: bool = False):
     """(UserVAE, the weights' SHA-256 or None) for `--model module:factory [--weights FILE]`: factory() builds
     the module, the safetensors file (never a pickle) fills it, strictly; x, a few of the data's images,
     checks it follows the protocol."""
@@ -200,7 +248,7 @@ def load_user_model(text: str, weights: str | None, x: torch.Tensor, device="cpu
                                   f"unexpected {', '.join(result.unexpected_keys[:4]) or 'none'}")
         digest = weights_io.sha256(blob)
     try:
-        return UserVAE(module.to(device).eval(), x, text), digest
+        return UserVAE(module.to(device).eval(), x, text, binary), digest
     except ConfigError as e:
         raise ConfigError(f"--model {text}: {e}") from None
     except RuntimeError as e:  # a shape mismatch inside the user's layers on our probe batch
@@ -225,7 +273,7 @@ def user_bundle(text: str, weights: str | None, data, objective: str = "vae", de
                           f"that a user's model does not define; measure it with vae, beta-vae, iwae or free-bits")
     with seeded(torch.device("cpu"), 0):
         x = eval_split(data, 4)[0]
-    network, digest = load_user_model(text, weights, x, device)
+    network, digest = load_user_model(text, weights, x, device, binary=data.spec.binarize != "none")
     digest = digest or weights_io.sha256(weights_io.to_bytes(weights_io.state_tensors(network, obj)))
     config = RunConfig(data=data.spec, model=network.cfg, objective=objective, settings=obj.settings())
     return Bundle(network, obj.to(device), config, Ref(digest, 0), data.info, len(data.train_x),

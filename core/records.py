@@ -29,9 +29,10 @@ class LiveRow(TypedDict, total=False):
     kl: float | None           # the held-out KL per image
     kl_per_dim: list[float | None]
     au: int | None             # active units
-    mi: float | None           # mutual information I(x; z), and the ceiling its estimator cannot pass
+    mi: float | None           # mutual information I(x; z), the estimate clipped at 0 (MI is never below it)
+    mi_raw: float | None       # the estimate as is: below 0 by chance when the MI is near 0
     mi_se: float | None        # the estimate's standard error (rows written before it existed lack it)
-    mi_ceiling: float | None
+    mi_ceiling: float | None   # the ceiling its estimator cannot pass, log B
     code_perplexity: float | None  # how many codes the batch uses (discrete latents)
 
 

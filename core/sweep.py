@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, limits, options, safefs, settings
+from . import checkpoint, limits, options, progress, safefs, settings
 from . import data as datasets
 from .config import EPOCHS, LIVE_EVERY, RunConfig, steps_per_epoch
 from .control import RunState, train_to
@@ -394,12 +394,10 @@ class Progress:
     reads to know a sweep is still running and refresh)."""
 
     def __init__(self, folder: Path, trials: list[Trial], rows: dict, backend: str, bar: bool = True):
-        from tqdm import tqdm
-
         self.folder, self.trials, self.rows, self.backend = folder, trials, rows, backend
         self.running: set[str] = set()
         done = sum(r["status"] != TrialStatus.PENDING for r in rows.values())
-        self.bar = tqdm(total=len(trials), initial=done, unit="trial", disable=not bar, dynamic_ncols=True,
+        self.bar = progress.bar(total=len(trials), initial=done, unit="trial", disable=not bar, dynamic_ncols=True,
                         file=sys.stderr)
         self.started = time.time()
         self.write()

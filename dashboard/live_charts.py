@@ -132,12 +132,14 @@ def metrics_spec(dims: int) -> dict:
 
 
 def metrics_data(live: list[dict]) -> pd.DataFrame:
-    """Active units and the MI estimate with its ±2 s.e. band and ceiling, by step."""
+    """Active units and the MI estimate (clipped at 0) with its ±2 s.e. band around the raw estimate, also
+    clipped, and the ceiling, by step."""
     rows = [r for r in live if r.get("au") is not None or r.get("mi") is not None]
     mi = np.array([np.nan if r.get("mi") is None else r["mi"] for r in rows], dtype=float)
+    raw = np.array([np.nan if r.get("mi") is None else r.get("mi_raw", r["mi"]) for r in rows], dtype=float)
     se = np.array([np.nan if r.get("mi_se") is None else r["mi_se"] for r in rows], dtype=float)
     return pd.DataFrame({"step": [r["step"] for r in rows], "au": [r.get("au") for r in rows], "mi": mi,
-                         "mi_se": se, "mi_low": mi - 2 * se, "mi_high": mi + 2 * se,
+                         "mi_se": se, "mi_low": np.maximum(raw - 2 * se, 0), "mi_high": np.maximum(raw + 2 * se, 0),
                          "mi_text": [mi_text(r) for r in rows], "mi_ceiling": [r.get("mi_ceiling") for r in rows]})
 
 

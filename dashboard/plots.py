@@ -73,7 +73,7 @@ MI_HELP = ("Estimated on one batch of B held-out images: the mean over images of
 def mi_text(row: dict) -> str:
     """A live row's MI for a metric: "1.23 ± 0.05", or "≈ 0 (−0.07 ± 0.15)" for an estimate below 0 (MI is
     not), never a bare negative number. Rows written before the standard error existed show no ±."""
-    mi, se = row.get("mi"), row.get("mi_se")
+    mi, se = row.get("mi_raw", row.get("mi")), row.get("mi_se")
     if mi is None:
         return "–"
     spread = f" ± {se:.2f}" if se is not None else ""

@@ -93,6 +93,7 @@ def test_train_then_evaluate_a_real_checkpoint(tmp_path, capsys):
     assert r.returncode == 0, r.stderr
     assert "test ELBO" in r.stdout and (tmp_path / "d.safetensors").exists()
     assert "samples_s" in r.stderr and "AU=" in r.stderr  # the bar shows throughput and live diagnostics
+    assert r.stderr.count("%|") <= 3, r.stderr  # written to a pipe, the bar draws its start and end, not every chunk
     ev = cli("evaluate", str(tmp_path / "d.json"), "--json")
     assert ev.returncode == 0, ev.stderr
     result = json.loads(ev.stdout)
@@ -180,3 +181,19 @@ def test_vaelab_alone_or_with_streamlit_options_serves_the_dashboard(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_training_never_replaces_a_checkpoint_silently(tmp_path, capsys):
+    """A user's digits.npz and the built-in digits both train to digits-vae-z4: the second takes a new name,
+    unless --overwrite says to replace it."""
+    args = ["train", "--dataset", "digits", "--hidden", "16", "--latent", "4", "--steps", "2", "--save-every", "0",
+            "--live-every", "0", "--out", str(tmp_path)]
+    first = inline(capsys, *args)
+    sha = json.loads((tmp_path / "digits-vae-z4.json").read_text())["weights_sha256"]
+    second = inline(capsys, *args, "--seed", "7")
+    assert first.returncode == second.returncode == 0
+    assert "saving to digits-vae-z4-2 instead" in second.stderr and (tmp_path / "digits-vae-z4-2.json").exists()
+    assert json.loads((tmp_path / "digits-vae-z4.json").read_text())["weights_sha256"] == sha
+    third = inline(capsys, *args, "--seed", "7", "--overwrite")
+    assert third.returncode == 0 and not (tmp_path / "digits-vae-z4-3.json").exists()
+    assert json.loads((tmp_path / "digits-vae-z4.json").read_text())["weights_sha256"] != sha

@@ -36,11 +36,15 @@ def test_the_loss_chart_draws_what_the_plotly_chart_draws_and_its_spec_never_cha
 
 
 def test_the_metrics_chart_bands_the_mi_estimate_by_two_standard_errors(shipped):
-    live = [dict(r, mi_se=0.1 * (i + 1)) for i, r in enumerate(shipped.live)]
+    live = [dict(r, mi_se=0.01 * (i + 1)) for i, r in enumerate(shipped.live)]
+    assert min(r["mi"] - 2 * r["mi_se"] for r in live) > 0  # no band reaches 0 here
     data, spec = live_charts.metrics_chart(live)
     assert list(data.step) == [r["step"] for r in live] and list(data.au) == [r["au"] for r in live]
-    assert np.allclose(data.mi_high - data.mi_low, [0.4 * (i + 1) for i in range(len(live))])
+    assert np.allclose(data.mi_high - data.mi_low, [0.04 * (i + 1) for i in range(len(live))])
     assert np.allclose((data.mi_high + data.mi_low) / 2, [r["mi"] for r in live])
+    # an estimate below 0 is drawn at 0, its band around the raw estimate cut at 0 (MI never is below it)
+    noisy = live_charts.metrics_data([{"step": 1, "au": 0, "mi": 0.0, "mi_raw": -0.3, "mi_se": 0.2}])
+    assert (noisy.mi[0], noisy.mi_low[0], noisy.mi_high[0]) == (0.0, 0.0, pytest.approx(0.1))
     assert spec == live_charts.metrics_chart(live[:2], dims=16)[1]
     old = live_charts.metrics_data(shipped.live)  # rows saved before the standard error was kept
     assert old.mi_low.isna().all() and not old.mi.isna().any()

@@ -79,7 +79,7 @@ def test_python_m_core_diagnose_takes_the_model_and_its_weights(trained, capsys)
                        (["diagnose", "--model", "nowhere:make", "--dataset", "digits"], "importing nowhere failed"),
                        (["diagnose", "--model", EXAMPLE, "--weights", str(path), "--dataset", "digits", "--record"],
                         "a --model has none"),
-                       (["evaluate", "--model", EXAMPLE, "--dataset", "digits"], "(binary pixels: --binarize dynamic)"),
+                       (["evaluate", "--model", EXAMPLE, "--dataset", "digits"], "grey; binary pixels: --binarize dynamic)"),
                        (["diagnose", "--model", EXAMPLE, "--dataset", "digits", "--objective", "iaf"],
                         "has its own posterior"),
                        (["diagnose", "checkpoints/mnist-vae", "--dataset", "digits"], "go with --model")]:
@@ -176,3 +176,176 @@ def test_without_named_halves_the_gradient_diagnostics_say_why(tmp_path, binary_
     assert "submodule named 'encoder'" in results["gradient-variance"].skipped
     assert "submodule named 'encoder'" in results["gradient-sources"].skipped
     assert len(results["kl"].per_dim) == 2
+
+
+def test_a_model_file_imports_the_modules_beside_it(tmp_path, binary_digits):
+    """`--model adapter.py:build` where adapter.py imports a module of its own folder, as `python adapter.py`
+    would find it."""
+    (tmp_path / "parts_beside_adapter.py").write_text(MODELS)
+    (tmp_path / "adapter_beside.py").write_text("from parts_beside_adapter import Base\n\ndef build():\n    return Base()\n")
+    bundle = user_bundle(f"{tmp_path / 'adapter_beside.py'}:build", None, binary_digits)
+    assert bundle.latent_dim == 2
+
+
+WRONG_SHAPE = MODELS + '''
+class WrongShape(Base):
+    def decode(self, z):
+        return Independent(Bernoulli(logits=self.out(z)[:, :16].view(-1, 1, 4, 4)), 3)
+
+def wrong_shape(): return WrongShape()
+def strict(): return PerPixelStrict()
+
+class PerPixelStrict(Base):
+    def decode(self, z):
+        return Independent(Bernoulli(logits=self.out(z).view(-1, 1, 8, 8)), 3)
+'''
+
+
+def test_the_binarize_hint_comes_only_for_grey_pixels(tmp_path, binary_digits):
+    (tmp_path / "hint_models.py").write_text(WRONG_SHAPE)
+    with pytest.raises(LabError) as e:  # a shape error on binary data: nothing about binarizing
+        user_bundle(f"{tmp_path / 'hint_models.py'}:wrong_shape", None, binary_digits)
+    assert "refuses this data's images" in str(e.value) and "--binarize dynamic" not in str(e.value)
+    grey = datasets.load(datasets.DataSpec("digits"))
+    with pytest.raises(LabError, match="its pixels are grey; binary pixels: --binarize dynamic"):
+        user_bundle(f"{tmp_path / 'hint_models.py'}:strict", None, grey)
+    assert user_bundle(f"{tmp_path / 'hint_models.py'}:strict", None, binary_digits).latent_dim == 2
+
+
+SHIFTED = '''
+import torch, torch.nn as nn
+from torch.distributions import ContinuousBernoulli, Independent, Normal
+
+class Shifted(nn.Module):
+    """z = 3 + 5 * (the image's mean grey), and a decoder whose mean is 0.3 + z: it reads z, and it scores the
+    images far better at z = 0 than at the codes the encoder gives it."""
+    latent_dim = 1
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+    def encode(self, x):
+        return Normal(3 + 5 * x.flatten(1).mean(1, keepdim=True), 0.1 * self.scale.expand(len(x), 1))
+    def decode(self, z):
+        return Independent(Normal((0.3 + z).view(-1, 1, 1, 1).expand(-1, 1, 8, 8), 1.0), 3)
+    def prior(self):
+        return Normal(torch.zeros(1), torch.ones(1))
+
+class Continuous(Shifted):
+    def decode(self, z):
+        return Independent(ContinuousBernoulli(logits=(z - 3).view(-1, 1, 1, 1).expand(-1, 1, 8, 8)), 3)
+
+class IgnoresX(Shifted):
+    latent_dim = 4
+    def encode(self, x):
+        return Normal(torch.zeros(len(x), 4), torch.ones(len(x), 4))
+    def decode(self, z):
+        return Independent(Normal(z[:, :1].view(-1, 1, 1, 1).expand(-1, 1, 8, 8), 1.0), 3)
+    def prior(self):
+        return Normal(torch.zeros(4), torch.ones(4))
+
+class Binary(Shifted):
+    """Refuses anything but the binary images the other diagnostics encode."""
+    def encode(self, x):
+        assert ((x == 0) | (x == 1)).all(), "grey pixels reached the encoder"
+        return super().encode(x)
+
+def shifted(): return Shifted()
+def continuous(): return Continuous()
+def ignores_x(): return IgnoresX()
+def binary(): return Binary()
+'''
+
+
+@pytest.fixture(scope="module")
+def grey_digits():
+    return datasets.load(datasets.DataSpec("digits"))
+
+
+@pytest.fixture()
+def shifted(tmp_path):
+    (tmp_path / "shifted_models.py").write_text(SHIFTED)
+    return lambda name: f"{tmp_path / 'shifted_models.py'}:{name}"
+
+
+def test_a_dimension_whose_zeroing_raises_the_likelihood_is_used_by_the_decoder(shifted, grey_digits):
+    """Unused means zeroing changes nothing: a decoder that scores z = 0 hundreds of nats better reads z."""
+    from core.diagnostics import run
+    report = run("collapse", user_bundle(shifted("shifted"), None, grey_digits), grey_digits, n=300)
+    assert report.zeroing_cost[0] < -100 and report.au_variances[0] > 0.01
+    assert report.verdicts == ["active"]
+    assert any("zeroing it raises log p(x|z)" in flag for flag in report.flags)
+
+
+def test_a_continuous_bernoulli_decoder_is_named_as_itself(shifted, grey_digits):
+    bundle = user_bundle(shifted("continuous"), None, grey_digits)
+    assert bundle.network.family == "ContinuousBernoulli" and bundle.network.cfg.likelihood == "other"
+    assert run_all(bundle, grey_digits, ["kl", "decoder-reliance"])["kl"].total > 0
+
+
+def test_the_live_mi_is_never_below_zero(shifted, grey_digits):
+    """An encoder that ignores x has MI 0: its raw estimate is noise around 0, half the time below it."""
+    from core.diagnostics.mutual_information import live_mi
+    from core.rng import seeded
+    bundle = user_bundle(shifted("ignores_x"), None, grey_digits)
+    x, _ = held_out(bundle, grey_digits, 300)
+    rows = []
+    for seed in range(8):
+        with seeded(torch.device("cpu"), seed):
+            rows.append(live_mi(bundle.posterior(x)))
+    assert min(r["mi_raw"] for r in rows) < 0 and all(r["mi"] == max(r["mi_raw"], 0) for r in rows)
+    assert all(abs(r["mi_raw"]) < 4 * r["mi_se"] for r in rows)
+
+
+def test_the_probe_encodes_the_images_the_other_diagnostics_encode(shifted, binary_digits):
+    bundle = user_bundle(shifted("binary"), None, binary_digits)
+    result = run_all(bundle, binary_digits, ["probe", "kl"], {"probe": {"n_train": 500, "n_test": 200}})
+    assert result["probe"].n_test == 200 and result["kl"].total > 0
+
+
+def test_a_users_model_is_not_given_a_step(trained, capsys):
+    _, path = trained
+    done = inline(capsys, "evaluate", "--model", EXAMPLE, "--weights", str(path), "--dataset", "digits",
+                  "--binarize", "dynamic")
+    assert done.returncode == 0 and "step" not in done.stdout.splitlines()[0], done.stdout
+    done = inline(capsys, "evaluate", "--model", EXAMPLE, "--weights", str(path), "--dataset", "digits",
+                  "--binarize", "dynamic", "--json")
+    assert json.loads(done.stdout)["step"] is None
+
+
+SCORED = MODELS + '''
+class Scored(Base):
+    """Base's decoder given as log_likelihood(x, z), the way a teacher-forced decoder is: no decode(z)."""
+    decode = None
+    def log_likelihood(self, x, z):
+        return Independent(Bernoulli(logits=self.out(z).view(-1, 1, 8, 8)), 3).log_prob(x)
+
+class Drawn(Scored):
+    def sample(self, z):
+        return torch.bernoulli(torch.sigmoid(self.out(z).view(-1, 1, 8, 8)))
+
+def base(): torch.manual_seed(0); return Base()
+def scored(): torch.manual_seed(0); return Scored()
+def drawn(): torch.manual_seed(0); return Drawn()
+'''
+
+
+def test_a_model_with_log_likelihood_instead_of_decode_measures_the_same(tmp_path, binary_digits):
+    """Two views of one network: p(x|z) as decode(z) and as log_likelihood(x, z) give the same numbers."""
+    from core.evaluate import evaluate
+    (tmp_path / "scored_models.py").write_text(SCORED)
+    plain, scored = (user_bundle(f"{tmp_path / 'scored_models.py'}:{name}", None, binary_digits)
+                     for name in ("base", "scored"))
+    assert scored.network.family == "log_likelihood"
+    a, b = evaluate(plain, binary_digits, n=300), evaluate(scored, binary_digits, n=300)
+    assert a.elbo == pytest.approx(b.elbo, abs=1e-4)
+    names = ["iwae", "kl", "active-units", "decoder-reliance", "collapse"]
+    options = {"iwae": {"k": 8}}
+    one, two = run_all(plain, binary_digits, names, options), run_all(scored, binary_digits, names, options)
+    assert one["iwae"].iwae == pytest.approx(two["iwae"].iwae, abs=1e-4)
+    assert one["decoder-reliance"].zeroed == pytest.approx(two["decoder-reliance"].zeroed, abs=1e-4)
+    assert one["collapse"].verdicts == two["collapse"].verdicts
+    with pytest.raises(LabError, match="no sample"):
+        scored.reconstruct(binary_digits.test_x[:4])
+    drawn = user_bundle(f"{tmp_path / 'scored_models.py'}:drawn", None, binary_digits)
+    pictures = drawn.reconstruct(binary_digits.test_x[:4])
+    assert pictures.shape == (4, 1, 8, 8) and set(pictures.unique().tolist()) <= {0.0, 1.0}

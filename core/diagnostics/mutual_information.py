@@ -31,10 +31,11 @@ def live_mi(q) -> dict:
     sqrt(B). For a fixed batch, term i depends on its own draw z_i alone (the mixture is over the batch's
     images, not their codes), so the terms are independent and this is the usual error of a mean; it counts
     the spread between images too, so it errs on the large side for the draws alone. Near MI = 0 the draws
-    are all there is, which is how one estimate dips below 0."""
+    are all there is, which is how one estimate dips below 0. MI itself never does, so the row's `mi` is the
+    estimate clipped at 0 (a chart of it never shows a negative information), and `mi_raw` the estimate as is."""
     terms = mi_terms(q.for_pairs(LIVE_PAIR_IMAGES))
-    se = terms.std().item() / math.sqrt(len(terms))
-    return {"mi": terms.mean().item(), "mi_se": se, "mi_ceiling": math.log(len(terms))}
+    se, raw = terms.std().item() / math.sqrt(len(terms)), terms.mean().item()
+    return {"mi": max(raw, 0.0), "mi_raw": raw, "mi_se": se, "mi_ceiling": math.log(len(terms))}
 
 
 @register("mutual-information", live=live_mi)

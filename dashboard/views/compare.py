@@ -35,7 +35,7 @@ FIT_HELP = ("Nats per image on the same test images, lower is better: âˆ’ELBO â‰
             "both can be below 0, and lower is still better.")
 VERDICT_HELP = ("How many latent dimensions the collapse report puts in each class (those with none are left out): "
                 "**active**, the encoder varies the dimension with the image and the decoder uses it; **unused** by "
-                "the decoder, the encoder varies it but zeroing it costs the decoder nothing; **collapsed**, its "
+                "the decoder, the encoder varies it but zeroing it changes nothing the decoder scores; **collapsed**, its "
                 "posterior mean is the same for every image.")
 
 st.title("Compare and diagnose")
