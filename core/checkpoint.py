@@ -183,7 +183,7 @@ def annotate(path, **fields) -> Path:
     load(path)  # refuse to annotate a broken checkpoint
     meta_path = paths(path)[1]
     meta = json.loads(_read(meta_path, MAX_SIDECAR_BYTES)) | fields
-    _write_atomic(meta_path, _dump(meta))
+    write_atomic(meta_path, _dump(meta))
     return meta_path
 
 
@@ -219,7 +219,8 @@ def _write_temporary(path: Path, blob: bytes) -> str:
     return tmp
 
 
-def _write_atomic(path: Path, blob: bytes):
+def write_atomic(path: Path, blob: bytes):
+    """blob at path, whole or not at all (a temporary file beside it, synced, renamed into place)."""
     os.replace(_write_temporary(path, blob), path)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, files, limits, options, progress, settings, timeline
+from . import checkpoint, files, limits, monitor, options, progress, settings, timeline
 from . import data as datasets
 from . import sweep as sweeps
 from .config import EPOCHS, RunConfig, save_every
@@ -412,6 +412,12 @@ def load_checkpoint_and_data(args):
         return bundle, data.spec, data
     if not args.checkpoint:
         raise LabError("give a checkpoint (NAME, NAME.json) or --model module:factory")
+    if (Path(args.checkpoint) / f"{monitor.RUN}.json").is_file():  # a run folder of core.monitor: your own loop's
+        if args.weights or args.dataset:
+            raise LabError(f"{flags([f for f in ('weights', 'dataset') if getattr(args, f)])} go with --model; "
+                           "a run folder holds its weights and held-out data")
+        bundle, data = monitor.load_run(args.checkpoint, args.step, pick_device(args.device))
+        return bundle, data.spec, data
     given = [f for f in ("weights", "dataset") if getattr(args, f)]
     if given:
         raise LabError(f"{flags(given)} go with --model; a checkpoint knows its own weights and data")
@@ -439,7 +445,7 @@ def evaluate_cmd(args) -> int:
 
 def step_of(bundle) -> int | None:
     """The training step of a checkpoint; None for a user's --model, whose file records no step."""
-    return None if "model" in bundle.meta else bundle.step
+    return None if "weights" in bundle.meta else bundle.step  # core.protocol.user_bundle's meta
 
 
 def at_step(bundle) -> str:

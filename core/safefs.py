@@ -156,11 +156,12 @@ def subfolders(folder: Path, budget: Budget) -> list[Path]:
     return sorted(found)
 
 
-def roots_from_env() -> list[Path]:
+def roots_from_env(which: str = "data_roots") -> list[Path]:
     """The folders the operator lets users read datasets from: $VAELAB_DATA_ROOTS, separated by os.pathsep
-    (none by default: the dashboard's server-path field is off)."""
+    (none by default: the dashboard's server-path field is off); which="watch_roots": the run folders
+    the dashboard may watch ($VAELAB_WATCH_ROOTS). Resolved; a root that is not there is left out."""
     roots = []
-    for root in settings.get().data_roots:
+    for root in getattr(settings.get(), which):
         try:
             roots.append(root.resolve(strict=True))
         except (OSError, RuntimeError):

@@ -17,6 +17,7 @@ from .errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent  # the project's folder: shipped checkpoints, runs/, sweeps/
 TRUE, FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+WATCH_ROOT = Path("~/vaelab-runs").expanduser()  # where core.monitor writes a run folder unless told
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Settings:
     data: Path | None          # VAELAB_DATA: folder with the dataset files (then ~/.cache/torchvision)
     offline: bool              # VAELAB_OFFLINE: never try to download
     data_roots: tuple          # VAELAB_DATA_ROOTS: folders the dashboard's users may read their own images from
+    watch_roots: tuple         # VAELAB_WATCH_ROOTS: folders whose run folders (core.monitor) the dashboard watches
+                               # and opens, importing the model code each names (default ~/vaelab-runs; none: off)
     cache: Path                # VAELAB_CACHE: unpacked uploads and cached datasets of users' own (~/.cache/vaelab)
     checkpoints: Path          # VAELAB_CHECKPOINTS: the checkpoints the dashboard lists (the shipped ones)
     runs: Path                 # VAELAB_RUNS: where the dashboard's runs checkpoint as they train
@@ -74,6 +77,8 @@ def get(environ=None) -> Settings:
         data=Path(text["data"]).expanduser() if text["data"] else None,
         offline=_flag("VAELAB_OFFLINE", text["offline"]),
         data_roots=tuple(Path(p).expanduser() for p in text["data_roots"].split(os.pathsep) if p.strip()),
+        watch_roots=() if text["watch_roots"].strip().lower() == "none" else
+        tuple(Path(p).expanduser() for p in (text["watch_roots"] or str(WATCH_ROOT)).split(os.pathsep) if p.strip()),
         cache=Path(text["cache"] or "~/.cache/vaelab").expanduser(),
         checkpoints=Path(text["checkpoints"] or ROOT / "checkpoints"),
         runs=Path(text["runs"] or ROOT / "runs"),

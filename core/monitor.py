@@ -1,0 +1,237 @@
+"""Your own training loop, watched by the lab: a few lines that record the lab's live rows for any model
+that follows core.protocol, into a run folder the dashboard opens live ("Watch a run folder", Train page).
+
+    from core.monitor import Monitor
+    monitor = Monitor(model, held_out_x, every=100, name="my-run")     # writes ~/vaelab-runs/my-run
+    for step, x in enumerate(loader, 1):
+        loss = ...; loss.backward(); optimizer.step()
+        monitor.step(step, loss=loss.item(), kl=kl.item())      # the terms you want on the curves
+    monitor.close()
+
+Every `every` steps it measures, on the held-out examples you gave it, what the lab's own runs show live
+(KL per dimension, active units, the MI with its ceiling, how much the decoder relies on z, and the
+collapse verdict of each dimension), keeps the weights at that step (core.snapshots' schedule, within a
+budget) and rewrites the run folder, atomically:
+
+    OUT/run.safetensors, OUT/run.json   a checkpoint in the lab's format (core.checkpoint): your model's
+                                        weights and kept steps; the terms you passed as the history, the
+                                        live rows; "model" names your factory when you give one
+    OUT/held_out.safetensors            the held-out examples the rows were measured on (written once)
+    OUT/pictures.png                    reconstructions and prior samples at fixed codes, when x are images
+
+The measurements run without gradients, with the model in eval mode (and put back as it was), and draw from
+a stream of their own, so your loop's random numbers and results are the ones it would have without them.
+For PyTorch Lightning, `lightning_callback(monitor)` is a Callback that calls it after each training batch.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import torch
+
+from . import checkpoint, limits, safefs, snapshots
+from . import weights as weights_io
+from .bundle import Bundle, Ref
+from .config import RunConfig, finite_or_none
+from .data import DataInfo, DataSpec, Dataset
+from .diagnostics import LIVE
+from .diagnostics.collapse import collapse
+from .errors import ConfigError
+from .objectives import build
+from .protocol import UserVAE
+from .rng import seeded
+from .settings import WATCH_ROOT
+
+RUN = "run"                     # OUT/run.json and OUT/run.safetensors
+HELD_OUT = "held_out.safetensors"
+PICTURES = "pictures.png"
+VERDICT_IMAGES = 200            # the collapse verdict's examples (its decoder pass runs d + 2 times on them)
+
+
+class Monitor:
+    def __init__(self, model: torch.nn.Module, x: torch.Tensor, every: int = 100, name: str | None = None,
+                 out: str | os.PathLike | None = None, factory: str | None = None,
+                 snapshot_mb: float = snapshots.BUDGET_MB, n: int = 500, seed: int = 0):
+        """model: your module, following core.protocol (encode, decode or log_likelihood, prior, latent_dim);
+        x: held-out examples as your loop feeds them (images N x C x H x W, or token ids, ...), the first n
+        kept; out: the run folder (default ~/vaelab-runs/NAME, where the dashboard looks; NAME: the time);
+        factory: "path/to/file.py:build" or "package.module:build", which builds the model (weights aside),
+        so that the dashboard's other pages and `vaelab diagnose OUT` can rebuild it."""
+        if not isinstance(every, int) or every < 1:
+            raise ConfigError(f"every must be a whole number of steps >= 1, not {every!r}")
+        if not isinstance(x, torch.Tensor) or x.dim() < 2 or len(x) < 2:
+            raise ConfigError("x must be a tensor of at least two held-out examples, one per row")
+        limits.check("batch", min(n, len(x)), "held-out examples")
+        self.model, self.every, self.seed = model, every, seed
+        name = name or time.strftime("run-%Y%m%d-%H%M%S")
+        self.out = Path(out).expanduser() if out is not None else WATCH_ROOT / name
+        self.x = x[:n].detach()
+        self.network = UserVAE(model, self.x[:4], name)
+        self.data = held_out_data(self.x.cpu(), self.out.name)
+        self.objective = build("vae")
+        config = RunConfig(data=self.data.spec, model=self.network.cfg)
+        self.meta = {"command": "core.monitor", "monitor": {"every": every, "held_out": len(self.x)},
+                     **({"model": absolute(factory)} if factory else {})}
+        self.bundle = Bundle(self.network, self.objective, config, Ref(uuid.uuid4().hex, 0), self.data.info,
+                             None, [], [], {})
+        self.kept = snapshots.EVERY, {}
+        self.snapshot_mb = float(snapshot_mb)
+        self.out.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_atomic(self.out / HELD_OUT, weights_io.to_bytes({"x": self.x.cpu().contiguous()}))
+
+    @property
+    def history(self) -> list[dict]:
+        return self.bundle.history
+
+    @property
+    def live(self) -> list[dict]:
+        return self.bundle.live
+
+    def step(self, step: int, **terms: float):
+        """Record this step's terms (numbers: a loss, its reconstruction and KL, ...); every `every` steps,
+        measure the live row and rewrite the run folder."""
+        self.bundle.history.append(finite_or_none({"step": int(step), "loss": float(terms.pop("loss", float("nan"))),
+                                                   **{k: float(v) for k, v in terms.items()}}))
+        if step % self.every == 0:
+            self.measure(step)
+
+    def measure(self, step: int) -> dict:
+        """The live row at this step (appended to self.live), the kept weights, and the run folder rewritten."""
+        self.bundle.ref = Ref(self.bundle.ref.id, int(step))
+        training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), seeded(self.network.prior_loc.device, self.seed + step):
+                row = {"step": int(step)}
+                q = self.bundle.posterior(self.x.to(self.network.prior_loc.device)).for_live()
+                for _, live in LIVE.items():
+                    row.update(live(q))
+                report = collapse(self.bundle, self.data, n=min(VERDICT_IMAGES, len(self.x)))
+                row["verdicts"] = {v: report.count(v) for v in ("active", "unused by decoder", "collapsed")}
+                row["zeroing_cost"] = report.zeroing_cost
+                self.bundle.live.append(finite_or_none(row))
+                if self.network.images:
+                    self._pictures()
+        finally:
+            self.model.train(training)
+        self._keep(step)
+        self.save()
+        return self.bundle.live[-1]
+
+    def _keep(self, step: int):
+        every, kept = self.kept
+        if self.snapshot_mb and snapshots.due(step, every):
+            tensors = snapshots.compact(weights_io.state_tensors(self.network, self.objective))
+            kept[step] = tensors
+            steps, every = snapshots.thin(list(kept), every, snapshots.limit(self.snapshot_mb, snapshots.nbytes(tensors)))
+            self.kept = every, {s: kept[s] for s in steps}
+
+    def _pictures(self):
+        from torchvision.utils import save_image
+        n = min(8, len(self.x))
+        device = self.network.prior_loc.device
+        recon = self.bundle.reconstruct(self.x[:n])
+        with seeded(device, self.seed):  # the same codes every time: a picture changes where the model does
+            z = self.network.prior().sample((n,))
+        samples = self.network.mean_image(z).cpu()
+        grid = torch.cat([self.x[:n].cpu(), recon, samples]).clamp(0, 1)
+        fd, tmp = tempfile.mkstemp(dir=self.out, prefix=".pictures.", suffix=".png")
+        os.close(fd)
+        save_image(grid, tmp, nrow=n, padding=1)
+        os.replace(tmp, self.out / PICTURES)
+
+    def save(self):
+        every, kept = self.kept
+        earlier = {s: t for s, t in kept.items() if s != self.bundle.step}
+        checkpoint.save(self.out / RUN, self.bundle, snapshots=(earlier, {"steps": sorted(kept), "every": every,
+                                                                          "budget_mb": self.snapshot_mb}),
+                        **self.meta)
+
+    def close(self):
+        """Measure the last step recorded, if it was not, and write the folder a last time."""
+        if self.history and (not self.live or self.live[-1]["step"] != self.history[-1]["step"]):
+            self.measure(self.history[-1]["step"])
+
+
+def absolute(factory: str) -> str:
+    """A factory as the run folder records it: a file's path made absolute, so it reads the same from anywhere."""
+    where, _, attr = factory.rpartition(":")
+    return f"{Path(where).expanduser().resolve()}:{attr}" if where.endswith(".py") else factory
+
+
+def load_run(folder, step: int | None = None, device="cpu") -> tuple[Bundle, Dataset]:
+    """(the model value at `step`, one of its kept steps (None: the latest), the held-out data) of a run folder
+    that core.monitor wrote. Rebuilding the model imports the code its factory names: the caller trusts it."""
+    from .checkpoint import paths
+    from .errors import CheckpointError
+    from .protocol import import_factory
+    from safetensors.torch import load as load_tensors
+
+    folder = Path(folder)
+    meta, tensors = checkpoint.read(folder / RUN)
+    factory = meta.get("model")
+    if meta.get("command") != "core.monitor":
+        raise CheckpointError(f"{folder}: not a run folder written by core.monitor")
+    if not isinstance(factory, str):
+        raise CheckpointError(f"{folder}: the run names no factory to rebuild its model with (give the Monitor "
+                              f"factory='file.py:build'); its rows are all that can be shown")
+    try:
+        x = load_tensors(safefs.read_regular(folder / HELD_OUT, limits.maximum("weights_bytes")))["x"]
+    except Exception as e:  # missing, too large, not safetensors, or without its "x"
+        raise CheckpointError(f"{folder / HELD_OUT}: cannot be read ({e})") from None
+    latest = int(meta.get("step", 0))
+    if step is not None and step != latest:
+        if step not in snapshots.steps(meta):
+            raise CheckpointError(f"{paths(folder / RUN)[1]}: no weights kept at step {step:,}")
+        tensors = snapshots.widen(snapshots.unpack(tensors)[step])
+    module = import_factory(factory)()
+    state, _ = weights_io.states(tensors)
+    state = {k.removeprefix("module."): v for k, v in state.items() if k.startswith("module.")}
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{folder}: its weights do not fit {factory}: {str(e).splitlines()[0][:200]}") from None
+    network = UserVAE(module.to(device).eval(), x[:4].to(device), factory)
+    data = held_out_data(x, folder.name)
+    at = step if step is not None else latest
+    history = [r for r in meta.get("history", []) if r["step"] <= at]
+    live = [r for r in meta.get("live", []) if r["step"] <= at]
+    config = RunConfig(data=data.spec, model=network.cfg)
+    return Bundle(network, build("vae").to(device), config, Ref(meta["weights_sha256"], at), data.info, None,
+                  history, live, meta), data
+
+
+def held_out_data(x: torch.Tensor, name: str) -> Dataset:
+    """The held-out examples as a dataset the diagnostics read (its test split; no labels, no training split)."""
+    shape = tuple(x.shape[1:])
+    images = len(shape) == 3 and shape[0] in (1, 3)
+    binary = bool(((x == 0) | (x == 1)).all())
+    info = DataInfo(name, shape if images else (1, 1, x[0].numel()), 0, "bernoulli" if binary else "gaussian",
+                    source="held-out examples given to core.monitor")
+    labels = torch.zeros(len(x), dtype=torch.long)
+    return Dataset(info, x[:0], labels[:0], x, labels, DataSpec(name))
+
+
+def lightning_callback(monitor: Monitor):
+    """A PyTorch Lightning Callback that hands the monitor each training step and what the module logged
+    (trainer.callback_metrics: self.log("loss", ...) in training_step)."""
+    try:
+        from lightning.pytorch import Callback
+    except ImportError:
+        from pytorch_lightning import Callback
+
+    class MonitorCallback(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
+            if isinstance(outputs, dict) and "loss" in outputs:
+                metrics.setdefault("loss", float(outputs["loss"]))
+            monitor.step(trainer.global_step, **metrics)
+
+        def on_train_end(self, trainer, pl_module):
+            monitor.close()
+
+    return MonitorCallback()
