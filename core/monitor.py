@@ -55,18 +55,20 @@ VERDICT_IMAGES = 200            # the collapse verdict's examples (its decoder p
 class Monitor:
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, every: int = 100, name: str | None = None,
                  out: str | os.PathLike | None = None, factory: str | None = None,
-                 snapshot_mb: float = snapshots.BUDGET_MB, n: int = 500, seed: int = 0):
+                 snapshot_mb: float = snapshots.BUDGET_MB, n: int = 500, seed: int = 0, as_text=None):
         """model: your module, following core.protocol (encode, decode or log_likelihood, prior, latent_dim);
         x: held-out examples as your loop feeds them (images N x C x H x W, or token ids, ...), the first n
         kept; out: the run folder (default ~/vaelab-runs/NAME, where the dashboard looks; NAME: the time);
         factory: "path/to/file.py:build" or "package.module:build", which builds the model (weights aside),
-        so that the dashboard's other pages and `vaelab diagnose OUT` can rebuild it."""
+        so that the dashboard's other pages and `vaelab diagnose OUT` can rebuild it; as_text: for data that are
+        not images (token ids), a function from a batch of x to strings, so that each live row carries the
+        words the model draws at fixed codes and its reconstructions of the first held-out examples."""
         if not isinstance(every, int) or every < 1:
             raise ConfigError(f"every must be a whole number of steps >= 1, not {every!r}")
         if not isinstance(x, torch.Tensor) or x.dim() < 2 or len(x) < 2:
             raise ConfigError("x must be a tensor of at least two held-out examples, one per row")
         limits.check("batch", min(n, len(x)), "held-out examples")
-        self.model, self.every, self.seed = model, every, seed
+        self.model, self.every, self.seed, self.as_text = model, every, seed, as_text
         name = name or time.strftime("run-%Y%m%d-%H%M%S")
         self.out = Path(out).expanduser() if out is not None else WATCH_ROOT / name
         self.x = x[:n].detach()
@@ -74,7 +76,8 @@ class Monitor:
         self.data = held_out_data(self.x.cpu(), self.out.name)
         self.objective = build("vae")
         config = RunConfig(data=self.data.spec, model=self.network.cfg)
-        self.meta = {"command": "core.monitor", "monitor": {"every": every, "held_out": len(self.x)},
+        shown = {"held_out_text": [str(t)[:200] for t in as_text(self.x[:8])]} if as_text else {}
+        self.meta = {"command": "core.monitor", "monitor": {"every": every, "held_out": len(self.x), **shown},
                      **({"model": absolute(factory)} if factory else {})}
         self.bundle = Bundle(self.network, self.objective, config, Ref(uuid.uuid4().hex, 0), self.data.info,
                              None, [], [], {})
@@ -113,9 +116,11 @@ class Monitor:
                 report = collapse(self.bundle, self.data, n=min(VERDICT_IMAGES, len(self.x)))
                 row["verdicts"] = {v: report.count(v) for v in ("active", "unused by decoder", "collapsed")}
                 row["zeroing_cost"] = report.zeroing_cost
-                self.bundle.live.append(finite_or_none(row))
                 if self.network.images:
                     self._pictures()
+                elif self.as_text is not None:
+                    row |= self._texts()
+                self.bundle.live.append(finite_or_none(row))
         finally:
             self.model.train(training)
         self._keep(step)
@@ -143,6 +148,16 @@ class Monitor:
         os.close(fd)
         save_image(grid, tmp, nrow=n, padding=1)
         os.replace(tmp, self.out / PICTURES)
+
+    def _texts(self) -> dict:
+        """The words (or whatever as_text makes of x) drawn at fixed prior codes, and of the first held-out
+        examples' posterior means: what a picture is for images."""
+        n, device = min(8, len(self.x)), self.network.prior_loc.device
+        with seeded(device, self.seed):
+            z = self.network.prior().sample((n,))
+        mean = self.bundle.posterior(self.x[:n].to(device)).mean
+        return {"samples": [str(t)[:200] for t in self.as_text(self.network.decode(z).sample().cpu())],
+                "reconstructions": [str(t)[:200] for t in self.as_text(self.network.decode(mean).sample().cpu())]}
 
     def save(self):
         every, kept = self.kept

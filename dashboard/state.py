@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import checkpoint, explore, files, report, safefs, settings, snapshots
+from core import checkpoint, explore, files, monitor, report, safefs, settings, snapshots
 from core import data as datasets
 from core.bundle import Bundle
 from core.control import RecordedRun
@@ -27,6 +27,7 @@ class Kind(str, Enum):
     RUN = "run"      # a run of this session (NAME: the run's name)
     FILE = "file"    # a checkpoint file (NAME: its path in checkpoints/, or saved/NAME for this session's)
     SWEEP = "sweep"  # a sweep trial (NAME: SWEEP/TRIAL)
+    WATCH = "watch"  # a run folder of a user's own training loop (core.monitor), in a watch root (NAME: its name)
 
     def label(self, name: str) -> str:
         return f"{self.value}: {name}"
@@ -44,7 +45,8 @@ def shown_as(label: str) -> str:
     if parsed is None:
         return label
     kind, name = parsed
-    return {Kind.FILE: name, Kind.RUN: f"{name} (training here)", Kind.SWEEP: f"{name} (sweep trial)"}[kind]
+    return {Kind.FILE: name, Kind.RUN: f"{name} (training here)", Kind.SWEEP: f"{name} (sweep trial)",
+            Kind.WATCH: f"{name} (your loop)"}[kind]
 
 
 FIRST_MODEL = Kind.FILE.label("mnist-vae")  # what Explore and Latent map open first when this session has no run
@@ -301,6 +303,55 @@ def sweep_folders() -> dict[str, Path]:
     return found
 
 
+WATCHED_MOST = 200  # run folders a watch root lists, newest first
+
+
+def watched_folders() -> dict[str, Path]:
+    """{name: folder} of the run folders core.monitor wrote in the operator's watch roots ($VAELAB_WATCH_ROOTS,
+    default ~/vaelab-runs), newest first; the first root that has a name wins. Each root's listing is bounded."""
+    found = {}
+    for root in safefs.roots_from_env("watch_roots"):
+        budget = safefs.Budget(seconds=5, label="a watch root")
+        try:
+            folders = [p.parent for p in safefs.walk(root, budget, depth=2) if p.name == f"{monitor.RUN}.json"]
+        except LabError:
+            continue
+        folders.sort(key=lambda p: p.stat().st_mtime if p.exists() else 0, reverse=True)
+        for folder in folders[:WATCHED_MOST]:
+            found.setdefault(folder.name, folder)
+    return found
+
+
+def watched_sidecar(folder: Path) -> dict:
+    """A watched run's sidecar, read again only when the file changed (its loop rewrites it every few steps)."""
+    meta = checkpoint.paths(folder / monitor.RUN)[1]
+    return _watched_sidecar(str(meta), meta.stat().st_mtime if meta.exists() else 0.0)
+
+
+def rebuildable(folder: Path) -> bool:
+    """Whether a watched run names the factory that rebuilds its model (else only its rows can be shown)."""
+    try:
+        return isinstance(watched_sidecar(folder).get("model"), str)
+    except (LabError, OSError):
+        return False
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _watched_sidecar(path: str, mtime: float) -> dict:
+    return checkpoint.read_sidecar(Path(path))
+
+
+@st.cache_resource(show_spinner="Rebuilding the model of your loop ...", max_entries=16)
+def _load_run(folder: str, mtime: float, step: int | None):
+    return monitor.load_run(folder, step)
+
+
+def load_run(folder: Path, step: int | None = None):
+    """(bundle, held-out data) of a watched run at one of its kept steps, once per version of its files."""
+    meta = checkpoint.paths(folder / monitor.RUN)[1]
+    return _load_run(str(folder), meta.stat().st_mtime if meta.exists() else 0.0, step)
+
+
 def trial_label(sweep: str, trial: str) -> str:
     return Kind.SWEEP.label(f"{sweep}/{trial}")
 
@@ -347,11 +398,15 @@ class Source:
             if step is None or step >= self.run.step_count:
                 return self.run.snapshot(), self.run.data, None
             return load_checkpoint(self.run.path, step), self.run.data, None  # its kept steps, as last saved
+        if self.watched:
+            return (*load_run(self.path, step), None)
         bundle = load_checkpoint(self.path, step)
         return (bundle, *try_data(bundle.config.data))
 
     def bundles(self) -> list[Bundle]:
         """The model at every step of steps(), oldest first (a file's from one read)."""
+        if self.watched:
+            return [load_run(self.path, step)[0] for step in self.steps()]
         if self.run is None:
             weights, meta = checkpoint.paths(self.path)
             return _load_steps(str(meta), max(weights.stat().st_mtime, meta.stat().st_mtime))
@@ -360,6 +415,8 @@ class Source:
     def steps(self) -> list[int]:
         """The steps whose weights can be shown: the kept ones and the latest. A run's kept steps are those
         of its last periodic checkpoint (every few seconds, in runs/), and its latest is the one training now."""
+        if self.watched:
+            return sorted({*snapshots.steps(watched_sidecar(self.path)), watched_sidecar(self.path).get("step", 0)})
         if self.run is None:
             return load_checkpoint(self.path).steps
         kept = []
@@ -369,12 +426,18 @@ class Source:
                         if s < self.run.step_count]
         return sorted({*kept, self.run.step_count})
 
+    @property
+    def watched(self) -> bool:
+        return self.label.startswith(Kind.WATCH.value + ": ")
+
     def history(self) -> list[dict]:
+        if self.watched:
+            return watched_sidecar(self.path).get("history", [])
         return list(self.run.history) if self.run is not None else load_checkpoint(self.path).history
 
     def recorded(self, data):
         """The diagnostics stored in the checkpoint when it was made, if they were measured on this data."""
-        return None if self.path is None else report.recorded(load_checkpoint(self.path), data)
+        return None if self.path is None or self.watched else report.recorded(load_checkpoint(self.path), data)
 
 
 def recorded_run(path: Path) -> RecordedRun:
@@ -395,6 +458,8 @@ def sources() -> list[Source]:
     """This session's runs, the saved checkpoints, and the sweep trials the link names (?model=, ?compare=)."""
     found = [Source(Kind.RUN.label(name), run=t) for name, t in runs().items()]
     found += [Source(file_label(p), path=p) for p in checkpoint_files()]
+    found += [Source(Kind.WATCH.label(name), path=folder) for name, folder in watched_folders().items()
+              if rebuildable(folder)]
     wanted = [st.query_params.get("model", ""), *st.query_params.get_all("compare")]
     found += [s for label in dict.fromkeys(wanted) if (s := trial_source(label))]
     return found

@@ -1,4 +1,5 @@
 """Train: set up one run or a race of several, and watch them learn."""
+import time
 from dataclasses import replace
 
 import streamlit as st
@@ -6,7 +7,7 @@ import torch
 
 from pathlib import Path
 
-from core import data as datasets, explore, files, limits, options, pictures, recipe, snapshots, timeline, track
+from core import checkpoint, data as datasets, explore, files, limits, monitor, options, pictures, recipe, safefs, snapshots, timeline, track
 from core.config import PRESETS, RunConfig
 from core.control import RunState
 from core.engine import check_run, describe_device, pick_device
@@ -17,7 +18,8 @@ from core.posterior import Factorized
 from dashboard import live_charts, plots
 from dashboard.lessons import LESSONS, widget_values
 from dashboard.state import (Kind, Source, allowed_path, data_roots, default, load_checkpoint, load_data, owner,
-                             pick_step, pool, recorded_run, runs, saved_dir, shipped, to_image, vega_spec_chart)
+                             pick_step, pool, rebuildable, recorded_run, runs, saved_dir, shipped, to_image,
+                             vega_spec_chart, watched_folders, watched_sidecar)
 
 DASHBOARD = PRESETS["dashboard"]  # the smaller network a laptop trains live while people watch
 HIDDEN = {f"small {DASHBOARD.hidden}": DASHBOARD.hidden, f"default {PRESETS['default'].hidden}": PRESETS["default"].hidden,
@@ -123,6 +125,7 @@ def setup():
             apply_lesson()
         st.selectbox("Lesson", ["none", *LESSONS], key=default("lesson", "none"), on_change=apply_lesson,
                      help="Set every control for a classic demonstration in one click.")
+        watch_picker()
         st.header("Set up")
         names = datasets.DATASETS.names() + [OWN]
         dataset = st.selectbox("Dataset", names, key=default("dataset", "digits"), on_change=binarize_by_dataset,
@@ -549,11 +552,98 @@ def recorded_view(names: list[str], intro: str):
     st.fragment(panels)(current)  # the step slider reruns the panels, not the page
 
 
+WATCH_NONE = "none"
+WATCH_FRESH = 60  # seconds: a run folder written this recently is taken to be training, and the view refreshes
+PICTURES_MOST = 8 * 2**20  # bytes of a run folder's pictures.png the page reads
+
+
+def watch_picker():
+    """The run folders of users' own loops (core.monitor) in the operator's watch roots; ?watch=NAME opens one."""
+    folders = watched_folders()
+    if not folders:
+        return
+    names = [WATCH_NONE, *folders]
+    if st.session_state.get("watch") is None and st.query_params.get("watch") in folders:
+        st.session_state["watch"] = st.query_params["watch"]
+    if st.session_state.get("watch") not in names:
+        st.session_state["watch"] = WATCH_NONE
+    st.selectbox("Watch a run folder", names, key="watch",
+                 help="A training loop of your own, with core.monitor's Monitor in it, writes its live rows into a "
+                      "run folder (~/vaelab-runs/NAME unless told): pick it to watch it train.")
+
+
+def watch_view(name: str, folder: Path):
+    """A user's own training loop, from the run folder its Monitor rewrites every few steps: the same live rows,
+    charts and pictures as a run of this page, read from the files (redrawn while they change)."""
+    st.query_params["watch"] = name
+    try:
+        meta = watched_sidecar(folder)
+    except (LabError, OSError) as e:
+        st.error(f"Cannot read the run folder {name}: {e}")
+        return
+    history, live = meta.get("history", []), meta.get("live", [])
+    age = time.time() - checkpoint.paths(folder / monitor.RUN)[1].stat().st_mtime
+    every = (meta.get("monitor") or {}).get("every", "?")
+    state = "training" if age < WATCH_FRESH else f"last written {age / 60:,.0f} min ago"
+    dims = len(live[-1].get("kl_per_dim") or []) if live else 0
+    st.markdown(f"**{name}** · step {meta.get('step', 0):,} · {state} · measured every {every} steps on "
+                f"{(meta.get('monitor') or {}).get('held_out', '?')} held-out examples")
+    if not live:
+        st.caption(f"Waiting for the first live row (at step {every}) ...")
+        return
+    last = live[-1]
+    verdicts = last.get("verdicts") or {}
+    metric_grid(loss_metrics(history[-1] if history else None, "") + [
+        ("active units", f"{last.get('au', '–')} / {dims}", "Latent dimensions whose posterior mean varies with the "
+         "example (Cov_x E_q[z] > 0.01), on the held-out examples."),
+        ("MI (nats)", plots.mi_text(last) if last.get("mi") is not None else "–", plots.MI_HELP),
+        ("verdict", " · ".join(f"{n} {v.split()[0]}" for v, n in verdicts.items() if n) or "–", VERDICT_HELP)], 4)
+    if history:
+        vega_spec_chart(*live_charts.loss_chart(history))
+    if state == "training":
+        st.image(pictures.kl_heatmap_image(live), width="stretch", output_format="PNG",
+                 caption=f"KL per dimension, held-out: rows z0 (top) to z{dims - 1}, steps {live[0]['step']:,} to "
+                         f"{live[-1]['step']:,} left to right; dark 0, yellow {pictures.kl_top(live):.2f} nats")
+    else:
+        st.caption("KL per dimension on the held-out examples (nats): a row that turns dark is a dimension that collapsed")
+        vega_spec_chart(*live_charts.heatmap_chart(live))
+    vega_spec_chart(*live_charts.metrics_chart(live, None, dims))
+    st.caption("Blue: active units (left). Red: the MI estimate (right), shaded ± 2 standard errors; dashed: its "
+               "ceiling log B.")
+    try:
+        png = safefs.read_regular(folder / monitor.PICTURES, PICTURES_MOST)
+        st.image(png, width="stretch", caption="rows: held-out examples, their reconstructions, and samples at fixed "
+                                               "prior codes (a picture changes where the model does)")
+    except (LabError, OSError):
+        st.caption("No pictures: the examples are not images, or the model draws none (sample(z)).")
+    if rebuildable(folder):
+        left, right = st.columns(2)
+        label = Kind.WATCH.label(name)
+        if left.button("Open in Explore", key="watch-explore", icon=":material/tune:"):
+            st.switch_page("views/explore.py", query_params={"model": label})
+        if right.button("Open in Compare", key="watch-compare", icon=":material/compare:"):
+            st.switch_page("views/compare.py", query_params={"model": label})
+    else:
+        st.caption("To open it on the other pages, give the Monitor the factory that builds the model: "
+                   "`Monitor(..., factory=\"my_model.py:build\")`.")
+
+
+VERDICT_HELP = ("Of the latent dimensions, how many are active (the encoder varies them and the decoder uses them), "
+                "unused by the decoder, or collapsed (the posterior mean is the same for every example), from the "
+                "lab's collapse report on the held-out examples.")
+
 st.title("Train")
 st.caption("Train a VAE and watch it learn. The loss is −ELBO; the KL heatmap shows, on held-out images, how much "
            "each latent dimension is used as training goes on: a row that fades to dark is a dimension collapsing "
            "onto the prior. Training runs in the background, so the other pages work meanwhile.")
 chosen, to_start = setup()
+watching = st.session_state.get("watch", WATCH_NONE)
+if watching != WATCH_NONE and watching in (folders := watched_folders()):
+    fresh = time.time() - checkpoint.paths(folders[watching] / monitor.RUN)[1].stat().st_mtime < WATCH_FRESH
+    st.select_slider("Refresh every (seconds)", [1, 2, 5, 10], key=default("refresh", 2))
+    st.fragment(run_every=st.session_state["refresh"] if fresh else None)(watch_view)(watching, folders[watching])
+    st.stop()
+st.query_params.pop("watch", None)
 lesson = st.session_state.get("lesson")
 if lesson in LESSONS:
     st.info(f"**Lesson: {lesson}.** {LESSONS[lesson]['text']}")
