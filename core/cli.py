@@ -198,6 +198,9 @@ def tracker_options(g):
     g.add_argument("--mlflow", metavar="DIR",
                    help="also log the same to an MLflow tracking folder (mlflow ui --backend-store-uri "
                         "sqlite:///DIR/mlflow.db)")
+    g.add_argument("--wandb", metavar="DIR",
+                   help="also log the same to Weights & Biases, offline: its files in DIR/wandb (no account, no "
+                        "network; wandb sync DIR/wandb/offline-run-* uploads it later)")
 
 
 def user_model_options(parser):
@@ -247,7 +250,7 @@ def run_config(args) -> RunConfig:
 
 
 # What --resume and --branch accept beside them: a resumed run keeps every setting; a branch changes knobs and rate.
-RESUME_OPTIONS = {"steps", "epochs", "save_every", "out", "data_dir", "offline", "resume", "tensorboard", "mlflow",
+RESUME_OPTIONS = {"steps", "epochs", "save_every", "out", "data_dir", "offline", "resume", "tensorboard", "mlflow", "wandb",
                   "snapshot_budget"}
 BRANCH_OPTIONS = RESUME_OPTIONS - {"resume"} | {"branch", "lr", "name", "live_every"}
 
@@ -357,7 +360,8 @@ def train(args) -> int:
           f"on {describe_device(trainer.device, torch.get_num_threads())}: steps {start:,} to {total:,}"
           + (f", saving to {out} every {args.save_every}" if resumable else ""), file=sys.stderr)
     failure = None
-    tracker = Tracker(out.name, config.to_dict(), args.tensorboard, args.mlflow) if args.tensorboard or args.mlflow else None
+    tracker = (Tracker(out.name, config.to_dict(), args.tensorboard, args.mlflow, args.wandb)
+               if args.tensorboard or args.mlflow or args.wandb else None)
     bar = progress.bar(total=total, initial=start, unit="step", dynamic_ncols=True)
     seen = [trainer.step_count, trainer.seconds]
 
@@ -517,17 +521,17 @@ def print_collapse(report: dict):
 
 
 def export_cmd(args) -> int:
-    if not (args.tensorboard or args.mlflow or args.script):
-        raise LabError("say where to: --tensorboard DIR, --mlflow DIR and/or --script FILE.py")
+    if not (args.tensorboard or args.mlflow or args.wandb or args.script):
+        raise LabError("say where to: --tensorboard DIR, --mlflow DIR, --wandb DIR and/or --script FILE.py")
     path = find_checkpoint(args.checkpoint, ".")
     bundle = checkpoint.load(path)
     if args.script:
         from .recipe import script
         Path(args.script).write_text(script(bundle, path.stem))
         print(f"wrote {args.script}: python {args.script} trains it again", file=sys.stderr)
-    if args.tensorboard or args.mlflow:
-        export(bundle, load_data(bundle.config.data, args), path.stem, args.tensorboard, args.mlflow)
-        for kind, where in (("TensorBoard", args.tensorboard), ("MLflow", args.mlflow)):
+    if args.tensorboard or args.mlflow or args.wandb:
+        export(bundle, load_data(bundle.config.data, args), path.stem, args.tensorboard, args.mlflow, args.wandb)
+        for kind, where in (("TensorBoard", args.tensorboard), ("MLflow", args.mlflow), ("Weights & Biases", args.wandb)):
             if where:
                 print(f"wrote {path.stem} to {kind} in {where}", file=sys.stderr)
     return 0

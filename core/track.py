@@ -1,6 +1,6 @@
-"""Take a run where you already work: TensorBoard event files and an MLflow tracking folder.
+"""Take a run where you already work: TensorBoard event files, an MLflow tracking folder, Weights & Biases.
 
-    tracker = Tracker("mnist-vae", config, tensorboard="tb", mlflow="mlruns")
+    tracker = Tracker("mnist-vae", config, tensorboard="tb", mlflow="mlruns", wandb="wandb-runs")
     tracker.log(history, live)      # as the run goes: rows not written yet
     tracker.finish(bundle, data)    # the model's pictures at its last step; closes the files
 
@@ -15,6 +15,8 @@ What each gets, under the same names:
 TensorBoard's files are written with torch.utils.tensorboard; `tensorboard --logdir DIR` shows them.
 MLflow's folder holds an SQLite store and the artifacts beside it (MLflow's file store is retired):
 `mlflow ui --backend-store-uri sqlite:///DIR/mlflow.db` shows them.
+Weights & Biases runs offline: its files go to DIR/wandb/offline-run-*, with no account and no network;
+`wandb sync DIR/wandb/offline-run-*` uploads one later, where there is a network and an account.
 """
 from __future__ import annotations
 
@@ -80,9 +82,10 @@ def pictures_of(bundle, data, n: int = 16) -> dict[str, np.ndarray]:
 class Tracker:
     """Writes one run to TensorBoard and/or MLflow. Each log() writes the rows after the last step it wrote."""
 
-    def __init__(self, name: str, config: dict, tensorboard: str | None = None, mlflow: str | None = None):
+    def __init__(self, name: str, config: dict, tensorboard: str | None = None, mlflow: str | None = None,
+                 wandb: str | None = None):
         self.name, self.last_step, self.live_rows = name, -1, []
-        self.tb = self.ml = None
+        self.tb = self.ml = self.wb = None
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -92,7 +95,19 @@ class Tracker:
             self.tb.add_text("config", f"```\n{json.dumps(config, indent=1)}\n```", 0)
         if mlflow:
             self.ml, self.run_id = self._start_mlflow(Path(mlflow), config)
+        if wandb:
+            self.wb = self._start_wandb(Path(wandb), config)
 
+    def _start_wandb(self, folder: Path, config: dict):
+        import os
+        try:
+            import wandb
+        except ImportError:
+            raise LabError("--wandb needs Weights & Biases: pip install wandb") from None
+        os.environ.setdefault("WANDB_SILENT", "true")  # its banner and sync hints, once per run, on stderr
+        folder.mkdir(parents=True, exist_ok=True)
+        return wandb.init(project=EXPERIMENT, name=self.name, config=config, dir=str(folder), mode="offline",
+                          settings=wandb.Settings(console="off", x_disable_stats=True))
     def _start_mlflow(self, folder: Path, config: dict):
         try:
             from mlflow.tracking import MlflowClient
@@ -126,13 +141,27 @@ class Tracker:
             metrics = [Metric(tag, value, 0, step) for tag, value, step in points]
             for i in range(0, len(metrics), BATCH):
                 self.ml.log_batch(self.run_id, metrics=metrics[i:i + BATCH])
+        pictures = {}
         for row in new_live:  # the heatmap as it stood at each live row
             self.live_rows.append(row)
             if row.get("kl_per_dim"):
-                self._image("kl_per_dim", kl_heatmap_image(self.live_rows), row["step"])
+                pictures[row["step"]] = kl_heatmap_image(self.live_rows)
+                self._image("kl_per_dim", pictures[row["step"]], row["step"], wandb=False)
+        if self.wb is not None:  # one call a step, in order: W&B drops a step logged after a later one
+            import wandb
+            by_step = {}
+            for tag, value, step in points:
+                by_step.setdefault(step, {})[tag] = value
+            for step, picture in pictures.items():
+                by_step.setdefault(step, {})["kl_per_dim"] = wandb.Image(picture)
+            for step in sorted(by_step):
+                self.wb.log(by_step[step], step=step)
         self.last_step = max(r["step"] for r in new_history + new_live)
 
-    def _image(self, tag: str, picture: np.ndarray, step: int):
+    def _image(self, tag: str, picture: np.ndarray, step: int, wandb: bool = True):
+        if self.wb is not None and wandb:
+            import wandb as wb
+            self.wb.log({tag: wb.Image(picture)}, step=max(step, self.last_step))
         if self.tb is not None:
             self.tb.add_image(tag, picture, step, dataformats="HWC")
         if self.ml is not None:
@@ -148,11 +177,15 @@ class Tracker:
             self.tb.close()
         if self.ml is not None:
             self.ml.set_terminated(self.run_id)
+        if self.wb is not None:
+            self.wb.finish()
 
 
-def export(bundle, data, name: str, tensorboard: str | None = None, mlflow: str | None = None) -> Tracker:
+def export(bundle, data, name: str, tensorboard: str | None = None, mlflow: str | None = None,
+           wandb: str | None = None) -> Tracker:
     """A finished model's whole record (its checkpoint's history and live rows, its pictures) written at once."""
-    tracker = Tracker(name, bundle.config.to_dict() | {"settings": bundle.objective.settings()}, tensorboard, mlflow)
+    tracker = Tracker(name, bundle.config.to_dict() | {"settings": bundle.objective.settings()}, tensorboard, mlflow,
+                      wandb)
     tracker.log(bundle.history, bundle.live)
     tracker.finish(bundle, data)
     return tracker
@@ -163,8 +196,8 @@ def archive(bundle, data, name: str, kind: str) -> bytes:
     server offers as a download rather than writing into a folder of the user's choosing."""
     import shutil
     import tempfile
-    if kind not in ("tensorboard", "mlflow"):
-        raise ValueError(f"kind must be tensorboard or mlflow, not {kind!r}")
+    if kind not in ("tensorboard", "mlflow", "wandb"):
+        raise ValueError(f"kind must be tensorboard, mlflow or wandb, not {kind!r}")
     with tempfile.TemporaryDirectory(prefix="vaelab-export-") as scratch:
         folder = Path(scratch) / kind
         export(bundle, data, name, **{kind: str(folder)})

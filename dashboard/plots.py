@@ -13,55 +13,9 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image
 
+from core.figures import LOSS_TERMS, kl_compare, mark, race_curves, smoothed  # noqa: F401  (the pages' names)
 from core.pictures import image_grid
 from core.timeline import map_limits
-
-LOSS_TERMS = ("loss", "recon", "kl")
-
-
-def smoothed(history: list[dict], term: str, smooth: int, points: int = 400):
-    """(steps, running mean over `smooth` steps) of one logged term, thinned to at most `points` points
-    so a long run stays cheap to send and draw; empty when the term was not logged."""
-    rows = [r for r in history if term in r]
-    if not rows:
-        return [], np.array([])
-    k = min(smooth, len(rows))
-    values = np.convolve(np.array([r[term] for r in rows], dtype=float), np.ones(k) / k, mode="valid")
-    steps = [r["step"] for r in rows][k - 1:]
-    stride = max(1, -(-len(values) // points))
-    keep = list(range(len(values) - 1, -1, -stride))[::-1]  # always keep the latest point
-    return [steps[i] for i in keep], values[keep]
-
-
-def mark(fig: go.Figure, step: int | None) -> go.Figure:
-    """A solid line at the step the page shows (the step slider's), on any chart with steps across."""
-    if step is not None:
-        fig.add_vline(x=step, line_color="#d62728", line_width=2, annotation_text=f"step {step:,}",
-                      annotation_position="top right", annotation_font_color="#d62728")
-    return fig
-
-
-def race_curves(histories: dict[str, list[dict]], term: str = "loss", smooth: int = 20,
-                branched: dict[str, int] | None = None, marker: int | None = None) -> go.Figure:
-    """One term (running mean) of several runs against the step, one line per run. branched: a branch's
-    name and the step it left its parent at; its line starts there (before it, it is the parent's) and a
-    dotted mark shows where."""
-    fig = go.Figure()
-    branched = branched or {}
-    for name, history in histories.items():
-        steps, values = smoothed(history, term, smooth)
-        if name in branched:
-            keep = [i for i, step in enumerate(steps) if step > branched[name]]
-            steps, values = [steps[i] for i in keep], values[keep]
-        if len(values):
-            fig.add_scatter(x=steps, y=values, mode="lines", name=name)
-    for name, step in branched.items():
-        fig.add_vline(x=step, line_dash="dot", line_color="grey", annotation_text=f"{name} branches",
-                      annotation_position="top left")
-    fig.update_layout(xaxis_title="step", yaxis_title=f"{term} (nats per image)", height=300,
-                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.15))
-    return mark(fig, marker)
-
 
 MI_HELP = ("Estimated on one batch of B held-out images: the mean over images of log q(z|x) − log q(z) at one "
            "sampled code each, q(z) being the batch's mixture, shown ± its standard error. Those draws make it "
@@ -146,16 +100,6 @@ def selected_points(selection: dict, coords) -> list[int]:
         inside = np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))
         picked += [int(i) for i in inside if i not in picked]
     return picked
-
-
-def kl_compare(kl_per_dim: dict[str, list[float]]) -> go.Figure:
-    """KL per latent dimension of several models, grouped bars."""
-    fig = go.Figure()
-    for name, values in kl_per_dim.items():
-        fig.add_bar(x=[f"z{i}" for i in range(len(values))], y=values, name=name)
-    fig.update_layout(barmode="group", yaxis_title="KL (nats)", height=320, title="KL per dimension",
-                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
-    return fig
 
 
 def aggregate_vs_prior(aggregates: dict, dim: int) -> go.Figure:

@@ -26,11 +26,12 @@ def python(*args, cwd):
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
-    """A short CLI run written to TensorBoard and MLflow as it trained."""
+    """A short CLI run written to TensorBoard, MLflow and Weights & Biases (offline) as it trained."""
     folder = tmp_path_factory.mktemp("tracked")
     python("-m", "core", "train", "--dataset", "digits", "--binarize", "dynamic", "--hidden", "32", "--latent", "3",
            "--steps", "120", "--live-every", "40", "--save-every", "0", "--out", str(folder), "--name", "run",
-           "--tensorboard", str(folder / "tb"), "--mlflow", str(folder / "mlruns"), cwd=ROOT)
+           "--tensorboard", str(folder / "tb"), "--mlflow", str(folder / "mlruns"), "--wandb", str(folder / "wb"),
+           cwd=ROOT)
     return folder, json.loads((folder / "run.json").read_text())
 
 
@@ -62,6 +63,46 @@ def test_mlflow_holds_the_same_numbers(tracked):
     assert [(m.step, m.value) for m in mi] == [(r["step"], pytest.approx(r["mi"], rel=1e-4)) for r in meta["live"]]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "images")}
     assert any("reconstructions" in p for p in artifacts) and any("kl_per_dim" in p for p in artifacts)
+
+
+def wandb_history(run_file) -> list[dict]:
+    """The history records of an offline W&B run file, read without W&B's reader (its Go core): a 7-byte header,
+    then LevelDB's log format (32 KB blocks of records with a 7-byte header: CRC, length, type: whole, first,
+    middle or last piece), each record a wandb Record protobuf."""
+    import struct
+    from wandb.proto import wandb_internal_pb2 as pb
+    blob, pos, records, piece = run_file.read_bytes(), 7, [], b""
+    while pos + 7 <= len(blob):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
+            pos += 32768 - pos % 32768
+            continue
+        _, length, kind = struct.unpack("<IHB", blob[pos:pos + 7])
+        data, pos = blob[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind == 1:
+            records.append(data)
+        elif kind in (2, 3):
+            piece = (piece if kind == 3 else b"") + data
+        elif kind == 4:
+            records.append(piece + data)
+    rows = []
+    for data in records:
+        record = pb.Record()
+        record.ParseFromString(data)
+        if record.WhichOneof("record_type") == "history":
+            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
+    return rows
+
+
+def test_weights_and_biases_offline_holds_the_same_numbers(tracked):
+    """Written with no account and no network: the run file holds each step's terms and each live row."""
+    folder, meta = tracked
+    (run_file,) = (folder / "wb" / "wandb").glob("offline-run-*/run-*.wandb")
+    rows = {r["_step"]: r for r in wandb_history(run_file)}
+    assert [s for s in sorted(rows) if "train/loss" in rows[s]] == [r["step"] for r in meta["history"]]
+    assert [rows[r["step"]]["train/kl"] for r in meta["history"]] == pytest.approx([r["kl"] for r in meta["history"]], rel=1e-4)
+    assert [rows[r["step"]]["heldout/mi"] for r in meta["live"]] == pytest.approx([r["mi"] for r in meta["live"]], rel=1e-4)
+    assert all("kl_per_dim/sha256" in rows[r["step"]] for r in meta["live"])  # the heatmap at each live row
+    assert any("samples/sha256" in r for r in rows.values())
 
 
 def test_the_exported_script_replays_the_run_with_its_changes_to_the_same_weights(tmp_path):

@@ -460,8 +460,9 @@ def export(name: str, bundle, data):
             return
         # Downloads, not a folder on the server: a shared server writes nothing where a user points it.
         views = {"tensorboard": ("TensorBoard", "unzip it, then `tensorboard --logdir tensorboard`"),
-                 "mlflow": ("MLflow", "unzip it, then `mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db`")}
-        for column, (kind, (title, how)) in zip(st.columns(2), views.items()):
+                 "mlflow": ("MLflow", "unzip it, then `mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db`"),
+                 "wandb": ("W&B", "unzip it, then `wandb sync wandb/offline-run-*` (a Weights & Biases account)")}
+        for column, (kind, (title, how)) in zip(st.columns(3), views.items()):
             column.download_button(f"{title} (.zip)", data=lambda kind=kind: tracking_zip(bundle.ref.key, kind, name,
                                                                                           bundle, data),
                                    file_name=f"{name}-{kind}.zip", mime="application/zip", icon=":material/download:",
