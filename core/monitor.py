@@ -72,7 +72,11 @@ class Monitor:
         name = name or time.strftime("run-%Y%m%d-%H%M%S")
         self.out = Path(out).expanduser() if out is not None else WATCH_ROOT / name
         self.x = x[:n].detach()
-        self.network = UserVAE(model, self.x[:4], name)
+        try:
+            self.network = UserVAE(model, self.x[:4], name)
+        except RuntimeError as e:  # a shape mismatch inside the user's layers on the first examples
+            raise ConfigError(f"running {name} on a batch of {tuple(self.x.shape[1:])} examples failed: "
+                              f"{str(e).splitlines()[0][:200]}") from None
         self.data = held_out_data(self.x.cpu(), self.out.name)
         self.objective = build("vae")
         config = RunConfig(data=self.data.spec, model=self.network.cfg)

@@ -1,0 +1,176 @@
+"""Your own loop watched by the lab (core.monitor): the rows it records are the lab's diagnostics of the same
+model on the same examples, watching changes nothing the loop computes, the run folder reads back as the same
+model at every kept step, and the examples in examples/ run with it."""
+import json
+import os
+import shutil
+import sys
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from conftest import APP, ROOT
+from test_cli import inline
+from core import checkpoint
+from core.diagnostics import run
+from core.errors import LabError
+from core.monitor import Monitor, load_run
+from core.protocol import import_factory
+
+EXAMPLE = f"{ROOT / 'examples' / 'my_vae.py'}:digits_vae"
+my_vae = sys.modules[import_factory(EXAMPLE).__module__]
+
+
+def train(steps: int, monitor_folder=None, every: int = 50):
+    """The example's own loop (examples/my_vae.py), with the monitor's two lines when a folder is given."""
+    torch.manual_seed(0)
+    x = my_vae.digits()
+    model = my_vae.digits_vae()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    held_out = torch.bernoulli(x[-300:], generator=torch.Generator().manual_seed(1))
+    monitor = Monitor(model, held_out, every=every, out=monitor_folder, factory=EXAMPLE) if monitor_folder else None
+    losses = []
+    for step in range(1, steps + 1):
+        loss = model.loss(torch.bernoulli(x[torch.randint(1400, (64,))]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if monitor:
+            monitor.step(step, loss=loss.item())
+    return model, losses, monitor
+
+
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("watched") / "my-run"
+    return train(200, folder)
+
+
+def test_watching_changes_nothing_the_loop_computes(watched):
+    model, losses, monitor = watched
+    _, plain, _ = train(200)
+    assert losses == plain  # its own random stream and eval mode, put back as they were
+    assert model.training
+    assert [r["step"] for r in monitor.live] == [50, 100, 150, 200]
+    row = monitor.live[-1]
+    assert len(row["kl_per_dim"]) == 4 and 0 <= row["au"] <= 4 and sum(row["verdicts"].values()) == 4
+    assert row["mi_raw"] <= row["mi_ceiling"] + 1 and row["mi"] >= 0
+    assert [r["step"] for r in monitor.history] == list(range(1, 201))
+
+
+def test_the_run_folder_is_the_same_model_on_the_same_examples(watched):
+    """Two views: the live row the loop recorded, and the lab's own diagnostics of the folder read back."""
+    model, _, monitor = watched
+    folder = monitor.out
+    assert {p.name for p in folder.iterdir()} >= {"run.json", "run.safetensors", "held_out.safetensors", "pictures.png"}
+    bundle, data = load_run(folder)
+    assert bundle.step == 200 and len(data.test_x) == 300
+    kl = run("kl", bundle, data, n=300)
+    assert kl.total == pytest.approx(monitor.live[-1]["kl"], rel=1e-5)
+    with torch.no_grad():  # the weights are the loop's, not a copy made at another step
+        x = data.test_x[:5]
+        assert torch.allclose(bundle.network.encode(x).mean, model.encode(x).mean)
+    earlier, _ = load_run(folder, step=50)  # a kept step: the model as it was then
+    assert earlier.step == 50 and run("kl", earlier, data, n=300).total == pytest.approx(monitor.live[0]["kl"], rel=1e-3)
+    assert [r["step"] for r in earlier.live] == [50]
+    meta = checkpoint.read_sidecar(folder / "run.json")
+    assert meta["command"] == "core.monitor" and meta["model"] == EXAMPLE and 50 in meta["snapshots"]["steps"]
+
+
+def test_the_cli_reads_a_run_folder(watched, capsys):
+    _, _, monitor = watched
+    done = inline(capsys, "diagnose", str(monitor.out), "--only", "kl,active-units", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["step"] == 200 and out["diagnostics"]["kl"]["total"] == pytest.approx(monitor.live[-1]["kl"], rel=1e-5)
+    done = inline(capsys, "evaluate", str(monitor.out), "--step", "100")
+    assert done.returncode == 0 and "step 100" in done.stdout
+    done = inline(capsys, "evaluate", str(monitor.out), "--dataset", "digits")
+    assert done.returncode == 1 and "a run folder holds its weights and held-out data" in done.stderr
+
+
+def test_bad_arguments_get_one_message(tmp_path):
+    model = my_vae.digits_vae()
+    x = torch.bernoulli(my_vae.digits()[:10])
+    for kwargs, says in [({"every": 0}, "every must be a whole number"), ({"x": x[:1]}, "at least two held-out"),
+                         ({"x": x.flatten(1)}, "refuses this data's images"),
+                         ({"x": x[:, :, :4]}, r"running .* on a batch of \(1, 4, 8\) examples failed")]:
+        with pytest.raises(LabError, match=says):
+            Monitor(model, **({"x": x} | kwargs), out=tmp_path / "bad")
+
+
+def test_a_folder_without_a_factory_shows_its_rows_but_is_not_rebuilt(tmp_path):
+    model, _, monitor = train(50, tmp_path / "anonymous")
+    monitor.meta.pop("model")
+    monitor.save()
+    with pytest.raises(LabError, match="names no factory"):
+        load_run(tmp_path / "anonymous")
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/dict/words"), reason="Debian's word list (wamerican) is not here")
+def test_a_text_vae_whose_likelihood_needs_x_is_watched(tmp_path, capsys):
+    """examples/text_vae.py: token ids, log_likelihood(x, z) and sample(z); its rows carry the words."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    import text_vae
+    monitor = text_vae.main(["--steps", "40", "--every", "20", "--out", str(tmp_path / "text")])
+    row = monitor.live[-1]
+    assert [r["step"] for r in monitor.live] == [20, 40] and sum(row["verdicts"].values()) == 16
+    assert len(row["samples"]) == 8 and all(isinstance(w, str) for w in row["samples"])
+    assert not (tmp_path / "text" / "pictures.png").exists()  # not images: no pictures, words instead
+    done = inline(capsys, "diagnose", str(tmp_path / "text"), "--only", "kl,decoder-reliance,iwae", "--k", "4", "--json")
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)["diagnostics"]
+    assert found["iwae"]["iwae"] >= found["iwae"]["elbo"]  # the k-sample bound is at least the ELBO
+    assert found["kl"]["total"] == pytest.approx(row["kl"], rel=1e-4)
+    done = inline(capsys, "diagnose", str(tmp_path / "text"), "--only", "aggregate-posterior")
+    assert done.returncode == 0
+
+
+@pytest.mark.slow
+def test_the_pytorch_examples_loop_and_the_lightning_module_are_watched(tmp_path):
+    sys.path.insert(0, str(ROOT / "examples"))
+    import lightning_vae
+    import pytorch_examples_vae
+    plain = pytorch_examples_vae.main(["--steps", "60", "--every", "30", "--out", str(tmp_path / "plain")])
+    lit = lightning_vae.main(["--max-steps", "60", "--every", "30", "--out", str(tmp_path / "lightning")])
+    for monitor in (plain, lit):
+        assert [r["step"] for r in monitor.live] == [30, 60] and monitor.live[-1]["au"] > 0
+        assert {"loss", "recon", "kl"} <= set(monitor.history[-1])
+        assert (monitor.out / "pictures.png").stat().st_size > 0
+    assert lit.history[-1]["loss"] == pytest.approx(lit.history[-1]["recon"] + lit.history[-1]["kl"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_the_notebook_runs(tmp_path, monkeypatch):
+    import nbclient
+    import nbformat
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    (tmp_path / "checkpoints").symlink_to(ROOT / "checkpoints")
+    (tmp_path / "core").symlink_to(ROOT / "core")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: one thread beside the other test worker
+    notebook = nbformat.read(tmp_path / "examples" / "notebook.ipynb", as_version=4)
+    nbclient.NotebookClient(notebook, timeout=300, resources={"metadata": {"path": str(tmp_path / "examples")}}).execute()
+    shown = notebook.cells[5].outputs
+    kinds = [next(iter(o.get("data", {})), None) for o in shown]
+    assert kinds.count("application/vnd.plotly.v1+json") == 4  # KL per dimension, loss, KL over steps, AU and MI
+
+
+def test_the_train_page_watches_a_run_folder_and_explore_opens_it(watched, monkeypatch):
+    _, _, monitor = watched
+    monkeypatch.setenv("VAELAB_WATCH_ROOTS", str(monitor.out.parent))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["watch"] = "my-run"
+    at.run()
+    assert not at.exception and not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["active units"] == f"{monitor.live[-1]['au']} / 4"
+    assert any("my-run" in m.value and "step 200" in m.value for m in at.markdown)
+    assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1  # the loop's pictures
+    at.switch_page("views/explore.py")
+    at.query_params["model"] = "watch: my-run"
+    at.run()
+    assert not at.exception and not at.error
+    at.switch_page("views/compare.py").run()
+    assert not at.exception and not at.error
