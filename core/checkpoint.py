@@ -66,11 +66,12 @@ def paths(path) -> tuple[Path, Path]:
 
 
 def save(path, bundle: Bundle, training: tuple[dict, dict] | None = None,
-         snapshots: tuple[dict, dict] | None = None, **extra) -> Path:
+         snapshots: tuple[dict, dict] | None = None, sync: bool = True, **extra) -> Path:
     """Write a model value: its weights, config, data, history and live rows, and any extra sidecar fields
     (say, the command that trained it). training: a run's (tensors, fields) to resume from
     (core.engine.Trainer.training_state); snapshots: its earlier steps' ({step: tensors}, fields)
-    (core.hooks.KeptSteps.state). Returns the sidecar path."""
+    (core.hooks.KeptSteps.state); sync=False: renamed into place without waiting for the disk (still whole
+    or not there after a crash of the process; a power cut may lose it). Returns the sidecar path."""
     tensors = weights_io.state_tensors(bundle.network, bundle.objective)
     if training is not None:
         tensors |= training[0]
@@ -105,9 +106,9 @@ def save(path, bundle: Bundle, training: tuple[dict, dict] | None = None,
     for stale in (*weights.parent.glob(f".{weights.name}.*.tmp"), *meta.parent.glob(f".{meta.name}.*.tmp")):
         stale.unlink(missing_ok=True)  # left by a save that was killed; one process saves a run
     _settle(weights, meta)
-    new_weights, new_meta = _write_temporary(weights, blob), None
+    new_weights, new_meta = _write_temporary(weights, blob, sync), None
     try:
-        new_meta = _write_temporary(meta, _dump(sidecar))
+        new_meta = _write_temporary(meta, _dump(sidecar), sync)
         # The old weights step aside before the new take their place, and leave once the new sidecar
         # is in: a kill between any two of these renames leaves a sidecar whose weights can be found.
         previous = _previous(weights)
@@ -205,14 +206,15 @@ def _dump(meta: dict) -> bytes:
     return ("{\n" + ",\n".join(fields) + "\n}\n").encode()
 
 
-def _write_temporary(path: Path, blob: bytes) -> str:
-    """The blob, on disk, in a temporary file beside path; returns its name."""
+def _write_temporary(path: Path, blob: bytes, sync: bool = True) -> str:
+    """The blob, on disk (synced, unless told), in a temporary file beside path; returns its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -9,9 +9,9 @@ that follows core.protocol, into a run folder the dashboard opens live ("Watch a
     monitor.close()
 
 Every `every` steps it measures, on the held-out examples you gave it, what the lab's own runs show live
-(KL per dimension, active units, the MI with its ceiling, how much the decoder relies on z, and the
-collapse verdict of each dimension), keeps the weights at that step (core.snapshots' schedule, within a
-budget) and rewrites the run folder, atomically:
+(KL per dimension, active units, the MI with its ceiling; in every 5th row and the last, how much the
+decoder relies on each dimension and the collapse verdict), keeps the weights at that step (core.snapshots'
+schedule, within a budget) and rewrites the run folder, atomically, at most every 5 seconds and at close():
 
     OUT/run.safetensors, OUT/run.json   a checkpoint in the lab's format (core.checkpoint): your model's
                                         weights and kept steps; the terms you passed as the history, the
@@ -21,6 +21,8 @@ budget) and rewrites the run folder, atomically:
 
 The measurements run without gradients, with the model in eval mode (and put back as it was), and draw from
 a stream of their own, so your loop's random numbers and results are the ones it would have without them.
+What they cost at every = 100 is measured by bench/monitor.py (docs/benchmarks.md): 3 to 5% of a step of
+pytorch/examples' VAE or of a GRU over words, on one CPU thread.
 For PyTorch Lightning, `lightning_callback(monitor)` is a Callback that calls it after each training batch.
 """
 from __future__ import annotations
@@ -49,7 +51,10 @@ from .settings import WATCH_ROOT
 RUN = "run"                     # OUT/run.json and OUT/run.safetensors
 HELD_OUT = "held_out.safetensors"
 PICTURES = "pictures.png"
-VERDICT_IMAGES = 200            # the collapse verdict's examples (its decoder pass runs d + 2 times on them)
+VERDICT_IMAGES = 100            # the collapse verdict's examples (its decoder pass runs d + 2 times on them)
+VERDICT_EVERY = 5               # the verdict in every 5th row (and the last): its d + 2 decoder passes are most
+                                # of a measurement's cost (bench/monitor.py)
+SAVE_SECONDS = 5.0              # the run folder rewritten at most this often (and at the first row and the last)
 
 
 class Monitor:
@@ -85,7 +90,7 @@ class Monitor:
                      **({"model": absolute(factory)} if factory else {})}
         self.bundle = Bundle(self.network, self.objective, config, Ref(uuid.uuid4().hex, 0), self.data.info,
                              None, [], [], {})
-        self.kept = snapshots.EVERY, {}
+        self.kept, self.saved = (snapshots.EVERY, {}), time.monotonic()
         self.snapshot_mb = float(snapshot_mb)
         self.out.mkdir(parents=True, exist_ok=True)
         checkpoint.write_atomic(self.out / HELD_OUT, weights_io.to_bytes({"x": self.x.cpu().contiguous()}))
@@ -106,8 +111,9 @@ class Monitor:
         if step % self.every == 0:
             self.measure(step)
 
-    def measure(self, step: int) -> dict:
-        """The live row at this step (appended to self.live), the kept weights, and the run folder rewritten."""
+    def measure(self, step: int, last: bool = False) -> dict:
+        """The live row at this step (appended to self.live), the kept weights, and the run folder rewritten
+        (when SAVE_SECONDS have passed since it last was; `last`: the verdict and the folder, whatever the time)."""
         self.bundle.ref = Ref(self.bundle.ref.id, int(step))
         training = self.model.training
         self.model.eval()
@@ -117,18 +123,18 @@ class Monitor:
                 q = self.bundle.posterior(self.x.to(self.network.prior_loc.device)).for_live()
                 for _, live in LIVE.items():
                     row.update(live(q))
-                report = collapse(self.bundle, self.data, n=min(VERDICT_IMAGES, len(self.x)))
-                row["verdicts"] = {v: report.count(v) for v in ("active", "unused by decoder", "collapsed")}
-                row["zeroing_cost"] = report.zeroing_cost
-                if self.network.images:
-                    self._pictures()
-                elif self.as_text is not None:
+                if last or len(self.bundle.live) % VERDICT_EVERY == 0:
+                    report = collapse(self.bundle, self.data, n=min(VERDICT_IMAGES, len(self.x)))
+                    row["verdicts"] = {v: report.count(v) for v in ("active", "unused by decoder", "collapsed")}
+                    row["zeroing_cost"] = report.zeroing_cost
+                if self.as_text is not None and not self.network.images:
                     row |= self._texts()
                 self.bundle.live.append(finite_or_none(row))
         finally:
             self.model.train(training)
         self._keep(step)
-        self.save()
+        if last or len(self.bundle.live) == 1 or time.monotonic() - self.saved >= SAVE_SECONDS:
+            self.save()
         return self.bundle.live[-1]
 
     def _keep(self, step: int):
@@ -164,16 +170,34 @@ class Monitor:
                 "reconstructions": [str(t)[:200] for t in self.as_text(self.network.decode(mean).sample().cpu())]}
 
     def save(self):
+        """The run folder rewritten: the checkpoint of the latest step, with its rows and kept steps, and the
+        pictures of the model as it is now (when x are images)."""
+        self.saved = time.monotonic()
+        if self.network.images:
+            training = self.model.training
+            self.model.eval()
+            try:
+                with torch.no_grad():
+                    self._pictures()
+            finally:
+                self.model.train(training)
         every, kept = self.kept
         earlier = {s: t for s, t in kept.items() if s != self.bundle.step}
         checkpoint.save(self.out / RUN, self.bundle, snapshots=(earlier, {"steps": sorted(kept), "every": every,
                                                                           "budget_mb": self.snapshot_mb}),
-                        **self.meta)
+                        sync=False, **self.meta)  # every few seconds: not worth a wait for the disk each time
 
     def close(self):
-        """Measure the last step recorded, if it was not, and write the folder a last time."""
-        if self.history and (not self.live or self.live[-1]["step"] != self.history[-1]["step"]):
-            self.measure(self.history[-1]["step"])
+        """The last step recorded, measured whole (the verdict too), and the folder written a last time."""
+        if not self.history:
+            return
+        step = self.history[-1]["step"]
+        if self.live and self.live[-1]["step"] == step:
+            if "verdicts" in self.live[-1]:
+                self.save()
+                return
+            self.bundle.live.pop()  # measured again with its verdict: the same numbers, from the same stream
+        self.measure(step, last=True)
 
 
 def absolute(factory: str) -> str:

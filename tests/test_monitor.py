@@ -39,6 +39,8 @@ def train(steps: int, monitor_folder=None, every: int = 50):
         losses.append(loss.item())
         if monitor:
             monitor.step(step, loss=loss.item())
+    if monitor:
+        monitor.close()
     return model, losses, monitor
 
 
@@ -56,6 +58,7 @@ def test_watching_changes_nothing_the_loop_computes(watched):
     assert [r["step"] for r in monitor.live] == [50, 100, 150, 200]
     row = monitor.live[-1]
     assert len(row["kl_per_dim"]) == 4 and 0 <= row["au"] <= 4 and sum(row["verdicts"].values()) == 4
+    assert [r["step"] for r in monitor.live if "verdicts" in r] == [50, 200]  # every 5th row, and the last
     assert row["mi_raw"] <= row["mi_ceiling"] + 1 and row["mi"] >= 0
     assert [r["step"] for r in monitor.history] == list(range(1, 201))
 

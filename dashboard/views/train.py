@@ -593,7 +593,7 @@ def watch_view(name: str, folder: Path):
         st.caption(f"Waiting for the first live row (at step {every}) ...")
         return
     last = live[-1]
-    verdicts = last.get("verdicts") or {}
+    verdicts = next((r["verdicts"] for r in reversed(live) if r.get("verdicts")), {})  # every few rows
     metric_grid(loss_metrics(history[-1] if history else None, "") + [
         ("active units", f"{last.get('au', '–')} / {dims}", "Latent dimensions whose posterior mean varies with the "
          "example (Cov_x E_q[z] > 0.01), on the held-out examples."),
