@@ -501,10 +501,11 @@ def pick_step(steps: list[int], key: str = "step-slider", label: str = "Step") -
     return step
 
 
-def pick_model(key: str = "source"):
+def pick_model(key: str = "source", pictures: bool = True):
     """A model picker and the step slider; returns (source, bundle at that step, data, why the data is
     missing), or says why not and stops the page. data is None when the model's dataset is not here:
-    decoder-only views still work."""
+    decoder-only views still work. pictures: the page draws the decoder's pictures, so a model whose data are
+    not images (a user's text model) is told so and the page stops."""
     options = sources()
     if not options:
         st.info("No model yet. Train one on the **Train** page, or save a checkpoint into `checkpoints/`.")
@@ -522,6 +523,11 @@ def pick_model(key: str = "source"):
         bundle, data, missing = source.open(pick_step(source.steps()))
     except LabError as e:
         st.error(f"Cannot open {label}: {e}")
+        st.stop()
+    if pictures and not getattr(bundle.network, "images", True):
+        st.info(f"{shown_as(label)} models data that are not images ({bundle.network.name or 'a model of yours'}), "
+                f"so this page, which draws pictures of its decoder, has none to show. Compare measures it; the "
+                "Train page's watch view shows what its loop writes.")
         st.stop()
     return source, bundle, data, missing
 

@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Tests run on the real datasets in ../shared/data unless told otherwise; never write there.
 os.environ.setdefault("VAELAB_DATA", str(ROOT.parent / "shared" / "data"))
 os.environ.setdefault("VAELAB_OFFLINE", "1")
+os.environ["VAELAB_WATCH_ROOTS"] = "none"  # the pages never list the run folders in this machine's ~/vaelab-runs
 # Under pytest-xdist the workers share the cores: one torch thread each, here and in the servers and
 # training processes the tests start (threads spinning for cores another worker holds slow both).
 if os.environ.get("PYTEST_XDIST_WORKER"):

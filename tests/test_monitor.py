@@ -113,7 +113,7 @@ def test_a_folder_without_a_factory_shows_its_rows_but_is_not_rebuilt(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/share/dict/words"), reason="Debian's word list (wamerican) is not here")
-def test_a_text_vae_whose_likelihood_needs_x_is_watched(tmp_path, capsys):
+def test_a_text_vae_whose_likelihood_needs_x_is_watched(tmp_path, capsys, monkeypatch):
     """examples/text_vae.py: token ids, log_likelihood(x, z) and sample(z); its rows carry the words."""
     sys.path.insert(0, str(ROOT / "examples"))
     import text_vae
@@ -129,6 +129,22 @@ def test_a_text_vae_whose_likelihood_needs_x_is_watched(tmp_path, capsys):
     assert found["kl"]["total"] == pytest.approx(row["kl"], rel=1e-4)
     done = inline(capsys, "diagnose", str(tmp_path / "text"), "--only", "aggregate-posterior")
     assert done.returncode == 0
+    # the pages: the words where pictures would be, the picture pages saying why they have none, Compare measuring it
+    monkeypatch.setenv("VAELAB_WATCH_ROOTS", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["watch"] = "text"
+    at.run()
+    assert not at.exception and not at.error
+    words = at.dataframe[0].value
+    assert list(words["held-out example"]) == monitor.meta["monitor"]["held_out_text"]
+    assert list(words["its reconstruction"]) == row["reconstructions"]
+    for page in ("views/explore.py", "views/latent_map.py"):
+        at.switch_page(page)
+        at.query_params["model"] = "watch: text"
+        at.run()
+        assert not at.exception and not at.error and any("not images" in i.value for i in at.info)
+    at.switch_page("views/compare.py").run()
+    assert not at.exception and not at.error
 
 
 @pytest.mark.slow

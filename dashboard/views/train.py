@@ -611,16 +611,26 @@ def watch_view(name: str, folder: Path):
     vega_spec_chart(*live_charts.metrics_chart(live, None, dims))
     st.caption("Blue: active units (left). Red: the MI estimate (right), shaded ± 2 standard errors; dashed: its "
                "ceiling log B.")
-    try:
-        png = safefs.read_regular(folder / monitor.PICTURES, PICTURES_MOST)
-        st.image(png, width="stretch", caption="rows: held-out examples, their reconstructions, and samples at fixed "
-                                               "prior codes (a picture changes where the model does)")
-    except (LabError, OSError):
-        st.caption("No pictures: the examples are not images, or the model draws none (sample(z)).")
+    worded = next((r for r in reversed(live) if r.get("samples")), None)
+    if worded is not None:  # data that are not images, shown as the loop's as_text writes them
+        held = (meta.get("monitor") or {}).get("held_out_text") or []
+        st.markdown(f"**At step {worded['step']:,}**")
+        st.dataframe({"held-out example": held[:len(worded.get("reconstructions", []))],
+                      "its reconstruction": worded.get("reconstructions", [])}, hide_index=True)
+        st.caption("Drawn at fixed prior codes (a word changes where the model does): "
+                   + " · ".join(f"`{w}`" for w in worded["samples"]))
+    else:
+        try:
+            png = safefs.read_regular(folder / monitor.PICTURES, PICTURES_MOST)
+            st.image(png, width="stretch", caption="rows: held-out examples, their reconstructions, and samples at "
+                                                   "fixed prior codes (a picture changes where the model does)")
+        except (LabError, OSError):
+            st.caption("No pictures: the examples are not images (give the Monitor as_text= to see them as words), "
+                       "or the model draws none (sample(z)).")
     if rebuildable(folder):
         left, right = st.columns(2)
         label = Kind.WATCH.label(name)
-        if left.button("Open in Explore", key="watch-explore", icon=":material/tune:"):
+        if worded is None and left.button("Open in Explore", key="watch-explore", icon=":material/tune:"):
             st.switch_page("views/explore.py", query_params={"model": label})
         if right.button("Open in Compare", key="watch-compare", icon=":material/compare:"):
             st.switch_page("views/compare.py", query_params={"model": label})
