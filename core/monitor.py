@@ -191,6 +191,7 @@ class Monitor:
         """The last step recorded, measured whole (the verdict too), and the folder written a last time."""
         if not self.history:
             return
+        self.meta["closed"] = True  # the watch view says "finished" and stops redrawing
         step = self.history[-1]["step"]
         if self.live and self.live[-1]["step"] == step:
             if "verdicts" in self.live[-1]:

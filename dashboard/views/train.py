@@ -585,7 +585,8 @@ def watch_view(name: str, folder: Path):
     history, live = meta.get("history", []), meta.get("live", [])
     age = time.time() - checkpoint.paths(folder / monitor.RUN)[1].stat().st_mtime
     every = (meta.get("monitor") or {}).get("every", "?")
-    state = "training" if age < WATCH_FRESH else f"last written {age / 60:,.0f} min ago"
+    state = ("finished" if meta.get("closed") else "training" if age < WATCH_FRESH else
+             f"last written {age / 60:,.0f} min ago")
     dims = len(live[-1].get("kl_per_dim") or []) if live else 0
     st.markdown(f"**{name}** · step {meta.get('step', 0):,} · {state} · measured every {every} steps on "
                 f"{(meta.get('monitor') or {}).get('held_out', '?')} held-out examples")
@@ -598,7 +599,7 @@ def watch_view(name: str, folder: Path):
         ("active units", f"{last.get('au', '–')} / {dims}", "Latent dimensions whose posterior mean varies with the "
          "example (Cov_x E_q[z] > 0.01), on the held-out examples."),
         ("MI (nats)", plots.mi_text(last) if last.get("mi") is not None else "–", plots.MI_HELP),
-        ("verdict", " · ".join(f"{n} {v.split()[0]}" for v, n in verdicts.items() if n) or "–", VERDICT_HELP)], 4)
+        ("active / unused / collapsed", " / ".join(str(n) for n in verdicts.values()) or "–", VERDICT_HELP)], 4)
     if history:
         vega_spec_chart(*live_charts.loss_chart(history))
     if state == "training":
@@ -639,9 +640,9 @@ def watch_view(name: str, folder: Path):
                    "`Monitor(..., factory=\"my_model.py:build\")`.")
 
 
-VERDICT_HELP = ("Of the latent dimensions, how many are active (the encoder varies them and the decoder uses them), "
-                "unused by the decoder, or collapsed (the posterior mean is the same for every example), from the "
-                "lab's collapse report on the held-out examples.")
+VERDICT_HELP = ("The collapse verdict: of the latent dimensions, how many are active (the encoder varies them and the "
+                "decoder uses them), unused by the decoder, and collapsed (the posterior mean is the same for every "
+                "example), from the lab's collapse report on the held-out examples (in every 5th row and the last).")
 
 st.title("Train")
 st.caption("Train a VAE and watch it learn. The loss is −ELBO; the KL heatmap shows, on held-out images, how much "
@@ -650,9 +651,11 @@ st.caption("Train a VAE and watch it learn. The loss is −ELBO; the KL heatmap 
 chosen, to_start = setup()
 watching = st.session_state.get("watch", WATCH_NONE)
 if watching != WATCH_NONE and watching in (folders := watched_folders()):
-    fresh = time.time() - checkpoint.paths(folders[watching] / monitor.RUN)[1].stat().st_mtime < WATCH_FRESH
-    st.select_slider("Refresh every (seconds)", [1, 2, 5, 10], key=default("refresh", 2))
-    st.fragment(run_every=st.session_state["refresh"] if fresh else None)(watch_view)(watching, folders[watching])
+    fresh = (time.time() - checkpoint.paths(folders[watching] / monitor.RUN)[1].stat().st_mtime < WATCH_FRESH
+             and not watched_sidecar(folders[watching]).get("closed"))
+    if fresh:  # a finished or stale folder is drawn once
+        st.select_slider("Refresh every (seconds)", [1, 2, 5, 10], key=default("refresh", 2))
+    st.fragment(run_every=st.session_state.get("refresh", 2) if fresh else None)(watch_view)(watching, folders[watching])
     st.stop()
 st.query_params.pop("watch", None)
 lesson = st.session_state.get("lesson")
