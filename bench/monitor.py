@@ -21,42 +21,34 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 from core.monitor import Monitor  # noqa: E402
 
 
+def loop(model, train, batch: int, log_likelihood):
+    """One step of a plain loop: Adam on −ELBO (one draw), the terms as the loop would hand them to the monitor."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step(_):
+        x = train[torch.randint(len(train), (batch,))]
+        q = model.encode(x)
+        terms = {"recon": -log_likelihood(x, q.rsample()).mean(), "kl": kl_divergence(q, model.prior()).mean()}
+        loss = terms["recon"] + terms["kl"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.item()} | {k: v.item() for k, v in terms.items()}
+    return step
+
+
 def image_loop():
     import pytorch_examples_vae as example
     train_x, test_x = example.mnist("")
     model = example.VAE()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def step(_):
-        x = train_x[torch.randint(len(train_x), (128,))]
-        q = model.encode(x)
-        recon = -model.decode(q.rsample()).log_prob(x).mean()
-        kl = kl_divergence(q, model.prior()).mean()
-        loss = recon + kl
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item()}
-    return model, test_x[:500], step, {}
+    return model, test_x[:500], loop(model, train_x, 128, lambda x, z: model.decode(z).log_prob(x)), {}
 
 
 def text_loop():
     import text_vae
     train, held_out = text_vae.read_words()
     model = text_vae.build()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def step(_):
-        x = train[torch.randint(len(train), (64,))]
-        q = model.encode(x)
-        recon = -model.log_likelihood(x, q.rsample()).mean()
-        kl = kl_divergence(q, model.prior()).mean()
-        loss = recon + kl
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item()}
-    return model, held_out[:500], step, {"as_text": text_vae.as_text}
+    return model, held_out[:500], loop(model, train, 64, model.log_likelihood), {"as_text": text_vae.as_text}
 
 
 def block(step, steps: int, monitor=None, start: int = 0) -> float:
