@@ -1,5 +1,5 @@
 """VAE Lab core: datasets, models, objectives, the training engine, checkpoints. No UI here."""
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 
 def __getattr__(name: str):

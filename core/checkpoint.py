@@ -39,7 +39,8 @@ from pathlib import Path
 import safetensors
 import torch
 
-from . import __version__, limits, safefs, snapshots as snapshots_io, weights as weights_io
+from . import limits, safefs, snapshots as snapshots_io, weights as weights_io
+from .version import __version__
 from .bundle import Bundle, Ref
 from .config import RunConfig
 from .data import DataInfo

@@ -45,10 +45,11 @@ def test_the_live_mi_standard_error_matches_the_spread_of_repeated_estimates(dig
         for seed in range(100):
             torch.manual_seed(seed)
             rows.append(live_mi(q))
-    spread, se = np.std([r["mi"] for r in rows], ddof=1), np.mean([r["mi_se"] for r in rows])
+    spread, se = np.std([r["mi_raw"] for r in rows], ddof=1), np.mean([r["mi_se"] for r in rows])
     assert 0.8 * se < spread < 1.1 * se, (spread, se)
+    assert all(r["mi"] == max(r["mi_raw"], 0.0) for r in rows)  # the row's MI is clipped at 0, as MI is
     if not steps:
-        assert min(r["mi"] for r in rows) < 0  # why the text below never shows one bare
+        assert min(r["mi_raw"] for r in rows) < 0  # why the text below never shows one bare
 
 
 def test_mi_text_never_shows_a_bare_negative_number():
@@ -72,7 +73,9 @@ def test_live_metrics_ticks_are_round_and_the_mi_axis_spans_zero_the_bands_and_t
     band, mi, ceiling = spec["layer"][1]["layer"]
     # one right-hand scale for the band, the estimate and the ceiling, from 0 (Vega's round ticks: nice by default)
     assert ceiling["encoding"]["y"]["scale"]["zero"] and "nice" not in ceiling["encoding"]["y"]["scale"]
-    assert data.mi_low.min() == pytest.approx(-0.92) and data.mi_high.max() == pytest.approx(6.19)
+    # the band of the estimate below 0 (−0.52 ± 2 · 0.2) is cut at 0, where MI ends
+    assert data.mi_low.min() == pytest.approx(0.0) and data.mi_high.max() == pytest.approx(6.19)
+    assert data.mi_high[0] == 0 and data.mi[0] == -0.52  # its whole band is below 0; a row saved before the clip
     assert list(data.mi_text)[0] == plots.mi_text(live[0]) and "±" in data.mi_text[0]
     # rows saved before the standard error existed draw as they did, with no band
     old = [{k: v for k, v in r.items() if k != "mi_se"} for r in live]
