@@ -349,3 +349,22 @@ def test_a_model_with_log_likelihood_instead_of_decode_measures_the_same(tmp_pat
     drawn = user_bundle(f"{tmp_path / 'scored_models.py'}:drawn", None, binary_digits)
     pictures = drawn.reconstruct(binary_digits.test_x[:4])
     assert pictures.shape == (4, 1, 8, 8) and set(pictures.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_a_pythae_style_model_is_measured_through_its_adapter(tmp_path, binary_digits):
+    """examples/pythae_style_vae.py: the lab's KL of the adapted model is the model's own closed-form KL term
+    (Pythae's reg_loss) on the same images, and its ELBO is minus the model's own loss, within the noise of
+    one draw of z."""
+    from core.evaluate import evaluate
+    factory = f"{ROOT / 'examples' / 'pythae_style_vae.py'}:build"
+    example = sys.modules[import_factory(factory).__module__]
+    example.main(["--steps", "200", "--out", str(tmp_path / "ps.safetensors")])
+    bundle = user_bundle(factory, str(tmp_path / "ps.safetensors"), binary_digits)
+    x, _ = held_out(bundle, binary_digits, 297)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        own = [bundle.network.module.model(x) for _ in range(20)]
+    kl = run_all(bundle, binary_digits, ["kl"])["kl"].total
+    assert kl == pytest.approx(own[0]["reg_loss"].item(), rel=1e-5)
+    own_loss = sum(o["loss"].item() for o in own) / len(own)
+    assert -evaluate(bundle, binary_digits).elbo == pytest.approx(own_loss, abs=0.5)
