@@ -402,6 +402,12 @@ def train(args) -> int:
     return 0
 
 
+def token_npz(name: str) -> bool:
+    """--dataset names an .npz of token rows (data that are not images, for a --model that scores them)."""
+    path = Path(name).expanduser()
+    return path.suffix == ".npz" and path.is_file() and files.is_token_npz(path)
+
+
 def load_checkpoint_and_data(args):
     """(the model value, its data spec, the data) of a checkpoint, or of --model with --weights on --dataset."""
     if args.model:
@@ -410,7 +416,7 @@ def load_checkpoint_and_data(args):
         if not args.dataset:
             raise LabError("--model needs --dataset: the data to measure it on")
         spec = datasets.DataSpec(args.dataset, args.binarize, "none", args.data_dir, args.image_size, args.color)
-        data = load_data(spec, args)
+        data = datasets.examples(Path(args.dataset)) if token_npz(args.dataset) else load_data(spec, args)
         bundle = user_bundle(args.model, args.weights, data, args.objective, pick_device(args.device))
         args.checkpoint = args.model  # the name printed beside the results
         return bundle, data.spec, data

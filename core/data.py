@@ -296,6 +296,17 @@ def kmnist(roots, download):
 # ---------------------------------------------------------------- other formats
 
 @DATASETS.register("binarized-mnist")
+def examples(path: Path) -> Dataset:
+    """An .npz of token rows (N x T whole numbers, core.files.read_tokens) as a dataset: the same fixed split
+    as images of one's own, the rows as they are (no pixels, no binarization, no pictures)."""
+    x, y = files.read_tokens(path)
+    train, test = files.split(len(x), str(path))
+    labels = torch.from_numpy(y.astype(np.int64)) if y is not None else torch.zeros(len(x), dtype=torch.long)
+    classes = int(labels.max()) + 1 if y is not None and len(labels) else 0
+    info = DataInfo(str(path), (1, 1, x.shape[1]), classes, "other", source=f"{path} (rows of token ids)")
+    return Dataset(info, x[train], labels[train], x[test], labels[test], DataSpec(str(path)))
+
+
 def binarized_mnist(roots, download):
     """The static binarization of Larochelle & Murray (2011): 50k train (valid split unused), 10k test."""
     names = ["binarized_mnist_train.amat", "binarized_mnist_test.amat"]

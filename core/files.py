@@ -155,6 +155,34 @@ def read_npz(path: Path, size: int, color: str, label: str | None = None):
     return _shape(torch.from_numpy(x), size, color, label), y
 
 
+def is_token_npz(path: Path, label: str | None = None) -> bool:
+    """Whether an .npz's 'x' holds rows of whole numbers (N x T token ids, say), not images."""
+    shape, dtype = npz_headers(path, label or str(path)).get("x", ((), np.dtype("f4")))
+    return len(shape) == 2 and dtype.kind in "iu" and not dtype.fields and not dtype.subdtype
+
+
+def read_tokens(path: Path, label: str | None = None):
+    """(N x T int64 rows, labels or None) from an .npz whose 'x' holds whole numbers >= 0 (token ids): data
+    that are not images, for a model of yours that scores them (core.protocol's log_likelihood)."""
+    label = label or str(path)
+    headers = npz_headers(path, label)
+    shape, dtype = headers["x"]
+    if dtype.itemsize > 8 or "y" in headers and (headers["y"][1].kind not in "iu" or headers["y"][1].hasobject):
+        raise DataError(f"{label}: 'x' must hold whole numbers of at most 64 bits and 'y' integer labels")
+    check_values(math.prod(shape) * 2, label, f"{shape[0]:,} rows of {shape[1]:,}")  # read, then made int64
+    try:
+        with safefs.open_regular(path, NPZ_LIMIT, label) as f, np.load(f, allow_pickle=False) as z:
+            x, y = z["x"], (z["y"] if "y" in z else None)
+    except Exception as e:  # the file changed or lies about itself
+        raise DataError(f"{label}: cannot be read as an .npz ({e})") from None
+    if x.size and (x.min() < 0 or x.max() >= 2**31):
+        raise DataError(f"{label}: token ids must be whole numbers from 0 to 2**31 - 1 (found {x.min()} .. {x.max()})")
+    if y is not None and (y.shape != (len(x),) or (len(y) and y.min() < 0)):
+        raise DataError(f"{label}: 'y' must be {len(x)} integer labels >= 0 (it is {y.dtype} {y.shape})")
+    import torch
+    return torch.from_numpy(x.astype(np.int64)), y
+
+
 def check_values(n: int, label: str, what: str):
     """Refuse a dataset whose pixels (count x channels x height x width, as float32) pass the budget."""
     budget = limits.maximum("values")

@@ -193,3 +193,28 @@ def test_the_train_page_watches_a_run_folder_and_explore_opens_it(watched, monke
     assert not at.exception and not at.error
     at.switch_page("views/compare.py").run()
     assert not at.exception and not at.error
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/dict/words"), reason="Debian's word list (wamerican) is not here")
+def test_an_npz_of_token_rows_goes_through_diagnose_and_evaluate(tmp_path, capsys):
+    """Data that are not images: `--dataset words.npz` (N x T token ids) with a --model that scores them."""
+    import numpy as np
+    from safetensors.torch import save_file
+    sys.path.insert(0, str(ROOT / "examples"))
+    import text_vae
+    train, held_out = text_vae.read_words()
+    rows = torch.cat([train[:900], held_out[:100]]).numpy().astype(np.int32)
+    np.savez(tmp_path / "words.npz", x=rows)
+    torch.manual_seed(0)
+    save_file(text_vae.build().state_dict(), str(tmp_path / "text.safetensors"))
+    model = f"{ROOT / 'examples' / 'text_vae.py'}:build"
+    args = ["--model", model, "--weights", str(tmp_path / "text.safetensors"), "--dataset", str(tmp_path / "words.npz")]
+    done = inline(capsys, "diagnose", *args, "--only", "kl,iwae,decoder-reliance,collapse", "--k", "4", "--json")
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)["diagnostics"]
+    assert found["iwae"]["iwae"] >= found["iwae"]["elbo"] and len(found["collapse"]["verdicts"]) == 16
+    done = inline(capsys, "evaluate", *args, "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["n"] == 100  # the fixed tenth held out
+    np.savez(tmp_path / "bad.npz", x=-rows)
+    done = inline(capsys, "evaluate", "--model", model, "--dataset", str(tmp_path / "bad.npz"))
+    assert done.returncode == 1 and "token ids must be whole numbers from 0" in done.stderr
