@@ -295,7 +295,6 @@ def kmnist(roots, download):
 
 # ---------------------------------------------------------------- other formats
 
-@DATASETS.register("binarized-mnist")
 def examples(path: Path) -> Dataset:
     """An .npz of token rows (N x T whole numbers, core.files.read_tokens) as a dataset: the same fixed split
     as images of one's own, the rows as they are (no pixels, no binarization, no pictures)."""
@@ -307,6 +306,7 @@ def examples(path: Path) -> Dataset:
     return Dataset(info, x[train], labels[train], x[test], labels[test], DataSpec(str(path)))
 
 
+@DATASETS.register("binarized-mnist")
 def binarized_mnist(roots, download):
     """The static binarization of Larochelle & Murray (2011): 50k train (valid split unused), 10k test."""
     names = ["binarized_mnist_train.amat", "binarized_mnist_test.amat"]
