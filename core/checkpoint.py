@@ -179,12 +179,15 @@ def _previous(weights: Path) -> Path:
     return weights.with_name(f".{weights.name[:-len('.safetensors')]}.previous.safetensors")
 
 
-def annotate(path, **fields) -> Path:
+def annotate(path, check: bool = True, **fields) -> Path:
     """Add fields (say, precomputed diagnostics) to a checkpoint's sidecar, rewritten atomically; the
-    weights and their checksum are untouched. Returns the sidecar path."""
-    load(path)  # refuse to annotate a broken checkpoint
+    weights and their checksum are untouched. Returns the sidecar path. check: load it first, to refuse a
+    broken checkpoint (off for a user's model, whose network only its own code builds: the sidecar is still
+    read and checked)."""
+    if check:
+        load(path)
     meta_path = paths(path)[1]
-    meta = json.loads(_read(meta_path, MAX_SIDECAR_BYTES)) | fields
+    meta = read_sidecar(meta_path) | fields
     write_atomic(meta_path, _dump(meta))
     return meta_path
 
@@ -303,7 +306,7 @@ def shape_problem(meta: dict) -> str | None:
         value = meta.get(name)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             return f"field {name!r} should be {kind.__name__}, not {type(value).__name__}"
-    if meta.get("step", 0) < 0:
+    if (meta.get("step") or 0) < 0:
         return f"field 'step' is {meta['step']}"
     kept = (meta.get("snapshots") or {}).get("steps", [])
     if not isinstance(kept, list) or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s for s in kept):

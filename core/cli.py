@@ -423,6 +423,9 @@ def load_checkpoint_and_data(args):
     if not args.checkpoint:
         raise LabError("give a checkpoint (NAME, NAME.json) or --model module:factory")
     if (Path(args.checkpoint) / f"{monitor.RUN}.json").is_file():  # a run folder of core.monitor: your own loop's
+        if getattr(args, "record", False):
+            raise LabError("--record writes into a checkpoint's sidecar; a run folder is rewritten by its own loop "
+                           "(use --json)")
         if args.weights or args.dataset:
             raise LabError(f"{flags([f for f in ('weights', 'dataset') if getattr(args, f)])} go with --model; "
                            "a run folder holds its weights and held-out data")

@@ -170,6 +170,8 @@ def read_tokens(path: Path, label: str | None = None):
     if dtype.itemsize > 8 or "y" in headers and (headers["y"][1].kind not in "iu" or headers["y"][1].hasobject):
         raise DataError(f"{label}: 'x' must hold whole numbers of at most 64 bits and 'y' integer labels")
     check_values(math.prod(shape) * 2, label, f"{shape[0]:,} rows of {shape[1]:,}")  # read, then made int64
+    if "y" in headers and math.prod(headers["y"][0]) > limits.maximum("values"):
+        raise DataError(f"{label}: 'y' holds {math.prod(headers['y'][0]):,} values")
     try:
         with safefs.open_regular(path, NPZ_LIMIT, label) as f, np.load(f, allow_pickle=False) as z:
             x, y = z["x"], (z["y"] if "y" in z else None)

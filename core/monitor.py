@@ -27,22 +27,25 @@ For PyTorch Lightning, `lightning_callback(monitor)` is a Callback that calls it
 """
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import tempfile
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import torch
 
-from . import checkpoint, limits, safefs, snapshots
+from . import checkpoint, limits, safefs, settings, snapshots
 from . import weights as weights_io
 from .bundle import Bundle, Ref
 from .config import RunConfig, finite_or_none
 from .data import DataInfo, DataSpec, Dataset
 from .diagnostics import LIVE
 from .diagnostics.collapse import collapse
-from .errors import ConfigError
+from .errors import ConfigError, LabError
 from .objectives import build
 from .protocol import UserVAE
 from .rng import seeded
@@ -60,14 +63,16 @@ SAVE_SECONDS = 5.0              # the run folder rewritten at most this often (a
 class Monitor:
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, every: int = 100, name: str | None = None,
                  out: str | os.PathLike | None = None, factory: str | None = None,
-                 snapshot_mb: float = snapshots.BUDGET_MB, n: int = 500, seed: int = 0, as_text=None):
+                 snapshot_mb: float = snapshots.BUDGET_MB, n: int = 500, seed: int = 0, as_text=None,
+                 overwrite: bool = False):
         """model: your module, following core.protocol (encode, decode or log_likelihood, prior, latent_dim);
         x: held-out examples as your loop feeds them (images N x C x H x W, or token ids, ...), the first n
-        kept; out: the run folder (default ~/vaelab-runs/NAME, where the dashboard looks; NAME: the time);
-        factory: "path/to/file.py:build" or "package.module:build", which builds the model (weights aside),
-        so that the dashboard's other pages and `vaelab diagnose OUT` can rebuild it; as_text: for data that are
-        not images (token ids), a function from a batch of x to strings, so that each live row carries the
-        words the model draws at fixed codes and its reconstructions of the first held-out examples."""
+        kept; out: the run folder (default NAME in the first watch root, ~/vaelab-runs, where the dashboard
+        looks; NAME: the time; a folder holding another run gets -2, -3, ... unless `overwrite`); factory:
+        "path/to/file.py:build" or "package.module:build", which builds the model (weights aside), so that the
+        dashboard's other pages and `vaelab diagnose OUT` can rebuild it; as_text: for data that are not
+        images (token ids), a function from a batch of x to strings, so that each live row carries the words
+        the model draws at fixed codes and its reconstructions of the first held-out examples."""
         if not isinstance(every, int) or every < 1:
             raise ConfigError(f"every must be a whole number of steps >= 1, not {every!r}")
         if not isinstance(x, torch.Tensor) or x.dim() < 2 or len(x) < 2:
@@ -75,17 +80,24 @@ class Monitor:
         limits.check("batch", min(n, len(x)), "held-out examples")
         self.model, self.every, self.seed, self.as_text = model, every, seed, as_text
         name = name or time.strftime("run-%Y%m%d-%H%M%S")
-        self.out = Path(out).expanduser() if out is not None else WATCH_ROOT / name
+        self.out = Path(out).expanduser() if out is not None else watch_root() / name
+        if not overwrite:
+            self.out = free_folder(self.out)
         self.x = x[:n].detach()
-        try:
-            self.network = UserVAE(model, self.x[:4], name)
-        except RuntimeError as e:  # a shape mismatch inside the user's layers on the first examples
-            raise ConfigError(f"running {name} on a batch of {tuple(self.x.shape[1:])} examples failed: "
-                              f"{str(e).splitlines()[0][:200]}") from None
+        self.stopped: str | None = None  # why it stopped measuring (the loop diverged)
+        with self._aside(seed):  # the protocol's check runs the model: not on the loop's stream, not in train mode
+            try:
+                self.network = UserVAE(model, self.x[:4], name)
+            except RuntimeError as e:  # a shape mismatch inside the user's layers on the first examples
+                raise ConfigError(f"running {name} on a batch of {tuple(self.x.shape[1:])} examples failed: "
+                                  f"{str(e).splitlines()[0][:200]}") from None
+            shown = {"held_out_text": [str(t)[:200] for t in as_text(self.x[:8])]} if as_text else {}
+        self.draws = self.network.images or as_text is not None
+        if self.network.family == "log_likelihood" and not callable(getattr(model, "sample", None)):
+            self.draws = False  # no sample(z): no pictures, no words (said on the page)
         self.data = held_out_data(self.x.cpu(), self.out.name)
         self.objective = build("vae")
         config = RunConfig(data=self.data.spec, model=self.network.cfg)
-        shown = {"held_out_text": [str(t)[:200] for t in as_text(self.x[:8])]} if as_text else {}
         self.meta = {"command": "core.monitor", "monitor": {"every": every, "held_out": len(self.x), **shown},
                      **({"model": absolute(factory)} if factory else {})}
         self.bundle = Bundle(self.network, self.objective, config, Ref(uuid.uuid4().hex, 0), self.data.info,
@@ -93,6 +105,8 @@ class Monitor:
         self.kept, self.saved = (snapshots.EVERY, {}), time.monotonic()
         self.snapshot_mb = float(snapshot_mb)
         self.out.mkdir(parents=True, exist_ok=True)
+        for stale in (PICTURES, f"{RUN}.json", f"{RUN}.safetensors"):  # an earlier run's, when overwriting
+            (self.out / stale).unlink(missing_ok=True)
         checkpoint.write_atomic(self.out / HELD_OUT, weights_io.to_bytes({"x": self.x.cpu().contiguous()}))
 
     @property
@@ -103,35 +117,69 @@ class Monitor:
     def live(self) -> list[dict]:
         return self.bundle.live
 
-    def step(self, step: int, **terms: float):
-        """Record this step's terms (numbers: a loss, its reconstruction and KL, ...); every `every` steps,
-        measure the live row and rewrite the run folder."""
-        self.bundle.history.append(finite_or_none({"step": int(step), "loss": float(terms.pop("loss", float("nan"))),
-                                                   **{k: float(v) for k, v in terms.items()}}))
-        if step % self.every == 0:
-            self.measure(step)
-
-    def measure(self, step: int, last: bool = False) -> dict:
-        """The live row at this step (appended to self.live), the kept weights, and the run folder rewritten
-        (when SAVE_SECONDS have passed since it last was; `last`: the verdict and the folder, whatever the time)."""
-        self.bundle.ref = Ref(self.bundle.ref.id, int(step))
+    @contextlib.contextmanager
+    def _aside(self, seed: int):
+        """Run the model as a measurement must: eval mode (put back after), no gradients, and a random stream
+        of its own (seeded), so the loop's own draws and batch-norm statistics are as they would be."""
         training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad(), seeded(self.network.prior_loc.device, self.seed + step):
-                row = {"step": int(step)}
-                q = self.bundle.posterior(self.x.to(self.network.prior_loc.device)).for_live()
-                for _, live in LIVE.items():
-                    row.update(live(q))
-                if last or len(self.bundle.live) % VERDICT_EVERY == 0:
-                    report = collapse(self.bundle, self.data, n=min(VERDICT_IMAGES, len(self.x)))
-                    row["verdicts"] = {v: report.count(v) for v in ("active", "unused by decoder", "collapsed")}
-                    row["zeroing_cost"] = report.zeroing_cost
-                if self.as_text is not None and not self.network.images:
-                    row |= self._texts()
-                self.bundle.live.append(finite_or_none(row))
+            with torch.no_grad(), seeded(self._device(), seed):
+                yield
         finally:
             self.model.train(training)
+
+    def _device(self) -> torch.device:
+        return next(self.model.parameters(), torch.zeros(())).device
+
+    def step(self, step: int, **terms: float):
+        """Record this step's terms (numbers: the loss, its reconstruction and KL, ...; the loss defaults to
+        recon + kl); every `every` steps, measure the live row and rewrite the run folder. A non-finite loss
+        stops the measuring (the folder keeps the last good step and says where it stopped)."""
+        if self.stopped:
+            return
+        terms = {k: float(v) for k, v in terms.items()}
+        given = "loss" in terms
+        loss = terms.pop("loss") if given else terms.get("recon", math.nan) + terms.get("kl", math.nan)
+        if not math.isfinite(loss):
+            if not given and not {"recon", "kl"} <= set(terms):
+                raise ConfigError("monitor.step(step, loss=...): give the loss (or recon= and kl=, which it sums)")
+            return self._stop(step, f"the loss is {loss} at step {step:,}")
+        self.bundle.history.append(finite_or_none({"step": int(step), "loss": loss, **terms}))
+        if step % self.every == 0:
+            self.measure(step)
+
+    def _stop(self, step: int, why: str):
+        """Stop measuring, and say so in the folder: written a last time with the weights of the last good step
+        where they are still finite, else its last whole save kept as it is."""
+        self.stopped = why
+        warnings.warn(f"core.monitor stops measuring {self.out.name}: {why}", stacklevel=3)
+        self.meta |= {"stopped": why, "closed": True}
+        with contextlib.suppress(LabError, OSError):
+            if self.history and not weights_io.non_finite(weights_io.state_tensors(self.network, self.objective)):
+                self.bundle.ref = Ref(self.bundle.ref.id, self.history[-1]["step"])
+                self.save()
+            elif checkpoint.paths(self.out / RUN)[1].exists():
+                checkpoint.annotate(self.out / RUN, check=False, stopped=why, closed=True)
+
+    def measure(self, step: int, last: bool = False) -> dict | None:
+        """The live row at this step (appended to self.live), the kept weights, and the run folder rewritten
+        (when SAVE_SECONDS have passed since it last was; `last`: the verdict and the folder, whatever the time)."""
+        self.bundle.ref = Ref(self.bundle.ref.id, int(step))
+        if weights_io.non_finite(weights_io.state_tensors(self.network, self.objective)):
+            return self._stop(step, f"the weights hold NaN or inf at step {step:,}")
+        with self._aside(self.seed + step):
+            row = {"step": int(step)}
+            q = self.bundle.posterior(self.x.to(self._device())).for_live()
+            for _, live in LIVE.items():
+                row.update(live(q))
+            if last or len(self.bundle.live) % VERDICT_EVERY == 0:
+                report = collapse(self.bundle, self.data, n=min(VERDICT_IMAGES, len(self.x)))
+                row["verdicts"] = {v: report.count(v) for v in ("active", "unused by decoder", "collapsed")}
+                row["zeroing_cost"] = report.zeroing_cost
+            if self.draws and not self.network.images:
+                row |= self._texts()
+            self.bundle.live.append(finite_or_none(row))
         self._keep(step)
         if last or len(self.bundle.live) == 1 or time.monotonic() - self.saved >= SAVE_SECONDS:
             self.save()
@@ -145,14 +193,15 @@ class Monitor:
             steps, every = snapshots.thin(list(kept), every, snapshots.limit(self.snapshot_mb, snapshots.nbytes(tensors)))
             self.kept = every, {s: kept[s] for s in steps}
 
+    def _fixed_codes(self, n: int) -> torch.Tensor:
+        with seeded(self._device(), self.seed):  # the same codes every time: a picture changes where the model does
+            return self.network.prior().sample((n,))
+
     def _pictures(self):
         from torchvision.utils import save_image
         n = min(8, len(self.x))
-        device = self.network.prior_loc.device
         recon = self.bundle.reconstruct(self.x[:n])
-        with seeded(device, self.seed):  # the same codes every time: a picture changes where the model does
-            z = self.network.prior().sample((n,))
-        samples = self.network.mean_image(z).cpu()
+        samples = self.network.mean_image(self._fixed_codes(n)).cpu()
         grid = torch.cat([self.x[:n].cpu(), recon, samples]).clamp(0, 1)
         fd, tmp = tempfile.mkstemp(dir=self.out, prefix=".pictures.", suffix=".png")
         os.close(fd)
@@ -162,25 +211,20 @@ class Monitor:
     def _texts(self) -> dict:
         """The words (or whatever as_text makes of x) drawn at fixed prior codes, and of the first held-out
         examples' posterior means: what a picture is for images."""
-        n, device = min(8, len(self.x)), self.network.prior_loc.device
-        with seeded(device, self.seed):
-            z = self.network.prior().sample((n,))
-        mean = self.bundle.posterior(self.x[:n].to(device)).mean
-        return {"samples": [str(t)[:200] for t in self.as_text(self.network.decode(z).sample().cpu())],
+        n = min(8, len(self.x))
+        mean = self.bundle.posterior(self.x[:n].to(self._device())).mean
+        return {"samples": [str(t)[:200] for t in self.as_text(self.network.decode(self._fixed_codes(n)).sample().cpu())],
                 "reconstructions": [str(t)[:200] for t in self.as_text(self.network.decode(mean).sample().cpu())]}
 
     def save(self):
         """The run folder rewritten: the checkpoint of the latest step, with its rows and kept steps, and the
         pictures of the model as it is now (when x are images)."""
         self.saved = time.monotonic()
-        if self.network.images:
-            training = self.model.training
-            self.model.eval()
-            try:
-                with torch.no_grad():
-                    self._pictures()
-            finally:
-                self.model.train(training)
+        if self.draws and self.network.images:
+            with self._aside(self.seed + self.bundle.step):
+                self._pictures()
+        # thinned as a sidecar keeps it (every step to 1,000, then fewer): a long run's save stays cheap
+        self.bundle.history[:] = checkpoint.thin_history(self.bundle.history)
         every, kept = self.kept
         earlier = {s: t for s, t in kept.items() if s != self.bundle.step}
         checkpoint.save(self.out / RUN, self.bundle, snapshots=(earlier, {"steps": sorted(kept), "every": every,
@@ -189,7 +233,7 @@ class Monitor:
 
     def close(self):
         """The last step recorded, measured whole (the verdict too), and the folder written a last time."""
-        if not self.history:
+        if not self.history or self.stopped:
             return
         self.meta["closed"] = True  # the watch view says "finished" and stops redrawing
         step = self.history[-1]["step"]
@@ -201,6 +245,24 @@ class Monitor:
         self.measure(step, last=True)
 
 
+def watch_root() -> Path:
+    """Where a run folder goes unless told: the first of the operator's watch roots (default ~/vaelab-runs)."""
+    roots = settings.get().watch_roots
+    return roots[0] if roots else WATCH_ROOT
+
+
+def free_folder(out: Path) -> Path:
+    """out, or out-2, out-3, ...: the first that holds no other run (a run folder is never overwritten unasked)."""
+    if not (out / HELD_OUT).exists() and not (out / f"{RUN}.json").exists():
+        return out
+    for i in range(2, 10_000):
+        other = out.with_name(f"{out.name}-{i}")
+        if not (other / HELD_OUT).exists() and not (other / f"{RUN}.json").exists():
+            warnings.warn(f"{out} holds another run: this one goes to {other} (overwrite=True replaces it)", stacklevel=3)
+            return other
+    raise ConfigError(f"{out.parent} holds {out.name}-2 to -9999 already; give another name or overwrite=True")
+
+
 def absolute(factory: str) -> str:
     """A factory as the run folder records it: a file's path made absolute, so it reads the same from anywhere."""
     where, _, attr = factory.rpartition(":")
@@ -210,7 +272,13 @@ def absolute(factory: str) -> str:
 def load_run(folder, step: int | None = None, device="cpu") -> tuple[Bundle, Dataset]:
     """(the model value at `step`, one of its kept steps (None: the latest), the held-out data) of a run folder
     that core.monitor wrote. Rebuilding the model imports the code its factory names: the caller trusts it."""
-    from .checkpoint import paths
+    bundles, data = load_steps(folder, [step], device)
+    return bundles[0], data
+
+
+def load_steps(folder, steps: list[int | None] | None = None, device="cpu") -> tuple[list[Bundle], Dataset]:
+    """The model at each of `steps` (None: its latest; default: every kept step, oldest first), from one read
+    of the folder, and its held-out data. Any problem is one CheckpointError naming the folder."""
     from .errors import CheckpointError
     from .protocol import import_factory
     from safetensors.torch import load as load_tensors
@@ -227,26 +295,33 @@ def load_run(folder, step: int | None = None, device="cpu") -> tuple[Bundle, Dat
         x = load_tensors(safefs.read_regular(folder / HELD_OUT, limits.maximum("weights_bytes")))["x"]
     except Exception as e:  # missing, too large, not safetensors, or without its "x"
         raise CheckpointError(f"{folder / HELD_OUT}: cannot be read ({e})") from None
-    latest = int(meta.get("step", 0))
-    if step is not None and step != latest:
-        if step not in snapshots.steps(meta):
-            raise CheckpointError(f"{paths(folder / RUN)[1]}: no weights kept at step {step:,}")
-        tensors = snapshots.widen(snapshots.unpack(tensors)[step])
-    module = import_factory(factory)()
-    state, _ = weights_io.states(tensors)
-    state = {k.removeprefix("module."): v for k, v in state.items() if k.startswith("module.")}
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"{folder}: its weights do not fit {factory}: {str(e).splitlines()[0][:200]}") from None
-    network = UserVAE(module.to(device).eval(), x[:4].to(device), factory)
     data = held_out_data(x, folder.name)
-    at = step if step is not None else latest
-    history = [r for r in meta.get("history", []) if r["step"] <= at]
-    live = [r for r in meta.get("live", []) if r["step"] <= at]
-    config = RunConfig(data=data.spec, model=network.cfg)
-    return Bundle(network, build("vae").to(device), config, Ref(meta["weights_sha256"], at), data.info, None,
-                  history, live, meta), data
+    latest, kept = int(meta.get("step") or 0), snapshots.unpack(tensors)
+    steps = snapshots.steps(meta) if steps is None else steps
+    bundles = []
+    for step in steps:
+        at = latest if step is None else step
+        if at != latest and at not in kept:
+            raise CheckpointError(f"{folder}: no weights kept at step {at:,}")
+        state, _ = weights_io.states(tensors if at == latest else snapshots.widen(kept[at]))
+        state = {k.removeprefix("module."): v for k, v in state.items() if k.startswith("module.")}
+        try:
+            module = import_factory(factory)()
+            if not isinstance(module, torch.nn.Module):
+                raise TypeError(f"it returned a {type(module).__name__}, not a torch.nn.Module")
+            module.load_state_dict(state)
+            network = UserVAE(module.to(device).eval(), x[:4].to(device), factory)
+        except LabError as e:
+            raise CheckpointError(f"{folder}: {e}") from None
+        except Exception as e:  # the user's code: its own error, in one line
+            raise CheckpointError(f"{folder}: rebuilding its model with {factory} failed: {type(e).__name__}: "
+                                  f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
+        history = [r for r in meta.get("history", []) if r["step"] <= at]
+        live = [r for r in meta.get("live", []) if r["step"] <= at]
+        config = RunConfig(data=data.spec, model=network.cfg)
+        bundles.append(Bundle(network, build("vae").to(device), config, Ref(meta["weights_sha256"], at), data.info,
+                              None, history, live, meta))
+    return bundles, data
 
 
 def held_out_data(x: torch.Tensor, name: str) -> Dataset:
@@ -269,7 +344,12 @@ def lightning_callback(monitor: Monitor):
         from pytorch_lightning import Callback
 
     class MonitorCallback(Callback):
+        last = -1
+
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == self.last:  # accumulating gradients: no optimizer step since the last batch
+                return
+            self.last = trainer.global_step
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
             if isinstance(outputs, dict) and "loss" in outputs:
                 metrics.setdefault("loss", float(outputs["loss"]))

@@ -48,7 +48,13 @@ def show(model_or_run, data: Dataset | torch.Tensor | None = None, names=COMPARE
     dataset, or a tensor of held-out examples)."""
     bundle, data, label = _resolve(model_or_run, data)
     name = name or label
-    results = run_all(bundle, data, names, {"iwae": {"k": 100}} | (options or {}))
+    module = getattr(bundle.network, "module", bundle.network)  # a user's module inside core.protocol's wrapper
+    training = module.training
+    module.eval()  # measured as evaluated (dropout off, batch norm's running statistics), then put back
+    try:
+        results = run_all(bundle, data, names, {"iwae": {"k": 100}} | (options or {}))
+    finally:
+        module.train(training)
     table = pd.DataFrame([compare_row(results)], index=[name])
     shown = {}
     kl = results.get("kl")
@@ -85,7 +91,11 @@ def _resolve(thing, data) -> tuple[Bundle, Dataset, str]:
         from .objectives import build
         from .protocol import UserVAE
         held = monitor.held_out_data(data.detach().cpu(), type(thing).__name__)
-        network = UserVAE(thing.eval(), data[:4], type(thing).__name__)
+        training = thing.training
+        try:
+            network = UserVAE(thing.eval(), data[:4], type(thing).__name__)
+        finally:
+            thing.train(training)
         config = RunConfig(data=held.spec, model=network.cfg)
         return Bundle(network, build("vae"), config, Ref("shown", 0), held.info, None, [], [], {}), held, type(thing).__name__
     raise ConfigError(f"show() takes a checkpoint path, a run folder, a Monitor, a Bundle or a module, not a "

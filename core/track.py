@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from .errors import LabError
 from .pictures import image_grid, kl_heatmap_image
 
 EXPERIMENT = "vaelab"
+WANDB_LOCK = threading.Lock()
 BATCH = 1000  # metrics per MLflow call: its limit
 
 
@@ -106,8 +108,9 @@ class Tracker:
             raise LabError("--wandb needs Weights & Biases: pip install wandb") from None
         os.environ.setdefault("WANDB_SILENT", "true")  # its banner and sync hints, once per run, on stderr
         folder.mkdir(parents=True, exist_ok=True)
-        return wandb.init(project=EXPERIMENT, name=self.name, config=config, dir=str(folder), mode="offline",
-                          settings=wandb.Settings(console="off", x_disable_stats=True))
+        with WANDB_LOCK:  # one process may export several runs at once (the dashboard's sessions): each its own
+            return wandb.init(project=EXPERIMENT, name=self.name, config=config, dir=str(folder), mode="offline",
+                              reinit="create_new", settings=wandb.Settings(console="off", x_disable_stats=True))
     def _start_mlflow(self, folder: Path, config: dict):
         try:
             from mlflow.tracking import MlflowClient

@@ -316,23 +316,32 @@ def watched_folders() -> dict[str, Path]:
             folders = [p.parent for p in safefs.walk(root, budget, depth=2) if p.name == f"{monitor.RUN}.json"]
         except LabError:
             continue
-        folders.sort(key=lambda p: p.stat().st_mtime if p.exists() else 0, reverse=True)
+        folders.sort(key=mtime, reverse=True)
         for folder in folders[:WATCHED_MOST]:
             found.setdefault(folder.name, folder)
     return found
 
 
+def mtime(path: Path) -> float:
+    """A file's or folder's modification time; 0 for one gone since it was listed (a loop may delete it)."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def watched_sidecar(folder: Path) -> dict:
-    """A watched run's sidecar, read again only when the file changed (its loop rewrites it every few steps)."""
+    """A watched run's sidecar, read again only when the file changed (its loop rewrites it every few steps);
+    CheckpointError for one that is gone or malformed."""
     meta = checkpoint.paths(folder / monitor.RUN)[1]
-    return _watched_sidecar(str(meta), meta.stat().st_mtime if meta.exists() else 0.0)
+    return _watched_sidecar(str(meta), mtime(meta))
 
 
 def rebuildable(folder: Path) -> bool:
     """Whether a watched run names the factory that rebuilds its model (else only its rows can be shown)."""
     try:
         return isinstance(watched_sidecar(folder).get("model"), str)
-    except (LabError, OSError):
+    except (LabError, OSError, TypeError, ValueError):  # gone, or a sidecar that is not one
         return False
 
 
@@ -342,14 +351,24 @@ def _watched_sidecar(path: str, mtime: float) -> dict:
 
 
 @st.cache_resource(show_spinner="Rebuilding the model of your loop ...", max_entries=16)
-def _load_run(folder: str, mtime: float, step: int | None):
+def _load_run(folder: str, mtimes: tuple, step: int | None):
     return monitor.load_run(folder, step)
+
+
+@st.cache_resource(show_spinner="Rebuilding the model of your loop at its kept steps ...", max_entries=4)
+def _load_run_steps(folder: str, mtimes: tuple):
+    return monitor.load_steps(folder)
+
+
+def _versions(folder: Path) -> tuple:
+    """What a watched run's cached models are keyed on: its files' times (weights, sidecar, held-out data)."""
+    weights, meta = checkpoint.paths(folder / monitor.RUN)
+    return mtime(weights), mtime(meta), mtime(folder / monitor.HELD_OUT)
 
 
 def load_run(folder: Path, step: int | None = None):
     """(bundle, held-out data) of a watched run at one of its kept steps, once per version of its files."""
-    meta = checkpoint.paths(folder / monitor.RUN)[1]
-    return _load_run(str(folder), meta.stat().st_mtime if meta.exists() else 0.0, step)
+    return _load_run(str(folder), _versions(folder), step)
 
 
 def trial_label(sweep: str, trial: str) -> str:
@@ -405,8 +424,8 @@ class Source:
 
     def bundles(self) -> list[Bundle]:
         """The model at every step of steps(), oldest first (a file's from one read)."""
-        if self.watched:
-            return [load_run(self.path, step)[0] for step in self.steps()]
+        if self.watched:  # every kept step from one read, as for a checkpoint file
+            return _load_run_steps(str(self.path), _versions(self.path))[0]
         if self.run is None:
             weights, meta = checkpoint.paths(self.path)
             return _load_steps(str(meta), max(weights.stat().st_mtime, meta.stat().st_mtime))
@@ -416,7 +435,7 @@ class Source:
         """The steps whose weights can be shown: the kept ones and the latest. A run's kept steps are those
         of its last periodic checkpoint (every few seconds, in runs/), and its latest is the one training now."""
         if self.watched:
-            return sorted({*snapshots.steps(watched_sidecar(self.path)), watched_sidecar(self.path).get("step", 0)})
+            return sorted({*snapshots.steps(watched_sidecar(self.path)), watched_sidecar(self.path).get("step") or 0})
         if self.run is None:
             return load_checkpoint(self.path).steps
         kept = []

@@ -218,3 +218,139 @@ def test_an_npz_of_token_rows_goes_through_diagnose_and_evaluate(tmp_path, capsy
     np.savez(tmp_path / "bad.npz", x=-rows)
     done = inline(capsys, "evaluate", "--model", model, "--dataset", str(tmp_path / "bad.npz"))
     assert done.returncode == 1 and "token ids must be whole numbers from 0" in done.stderr
+
+
+NOISY = '''
+import torch, torch.nn as nn
+from torch.distributions import Bernoulli, Independent, Normal
+
+class Noisy(nn.Module):
+    """Dropout and batch norm in the encoder: running it in train mode would draw from the loop's stream and
+    move the running statistics."""
+    latent_dim = 3
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.3),
+                                     nn.Linear(32, 6))
+        self.decoder = nn.Linear(3, 64)
+    def encode(self, x):
+        mu, log_var = self.encoder(x).chunk(2, -1)
+        return Normal(mu, torch.exp(0.5 * log_var))
+    def decode(self, z):
+        return Independent(Bernoulli(logits=self.decoder(z).view(-1, 1, 8, 8)), 3)
+    def prior(self):
+        return Normal(torch.zeros(3), torch.ones(3))
+
+class Scored(Noisy):
+    """The same, its likelihood given as log_likelihood(x, z), and no sample(z): nothing to draw pictures with."""
+    decode = None
+    def log_likelihood(self, x, z):
+        return Independent(Bernoulli(logits=self.decoder(z).view(-1, 1, 8, 8)), 3).log_prob(x)
+
+def noisy(): return Noisy()
+def scored(): return Scored()
+def broken(): raise RuntimeError("my bug")
+'''
+
+
+def loop_of(make, steps: int, folder=None, **kwargs):
+    torch.manual_seed(0)
+    x = torch.bernoulli(my_vae.digits(), generator=torch.Generator().manual_seed(1))
+    model = make()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    monitor = Monitor(model, x[-200:], every=10, out=folder, **kwargs) if folder else None
+    losses = []
+    for step in range(1, steps + 1):
+        batch = x[torch.randint(1400, (32,))]
+        q = model.encode(batch)
+        z = q.rsample()
+        log_p = model.log_likelihood(batch, z) if model.decode is None else model.decode(z).log_prob(batch)
+        loss = (torch.distributions.kl_divergence(q, model.prior()).sum(-1) - log_p).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if monitor:
+            monitor.step(step, loss=loss.item())
+    if monitor:
+        monitor.close()
+    return model, losses, monitor
+
+
+def test_dropout_and_batch_norm_see_nothing_of_the_monitor(tmp_path):
+    """Its protocol check and its rows run in eval mode on a stream of their own: the loop's dropout masks and
+    batch-norm statistics are the ones it has unwatched."""
+    (tmp_path / "noisy_models.py").write_text(NOISY)
+    make = import_factory(f"{tmp_path / 'noisy_models.py'}:noisy")
+    watched, losses, monitor = loop_of(make, 30, tmp_path / "noisy", factory=f"{tmp_path / 'noisy_models.py'}:noisy")
+    plain, unwatched, _ = loop_of(make, 30)
+    assert losses == unwatched and watched.training
+    bn_a, bn_b = watched.encoder[2], plain.encoder[2]
+    assert torch.equal(bn_a.running_mean, bn_b.running_mean) and bn_a.num_batches_tracked == bn_b.num_batches_tracked
+    assert [r["step"] for r in monitor.live] == [10, 20, 30]
+
+
+def test_a_likelihood_without_sample_is_watched_without_pictures(tmp_path):
+    (tmp_path / "noisy_models.py").write_text(NOISY)
+    make = import_factory(f"{tmp_path / 'noisy_models.py'}:scored")
+    _, losses, monitor = loop_of(make, 20, tmp_path / "scored")
+    assert [r["step"] for r in monitor.live] == [10, 20] and "verdicts" in monitor.live[-1]
+    assert not (tmp_path / "scored" / "pictures.png").exists()
+
+
+def test_a_loss_that_diverges_stops_the_monitor_and_keeps_the_last_good_folder(tmp_path):
+    model, x = my_vae.digits_vae(), torch.bernoulli(my_vae.digits()[:100])
+    monitor = Monitor(model, x, every=5, out=tmp_path / "diverged")
+    for step in range(1, 11):
+        monitor.step(step, loss=1.0)
+    with pytest.warns(UserWarning, match="the loss is nan at step 11"):
+        monitor.step(11, loss=float("nan"))
+    monitor.step(15, loss=1.0)  # nothing more is measured
+    monitor.close()
+    meta = checkpoint.read_sidecar(tmp_path / "diverged" / "run.json")
+    assert meta["step"] == 10 and meta["stopped"] == "the loss is nan at step 11" and meta["closed"]
+    assert all(isinstance(r["loss"], float) for r in meta["history"])
+    with pytest.raises(LabError, match="give the loss"):
+        Monitor(model, x, every=5, out=tmp_path / "no-loss").step(1, kl=1.0)
+
+
+def test_a_run_folder_is_never_overwritten_unasked(tmp_path):
+    model, x = my_vae.digits_vae(), torch.bernoulli(my_vae.digits()[:100])
+    first = Monitor(model, x, every=5, out=tmp_path / "same")
+    first.step(5, loss=1.0)
+    with pytest.warns(UserWarning, match="holds another run"):
+        second = Monitor(model, x, every=5, out=tmp_path / "same")
+    assert second.out.name == "same-2" and (tmp_path / "same" / "run.json").exists()
+    third = Monitor(model, x, every=5, out=tmp_path / "same", overwrite=True)
+    assert third.out.name == "same" and not (tmp_path / "same" / "run.json").exists()
+
+
+def test_hostile_or_broken_run_folders_are_one_message(tmp_path, monkeypatch, capsys):
+    """A sidecar that is not what a Monitor writes, or a factory that fails: one line, and the pages go on."""
+    (tmp_path / "noisy_models.py").write_text(NOISY)
+    _, _, monitor = loop_of(import_factory(f"{tmp_path / 'noisy_models.py'}:noisy"), 10, tmp_path / "root" / "good",
+                            factory=f"{tmp_path / 'noisy_models.py'}:noisy")
+    broken = tmp_path / "root" / "broken"
+    shutil.copytree(monitor.out, broken)
+    meta = json.loads((broken / "run.json").read_text())
+    (broken / "run.json").write_text(json.dumps(meta | {"model": f"{tmp_path / 'noisy_models.py'}:broken"}))
+    with pytest.raises(LabError, match="RuntimeError: my bug"):
+        load_run(broken)
+    odd = tmp_path / "root" / "odd"
+    shutil.copytree(monitor.out, odd)
+    (odd / "run.json").write_text(json.dumps(meta | {"step": None, "monitor": [1, 2], "live": [{"step": 10, "verdicts": 3}]}))
+    assert inline(capsys, "diagnose", str(odd), "--only", "kl").returncode == 0  # its weights read; "step": null as 0
+    monkeypatch.setenv("VAELAB_WATCH_ROOTS", str(tmp_path / "root"))
+    for name in ("broken", "odd", "good"):
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.query_params["watch"] = name
+        at.run()
+        assert not at.exception, name
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["watch"] = "odd"
+    at.run()
+    assert any("Cannot show the run folder odd" in e.value for e in at.error)
+    at.switch_page("views/explore.py")
+    at.query_params["model"] = "watch: broken"
+    at.run()
+    assert not at.exception and any("my bug" in e.value for e in at.error)

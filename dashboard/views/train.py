@@ -17,7 +17,7 @@ from core.pool import PooledRun
 from core.posterior import Factorized
 from dashboard import live_charts, plots
 from dashboard.lessons import LESSONS, widget_values
-from dashboard.state import (Kind, Source, allowed_path, data_roots, default, load_checkpoint, load_data, owner,
+from dashboard.state import (Kind, Source, allowed_path, data_roots, default, load_checkpoint, load_data, mtime, owner,
                              pick_step, pool, rebuildable, recorded_run, runs, saved_dir, shipped, to_image,
                              vega_spec_chart, watched_folders, watched_sidecar)
 
@@ -573,22 +573,36 @@ def watch_picker():
                       "run folder (~/vaelab-runs/NAME unless told): pick it to watch it train.")
 
 
-def watch_view(name: str, folder: Path):
+def watch_state(folder: Path) -> tuple[dict, str]:
+    """(a watched run's sidecar, where it stands: training, finished or last written when); CheckpointError for
+    a folder gone or malformed since it was listed."""
+    meta = watched_sidecar(folder)
+    age = time.time() - mtime(checkpoint.paths(folder / monitor.RUN)[1])
+    return meta, ("finished" if meta.get("closed") else "training" if age < WATCH_FRESH else
+                  f"last written {age / 60:,.0f} min ago")
+
+
+def watch_view(name: str, folder: Path, refreshing: bool):
     """A user's own training loop, from the run folder its Monitor rewrites every few steps: the same live rows,
-    charts and pictures as a run of this page, read from the files (redrawn while they change)."""
+    charts and pictures as a run of this page, read from the files (redrawn while they change, and once more
+    when the run stops). A sidecar that is not what a Monitor writes is one message, not a traceback."""
     st.query_params["watch"] = name
     try:
-        meta = watched_sidecar(folder)
-    except (LabError, OSError) as e:
-        st.error(f"Cannot read the run folder {name}: {e}")
-        return
+        meta, where = watch_state(folder)
+        if refreshing and where != "training":
+            st.rerun(scope="app")  # it stopped: the page drops its refresh
+        watch_panel(name, folder, meta, where)
+    except (LabError, OSError, TypeError, ValueError, KeyError, AttributeError) as e:
+        st.error(f"Cannot show the run folder {name}: {type(e).__name__}: {e}")
+
+
+def watch_panel(name: str, folder: Path, meta: dict, state: str):
     history, live = meta.get("history", []), meta.get("live", [])
-    age = time.time() - checkpoint.paths(folder / monitor.RUN)[1].stat().st_mtime
     every = (meta.get("monitor") or {}).get("every", "?")
-    state = ("finished" if meta.get("closed") else "training" if age < WATCH_FRESH else
-             f"last written {age / 60:,.0f} min ago")
     dims = len(live[-1].get("kl_per_dim") or []) if live else 0
-    st.markdown(f"**{name}** · step {meta.get('step', 0):,} · {state} · measured every {every} steps on "
+    if meta.get("stopped"):
+        st.warning(f"The monitor stopped measuring: {meta['stopped']}. What it shows is the last good step.")
+    st.markdown(f"**{name}** · step {meta.get('step') or 0:,} · {state} · measured every {every} steps on "
                 f"{(meta.get('monitor') or {}).get('held_out', '?')} held-out examples")
     if not live:
         st.caption(f"Waiting for the first live row (at step {every}) ...")
@@ -619,7 +633,7 @@ def watch_view(name: str, folder: Path):
         st.dataframe({"held-out example": held[:len(worded.get("reconstructions", []))],
                       "its reconstruction": worded.get("reconstructions", [])}, hide_index=True)
         st.caption("Drawn at fixed prior codes (a word changes where the model does): "
-                   + " · ".join(f"`{w}`" for w in worded["samples"]))
+                   + " · ".join(f"`{str(w).replace('`', '')}`" for w in worded["samples"]))
     else:
         try:
             png = safefs.read_regular(folder / monitor.PICTURES, PICTURES_MOST)
@@ -651,11 +665,14 @@ st.caption("Train a VAE and watch it learn. The loss is −ELBO; the KL heatmap 
 chosen, to_start = setup()
 watching = st.session_state.get("watch", WATCH_NONE)
 if watching != WATCH_NONE and watching in (folders := watched_folders()):
-    fresh = (time.time() - checkpoint.paths(folders[watching] / monitor.RUN)[1].stat().st_mtime < WATCH_FRESH
-             and not watched_sidecar(folders[watching]).get("closed"))
+    try:
+        fresh = watch_state(folders[watching])[1] == "training"
+    except (LabError, OSError):
+        fresh = False  # the view says what is wrong
     if fresh:  # a finished or stale folder is drawn once
         st.select_slider("Refresh every (seconds)", [1, 2, 5, 10], key=default("refresh", 2))
-    st.fragment(run_every=st.session_state.get("refresh", 2) if fresh else None)(watch_view)(watching, folders[watching])
+    st.fragment(run_every=st.session_state.get("refresh", 2) if fresh else None)(watch_view)(
+        watching, folders[watching], fresh)
     st.stop()
 st.query_params.pop("watch", None)
 lesson = st.session_state.get("lesson")
