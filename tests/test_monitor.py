@@ -193,6 +193,13 @@ def test_the_train_page_watches_a_run_folder_and_explore_opens_it(watched, monke
     assert not at.exception and not at.error
     at.switch_page("views/compare.py").run()
     assert not at.exception and not at.error
+    at.switch_page("views/train.py").run()
+    assert at.sidebar.selectbox(key="watch").value == "my-run"
+    at.sidebar.button[0].click().run()  # Train, pressed while watching: the page shows the run it started
+    assert at.sidebar.selectbox(key="watch").value == "none" and "watch" not in at.query_params
+    from conftest import session_runs
+    for run in session_runs(at).values():
+        run.stop()
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/share/dict/words"), reason="Debian's word list (wamerican) is not here")

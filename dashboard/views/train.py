@@ -157,7 +157,8 @@ def setup():
         lr, batch, seed = option_widget("lr"), option_widget("batch_size"), option_widget("seed")
         device = option_widget("device", help=f"auto picks {describe_device(pick_device('auto'))} here.")
         start = st.button("Train" if len(objectives) < 2 else f"Race {len(objectives)} runs", type="primary",
-                          width="stretch", disabled=not objectives)
+                          width="stretch", disabled=not objectives,
+                          on_click=lambda: st.session_state.update(watch=WATCH_NONE))  # show the run it starts
     if not start:
         return objectives, None
     if not dataset:
