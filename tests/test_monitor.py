@@ -198,8 +198,8 @@ def test_the_train_page_watches_a_run_folder_and_explore_opens_it(watched, monke
     at.sidebar.button[0].click().run()  # Train, pressed while watching: the page shows the run it started
     assert at.sidebar.selectbox(key="watch").value == "none" and "watch" not in at.query_params
     from conftest import session_runs
-    for run in session_runs(at).values():
-        run.stop()
+    for started in session_runs(at).values():
+        started.stop()
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/share/dict/words"), reason="Debian's word list (wamerican) is not here")
