@@ -23,25 +23,8 @@ my_vae = sys.modules[import_factory(EXAMPLE).__module__]
 
 
 def train(steps: int, monitor_folder=None, every: int = 50):
-    """The example's own loop (examples/my_vae.py), with the monitor's two lines when a folder is given."""
-    torch.manual_seed(0)
-    x = my_vae.digits()
-    model = my_vae.digits_vae()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    held_out = torch.bernoulli(x[-300:], generator=torch.Generator().manual_seed(1))
-    monitor = Monitor(model, held_out, every=every, out=monitor_folder, factory=EXAMPLE) if monitor_folder else None
-    losses = []
-    for step in range(1, steps + 1):
-        loss = model.loss(torch.bernoulli(x[torch.randint(1400, (64,))]))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        if monitor:
-            monitor.step(step, loss=loss.item())
-    if monitor:
-        monitor.close()
-    return model, losses, monitor
+    """The example's model (examples/my_vae.py) in a loop of its own, with the monitor's lines when a folder is given."""
+    return loop_of(my_vae.digits_vae, steps, monitor_folder, every=every, held=300, batch=64, factory=EXAMPLE)
 
 
 @pytest.fixture(scope="module")
@@ -260,19 +243,22 @@ def broken(): raise RuntimeError("my bug")
 '''
 
 
-def loop_of(make, steps: int, folder=None, **kwargs):
+def loop_of(make, steps: int, folder=None, every: int = 10, held: int = 200, batch: int = 32, **kwargs):
+    """A plain loop (Adam on -ELBO, one draw) over binarized digits, watched every `every` steps when a folder
+    is given; (the model, its losses, the monitor)."""
     torch.manual_seed(0)
     x = torch.bernoulli(my_vae.digits(), generator=torch.Generator().manual_seed(1))
     model = make()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    monitor = Monitor(model, x[-200:], every=10, out=folder, **kwargs) if folder else None
+    monitor = Monitor(model, x[-held:], every=every, out=folder, **kwargs) if folder else None
     losses = []
     for step in range(1, steps + 1):
-        batch = x[torch.randint(1400, (32,))]
-        q = model.encode(batch)
+        data = x[torch.randint(1400, (batch,))]
+        q = model.encode(data)
         z = q.rsample()
-        log_p = model.log_likelihood(batch, z) if model.decode is None else model.decode(z).log_prob(batch)
-        loss = (torch.distributions.kl_divergence(q, model.prior()).sum(-1) - log_p).mean()
+        scored = getattr(model, "decode", None) is None
+        log_p = model.log_likelihood(data, z) if scored else model.decode(z).log_prob(data)
+        loss = (torch.distributions.kl_divergence(q, model.prior()).reshape(len(data), -1).sum(-1) - log_p).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
