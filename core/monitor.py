@@ -147,7 +147,10 @@ class Monitor:
             return self._stop(step, f"the loss is {loss} at step {step:,}")
         self.bundle.history.append(finite_or_none({"step": int(step), "loss": loss, **terms}))
         if step % self.every == 0:
-            self.measure(step)
+            try:
+                self.measure(step)
+            except Exception as e:  # a monitor never ends the loop it watches: it says why and stops measuring
+                self._stop(step, f"measuring step {step:,} failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
 
     def _stop(self, step: int, why: str):
         """Stop measuring, and say so in the folder: written a last time with the weights of the last good step
@@ -155,12 +158,16 @@ class Monitor:
         self.stopped = why
         warnings.warn(f"core.monitor stops measuring {self.out.name}: {why}", stacklevel=3)
         self.meta |= {"stopped": why, "closed": True}
-        with contextlib.suppress(LabError, OSError):
+        try:
             if self.history and not weights_io.non_finite(weights_io.state_tensors(self.network, self.objective)):
                 self.bundle.ref = Ref(self.bundle.ref.id, self.history[-1]["step"])
                 self.save()
-            elif checkpoint.paths(self.out / RUN)[1].exists():
-                checkpoint.annotate(self.out / RUN, check=False, stopped=why, closed=True)
+            else:
+                raise LabError("its weights are not finite")
+        except Exception:  # the model itself fails (or its weights are gone): the last whole save, annotated
+            with contextlib.suppress(LabError, OSError):
+                if checkpoint.paths(self.out / RUN)[1].exists():
+                    checkpoint.annotate(self.out / RUN, check=False, stopped=why, closed=True)
 
     def measure(self, step: int, last: bool = False) -> dict | None:
         """The live row at this step (appended to self.live), the kept weights, and the run folder rewritten

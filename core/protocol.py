@@ -119,7 +119,13 @@ class UserVAE(nn.Module):
         return Likelihood(self.module, z)
 
     def prior(self):
-        return per_dimension(self.module.prior(), "prior()", (self.latent_dim,))
+        """The module's p(z), on the model's device: a prior written with torch.zeros(d) lives on the CPU, and
+        its draws would meet a decoder on the GPU."""
+        p = per_dimension(self.module.prior(), "prior()", (self.latent_dim,))
+        device = self.prior_loc.device
+        if isinstance(p, Normal):
+            return p if p.loc.device == device else Normal(p.loc.to(device), p.scale.to(device))
+        return p if p.probs.device == device else type(p)(probs=p.probs.to(device))
 
     def log_prior(self, z):
         return as_event(self.prior()).log_prob(z)

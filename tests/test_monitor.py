@@ -347,3 +347,33 @@ def test_hostile_or_broken_run_folders_are_one_message(tmp_path, monkeypatch, ca
     at.query_params["model"] = "watch: broken"
     at.run()
     assert not at.exception and any("my bug" in e.value for e in at.error)
+
+
+FLAKY = NOISY + '''
+class Flaky(Noisy):
+    """Its decoder breaks once the monitor has called it a dozen times: a bug of the user's that shows only later."""
+    calls = 0
+    def decode(self, z):
+        Flaky.calls += 1
+        if Flaky.calls > 12:
+            raise RuntimeError("index out of range in my decoder")
+        return super().decode(z)
+
+def flaky(): return Flaky()
+'''
+
+
+def test_a_measurement_that_fails_never_ends_the_loop(tmp_path):
+    (tmp_path / "flaky_models.py").write_text(FLAKY)
+    make = import_factory(f"{tmp_path / 'flaky_models.py'}:flaky")
+    make.__globals__["Flaky"].calls = -10**9  # its loop may call it freely; the monitor's calls come later
+    model = make()
+    x = torch.bernoulli(my_vae.digits()[:200])
+    monitor = Monitor(model, x, every=10, out=tmp_path / "flaky")
+    type(model).calls = 0
+    with pytest.warns(UserWarning, match="measuring step .* failed: RuntimeError: index out of range in my decoder"):
+        for step in range(1, 101):
+            monitor.step(step, loss=1.0)
+    assert monitor.stopped and monitor.live and monitor.live[-1]["step"] < 100
+    meta = checkpoint.read_sidecar(tmp_path / "flaky" / "run.json")
+    assert "index out of range" in meta["stopped"]
