@@ -106,7 +106,7 @@ def checkpoint_dir() -> Path:
 # starting values from default() rather than from a value argument, so the two never disagree.
 KEPT = {"lesson", "dataset", "binarize", "arch", "hidden", "latent", "objectives", "steps", "lr", "batch", "seed",
         "device", "method", "n", "colour", "perplexity", "neighbors", "sigma", "reach", "traverse-steps", "hide",
-        "between-steps", "refresh", "one-scale"}
+        "between-steps", "refresh", "one-scale", "watch"}
 
 
 def default(key: str, value) -> str:

@@ -176,6 +176,10 @@ def test_the_train_page_watches_a_run_folder_and_explore_opens_it(watched, monke
     assert not at.exception and not at.error
     at.switch_page("views/compare.py").run()
     assert not at.exception and not at.error
+    at.switch_page("views/gallery.py").run()  # its card among the checkpoints, with the pages that open it
+    assert not at.exception and not at.error and any(h.value == "Your own training loops" for h in at.subheader)
+    at.button(key="open-Compare-watch: my-run").click().run()
+    assert not at.exception and not at.error
     at.switch_page("views/train.py").run()
     assert at.sidebar.selectbox(key="watch").value == "my-run"
     at.sidebar.button[0].click().run()  # Train, pressed while watching: the page shows the run it started

@@ -2,12 +2,13 @@
 shows, opened in any page with one click."""
 import streamlit as st
 
-from core import explore
+from core import explore, monitor, safefs
 from core.errors import LabError
 from core.objectives import OBJECTIVES
 from dashboard import plots
 from dashboard.lessons import LESSONS
-from dashboard.state import checkpoint_files, file_label, load_checkpoint, parse_label, to_image, try_data
+from dashboard.state import (Kind, checkpoint_files, file_label, load_checkpoint, parse_label, rebuildable, to_image,
+                             try_data, watched_folders, watched_sidecar)
 
 # page: (the button's label, short enough for three cards a row, and where it goes)
 PAGES = {"Explore": ("Explore", "views/explore.py"), "Latent map": ("Map", "views/latent_map.py"),
@@ -114,10 +115,58 @@ def card(path, name: str, label: str, bundle):
                 st.switch_page(script, query_params=params)
 
 
+def loop_card(name: str, folder):
+    """A run folder of a user's own loop (core.monitor): its pictures as its loop last drew them (or its words),
+    where it stands, and the pages that open it."""
+    meta = watched_sidecar(folder)
+    live = [r for r in meta.get("live") or [] if isinstance(r, dict)]
+    st.markdown(f"**{name}**")
+    try:
+        st.image(safefs.read_regular(folder / monitor.PICTURES, 8 * 2**20), width="stretch")
+    except (LabError, OSError):
+        words = next((r.get("samples") for r in reversed(live) if r.get("samples")), None)
+        st.caption("Drawn at fixed codes: " + " · ".join(str(w).replace("`", "") for w in words) if words else
+                   "No pictures: its examples are not images.")
+    last = live[-1] if live else {}
+    st.caption(f"your loop · step {meta.get('step') or 0:,} · AU {last.get('au', '–')} · "
+               f"{'finished' if meta.get('closed') else 'watch it on the Train page'}")
+    label = Kind.WATCH.label(name)
+    with st.container(horizontal=True):
+        if st.button("Watch", key=f"watch-{name}", help="Follow it on the Train page"):
+            st.switch_page("views/train.py", query_params={"watch": name})
+        for page, (text, script) in PAGES.items():
+            if (page == "Compare" or folder_has_pictures(folder)) and st.button(text, key=f"open-{page}-{label}",
+                                                                                help=f"Open it in {page}"):
+                st.switch_page(script, query_params={"model": label} if page != "Compare" else {"compare": [label]})
+
+
+def folder_has_pictures(folder) -> bool:
+    return (folder / monitor.PICTURES).exists()
+
+
+def own_loops():
+    """The run folders of users' own loops that the operator's watch roots hold, and that name their model."""
+    found = {name: folder for name, folder in watched_folders().items() if rebuildable(folder)}
+    if not found:
+        return
+    st.subheader("Your own training loops")
+    st.caption("Run folders that core.monitor writes from a loop of yours (~/vaelab-runs): watched on the Train "
+               "page, opened on the others.")
+    items = list(found.items())
+    for row in range(0, len(items), 3):
+        for col, (name, folder) in zip(st.columns(3), items[row:row + 3]):
+            with col.container(border=True):
+                try:
+                    loop_card(name, folder)
+                except (LabError, OSError, TypeError, ValueError, AttributeError) as e:
+                    st.error(f"{name}: {e}")
+
+
 st.title("Gallery")
 st.caption("The shipped models and the runs you saved from the Train page, grouped by what they show. "
            "The thumbnails are samples from each model's prior.")
 files = checkpoint_files()
+own_loops()
 if not files:
     st.info("No checkpoints yet. Press **Save** on a run in the Train page, or train one from the command line: "
             "`./lab core train --dataset mnist --epochs 5`.")
