@@ -16,9 +16,15 @@ from pathlib import Path
 import torch
 from torch.distributions import kl_divergence
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
-from core.monitor import Monitor  # noqa: E402
+from core.monitor import Monitor
+from core.protocol import import_factory
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def example(name: str):
+    """An example's module, imported as --model imports a file."""
+    return sys.modules[import_factory(f"{EXAMPLES / name}.py:main").__module__]
 
 
 def loop(model, train, batch: int, log_likelihood):
@@ -38,14 +44,14 @@ def loop(model, train, batch: int, log_likelihood):
 
 
 def image_loop():
-    import pytorch_examples_vae as example
-    train_x, test_x = example.mnist("")
-    model = example.VAE()
+    vae = example("pytorch_examples_vae")
+    train_x, test_x = vae.mnist("")
+    model = vae.VAE()
     return model, test_x[:500], loop(model, train_x, 128, lambda x, z: model.decode(z).log_prob(x)), {}
 
 
 def text_loop():
-    import text_vae
+    text_vae = example("text_vae")
     train, held_out = text_vae.read_words()
     model = text_vae.build()
     return model, held_out[:500], loop(model, train, 64, model.log_likelihood), {"as_text": text_vae.as_text}

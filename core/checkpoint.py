@@ -179,6 +179,15 @@ def _previous(weights: Path) -> Path:
     return weights.with_name(f".{weights.name[:-len('.safetensors')]}.previous.safetensors")
 
 
+def unused_name(path: Path, taken) -> Path:
+    """path, or path-2, path-3, ...: the first that taken(candidate) says holds nothing (a checkpoint or a run
+    folder is never replaced unasked)."""
+    for candidate in (path, *(path.with_name(f"{path.name}-{i}") for i in range(2, 10_000))):
+        if not taken(candidate):
+            return candidate
+    raise LabError(f"{path.parent} holds {path.name}-2 to -9999 already; give another name, or overwrite it")
+
+
 def annotate(path, check: bool = True, **fields) -> Path:
     """Add fields (say, precomputed diagnostics) to a checkpoint's sidecar, rewritten atomically; the
     weights and their checksum are untouched. Returns the sidecar path. check: load it first, to refuse a

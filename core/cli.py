@@ -311,15 +311,10 @@ def continued(args):
 def free_name(out: Path) -> Path:
     """out, or out-2, out-3, ... : the first name no checkpoint in its folder has, so that training never
     replaces one silently (a user's digits.npz and the built-in digits are both "digits")."""
-    taken = lambda p: any(f.exists() for f in checkpoint.paths(p))  # noqa: E731
-    if not taken(out):
-        return out
-    for i in range(2, 10_000):
-        other = out.with_name(f"{out.name}-{i}")
-        if not taken(other):
-            print(f"{out} exists: saving to {other.name} instead (--overwrite replaces it)", file=sys.stderr)
-            return other
-    raise LabError(f"{out.parent} holds {out.name}-2 to -9999 already; give --name or --overwrite")
+    free = checkpoint.unused_name(out, lambda p: any(f.exists() for f in checkpoint.paths(p)))
+    if free != out:
+        print(f"{out} exists: saving to {free.name} instead (--overwrite replaces it)", file=sys.stderr)
+    return free
 
 
 def train(args) -> int:

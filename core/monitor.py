@@ -173,7 +173,8 @@ class Monitor:
         """The live row at this step (appended to self.live), the kept weights, and the run folder rewritten
         (when SAVE_SECONDS have passed since it last was; `last`: the verdict and the folder, whatever the time)."""
         self.bundle.ref = Ref(self.bundle.ref.id, int(step))
-        if weights_io.non_finite(weights_io.state_tensors(self.network, self.objective)):
+        tensors = weights_io.state_tensors(self.network, self.objective)  # one copy a row: checked, then kept
+        if weights_io.non_finite(tensors):
             return self._stop(step, f"the weights hold NaN or inf at step {step:,}")
         with self._aside(self.seed + step):
             row = {"step": int(step)}
@@ -187,15 +188,15 @@ class Monitor:
             if self.draws and not self.network.images:
                 row |= self._texts()
             self.bundle.live.append(finite_or_none(row))
-        self._keep(step)
+        self._keep(step, tensors)
         if last or len(self.bundle.live) == 1 or time.monotonic() - self.saved >= SAVE_SECONDS:
             self.save()
         return self.bundle.live[-1]
 
-    def _keep(self, step: int):
+    def _keep(self, step: int, tensors: dict):
         every, kept = self.kept
         if self.snapshot_mb and snapshots.due(step, every):
-            tensors = snapshots.compact(weights_io.state_tensors(self.network, self.objective))
+            tensors = snapshots.compact(tensors)
             kept[step] = tensors
             steps, every = snapshots.thin(list(kept), every, snapshots.limit(self.snapshot_mb, snapshots.nbytes(tensors)))
             self.kept = every, {s: kept[s] for s in steps}
@@ -260,14 +261,10 @@ def watch_root() -> Path:
 
 def free_folder(out: Path) -> Path:
     """out, or out-2, out-3, ...: the first that holds no other run (a run folder is never overwritten unasked)."""
-    if not (out / HELD_OUT).exists() and not (out / f"{RUN}.json").exists():
-        return out
-    for i in range(2, 10_000):
-        other = out.with_name(f"{out.name}-{i}")
-        if not (other / HELD_OUT).exists() and not (other / f"{RUN}.json").exists():
-            warnings.warn(f"{out} holds another run: this one goes to {other} (overwrite=True replaces it)", stacklevel=3)
-            return other
-    raise ConfigError(f"{out.parent} holds {out.name}-2 to -9999 already; give another name or overwrite=True")
+    free = checkpoint.unused_name(out, lambda p: (p / HELD_OUT).exists() or (p / f"{RUN}.json").exists())
+    if free != out:
+        warnings.warn(f"{out} holds another run: this one goes to {free} (overwrite=True replaces it)", stacklevel=3)
+    return free
 
 
 def absolute(factory: str) -> str:

@@ -5,7 +5,6 @@ its callback: two lines, marked "# lab".
     ./lab            # Train page, "Watch a run folder": lightning-vae
 """
 import argparse
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -13,10 +12,8 @@ import torch
 from torch.distributions import kl_divergence
 from torch.utils.data import DataLoader, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from core.monitor import Monitor, lightning_callback  # noqa: E402  # lab
-from pytorch_examples_vae import VAE, mnist  # noqa: E402
+from core.monitor import Monitor, lightning_callback  # lab
+from pytorch_examples_vae import VAE, mnist  # beside this file, on the path python gives a script
 
 
 class LitVAE(L.LightningModule):

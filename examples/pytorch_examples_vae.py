@@ -11,15 +11,13 @@ without torchvision's files, the lab's own reader finds it ($VAELAB_DATA, or mlx
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the lab, when run from a checkout
-from core.monitor import Monitor  # noqa: E402  # lab
+from core.monitor import Monitor  # lab
 
 
 class VAE(nn.Module):

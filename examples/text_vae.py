@@ -24,8 +24,7 @@ import torch.nn as nn
 from torch.distributions import Categorical, Independent, Normal, kl_divergence
 from torch.nn.utils.rnn import pack_padded_sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from core.monitor import Monitor  # noqa: E402
+from core.monitor import Monitor
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 PAD, BOS, EOS = 0, 1, 2            # then the letters, from 3

@@ -19,7 +19,14 @@ from core.monitor import Monitor, load_run
 from core.protocol import import_factory
 
 EXAMPLE = f"{ROOT / 'examples' / 'my_vae.py'}:digits_vae"
-my_vae = sys.modules[import_factory(EXAMPLE).__module__]
+
+
+def example(name: str):
+    """An example's module, imported as --model imports a file (its folder goes on the path, as for a script)."""
+    return sys.modules[import_factory(f"{ROOT / 'examples' / name}.py:main").__module__]
+
+
+my_vae = example("my_vae")
 
 
 def train(steps: int, monitor_folder=None, every: int = 50):
@@ -98,8 +105,7 @@ def test_a_folder_without_a_factory_shows_its_rows_but_is_not_rebuilt(tmp_path):
 @pytest.mark.skipif(not os.path.exists("/usr/share/dict/words"), reason="Debian's word list (wamerican) is not here")
 def test_a_text_vae_whose_likelihood_needs_x_is_watched(tmp_path, capsys, monkeypatch):
     """examples/text_vae.py: token ids, log_likelihood(x, z) and sample(z); its rows carry the words."""
-    sys.path.insert(0, str(ROOT / "examples"))
-    import text_vae
+    text_vae = example("text_vae")
     monitor = text_vae.main(["--steps", "40", "--every", "20", "--out", str(tmp_path / "text")])
     row = monitor.live[-1]
     assert [r["step"] for r in monitor.live] == [20, 40] and sum(row["verdicts"].values()) == 16
@@ -132,9 +138,7 @@ def test_a_text_vae_whose_likelihood_needs_x_is_watched(tmp_path, capsys, monkey
 
 @pytest.mark.slow
 def test_the_pytorch_examples_loop_and_the_lightning_module_are_watched(tmp_path):
-    sys.path.insert(0, str(ROOT / "examples"))
-    import lightning_vae
-    import pytorch_examples_vae
+    lightning_vae, pytorch_examples_vae = example("lightning_vae"), example("pytorch_examples_vae")
     plain = pytorch_examples_vae.main(["--steps", "60", "--every", "30", "--out", str(tmp_path / "plain")])
     lit = lightning_vae.main(["--max-steps", "60", "--every", "30", "--out", str(tmp_path / "lightning")])
     for monitor in (plain, lit):
@@ -150,7 +154,6 @@ def test_the_notebook_runs(tmp_path, monkeypatch):
     import nbformat
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     (tmp_path / "checkpoints").symlink_to(ROOT / "checkpoints")
-    (tmp_path / "core").symlink_to(ROOT / "core")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: one thread beside the other test worker
     notebook = nbformat.read(tmp_path / "examples" / "notebook.ipynb", as_version=4)
     nbclient.NotebookClient(notebook, timeout=300, resources={"metadata": {"path": str(tmp_path / "examples")}}).execute()
@@ -194,8 +197,7 @@ def test_an_npz_of_token_rows_goes_through_diagnose_and_evaluate(tmp_path, capsy
     """Data that are not images: `--dataset words.npz` (N x T token ids) with a --model that scores them."""
     import numpy as np
     from safetensors.torch import save_file
-    sys.path.insert(0, str(ROOT / "examples"))
-    import text_vae
+    text_vae = example("text_vae")
     train, held_out = text_vae.read_words()
     rows = torch.cat([train[:900], held_out[:100]]).numpy().astype(np.int32)
     np.savez(tmp_path / "words.npz", x=rows)
